@@ -95,7 +95,7 @@ class Service(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    code: str = Field(min_length=2, max_length=32, pattern=SERVICE_CODE_PATTERN)
+    code: str = Field(min_length=1, max_length=32, pattern=SERVICE_CODE_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     provider_code: str
     programme: str = Field(min_length=1, max_length=50)
