@@ -218,9 +218,7 @@ def _person_errors(person: Person, submission_day: date) -> list[FieldError]:
             )
         )
     if person.pnc_number is not None and not PNC_PATTERN.fullmatch(person.pnc_number):
-        errors.append(
-            FieldError("person.pnc_number", "must be YYYY/NNNNNNNL, e.g. 2010/1234567A")
-        )
+        errors.append(FieldError("person.pnc_number", "must be YYYY/NNNNNNNL, e.g. 2010/1234567A"))
     if _blank(person.given_name):
         errors.append(FieldError("person.given_name", "must not be blank"))
     if _blank(person.family_name):
@@ -280,7 +278,9 @@ def _supervision_errors(supervision: Supervision, submission_day: date) -> list[
 
 def _needs_errors(needs: tuple[NeedRequest, ...]) -> list[FieldError]:
     if not MIN_NEEDS <= len(needs) <= MAX_NEEDS:
-        return [FieldError("needs", f"must hold {MIN_NEEDS} to {MAX_NEEDS} needs, not {len(needs)}")]
+        return [
+            FieldError("needs", f"must hold {MIN_NEEDS} to {MAX_NEEDS} needs, not {len(needs)}")
+        ]
     errors: list[FieldError] = []
     first_index: dict[Pathway, int] = {}
     for index, need in enumerate(needs):

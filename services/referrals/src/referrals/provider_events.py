@@ -148,7 +148,7 @@ def _instant(value: Any, name: str) -> datetime | None:
         parsed = value
     else:
         try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(str(value))
         except ValueError as error:
             raise MalformedProviderEvent(f"{name} is not an ISO 8601 time") from error
     if parsed.tzinfo is None or parsed.utcoffset() is None:
@@ -290,7 +290,9 @@ def _record_deadline(need: Need, event: ProviderEvent, now: datetime) -> NeedDec
     return NeedDecision(need=changed, history=(entry,))
 
 
-def _transition(need: Need, event: ProviderEvent, now: datetime, *, new_provider_referral: bool) -> NeedDecision:
+def _transition(
+    need: Need, event: ProviderEvent, now: datetime, *, new_provider_referral: bool
+) -> NeedDecision:
     target = TARGET_STATUS[event.kind]
     fields: dict[str, Any] = {
         "status": target,
@@ -372,12 +374,8 @@ def apply_provider_event(need: Need, event: ProviderEvent, *, now: datetime) -> 
     )
     if not follows:
         return _ignore(need, "stale: it happened before the latest event applied to the need")
-    return _transition(
-        need,
-        event,
-        now,
-        new_provider_referral=event.kind is not ProviderEventKind.UNALLOCATED,
-    )
+    # A new provider referral, or none at all after `unallocated`: the old allocation goes.
+    return _transition(need, event, now, new_provider_referral=True)
 
 
 @dataclass(frozen=True)
@@ -391,7 +389,9 @@ class ReferralEventDecision:
         return self.ignored is None
 
 
-def apply_to_referral(referral: Referral, event: ProviderEvent, *, now: datetime) -> ReferralEventDecision:
+def apply_to_referral(
+    referral: Referral, event: ProviderEvent, *, now: datetime
+) -> ReferralEventDecision:
     """Apply the event to its need; note in the history when the referral closes as a result."""
     if event.referral_id != referral.id:
         raise ValueError("the event is for another referral")

@@ -11,7 +11,6 @@ from uuid import UUID
 
 import pytest
 from pathways_shared.vocabulary import Complexity, Pathway, Rosh, Sex, SupervisionStatus
-
 from referrals.domain import (
     Consent,
     NeedFlag,

@@ -14,7 +14,6 @@ from pathways_shared.vocabulary import (
     Pathway,
     WithdrawalReason,
 )
-
 from referrals.domain import (
     InvalidSubmission,
     InvalidWithdrawal,
@@ -55,7 +54,9 @@ def two_needs(build):
 
 
 def test_submission_creates_the_referral_with_every_need_submitted(build):
-    decision = submit_referral(two_needs(build), actor="probation:alex", now=NOW, new_id=build.ids())
+    decision = submit_referral(
+        two_needs(build), actor="probation:alex", now=NOW, new_id=build.ids()
+    )
     referral = decision.referral
     assert referral.id == UUID(int=1)
     assert [n.id for n in referral.needs] == [UUID(int=2), UUID(int=3)]
@@ -67,7 +68,9 @@ def test_submission_creates_the_referral_with_every_need_submitted(build):
 
 
 def test_submission_history_records_the_referral_and_each_need(build):
-    decision = submit_referral(two_needs(build), actor="probation:alex", now=NOW, new_id=build.ids())
+    decision = submit_referral(
+        two_needs(build), actor="probation:alex", now=NOW, new_id=build.ids()
+    )
     assert [(h.event, h.need_id, h.actor, h.at) for h in decision.history] == [
         ("submitted", None, "probation:alex", NOW),
         ("need-submitted", UUID(int=2), "probation:alex", NOW),
@@ -232,7 +235,11 @@ def test_withdrawing_twice_is_a_conflict(build):
     )
     with pytest.raises(ReferralAlreadyWithdrawn):
         withdraw_referral(
-            first.referral, reason_code=WithdrawalReason.DECEASED, comments=None, actor="a", now=LATER
+            first.referral,
+            reason_code=WithdrawalReason.DECEASED,
+            comments=None,
+            actor="a",
+            now=LATER,
         )
 
 

@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from pathways_shared.vocabulary import Complexity, Pathway, Rosh, SupervisionStatus
-
 from referrals.domain import (
     Consent,
     FieldError,
@@ -157,7 +156,9 @@ def test_valid_identifiers_pass(build, overrides):
         (False, "Polish", False),
     ],
 )
-def test_interpreter_language_goes_with_needs_interpreter(build, needs_interpreter, language, valid):
+def test_interpreter_language_goes_with_needs_interpreter(
+    build, needs_interpreter, language, valid
+):
     sub = build.submission(
         person=build.person(needs_interpreter=needs_interpreter, interpreter_language=language)
     )
