@@ -86,7 +86,11 @@ class DomainError(Exception):
     def __init__(self, detail: str, errors: Iterable[FieldError] = ()) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.errors: tuple[FieldError, ...] = tuple(errors)
+        self.field_errors: tuple[FieldError, ...] = tuple(errors)
+        # The problem-details body: `errors: [{"field", "message"}]`, absent when empty.
+        self.errors: list[dict[str, str]] | None = [
+            {"field": e.field, "message": e.message} for e in self.field_errors
+        ] or None
 
 
 class InvalidSubmission(DomainError):

@@ -264,7 +264,10 @@ def test_withdrawal_for_other_needs_comments(build, reason, comments, valid):
         with pytest.raises(InvalidWithdrawal) as raised:
             withdraw()
         assert raised.value.status == 422
-        assert [e.field for e in raised.value.errors] == ["comments"]
+        assert [e.field for e in raised.value.field_errors] == ["comments"]
+        assert raised.value.errors == [
+            {"field": "comments", "message": "is required when reason_code is other"}
+        ]
 
 
 def test_unknown_need_is_a_not_found(build):

@@ -318,7 +318,8 @@ def test_every_failure_is_reported_in_body_order(build):
         validate_submission(sub, NOW)
     error = raised.value
     assert (error.status, error.code) == (422, "invalid-referral")
-    assert fields(list(error.errors)) == [
+    assert error.errors == [{"field": e.field, "message": e.message} for e in error.field_errors]
+    assert fields(list(error.field_errors)) == [
         "area",
         "person.crn",
         "person.date_of_birth",
