@@ -113,10 +113,7 @@ def _complexity(service: Service, query: EligibilityQuery) -> str | None:
     complexities = service.eligibility.complexities
     if complexities is None or query.complexity in complexities:
         return None
-    return (
-        f"the service takes needs of {_listing(complexities)} complexity, "
-        f"not {query.complexity}"
-    )
+    return f"the service takes needs of {_listing(complexities)} complexity, not {query.complexity}"
 
 
 def _required_flags(service: Service, query: EligibilityQuery) -> str | None:
@@ -212,6 +209,4 @@ def _unallocated_reason(query: EligibilityQuery, assessments: list[Assessment]) 
         return "every eligible service has declined this need: " + ", ".join(
             a.service_code for a in assessments
         )
-    return "no eligible service: " + "; ".join(
-        f"{a.service_code}: {a.reason}" for a in assessments
-    )
+    return "no eligible service: " + "; ".join(f"{a.service_code}: {a.reason}" for a in assessments)

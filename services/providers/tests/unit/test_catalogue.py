@@ -46,19 +46,175 @@ def valid_service(**changes: Any) -> dict[str, Any]:
 
 # code, provider, programme, pathway, sexes, statutory only, complexities, flags, iom, areas, priority
 SEED_ROWS = [
-    ("CRS-ACC-M", "NACRO", "CRS", "accommodation", ["male"], True, None, [], False, ["west-midlands"], 10),
-    ("CRS-ACC-F", "CHANGING_LIVES", "CRS", "accommodation", ["female"], True, None, [], False, ["west-midlands"], 10),
-    ("CRS-FBD-M", "INGEUS", "CRS", "finance_benefit_debt", ["male"], True, ["medium", "high"], [], False, ["west-midlands"], 10),
-    ("CRS-FBD-F", "CHANGING_LIVES", "CRS", "finance_benefit_debt", ["female"], True, ["medium", "high"], [], False, ["west-midlands"], 10),
-    ("COMM-FBD", "CWH", "Community", "finance_benefit_debt", None, False, None, [], False, ["E08000029"], 50),
-    ("CRS-ETE-M", "MAXIMUS", "CRS", "education_training_employment", ["male"], True, ["medium", "high"], [], False, ["west-midlands"], 10),
-    ("CRS-ETE-F", "CHANGING_LIVES", "CRS", "education_training_employment", ["female"], True, ["medium", "high"], [], False, ["west-midlands"], 10),
-    ("CFO3-ETE", "IXION", "CFO3", "education_training_employment", None, True, None, [], False, ["west-midlands"], 20),
-    ("HH-SIAS", "SIAS", "Hidden Harm", "children_families", None, False, None, ["parental_substance_misuse"], False, ["E08000029"], 10),
-    ("EH-SMBC", "SMBC_EARLY_HELP", "Community", "children_families", None, False, None, [], False, ["E08000029"], 50),
-    ("DA-SIAS", "SIAS", "Community", "drugs_alcohol", None, False, None, [], False, ["E08000029"], 10),
-    ("ND-IOM", "ND_SERVICE", "Commissioned", "health", None, False, None, [], True, ["E08000029"], 10),
-    ("ATB-PS", "PROBATION", "Probation", "attitudes_thinking_behaviour", None, True, None, [], False, ["west-midlands"], 10),
+    (
+        "CRS-ACC-M",
+        "NACRO",
+        "CRS",
+        "accommodation",
+        ["male"],
+        True,
+        None,
+        [],
+        False,
+        ["west-midlands"],
+        10,
+    ),
+    (
+        "CRS-ACC-F",
+        "CHANGING_LIVES",
+        "CRS",
+        "accommodation",
+        ["female"],
+        True,
+        None,
+        [],
+        False,
+        ["west-midlands"],
+        10,
+    ),
+    (
+        "CRS-FBD-M",
+        "INGEUS",
+        "CRS",
+        "finance_benefit_debt",
+        ["male"],
+        True,
+        ["medium", "high"],
+        [],
+        False,
+        ["west-midlands"],
+        10,
+    ),
+    (
+        "CRS-FBD-F",
+        "CHANGING_LIVES",
+        "CRS",
+        "finance_benefit_debt",
+        ["female"],
+        True,
+        ["medium", "high"],
+        [],
+        False,
+        ["west-midlands"],
+        10,
+    ),
+    (
+        "COMM-FBD",
+        "CWH",
+        "Community",
+        "finance_benefit_debt",
+        None,
+        False,
+        None,
+        [],
+        False,
+        ["E08000029"],
+        50,
+    ),
+    (
+        "CRS-ETE-M",
+        "MAXIMUS",
+        "CRS",
+        "education_training_employment",
+        ["male"],
+        True,
+        ["medium", "high"],
+        [],
+        False,
+        ["west-midlands"],
+        10,
+    ),
+    (
+        "CRS-ETE-F",
+        "CHANGING_LIVES",
+        "CRS",
+        "education_training_employment",
+        ["female"],
+        True,
+        ["medium", "high"],
+        [],
+        False,
+        ["west-midlands"],
+        10,
+    ),
+    (
+        "CFO3-ETE",
+        "IXION",
+        "CFO3",
+        "education_training_employment",
+        None,
+        True,
+        None,
+        [],
+        False,
+        ["west-midlands"],
+        20,
+    ),
+    (
+        "HH-SIAS",
+        "SIAS",
+        "Hidden Harm",
+        "children_families",
+        None,
+        False,
+        None,
+        ["parental_substance_misuse"],
+        False,
+        ["E08000029"],
+        10,
+    ),
+    (
+        "EH-SMBC",
+        "SMBC_EARLY_HELP",
+        "Community",
+        "children_families",
+        None,
+        False,
+        None,
+        [],
+        False,
+        ["E08000029"],
+        50,
+    ),
+    (
+        "DA-SIAS",
+        "SIAS",
+        "Community",
+        "drugs_alcohol",
+        None,
+        False,
+        None,
+        [],
+        False,
+        ["E08000029"],
+        10,
+    ),
+    (
+        "ND-IOM",
+        "ND_SERVICE",
+        "Commissioned",
+        "health",
+        None,
+        False,
+        None,
+        [],
+        True,
+        ["E08000029"],
+        10,
+    ),
+    (
+        "ATB-PS",
+        "PROBATION",
+        "Probation",
+        "attitudes_thinking_behaviour",
+        None,
+        True,
+        None,
+        [],
+        False,
+        ["west-midlands"],
+        10,
+    ),
 ]
 
 
@@ -74,17 +230,41 @@ def test_seed_catalogue_lists_every_provider_once() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "provider", "programme", "pathway", "sexes", "statutory", "complexities", "flags", "iom", "areas", "priority"),
+    (
+        "code",
+        "provider",
+        "programme",
+        "pathway",
+        "sexes",
+        "statutory",
+        "complexities",
+        "flags",
+        "iom",
+        "areas",
+        "priority",
+    ),
     SEED_ROWS,
 )
 def test_seed_service_matches_its_row(
-    code: str, provider: str, programme: str, pathway: str, sexes: list[str] | None,
-    statutory: bool, complexities: list[str] | None, flags: list[str], iom: bool,
-    areas: list[str], priority: int,
+    code: str,
+    provider: str,
+    programme: str,
+    pathway: str,
+    sexes: list[str] | None,
+    statutory: bool,
+    complexities: list[str] | None,
+    flags: list[str],
+    iom: bool,
+    areas: list[str],
+    priority: int,
 ) -> None:
     service = load_seed_catalogue().service(code)
     assert service is not None
-    assert (service.provider_code, service.programme, service.pathway) == (provider, programme, pathway)
+    assert (service.provider_code, service.programme, service.pathway) == (
+        provider,
+        programme,
+        pathway,
+    )
     eligibility = service.eligibility
     assert (list(eligibility.sexes) if eligibility.sexes else None) == sexes
     assert eligibility.min_age == 18 and eligibility.max_age is None
@@ -105,7 +285,9 @@ def test_seed_service_matches_its_row(
         (["E08000029", "E08000025"], {"E08000029", "E08000025"}),
     ],
 )
-def test_service_covers_its_areas_with_regions_expanded(areas: list[str], covered: set[str]) -> None:
+def test_service_covers_its_areas_with_regions_expanded(
+    areas: list[str], covered: set[str]
+) -> None:
     service = Service.parse(valid_service(areas=areas))
     assert service.covered_areas == covered
     assert all(service.covers(a) == (a in covered) for a in AREAS)
@@ -152,7 +334,10 @@ def test_a_valid_service_round_trips_through_its_json_form() -> None:
         ({"eligibility__complexities": ["extreme"]}, "eligibility.complexities.0"),
         ({"eligibility__complexities": ["low", "low"]}, "eligibility.complexities"),
         ({"eligibility__required_flags": ["homeless"]}, "eligibility.required_flags.0"),
-        ({"eligibility__required_flags": ["women_specific", "women_specific"]}, "eligibility.required_flags"),
+        (
+            {"eligibility__required_flags": ["women_specific", "women_specific"]},
+            "eligibility.required_flags",
+        ),
         ({"eligibility__requires_iom_membership": "no"}, "eligibility.requires_iom_membership"),
         ({"eligibility__pathway": "health"}, "eligibility.pathway"),
     ],
@@ -165,7 +350,9 @@ def test_invalid_service_names_the_field_at_fault(changes: dict[str, Any], field
     assert all(e.message for e in caught.value.errors)
 
 
-@pytest.mark.parametrize("missing", ["code", "name", "provider_code", "programme", "pathway", "areas", "priority"])
+@pytest.mark.parametrize(
+    "missing", ["code", "name", "provider_code", "programme", "pathway", "areas", "priority"]
+)
 def test_required_fields_of_a_service(missing: str) -> None:
     data = valid_service()
     del data[missing]
@@ -200,7 +387,10 @@ def _seed_data() -> dict[str, Any]:
     [
         (lambda d: d["services"].append(d["services"][0]), "services.13.code"),
         (lambda d: d["providers"].append(d["providers"][0]), "providers.10.code"),
-        (lambda d: d.update(providers=[p for p in d["providers"] if p["code"] != "NACRO"]), "services.0.provider_code"),
+        (
+            lambda d: d.update(providers=[p for p in d["providers"] if p["code"] != "NACRO"]),
+            "services.0.provider_code",
+        ),
         (lambda d: d["services"][2].update(priority=-5), "services.2.priority"),
         (lambda d: d["providers"][0].update(code="ACME"), "providers.0.code"),
     ],

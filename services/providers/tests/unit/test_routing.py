@@ -58,18 +58,41 @@ def service(**changes: Any) -> Service:
     [
         ({"pathway": Pathway.ACCOMMODATION, "sex": Sex.MALE}, "CRS-ACC-M"),
         ({"pathway": Pathway.ACCOMMODATION, "sex": Sex.FEMALE, "area": BIRMINGHAM}, "CRS-ACC-F"),
-        ({"pathway": Pathway.FINANCE_BENEFIT_DEBT, "sex": Sex.MALE, "complexity": Complexity.HIGH}, "CRS-FBD-M"),
+        (
+            {
+                "pathway": Pathway.FINANCE_BENEFIT_DEBT,
+                "sex": Sex.MALE,
+                "complexity": Complexity.HIGH,
+            },
+            "CRS-FBD-M",
+        ),
         ({"pathway": Pathway.FINANCE_BENEFIT_DEBT, "sex": Sex.FEMALE}, "CRS-FBD-F"),
         ({"pathway": Pathway.FINANCE_BENEFIT_DEBT, "complexity": Complexity.LOW}, "COMM-FBD"),
         (
-            {"pathway": Pathway.FINANCE_BENEFIT_DEBT, "supervision_status": SupervisionStatus.NON_STATUTORY},
+            {
+                "pathway": Pathway.FINANCE_BENEFIT_DEBT,
+                "supervision_status": SupervisionStatus.NON_STATUTORY,
+            },
             "COMM-FBD",
         ),
         ({"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "sex": Sex.MALE}, "CRS-ETE-M"),
-        ({"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "sex": Sex.FEMALE, "complexity": Complexity.HIGH}, "CRS-ETE-F"),
-        ({"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "complexity": Complexity.LOW}, "CFO3-ETE"),
         (
-            {"pathway": Pathway.CHILDREN_FAMILIES, "flags": frozenset({"parental_substance_misuse"})},
+            {
+                "pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT,
+                "sex": Sex.FEMALE,
+                "complexity": Complexity.HIGH,
+            },
+            "CRS-ETE-F",
+        ),
+        (
+            {"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "complexity": Complexity.LOW},
+            "CFO3-ETE",
+        ),
+        (
+            {
+                "pathway": Pathway.CHILDREN_FAMILIES,
+                "flags": frozenset({"parental_substance_misuse"}),
+            },
             "HH-SIAS",
         ),
         ({"pathway": Pathway.CHILDREN_FAMILIES}, "EH-SMBC"),
@@ -78,20 +101,28 @@ def service(**changes: Any) -> Service:
             "EH-SMBC",
         ),
         (
-            {"pathway": Pathway.DRUGS_ALCOHOL, "supervision_status": SupervisionStatus.NON_STATUTORY},
+            {
+                "pathway": Pathway.DRUGS_ALCOHOL,
+                "supervision_status": SupervisionStatus.NON_STATUTORY,
+            },
             "DA-SIAS",
         ),
         ({"pathway": Pathway.HEALTH, "iom_member": True}, "ND-IOM"),
         ({"pathway": Pathway.ATTITUDES_THINKING_BEHAVIOUR, "area": "E08000031"}, "ATB-PS"),
         (
-            {"pathway": Pathway.ACCOMMODATION, "supervision_status": SupervisionStatus.CUSTODY_PRE_RELEASE},
+            {
+                "pathway": Pathway.ACCOMMODATION,
+                "supervision_status": SupervisionStatus.CUSTODY_PRE_RELEASE,
+            },
             "CRS-ACC-M",
         ),
         ({"pathway": Pathway.ACCOMMODATION, "age": 18}, "CRS-ACC-M"),
         ({"pathway": Pathway.ACCOMMODATION, "age": 90}, "CRS-ACC-M"),
     ],
 )
-def test_routing_chooses_the_service_for_each_catalogue_row(changes: dict[str, Any], chosen: str) -> None:
+def test_routing_chooses_the_service_for_each_catalogue_row(
+    changes: dict[str, Any], chosen: str
+) -> None:
     decision = route(SERVICES, query(**changes))
     assert decision.chosen is not None and decision.chosen.code == chosen
     assert decision.allocated and decision.unallocated_reason is None
@@ -103,19 +134,71 @@ def test_routing_chooses_the_service_for_each_catalogue_row(changes: dict[str, A
     [
         ({"sex": Sex.MALE}, "CRS-ACC-F", "sex", "female people only, not male"),
         ({"sex": Sex.FEMALE}, "CRS-ACC-M", "sex", "male people only, not female"),
-        ({"pathway": Pathway.FINANCE_BENEFIT_DEBT, "area": BIRMINGHAM}, "COMM-FBD", "area", "Birmingham (E08000025)"),
+        (
+            {"pathway": Pathway.FINANCE_BENEFIT_DEBT, "area": BIRMINGHAM},
+            "COMM-FBD",
+            "area",
+            "Birmingham (E08000025)",
+        ),
         ({"age": 17}, "CRS-ACC-M", "min_age", "aged 18 or over; the person is 17"),
-        ({"supervision_status": SupervisionStatus.NON_STATUTORY}, "CRS-ACC-M", "supervision_status", "statutory supervision only"),
-        ({"pathway": Pathway.FINANCE_BENEFIT_DEBT, "complexity": Complexity.LOW}, "CRS-FBD-M", "complexity", "high or medium complexity, not low"),
-        ({"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "complexity": Complexity.LOW}, "CRS-ETE-M", "complexity", "not low"),
-        ({"pathway": Pathway.CHILDREN_FAMILIES}, "HH-SIAS", "required_flags", "parental_substance_misuse"),
+        (
+            {"supervision_status": SupervisionStatus.NON_STATUTORY},
+            "CRS-ACC-M",
+            "supervision_status",
+            "statutory supervision only",
+        ),
+        (
+            {"pathway": Pathway.FINANCE_BENEFIT_DEBT, "complexity": Complexity.LOW},
+            "CRS-FBD-M",
+            "complexity",
+            "high or medium complexity, not low",
+        ),
+        (
+            {"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "complexity": Complexity.LOW},
+            "CRS-ETE-M",
+            "complexity",
+            "not low",
+        ),
+        (
+            {"pathway": Pathway.CHILDREN_FAMILIES},
+            "HH-SIAS",
+            "required_flags",
+            "parental_substance_misuse",
+        ),
         ({"pathway": Pathway.HEALTH}, "ND-IOM", "iom_membership", "members of an IOM cohort only"),
         ({"pathway": Pathway.DRUGS_ALCOHOL, "area": "E08000026"}, "DA-SIAS", "area", "Coventry"),
-        ({"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "supervision_status": SupervisionStatus.NON_STATUTORY}, "CFO3-ETE", "supervision_status", "not non_statutory"),
+        (
+            {
+                "pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT,
+                "supervision_status": SupervisionStatus.NON_STATUTORY,
+            },
+            "CFO3-ETE",
+            "supervision_status",
+            "not non_statutory",
+        ),
         # sex is checked before complexity and supervision
-        ({"pathway": Pathway.FINANCE_BENEFIT_DEBT, "sex": Sex.FEMALE, "complexity": Complexity.LOW, "supervision_status": SupervisionStatus.NON_STATUTORY}, "CRS-FBD-M", "sex", "male people only"),
+        (
+            {
+                "pathway": Pathway.FINANCE_BENEFIT_DEBT,
+                "sex": Sex.FEMALE,
+                "complexity": Complexity.LOW,
+                "supervision_status": SupervisionStatus.NON_STATUTORY,
+            },
+            "CRS-FBD-M",
+            "sex",
+            "male people only",
+        ),
         # supervision is checked before complexity
-        ({"pathway": Pathway.FINANCE_BENEFIT_DEBT, "complexity": Complexity.LOW, "supervision_status": SupervisionStatus.NON_STATUTORY}, "CRS-FBD-M", "supervision_status", "statutory"),
+        (
+            {
+                "pathway": Pathway.FINANCE_BENEFIT_DEBT,
+                "complexity": Complexity.LOW,
+                "supervision_status": SupervisionStatus.NON_STATUTORY,
+            },
+            "CRS-FBD-M",
+            "supervision_status",
+            "statutory",
+        ),
         # area is checked before IOM membership
         ({"pathway": Pathway.HEALTH, "area": BIRMINGHAM}, "ND-IOM", "area", "Birmingham"),
     ],
@@ -147,15 +230,25 @@ def test_first_failing_criterion_is_the_reason(
         # every criterion failing at once: the first in the fixed order is reported
         (
             {
-                "active": False, "pathway": "health", "areas": [BIRMINGHAM],
-                "eligibility": {"sexes": ["female"], "min_age": 31, "requires_iom_membership": True},
+                "active": False,
+                "pathway": "health",
+                "areas": [BIRMINGHAM],
+                "eligibility": {
+                    "sexes": ["female"],
+                    "min_age": 31,
+                    "requires_iom_membership": True,
+                },
             },
             {},
             "active",
         ),
         ({"areas": [BIRMINGHAM], "eligibility": {"sexes": ["female"]}}, {}, "area"),
         ({"eligibility": {"min_age": 40, "complexities": ["high"]}}, {}, "min_age"),
-        ({"eligibility": {"complexities": ["high"], "required_flags": ["women_specific"]}}, {}, "complexity"),
+        (
+            {"eligibility": {"complexities": ["high"], "required_flags": ["women_specific"]}},
+            {},
+            "complexity",
+        ),
     ],
 )
 def test_each_criterion_fails_alone_and_in_order(
@@ -174,7 +267,14 @@ def test_each_criterion_fails_alone_and_in_order(
         ({"min_age": 25, "max_age": 25}, {"age": 25}),
         ({"sexes": ["male", "female"]}, {"sex": Sex.FEMALE}),
         ({"complexities": ["low", "medium"]}, {"complexity": Complexity.MEDIUM}),
-        ({"required_flags": ["women_specific", "children_in_household"]}, {"flags": frozenset({"women_specific", "children_in_household", "at_risk_of_homelessness"})}),
+        (
+            {"required_flags": ["women_specific", "children_in_household"]},
+            {
+                "flags": frozenset(
+                    {"women_specific", "children_in_household", "at_risk_of_homelessness"}
+                )
+            },
+        ),
         ({"requires_iom_membership": True}, {"iom_member": True}),
         ({}, {"iom_member": True}),
     ],
@@ -186,8 +286,16 @@ def test_criteria_at_their_edges_pass(eligibility: dict[str, Any], changes: dict
 
 def test_criteria_are_checked_in_the_fixed_order() -> None:
     assert [c.name for c in CRITERIA] == [
-        "active", "pathway", "area", "sex", "min_age", "max_age",
-        "supervision_status", "complexity", "required_flags", "iom_membership",
+        "active",
+        "pathway",
+        "area",
+        "sex",
+        "min_age",
+        "max_age",
+        "supervision_status",
+        "complexity",
+        "required_flags",
+        "iom_membership",
     ]
 
 
@@ -238,17 +346,34 @@ def test_assessments_cover_every_service_of_the_pathway_in_routing_order() -> No
     ("changes", "declined", "chosen"),
     [
         # CRS ETE declined goes to CFO3
-        ({"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "sex": Sex.MALE}, {"CRS-ETE-M"}, "CFO3-ETE"),
-        ({"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "sex": Sex.FEMALE}, {"CRS-ETE-F"}, "CFO3-ETE"),
+        (
+            {"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "sex": Sex.MALE},
+            {"CRS-ETE-M"},
+            "CFO3-ETE",
+        ),
+        (
+            {"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "sex": Sex.FEMALE},
+            {"CRS-ETE-F"},
+            "CFO3-ETE",
+        ),
         # CRS FBD declined in Solihull goes to the community service
         ({"pathway": Pathway.FINANCE_BENEFIT_DEBT}, {"CRS-FBD-M"}, "COMM-FBD"),
         # Hidden Harm declined goes to Early Help
-        ({"pathway": Pathway.CHILDREN_FAMILIES, "flags": frozenset({"parental_substance_misuse"})}, {"HH-SIAS"}, "EH-SMBC"),
+        (
+            {
+                "pathway": Pathway.CHILDREN_FAMILIES,
+                "flags": frozenset({"parental_substance_misuse"}),
+            },
+            {"HH-SIAS"},
+            "EH-SMBC",
+        ),
         # a decline by a service that was never eligible changes nothing
         ({"pathway": Pathway.ACCOMMODATION}, {"CRS-ACC-F"}, "CRS-ACC-M"),
     ],
 )
-def test_rerouting_skips_services_that_declined(changes: dict[str, Any], declined: set[str], chosen: str) -> None:
+def test_rerouting_skips_services_that_declined(
+    changes: dict[str, Any], declined: set[str], chosen: str
+) -> None:
     decision = route(SERVICES, query(**changes), declined_by=declined)
     assert decision.chosen is not None and decision.chosen.code == chosen
     for code in declined:
@@ -272,9 +397,11 @@ def test_a_declined_service_is_recorded_as_declined() -> None:
         (
             {"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT},
             {"CRS-ETE-M", "CFO3-ETE"},
-            "no eligible service: CRS-ETE-F: the service is for female people only, not male; "
-            "CRS-ETE-M: the service already declined this need; "
-            "CFO3-ETE: the service already declined this need",
+            (
+                "no eligible service: CRS-ETE-F: the service is for female people only, not male; "
+                "CRS-ETE-M: the service already declined this need; "
+                "CFO3-ETE: the service already declined this need"
+            ),
         ),
         (
             {"pathway": Pathway.DRUGS_ALCOHOL},
@@ -295,15 +422,23 @@ def test_a_declined_service_is_recorded_as_declined() -> None:
         ),
         # non-statutory ETE: neither CRS nor CFO3
         (
-            {"pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT, "supervision_status": SupervisionStatus.NON_STATUTORY, "complexity": Complexity.LOW},
+            {
+                "pathway": Pathway.EDUCATION_TRAINING_EMPLOYMENT,
+                "supervision_status": SupervisionStatus.NON_STATUTORY,
+                "complexity": Complexity.LOW,
+            },
             set(),
-            "no eligible service: CRS-ETE-F: the service is for female people only, not male; "
-            "CRS-ETE-M: the service takes statutory supervision only, not non_statutory; "
-            "CFO3-ETE: the service takes statutory supervision only, not non_statutory",
+            (
+                "no eligible service: CRS-ETE-F: the service is for female people only, not male; "
+                "CRS-ETE-M: the service takes statutory supervision only, not non_statutory; "
+                "CFO3-ETE: the service takes statutory supervision only, not non_statutory"
+            ),
         ),
     ],
 )
-def test_unallocated_with_the_reason(changes: dict[str, Any], declined: set[str], reason: str) -> None:
+def test_unallocated_with_the_reason(
+    changes: dict[str, Any], declined: set[str], reason: str
+) -> None:
     decision = route(SERVICES, query(**changes), declined_by=declined)
     assert decision.chosen is None and not decision.allocated
     assert decision.unallocated_reason == reason
@@ -323,7 +458,9 @@ def test_the_iom_only_service_with_and_without_membership(member: bool, chosen: 
 
 
 def test_an_inactive_catalogue_service_is_not_chosen() -> None:
-    services = [s if s.code != "CRS-ACC-M" else s.model_copy(update={"active": False}) for s in SERVICES]
+    services = [
+        s if s.code != "CRS-ACC-M" else s.model_copy(update={"active": False}) for s in SERVICES
+    ]
     decision = route(services, query())
     assert decision.chosen is None
     assert decision.assessments[1].criterion == "active"
