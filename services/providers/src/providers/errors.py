@@ -28,7 +28,9 @@ class DomainError(Exception):
     def __init__(self, detail: str, errors: tuple[FieldError, ...] | list[FieldError] = ()) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.errors: tuple[FieldError, ...] = tuple(errors)
+        self.field_errors: tuple[FieldError, ...] = tuple(errors)
+        # the shape the shared problem-details handler serialises
+        self.errors: list[dict[str, str]] | None = [e.as_dict() for e in errors] or None
 
 
 class InvalidValue(DomainError):

@@ -346,8 +346,8 @@ def test_invalid_service_names_the_field_at_fault(changes: dict[str, Any], field
     with pytest.raises(InvalidService) as caught:
         Service.parse(valid_service(**changes))
     assert caught.value.status == 422
-    assert [e.field for e in caught.value.errors] == [field]
-    assert all(e.message for e in caught.value.errors)
+    assert [e.field for e in caught.value.field_errors] == [field]
+    assert all(e.message for e in caught.value.field_errors)
 
 
 @pytest.mark.parametrize(
@@ -358,7 +358,7 @@ def test_required_fields_of_a_service(missing: str) -> None:
     del data[missing]
     with pytest.raises(InvalidService) as caught:
         Service.parse(data)
-    assert [e.field for e in caught.value.errors] == [missing]
+    assert [e.field for e in caught.value.field_errors] == [missing]
 
 
 def test_defaults_of_a_service_are_the_domain_service_levels() -> None:
@@ -374,7 +374,7 @@ def test_defaults_of_a_service_are_the_domain_service_levels() -> None:
 def test_errors_can_be_prefixed_with_the_body_path() -> None:
     with pytest.raises(InvalidService) as caught:
         Service.parse(valid_service(priority=-1), prefix="service")
-    assert [e.field for e in caught.value.errors] == ["service.priority"]
+    assert [e.field for e in caught.value.field_errors] == ["service.priority"]
 
 
 def _seed_data() -> dict[str, Any]:
@@ -400,7 +400,7 @@ def test_invalid_catalogue_names_the_field_at_fault(mutate: Any, field: str) -> 
     mutate(data)
     with pytest.raises(InvalidService) as caught:
         Catalogue.parse(data)
-    assert field in [e.field for e in caught.value.errors]
+    assert field in [e.field for e in caught.value.field_errors]
 
 
 @pytest.mark.parametrize(

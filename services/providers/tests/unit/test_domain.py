@@ -208,7 +208,7 @@ def test_decline_refuses_bad_reasons(reason: str, comments: str | None, field: s
     with pytest.raises(InvalidValue) as caught:
         allocated().decline(NOW, reason, comments)
     assert caught.value.status == 422
-    assert [e.field for e in caught.value.errors] == [field]
+    assert [e.field for e in caught.value.field_errors] == [field]
 
 
 def test_an_illegal_decline_is_409_before_its_reason_is_checked() -> None:
@@ -226,7 +226,7 @@ def test_completion_outcomes(outcome: str) -> None:
 def test_completion_refuses_unknown_outcomes(outcome: str) -> None:
     with pytest.raises(InvalidValue) as caught:
         in_status(S.IN_PROGRESS).complete(NOW, outcome)
-    assert [e.field for e in caught.value.errors] == ["outcome"]
+    assert [e.field for e in caught.value.field_errors] == ["outcome"]
 
 
 @pytest.mark.parametrize(
@@ -240,7 +240,9 @@ def test_completion_refuses_unknown_outcomes(outcome: str) -> None:
 def test_start_refuses_impossible_times(started_at: datetime, field_message: str) -> None:
     with pytest.raises(InvalidValue) as caught:
         in_status(S.ACCEPTED).start(NOW, started_at)
-    assert [(e.field, e.message) for e in caught.value.errors] == [("started_at", field_message)]
+    assert [(e.field, e.message) for e in caught.value.field_errors] == [
+        ("started_at", field_message)
+    ]
 
 
 @pytest.mark.parametrize("started_at", [None, NOW, ALLOCATED_AT])
@@ -271,7 +273,7 @@ def test_withdrawal_reasons(reason: str) -> None:
 def test_withdrawal_refuses_unknown_reasons() -> None:
     with pytest.raises(InvalidValue) as caught:
         allocated().withdraw(NOW, "bored")
-    assert [e.field for e in caught.value.errors] == ["reason_code"]
+    assert [e.field for e in caught.value.field_errors] == ["reason_code"]
 
 
 # ---- allocation and its events ------------------------------------------------------------
