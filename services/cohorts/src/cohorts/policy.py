@@ -147,9 +147,7 @@ class SelectionPolicy:
     def __post_init__(self) -> None:
         problems = policy_problems(self)
         if problems:
-            raise InvalidPolicy(
-                "; ".join(f"{p.field}: {p.message}" for p in problems), problems
-            )
+            raise InvalidPolicy("; ".join(f"{p.field}: {p.message}" for p in problems), problems)
 
     def prolific_band(self, age: int) -> ProlificBand | None:
         return next((band for band in self.prolific_bands if band.holds(age)), None)
@@ -388,14 +386,14 @@ class _Parser:
                 if not isinstance(item, Mapping):
                     self.fail(f"prolific_bands.{i}", "must be an object")
                     continue
-                band = self.obj(
-                    item, f"prolific_bands.{i}", {"min_age", "max_age", "min_offences"}
-                )
+                band = self.obj(item, f"prolific_bands.{i}", {"min_age", "max_age", "min_offences"})
                 for key in ("min_age", "min_offences"):
                     if key not in band:
                         self.fail(f"prolific_bands.{i}.{key}", "is required")
                 bands.append(
-                    ProlificBand(band.get("min_age", 0), band.get("max_age"), band.get("min_offences", 0))
+                    ProlificBand(
+                        band.get("min_age", 0), band.get("max_age"), band.get("min_offences", 0)
+                    )
                 )
             kwargs["prolific_bands"] = tuple(bands)
         if "score" in top:

@@ -152,7 +152,9 @@ def score(summary: NominalSummary, as_of: date, policy: SelectionPolicy) -> Scor
     weights = policy.score
     return Score(
         recency=recency_points(summary.last_offence_date, as_of, policy),
-        frequency=min(summary.window_offences * weights.frequency_points_per_offence, weights.frequency_cap),
+        frequency=min(
+            summary.window_offences * weights.frequency_points_per_offence, weights.frequency_cap
+        ),
         gravity=min(summary.window_gravity, weights.gravity_cap),
     )
 
@@ -417,7 +419,9 @@ def select(
             )
         )
     excluded = tuple(
-        Excluded(crn=a.crn, reason=a.exclusion.reason, detail=a.exclusion.detail, would_be=a.first_met)
+        Excluded(
+            crn=a.crn, reason=a.exclusion.reason, detail=a.exclusion.detail, would_be=a.first_met
+        )
         for a in sorted(assessments, key=lambda a: a.crn)
         if a.exclusion is not None
     )

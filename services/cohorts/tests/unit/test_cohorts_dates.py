@@ -1,7 +1,6 @@
 from datetime import date
 
 import pytest
-
 from cohorts.dates import (
     age_on,
     first_day_of_months_before,

@@ -1,8 +1,6 @@
 from typing import Any
 
 import pytest
-from pathways_shared.vocabulary import Cohort, OffenceCategory
-
 from cohorts.errors import InvalidPolicy
 from cohorts.policy import (
     DEFAULT_GRAVITY_WEIGHTS,
@@ -11,6 +9,7 @@ from cohorts.policy import (
     SelectionPolicy,
     default_policy,
 )
+from pathways_shared.vocabulary import Cohort, OffenceCategory
 
 DOMAIN_WEIGHTS = {
     "robbery_personal": 5,
@@ -122,9 +121,18 @@ BAD_POLICIES: list[tuple[dict[str, Any], str]] = [
     ({"flex_categories": ["arson"]}, "flex_categories.0"),
     ({"flex_categories": "drugs_supply"}, "flex_categories"),
     ({"prolific_bands": []}, "prolific_bands"),
-    ({"prolific_bands": [{"min_age": 17, "max_age": None, "min_offences": 8}]}, "prolific_bands.0.min_age"),
-    ({"prolific_bands": [{"min_age": 18, "max_age": None, "min_offences": 0}]}, "prolific_bands.0.min_offences"),
-    ({"prolific_bands": [{"min_age": 30, "max_age": 25, "min_offences": 8}]}, "prolific_bands.0.max_age"),
+    (
+        {"prolific_bands": [{"min_age": 17, "max_age": None, "min_offences": 8}]},
+        "prolific_bands.0.min_age",
+    ),
+    (
+        {"prolific_bands": [{"min_age": 18, "max_age": None, "min_offences": 0}]},
+        "prolific_bands.0.min_offences",
+    ),
+    (
+        {"prolific_bands": [{"min_age": 30, "max_age": 25, "min_offences": 8}]},
+        "prolific_bands.0.max_age",
+    ),
     (
         {
             "prolific_bands": [
@@ -145,18 +153,32 @@ BAD_POLICIES: list[tuple[dict[str, Any], str]] = [
     ),
     ({"prolific_bands": [{"max_age": None, "min_offences": 8}]}, "prolific_bands.0.min_age"),
     ({"prolific_bands": [3]}, "prolific_bands.0"),
-    ({"prolific_bands": [{"min_age": 18, "min_offences": 8, "colour": 1}]}, "prolific_bands.0.colour"),
+    (
+        {"prolific_bands": [{"min_age": 18, "min_offences": 8, "colour": 1}]},
+        "prolific_bands.0.colour",
+    ),
     ({"score": {"window_years": 0}}, "score.window_years"),
     ({"score": {"recency_bands": []}}, "score.recency_bands"),
     (
-        {"score": {"recency_bands": [{"max_days": 90, "points": 30}, {"max_days": 90, "points": 20}]}},
+        {
+            "score": {
+                "recency_bands": [{"max_days": 90, "points": 30}, {"max_days": 90, "points": 20}]
+            }
+        },
         "score.recency_bands.1.max_days",
     ),
     (
-        {"score": {"recency_bands": [{"max_days": 90, "points": 10}, {"max_days": 180, "points": 20}]}},
+        {
+            "score": {
+                "recency_bands": [{"max_days": 90, "points": 10}, {"max_days": 180, "points": 20}]
+            }
+        },
         "score.recency_bands.1.points",
     ),
-    ({"score": {"recency_bands": [{"max_days": -1, "points": 30}]}}, "score.recency_bands.0.max_days"),
+    (
+        {"score": {"recency_bands": [{"max_days": -1, "points": 30}]}},
+        "score.recency_bands.0.max_days",
+    ),
     ({"score": {"frequency_cap": 41}}, "score"),
     ({"score": {"gravity_cap": 31}}, "score"),
     ({"score": {"frequency_cap": -1}}, "score.frequency_cap"),

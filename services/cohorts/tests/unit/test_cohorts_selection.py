@@ -3,8 +3,6 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
-from pathways_shared.vocabulary import Cohort, OffenceCategory, SupervisionStatus
-
 from cohorts.policy import SelectionPolicy, default_policy
 from cohorts.selection import (
     ExclusionReason,
@@ -18,6 +16,7 @@ from cohorts.selection import (
     summarise,
     summary_windows,
 )
+from pathways_shared.vocabulary import Cohort, OffenceCategory, SupervisionStatus
 
 AS_OF = date(2026, 11, 24)
 POLICY = default_policy()
@@ -129,7 +128,11 @@ def test_prolific_by_age_band(age: int, offences: int, prolific: bool) -> None:
 def test_age_is_taken_on_the_selection_date(
     birthday_in_days: int, offences: int, prolific: bool
 ) -> None:
-    nominal = Nominal("X000001", born_aged(24 if birthday_in_days else 25, birthday_in_days=birthday_in_days), LICENCE)
+    nominal = Nominal(
+        "X000001",
+        born_aged(24 if birthday_in_days else 25, birthday_in_days=birthday_in_days),
+        LICENCE,
+    )
     history = [ago(4000 + i) for i in range(offences)]
     assessment = assess(summarise(nominal, history, AS_OF, POLICY), AS_OF, POLICY)
     assert assessment.prolific is prolific
@@ -165,7 +168,9 @@ def test_no_offence_scores_no_recency() -> None:
     assert recency_points(None, AS_OF, POLICY) == 0
 
 
-@pytest.mark.parametrize(("offences", "points"), [(0, 0), (1, 2), (19, 38), (20, 40), (21, 40), (60, 40)])
+@pytest.mark.parametrize(
+    ("offences", "points"), [(0, 0), (1, 2), (19, 38), (20, 40), (21, 40), (60, 40)]
+)
 def test_frequency_is_two_per_window_offence_capped_at_40(offences: int, points: int) -> None:
     history = [ago(400 + i) for i in range(offences)]
     parts = assess(summarise(person(), history, AS_OF, POLICY), AS_OF, POLICY).score
@@ -187,7 +192,9 @@ def test_gravity_is_the_sum_of_weights_capped_at_30(
     categories: list[OffenceCategory], points: int
 ) -> None:
     history = [ago(400 + i, c) for i, c in enumerate(categories)]
-    assert assess(summarise(person(), history, AS_OF, POLICY), AS_OF, POLICY).score.gravity == points
+    assert (
+        assess(summarise(person(), history, AS_OF, POLICY), AS_OF, POLICY).score.gravity == points
+    )
 
 
 def test_the_score_window_is_the_three_years_before() -> None:
@@ -228,21 +235,51 @@ def test_score_weights_come_from_the_policy() -> None:
 @pytest.mark.parametrize(
     ("case", "kwargs", "cohort"),
     [
-        ("fixed by prolific", dict(age=22, total=8, last_days_ago=500, window=1, neighbourhood=True), Cohort.FIXED),
+        (
+            "fixed by prolific",
+            {"age": 22, "total": 8, "last_days_ago": 500, "window": 1, "neighbourhood": True},
+            Cohort.FIXED,
+        ),
         ("fixed by score 50", dict(neighbourhood=True, **score_of(50)), Cohort.FIXED),
         ("fixed needs 50, 49 falls to free", dict(neighbourhood=True, **score_of(49)), Cohort.FREE),
-        ("fixed needs statutory", dict(status=NON_STATUTORY, age=22, total=8, neighbourhood=True, **score_of(45)), Cohort.FREE),
-        ("fixed needs a recent neighbourhood offence", dict(age=22, total=8, **score_of(45)), Cohort.FREE),
-        ("flex by prolific", dict(age=30, total=16, last_days_ago=600, window=1, flex=True), Cohort.FLEX),
+        (
+            "fixed needs statutory",
+            dict(status=NON_STATUTORY, age=22, total=8, neighbourhood=True, **score_of(45)),
+            Cohort.FREE,
+        ),
+        (
+            "fixed needs a recent neighbourhood offence",
+            dict(age=22, total=8, **score_of(45)),
+            Cohort.FREE,
+        ),
+        (
+            "flex by prolific",
+            {"age": 30, "total": 16, "last_days_ago": 600, "window": 1, "flex": True},
+            Cohort.FLEX,
+        ),
         ("flex by score 50", dict(flex=True, **score_of(50)), Cohort.FLEX),
         ("flex needs 50", dict(flex=True, **score_of(49)), Cohort.FREE),
-        ("flex needs statutory", dict(status=NON_STATUTORY, flex=True, **score_of(60)), Cohort.FREE),
+        (
+            "flex needs statutory",
+            dict(status=NON_STATUTORY, flex=True, **score_of(60)),
+            Cohort.FREE,
+        ),
         ("fixed before flex", dict(neighbourhood=True, flex=True, **score_of(70)), Cohort.FIXED),
         ("free at 40", dict(**score_of(40)), Cohort.FREE),
         ("free, not statutory", dict(status=NON_STATUTORY, **score_of(40)), Cohort.FREE),
         ("nothing at 39", dict(**score_of(39)), None),
-        ("prolific alone is not free", dict(status=NON_STATUTORY, age=22, total=30, neighbourhood=True, last_days_ago=1000), None),
-        ("no offences", dict(), None),
+        (
+            "prolific alone is not free",
+            {
+                "status": NON_STATUTORY,
+                "age": 22,
+                "total": 30,
+                "neighbourhood": True,
+                "last_days_ago": 1000,
+            },
+            None,
+        ),
+        ("no offences", {}, None),
     ],
 )
 def test_candidacy(case: str, kwargs: dict, cohort: Cohort | None) -> None:
@@ -251,7 +288,10 @@ def test_candidacy(case: str, kwargs: dict, cohort: Cohort | None) -> None:
 
 @pytest.mark.parametrize("status", [s for s in SupervisionStatus if s is not NON_STATUTORY])
 def test_every_statutory_status_can_be_fixed(status: SupervisionStatus) -> None:
-    assert assess(summary(status=status, neighbourhood=True, **score_of(50)), AS_OF, POLICY).cohort is Cohort.FIXED
+    assert (
+        assess(summary(status=status, neighbourhood=True, **score_of(50)), AS_OF, POLICY).cohort
+        is Cohort.FIXED
+    )
 
 
 def test_meets_records_every_cohort_met_whatever_the_precedence() -> None:
@@ -293,7 +333,10 @@ def test_flex_categories_come_from_the_area_policy() -> None:
     policy = SelectionPolicy.from_dict({"flex_categories": ["shoplifting"]})
     history = [ago(10, OffenceCategory.SHOPLIFTING)] * 10 + [ago(20, DRUGS_SUPPLY)]
     assert assess(summarise(person(), history, AS_OF, policy), AS_OF, policy).cohort is Cohort.FLEX
-    assert assess(summarise(person(), history[:10], AS_OF, POLICY), AS_OF, POLICY).cohort is Cohort.FREE
+    assert (
+        assess(summarise(person(), history[:10], AS_OF, POLICY), AS_OF, POLICY).cohort
+        is Cohort.FREE
+    )
 
 
 def test_thresholds_come_from_the_policy() -> None:
@@ -505,7 +548,10 @@ def test_a_later_as_of_can_change_the_run_but_the_same_as_of_cannot() -> None:
     later = AS_OF + timedelta(days=10)
     s_later = [summarise(person(), [ago(85, BURGLARY)] * 10, later, POLICY)]
     assert run_of(*s).candidates[0].recency == 30
-    assert select(s_later, later, POLICY, area="E08000029", policy_version=3).candidates[0].recency == 20
+    assert (
+        select(s_later, later, POLICY, area="E08000029", policy_version=3).candidates[0].recency
+        == 20
+    )
     assert run_of(*s) == run_of(*s)
 
 
