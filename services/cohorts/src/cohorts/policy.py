@@ -150,7 +150,10 @@ class SelectionPolicy:
             raise InvalidPolicy("; ".join(f"{p.field}: {p.message}" for p in problems), problems)
 
     def prolific_band(self, age: int) -> ProlificBand | None:
-        return next((band for band in self.prolific_bands if band.holds(age)), None)
+        for band in self.prolific_bands:
+            if band.holds(age):
+                return band
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, as stored and as `GET /policies/{area}` shows it."""

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from functools import cached_property
 
 from pathways_shared.vocabulary import (
     NEIGHBOURHOOD_CRIME,
@@ -188,7 +189,8 @@ def exclusion(nominal: Nominal, age: int) -> Exclusion | None:
 
 @dataclass(frozen=True)
 class Assessment:
-    """Everything the rules say about one person on one date, with the reasons in words."""
+    """Everything the rules say about one person on one date. The `reasons` in words are
+    built on first use, so a run over a whole area words only its candidates."""
 
     crn: str
     as_of: date
@@ -199,7 +201,8 @@ class Assessment:
     last_offence_date: date | None
     meets: frozenset[Cohort]
     exclusion: Exclusion | None
-    reasons: tuple[str, ...]
+    summary: NominalSummary = field(repr=False)
+    policy: SelectionPolicy = field(repr=False, compare=False)
 
     @property
     def cohort(self) -> Cohort | None:
@@ -207,16 +210,23 @@ class Assessment:
         and none when excluded."""
         if self.exclusion is not None:
             return None
-        return next((c for c in COHORT_ORDER if c in self.meets), None)
+        return self.first_met
 
     @property
     def first_met(self) -> Cohort | None:
         """The cohort the person would be a candidate for were they not excluded."""
-        return next((c for c in COHORT_ORDER if c in self.meets), None)
+        for cohort in COHORT_ORDER:
+            if cohort in self.meets:
+                return cohort
+        return None
 
     def met_criteria(self, cohort: Cohort) -> bool:
         """Whether the person meets that cohort's own criteria (whatever the precedence)."""
         return self.exclusion is None and cohort in self.meets
+
+    @cached_property
+    def reasons(self) -> tuple[str, ...]:
+        return explain(self)
 
 
 def assess(summary: NominalSummary, as_of: date, policy: SelectionPolicy) -> Assessment:
@@ -225,23 +235,42 @@ def assess(summary: NominalSummary, as_of: date, policy: SelectionPolicy) -> Ass
     statutory = nominal.supervision_status in STATUTORY_STATUSES
     prolific = is_prolific(age, summary.total_offences, policy)
     parts = score(summary, as_of, policy)
+    total = parts.total
     thresholds = policy.thresholds
-    years = policy.candidacy_window_years
 
     meets: set[Cohort] = set()
-    if statutory and summary.neighbourhood_recent and (prolific or parts.total >= thresholds.fixed):
+    if statutory and summary.neighbourhood_recent and (prolific or total >= thresholds.fixed):
         meets.add(Cohort.FIXED)
-    if statutory and summary.flex_recent and (prolific or parts.total >= thresholds.flex):
+    if statutory and summary.flex_recent and (prolific or total >= thresholds.flex):
         meets.add(Cohort.FLEX)
-    if parts.total >= thresholds.free:
+    if total >= thresholds.free:
         meets.add(Cohort.FREE)
+    return Assessment(
+        crn=nominal.crn,
+        as_of=as_of,
+        age=age,
+        statutory=statutory,
+        prolific=prolific,
+        score=parts,
+        last_offence_date=summary.last_offence_date,
+        meets=frozenset(meets),
+        exclusion=exclusion(nominal, age),
+        summary=summary,
+        policy=policy,
+    )
 
+
+def explain(assessment: Assessment) -> tuple[str, ...]:
+    """The assessment in words, for the panel."""
+    a, summary, policy = assessment, assessment.summary, assessment.policy
+    nominal, parts, age, as_of = summary.nominal, a.score, a.age, a.as_of
+    years = policy.candidacy_window_years
     band = policy.prolific_band(age)
     reasons: list[str] = []
     if band is None:
         reasons.append(f"not prolific: no prolific age band holds age {age}")
     else:
-        verdict = "prolific" if prolific else "not prolific"
+        verdict = "prolific" if a.prolific else "not prolific"
         reasons.append(
             f"{verdict}: aged {age} with {summary.total_offences} recorded offences "
             f"(at least {band.min_offences} for ages {band.label})"
@@ -260,7 +289,7 @@ def assess(summary: NominalSummary, as_of: date, policy: SelectionPolicy) -> Ass
     )
     reasons.append(
         f"statutory supervision ({nominal.supervision_status.value})"
-        if statutory
+        if a.statutory
         else f"not on statutory supervision ({nominal.supervision_status.value})"
     )
     reasons.append(
@@ -274,22 +303,12 @@ def assess(summary: NominalSummary, as_of: date, policy: SelectionPolicy) -> Ass
         else f"no offence in the area's flex categories in the last {years} years"
     )
     for cohort in COHORT_ORDER:
-        reasons.append(_cohort_reason(cohort, meets, statutory, prolific, parts, summary, policy))
-    excluded = exclusion(nominal, age)
-    if excluded is not None:
-        reasons.append(f"excluded: {excluded.detail}")
-    return Assessment(
-        crn=nominal.crn,
-        as_of=as_of,
-        age=age,
-        statutory=statutory,
-        prolific=prolific,
-        score=parts,
-        last_offence_date=summary.last_offence_date,
-        meets=frozenset(meets),
-        exclusion=excluded,
-        reasons=tuple(reasons),
-    )
+        reasons.append(
+            _cohort_reason(cohort, set(a.meets), a.statutory, a.prolific, parts, summary, policy)
+        )
+    if a.exclusion is not None:
+        reasons.append(f"excluded: {a.exclusion.detail}")
+    return tuple(reasons)
 
 
 def _cohort_reason(
