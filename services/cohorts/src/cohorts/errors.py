@@ -28,7 +28,9 @@ class DomainError(Exception):
     def __init__(self, detail: str, errors: tuple[FieldError, ...] | list[FieldError] = ()) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.errors: tuple[FieldError, ...] = tuple(errors)
+        self.field_errors: tuple[FieldError, ...] = tuple(errors)
+        # As the problem-details handler puts them in the body: [{"field", "message"}].
+        self.errors: list[dict[str, str]] = [e.as_dict() for e in self.field_errors]
 
 
 class InvalidValue(DomainError):

@@ -419,7 +419,7 @@ class _Parser:
             refused = {p.field for p in problems}
             problems.extend(
                 p
-                for p in invalid.errors
+                for p in invalid.field_errors
                 if not any(p.field == f or p.field.startswith(f + ".") for f in refused)
             )
         if problems or policy is None:

@@ -133,7 +133,7 @@ def test_an_under_18_cannot_be_adopted() -> None:
     with pytest.raises(NotForIom) as caught:
         adopted(born=date(2009, 1, 1), burglaries=10)
     assert caught.value.status == 422
-    assert [e.field for e in caught.value.errors] == ["crn"]
+    assert [e.field for e in caught.value.field_errors] == ["crn"]
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ def test_adoption_needs_who_and_why(field: str, value: str) -> None:
             **args,
         )
     assert caught.value.status == 422
-    assert [e.field for e in caught.value.errors] == [field]
+    assert [e.field for e in caught.value.field_errors] == [field]
 
 
 @pytest.mark.parametrize("cohort", list(Cohort))
@@ -261,7 +261,7 @@ def test_only_a_current_member_can_be_deselected() -> None:
 def test_deselection_needs_who() -> None:
     with pytest.raises(InvalidValue) as caught:
         deselect(adopted(), reason=DeselectionReason.DESISTED, decided_by="", now=NOW)
-    assert [e.field for e in caught.value.errors] == ["decided_by"]
+    assert [e.field for e in caught.value.field_errors] == ["decided_by"]
 
 
 def test_a_move_ends_one_spell_and_starts_another() -> None:

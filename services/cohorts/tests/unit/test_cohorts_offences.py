@@ -107,7 +107,7 @@ def test_a_single_offence_cannot_be_in_the_future() -> None:
     check_offence(TODAY, OffenceCategory.OTHER, TODAY, field_prefix="offences.0")
     with pytest.raises(InvalidValue) as caught:
         check_offence(date(2026, 11, 25), OffenceCategory.OTHER, TODAY, field_prefix="offences.2")
-    assert [e.field for e in caught.value.errors] == ["offences.2.offence_date"]
+    assert [e.field for e in caught.value.field_errors] == ["offences.2.offence_date"]
 
 
 GOOD_NOMINAL = {
@@ -143,4 +143,4 @@ def test_check_nominal(overrides: dict, fields: list[str]) -> None:
         return
     with pytest.raises(InvalidValue) as caught:
         check_nominal(today=TODAY, **values)
-    assert [e.field for e in caught.value.errors] == fields
+    assert [e.field for e in caught.value.field_errors] == fields

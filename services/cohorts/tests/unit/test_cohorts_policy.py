@@ -211,7 +211,7 @@ def test_an_invalid_policy_names_the_field_at_fault(data: dict[str, Any], field:
         SelectionPolicy.from_dict(data)
     assert caught.value.status == 422
     assert caught.value.code == "invalid-policy"
-    assert field in [e.field for e in caught.value.errors]
+    assert field in [e.field for e in caught.value.field_errors]
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -219,7 +219,7 @@ def test_every_problem_is_reported_at_once() -> None:
         SelectionPolicy.from_dict(
             {"thresholds": {"fixed": 500}, "capacities": {"free": -3}, "colour": 1}
         )
-    assert {e.field for e in caught.value.errors} == {
+    assert {e.field for e in caught.value.field_errors} == {
         "thresholds.fixed",
         "capacities.free",
         "colour",
@@ -229,7 +229,7 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_a_field_refused_for_its_shape_is_not_refused_twice() -> None:
     with pytest.raises(InvalidPolicy) as caught:
         SelectionPolicy.from_dict({"prolific_bands": "many"})
-    assert [e.field for e in caught.value.errors] == ["prolific_bands"]
+    assert [e.field for e in caught.value.field_errors] == ["prolific_bands"]
 
 
 def test_a_policy_cannot_be_built_invalid() -> None:
@@ -240,3 +240,12 @@ def test_a_policy_cannot_be_built_invalid() -> None:
 def test_default_gravity_weights_cannot_be_changed_in_place() -> None:
     with pytest.raises(TypeError):
         DEFAULT_GRAVITY_WEIGHTS[OffenceCategory.SEXUAL] = 1  # type: ignore[index]
+
+
+def test_errors_are_ready_for_the_problem_details_body() -> None:
+    with pytest.raises(InvalidPolicy) as caught:
+        SelectionPolicy.from_dict({"review_interval_weeks": 0})
+    assert caught.value.errors == [
+        {"field": "review_interval_weeks", "message": "must be between 1 and 52"}
+    ]
+    assert caught.value.title == "Invalid selection policy"
