@@ -66,6 +66,7 @@ class EventType(StrEnum):
     REFERRAL_DECLINED = "providers.referral.declined"
     DEADLINE_MISSED = "providers.referral.deadline-missed"
     DUTY_TO_REFER_SENT = "notifications.duty-to-refer.sent"
+    DELIVERY_FAILED = "notifications.delivery.failed"
 
 
 class Channel(StrEnum):
@@ -520,4 +521,31 @@ def events_after_delivery(
             },
         )
         for need in intent.need_ids
+    )
+
+
+def events_after_final_failure(
+    intent: NotificationIntent, event: InboundEvent, *, notification_id: uuid.UUID, attempts: int
+) -> tuple[OutboundEvent, ...]:
+    """What is published when a delivery fails for good, so operators see it off the log too.
+
+    The failure's text stays in the delivery log: an SMTP or HTTP error may quote an address."""
+    return (
+        OutboundEvent(
+            id=uuid.uuid5(KEY_NAMESPACE, f"{intent.idempotency_key}|delivery.failed"),
+            event_type=EventType.DELIVERY_FAILED.value,
+            description="A notification finally failed to deliver",
+            crn=event.crn,
+            additional_information={
+                "notificationId": str(notification_id),
+                "kind": intent.kind.value,
+                "channel": intent.channel.value,
+                "recipientRole": intent.recipient.role.value,
+                "recipientKey": intent.recipient.key,
+                "referralId": str(intent.referral_id) if intent.referral_id else None,
+                "sourceEventId": str(intent.event_id),
+                "sourceEventType": intent.event_type,
+                "attempts": attempts,
+            },
+        ),
     )

@@ -15,6 +15,7 @@ from notifications.domain import (
     decide_notifications,
     email_message_id,
     events_after_delivery,
+    events_after_final_failure,
     idempotency_key,
     is_email_address,
     parse_envelope,
@@ -458,3 +459,39 @@ def test_other_notifications_publish_nothing(make_event, info, event_type):
 
     for intent in decide_notifications(event):
         assert events_after_delivery(intent, event) == ()
+
+
+@pytest.mark.parametrize(
+    ("event_type", "kind_index"),
+    [
+        ("providers.referral.allocated", 0),
+        ("providers.referral.allocated", 1),
+        ("referrals.referral.submitted", 0),
+    ],
+)
+def test_a_final_failure_publishes_delivery_failed_without_the_error_text(
+    make_event, info, ids, event_type, kind_index
+):
+    event = make_event(event_type, info(event_type))
+    intent = decide_notifications(event)[kind_index]
+    notification_id = uuid.uuid4()
+
+    (failed,) = events_after_final_failure(
+        intent, event, notification_id=notification_id, attempts=10
+    )
+
+    assert failed.event_type == "notifications.delivery.failed"
+    assert dict(failed.additional_information) == {
+        "notificationId": str(notification_id),
+        "kind": intent.kind.value,
+        "channel": "email",
+        "recipientRole": intent.recipient.role.value,
+        "recipientKey": intent.recipient.key,
+        "referralId": str(ids.referral),
+        "sourceEventId": str(ids.event),
+        "sourceEventType": event_type,
+        "attempts": 10,
+    }
+    again = events_after_final_failure(intent, event, notification_id=notification_id, attempts=10)
+    assert again[0].id == failed.id
+    assert failed.id not in {e.id for e in events_after_delivery(intent, event)}
