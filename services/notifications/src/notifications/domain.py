@@ -121,6 +121,8 @@ class AllocatedInfo(_Info):
     service_code: str
     provider_code: str
     programme: str | None = None
+    pathway: str | None = None
+    area: str | None = None
     acknowledge_by: AwareDatetime | None = None
     respond_by: AwareDatetime | None = None
 
@@ -129,6 +131,8 @@ class UnallocatedInfo(_Info):
     referral_id: uuid.UUID
     need_id: uuid.UUID
     reason: str | None = None
+    pathway: str | None = None
+    area: str | None = None
 
 
 class DeclinedInfo(_Info):

@@ -170,7 +170,7 @@ Pathways reference: referral {referral_id}, need {need_id}
         body="""\
 Hello {practitioner},
 
-{provider} ({service}) declined the {pathway} need of your referral for {crn}.
+The {pathway} need of your referral for {crn} was declined by {provider} ({service}).
 
 Reason:               {reason}
 
@@ -285,14 +285,19 @@ def provider_name(code: str | None) -> str:
     return PROVIDER_NAMES.get(code, one_line(code))
 
 
-def _common(intent: NotificationIntent, context: RenderContext) -> dict[str, str]:
+def _common(
+    intent: NotificationIntent, event: InboundEvent, context: RenderContext
+) -> dict[str, str]:
     need_id = intent.need_ids[0] if intent.need_ids else None
+    pathway = context.need_pathways.get(need_id) if need_id else None
+    if pathway is None and isinstance(event.info.get("pathway"), str):
+        pathway = event.info["pathway"]
     return {
         "practitioner": one_line(context.practitioner_name or "colleague"),
         "crn": one_line(context.crn or "the person"),
         "referral_id": one_line(intent.referral_id),
         "need_id": one_line(need_id),
-        "pathway": pathway_name(context.need_pathways.get(need_id) if need_id else None),
+        "pathway": pathway_name(pathway),
     }
 
 
@@ -310,7 +315,7 @@ def _allocated(info: AllocatedInfo) -> dict[str, str]:
 def _values(
     intent: NotificationIntent, event: InboundEvent, context: RenderContext
 ) -> dict[str, str]:
-    values = _common(intent, context)
+    values = _common(intent, event, context)
     details = event.details()
     match intent.kind, details:
         case (

@@ -112,7 +112,7 @@ EXPECTED = [
         NotificationKind.REFERRAL_DECLINED,
         "Pathways: Accommodation need declined by CRS-ACC-M",
         [
-            "Nacro (CRS-ACC-M) declined the Accommodation need of your referral for X123456.",
+            "The Accommodation need of your referral for X123456 was declined by Nacro (CRS-ACC-M).",
             "Reason:               the service has no capacity",
             "next eligible service",
         ],
@@ -344,6 +344,31 @@ def test_missing_deadlines_say_not_given(rendered, drop):
 
     assert "Acknowledge by:       not given" in email.body
     assert "Accept or decline by: not given" in email.body
+
+
+def test_the_pathway_on_the_event_is_used_when_the_referral_is_not_known(make_event, info):
+    event = make_event(
+        "providers.referral.allocated", info("providers.referral.allocated", pathway="health")
+    )
+    intent = decide_notifications(event)[0]
+
+    email = render_email(intent, event, RenderContext())
+
+    assert (
+        email.subject
+        == "Pathways: Health (mental and physical, neuro-diversity) need allocated to CRS-ACC-M"
+    )
+
+
+def test_declined_by_an_unnamed_provider_reads_well(make_event, info, drop, context):
+    event = make_event(
+        "providers.referral.declined", info("providers.referral.declined", providerCode=drop)
+    )
+    intent = decide_notifications(event)[0]
+
+    email = render_email(intent, event, context)
+
+    assert "was declined by the provider (CRS-ACC-M)." in email.body
 
 
 def test_unknown_need_and_practitioner_still_read_well(make_event, info):
