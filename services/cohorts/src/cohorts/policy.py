@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -150,10 +151,17 @@ class SelectionPolicy:
             raise InvalidPolicy("; ".join(f"{p.field}: {p.message}" for p in problems), problems)
 
     def prolific_band(self, age: int) -> ProlificBand | None:
-        for band in self.prolific_bands:
-            if band.holds(age):
-                return band
-        return None
+        if 0 <= age < len(self._bands_by_age):
+            return self._bands_by_age[age]
+        return next((band for band in self.prolific_bands if band.holds(age)), None)
+
+    @cached_property
+    def _bands_by_age(self) -> tuple[ProlificBand | None, ...]:
+        """The band of each age up to 130, looked up once per person in a run."""
+        return tuple(
+            next((band for band in self.prolific_bands if band.holds(age)), None)
+            for age in range(131)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, as stored and as `GET /policies/{area}` shows it."""

@@ -66,6 +66,8 @@ def test_each_category_has_the_gravity_weight_of_the_domain(category: OffenceCat
         (24, ProlificBand(18, 24, 8)),
         (25, ProlificBand(25, None, 16)),
         (90, ProlificBand(25, None, 16)),
+        (140, ProlificBand(25, None, 16)),
+        (-1, None),
     ],
 )
 def test_prolific_band_by_age(age: int, band: ProlificBand | None) -> None:
