@@ -60,6 +60,14 @@ def category_problem(value: object) -> str | None:
     return None
 
 
+def description_problem(value: str) -> str | None:
+    if len(value) > MAX_DESCRIPTION:
+        return f"must be at most {MAX_DESCRIPTION} characters"
+    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+        return "must not hold control characters"
+    return None
+
+
 def header_problems(header: Sequence[str] | None) -> list[RowError]:
     """The CSV must start with exactly `crn,offence_date,category,description`."""
     got = [h.strip().lower() for h in header or []]
@@ -99,21 +107,26 @@ def check_row(line: int, raw: Mapping[str, str | None], today: date) -> OffenceR
         errors.append(RowError(line, "category", problem))
 
     description = (raw.get("description") or "").strip() or None
-    if description is not None and len(description) > MAX_DESCRIPTION:
-        errors.append(
-            RowError(line, "description", f"must be at most {MAX_DESCRIPTION} characters")
-        )
+    if description is not None and (problem := description_problem(description)):
+        errors.append(RowError(line, "description", problem))
     if errors or offence_date is None:
         return errors
     return OffenceRow(line, crn, offence_date, OffenceCategory(category_text), description)
 
 
 def check_offence(
-    offence_date: date, category: OffenceCategory, today: date, *, field_prefix: str
+    offence_date: date,
+    category: OffenceCategory,
+    today: date,
+    *,
+    field_prefix: str,
+    description: str | None = None,
 ) -> None:
     """One offence of `POST /nominals/{crn}/offences`; the path is e.g. `offences.2`."""
     if problem := date_problem(offence_date, today):
         raise InvalidValue.for_field(f"{field_prefix}.offence_date", problem)
+    if description and (problem := description_problem(description)):
+        raise InvalidValue.for_field(f"{field_prefix}.description", problem)
 
 
 def check_nominal(

@@ -61,6 +61,7 @@ def test_cells_are_trimmed_and_a_blank_description_is_none() -> None:
         ({"category": "Burglary_Domestic"}, "category"),
         ({"category": ""}, "category"),
         ({"description": "x" * 501}, "description"),
+        ({"description": "nul\x00byte"}, "description"),
         ({None: "surplus"}, "row"),
     ],
 )
@@ -108,6 +109,12 @@ def test_a_single_offence_cannot_be_in_the_future() -> None:
     with pytest.raises(InvalidValue) as caught:
         check_offence(date(2026, 11, 25), OffenceCategory.OTHER, TODAY, field_prefix="offences.2")
     assert [e.field for e in caught.value.field_errors] == ["offences.2.offence_date"]
+    with pytest.raises(InvalidValue) as caught:
+        check_offence(
+            TODAY, OffenceCategory.OTHER, TODAY, field_prefix="offences.1", description="a\x01"
+        )
+    assert [e.field for e in caught.value.field_errors] == ["offences.1.description"]
+    check_offence(TODAY, OffenceCategory.OTHER, TODAY, field_prefix="o", description="tab\tok")
 
 
 GOOD_NOMINAL = {
