@@ -1,0 +1,55 @@
+"""Data protection logging (DPA 2018 Part 3, s.62): every collection, alteration,
+consultation, disclosure, combination and erasure of a person's record, with who and when.
+
+The row is written in the same transaction as the read or write it records.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from pathways_shared.auth import Principal
+from pathways_shared.infra_models import AccessLog
+from pathways_shared.observability import current_correlation_id
+
+
+class Action(StrEnum):
+    COLLECTION = "collection"
+    ALTERATION = "alteration"
+    CONSULTATION = "consultation"
+    DISCLOSURE = "disclosure"
+    COMBINATION = "combination"
+    ERASURE = "erasure"
+
+
+def record_access(
+    session: AsyncSession,
+    *,
+    actor: Principal | str,
+    action: Action,
+    resource: str,
+    crn: str | None,
+    purpose: str,
+) -> None:
+    principal = actor if isinstance(actor, Principal) else None
+    session.add(
+        AccessLog(
+            at=datetime.now(UTC),
+            actor=principal.actor if principal else str(actor),
+            roles=",".join(sorted(principal.roles)) if principal else "system",
+            action=str(action),
+            resource=resource[:300],
+            crn=crn,
+            purpose=purpose[:300],
+            correlation_id=current_correlation_id(),
+        )
+    )
+
+
+async def access_log_for(session: AsyncSession, crn: str) -> list[AccessLog]:
+    rows = await session.exec(select(AccessLog).where(AccessLog.crn == crn).order_by(AccessLog.id))
+    return list(rows.all())

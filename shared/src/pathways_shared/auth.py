@@ -1,0 +1,132 @@
+"""Bearer JWT authentication and role checks, as in the contract.
+
+Production verifies RS256 tokens against `PATHWAYS_JWKS_URL`. HS256 tokens signed with
+`PATHWAYS_JWT_SECRET` are accepted only when that variable is set (local running and tests).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+
+from pathways_shared.config import ServiceSettings
+from pathways_shared.problems import Forbidden, NotFound, Unauthorized
+from pathways_shared.vocabulary import Role
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+    provider: str | None = None
+    areas: frozenset[str] | None = None  # None: every area (national roles)
+
+    def has(self, *roles: str | Role) -> bool:
+        return any(str(r) in self.roles for r in roles)
+
+    def may_see_area(self, area: str | None) -> bool:
+        return self.areas is None or (area is not None and area in self.areas)
+
+    def require_area(self, area: str | None, *, hide: bool = True) -> None:
+        """404 (hide=True) or 403 when the caller's areas do not include `area`."""
+        if not self.may_see_area(area):
+            if hide:
+                raise NotFound("no such record")
+            raise Forbidden(f"area {area} is not among the caller's areas")
+
+    @property
+    def actor(self) -> str:
+        return f"{self.sub}" + (f"@{self.provider}" if self.provider else "")
+
+
+class Authenticator:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.secret = settings.jwt_secret
+        self.audience = settings.jwt_audience
+        self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+            alg = header.get("alg")
+            options = {"require": ["sub", "exp"], "verify_aud": self.audience is not None}
+            if alg == "HS256" and self.secret:
+                claims = jwt.decode(token, self.secret, algorithms=["HS256"],
+                                    audience=self.audience, options=options)
+            elif alg == "RS256" and self._jwks is not None:
+                key = self._jwks.get_signing_key_from_jwt(token).key
+                claims = jwt.decode(token, key, algorithms=["RS256"],
+                                    audience=self.audience, options=options)
+            else:
+                raise Unauthorized("token algorithm not accepted here")
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from exc
+        return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    roles = claims.get("roles") or []
+    areas = claims.get("areas")
+    if not isinstance(roles, list) or (areas is not None and not isinstance(areas, list)):
+        raise Unauthorized("invalid token: roles and areas must be lists")
+    return Principal(
+        sub=str(claims["sub"]),
+        roles=frozenset(str(r) for r in roles),
+        provider=claims.get("provider"),
+        areas=frozenset(str(a) for a in areas) if areas is not None else None,
+    )
+
+
+def mint_token(
+    secret: str,
+    *,
+    sub: str = "local-user",
+    roles: list[str] | tuple[str, ...] = ("probation",),
+    provider: str | None = None,
+    areas: list[str] | None = None,
+    ttl_seconds: int = 3600,
+    audience: str | None = None,
+) -> str:
+    """An HS256 token for local running and tests."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": sub, "roles": list(roles), "iat": now, "exp": now + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+    }
+    if provider:
+        claims["provider"] = provider
+    if areas is not None:
+        claims["areas"] = list(areas)
+    if audience:
+        claims["aud"] = audience
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def current_principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing bearer token")
+    principal = request.app.state.authenticator.verify(token.strip())
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: str | Role):
+    """A dependency answering the principal when it holds any of `roles`, else 403."""
+    allowed = tuple(str(r) for r in roles)
+
+    async def _check(principal: CurrentPrincipal) -> Principal:
+        if not principal.has(*allowed):
+            raise Forbidden(f"requires one of the roles: {', '.join(allowed)}")
+        return principal
+
+    return _check

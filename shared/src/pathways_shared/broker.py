@@ -1,0 +1,129 @@
+"""The NATS connection: connects in the background (NATS may be down at start), reconnects
+forever, and declares the JetStream streams each time it (re)connects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from pathways_shared.events import STREAMS, stream_name
+from pathways_shared.observability import get_logger
+
+log = get_logger(__name__)
+
+
+async def ensure_streams(
+    js: JetStreamContext, *, prefix: str = "", duplicate_window_seconds: float = 7200
+) -> None:
+    """Create or update every stream: file storage, limits retention, a long dedup window."""
+    for name, subjects in STREAMS.items():
+        config = StreamConfig(
+            name=stream_name(name, prefix),
+            subjects=[f"{prefix}{subjects}"],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=duplicate_window_seconds,
+            max_age=0,
+        )
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)
+
+
+class Broker:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        prefix: str = "",
+        duplicate_window_seconds: float = 7200,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.prefix = prefix
+        self.duplicate_window_seconds = duplicate_window_seconds
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected and self._ready.is_set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._connect_forever(), name=f"{self.name}-nats-connect")
+
+    async def wait_ready(self, timeout: float | None = None) -> JetStreamContext:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+        assert self.js is not None
+        return self.js
+
+    async def _connect_forever(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                self.nc = await nats.connect(
+                    servers=[self.url],
+                    name=self.name,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    reconnected_cb=self._on_reconnect,
+                    disconnected_cb=self._on_disconnect,
+                    error_cb=self._on_error,
+                )
+                self.js = self.nc.jetstream(timeout=5)
+                await ensure_streams(
+                    self.js, prefix=self.prefix, duplicate_window_seconds=self.duplicate_window_seconds
+                )
+                self._ready.set()
+                log.info("nats.connected", url=self.url)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS down or JetStream not ready: try again
+                log.warning("nats.connect_failed", url=self.url, error=str(exc), retry_in=delay)
+                if self.nc is not None:
+                    with contextlib.suppress(Exception):
+                        await self.nc.close()
+                    self.nc = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _on_reconnect(self) -> None:
+        log.info("nats.reconnected", url=self.url)
+        if self.js is not None:
+            with contextlib.suppress(Exception):
+                await ensure_streams(
+                    self.js, prefix=self.prefix, duplicate_window_seconds=self.duplicate_window_seconds
+                )
+
+    async def _on_disconnect(self) -> None:
+        log.warning("nats.disconnected", url=self.url)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("nats.error", error=str(exc))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.nc is not None:
+            # Messages are acked only after commit, so closing without a drain loses nothing.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), 5)
+        self._ready.clear()

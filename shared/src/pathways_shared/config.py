@@ -1,0 +1,102 @@
+"""Settings: one pydantic-settings class per service, built once at start and passed in.
+
+Each service subclasses `ServiceSettings` with its own env prefix (`REFERRALS_`, ...), so
+`REFERRALS_DATABASE_URL` and `PROVIDERS_DATABASE_URL` can differ. A few values are shared by
+every service and read without a prefix: `PATHWAYS_ENV`, `PATHWAYS_JWT_SECRET`,
+`PATHWAYS_JWKS_URL`, `NATS_URL`, `PATHWAYS_SUBJECT_PREFIX`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that must never reach production (the README and examples show them).
+KNOWN_DEFAULT_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev-secret", "pathways-dev-secret"})
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings. A subclass sets `model_config` with its own `env_prefix`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PATHWAYS_", extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
+
+    service_name: str = "pathways"
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", validation_alias="PATHWAYS_ENV"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    database_url: str = "sqlite+aiosqlite:///.data/pathways.db"
+    database_pool_size: int = 10
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222", validation_alias="NATS_URL"
+    )
+    # Prepended to every subject and stream name; tests use it to run in isolation.
+    subject_prefix: str = Field(
+        default="", validation_alias="PATHWAYS_SUBJECT_PREFIX"
+    )
+    stream_duplicate_window_seconds: int = 2 * 60 * 60
+    jwt_secret: str | None = Field(
+        default=None, validation_alias="PATHWAYS_JWT_SECRET"
+    )
+    jwks_url: str | None = Field(
+        default=None, validation_alias="PATHWAYS_JWKS_URL"
+    )
+    jwt_audience: str | None = Field(
+        default=None, validation_alias="PATHWAYS_JWT_AUDIENCE"
+    )
+    log_level: str = Field(
+        default="INFO", validation_alias="PATHWAYS_LOG_LEVEL"
+    )
+    log_json: bool = Field(
+        default=True, validation_alias="PATHWAYS_LOG_JSON"
+    )
+    # Start the outbox relay and the consumers with the app (tests may turn them off).
+    run_workers: bool = True
+    relay_batch_size: int = 100
+    relay_poll_seconds: float = 1.0
+    consumer_max_deliveries: int = 5
+    consumer_batch_size: int = 20
+    # Where this service's peers answer (for detail fetches with a service token).
+    referrals_url: str = Field(
+        default="http://127.0.0.1:8001",
+        validation_alias="PATHWAYS_REFERRALS_URL",
+    )
+    providers_url: str = Field(
+        default="http://127.0.0.1:8002",
+        validation_alias="PATHWAYS_PROVIDERS_URL",
+    )
+    cohorts_url: str = Field(
+        default="http://127.0.0.1:8003",
+        validation_alias="PATHWAYS_COHORTS_URL",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "ServiceSettings":
+        if self.environment == "production":
+            if self.jwks_url is None and (
+                self.jwt_secret is None or self.jwt_secret in KNOWN_DEFAULT_SECRETS
+            ):
+                raise ValueError(
+                    "production needs PATHWAYS_JWKS_URL, or a PATHWAYS_JWT_SECRET that is not a default"
+                )
+            if self.jwt_secret is not None and len(self.jwt_secret) < 32:
+                raise ValueError("PATHWAYS_JWT_SECRET must be at least 32 characters in production")
+        elif self.jwt_secret is None and self.jwks_url is None:
+            raise ValueError(
+                "set PATHWAYS_JWT_SECRET (local HS256 tokens) or PATHWAYS_JWKS_URL (RS256)"
+            )
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")

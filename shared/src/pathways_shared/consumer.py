@@ -1,0 +1,219 @@
+"""Idempotent JetStream consumers.
+
+A `Subscription` names a stream, a durable consumer and the handlers by event type. The
+durable pull consumer is declared (created or updated) at start-up. Each message is handled
+in one database transaction that also records `(consumer, event id)` in `processed_events`,
+so a redelivery has no second effect; the message is acked after commit. A message that
+cannot be parsed, or keeps failing for `max_deliveries`, goes to `dead_letters` with the
+error and is acked so the stream keeps flowing; other failures are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+from sqlmodel import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from pathways_shared.broker import Broker
+from pathways_shared.db import transaction
+from pathways_shared.events import Event, stream_name
+from pathways_shared.infra_models import DeadLetter, ProcessedEvent
+from pathways_shared.observability import CORRELATION_HEADER, Metrics, correlation_id, get_logger
+
+log = get_logger(__name__)
+
+Handler = Callable[[AsyncSession, Event], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """Raised by a handler for an event that can never succeed: dead-letter it at once."""
+
+
+@dataclass
+class Subscription:
+    stream: str  # e.g. "PROVIDERS"
+    durable: str  # e.g. "referrals-from-providers"
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    filter_subject: str | None = None  # defaults to the whole stream
+
+    def handler_for(self, event_type: str) -> Handler | None:
+        return self.handlers.get(event_type)
+
+
+def retry_delay(deliveries: int) -> float:
+    """Backoff before the next delivery: 0.5s, 1s, 2s ... capped at 30s."""
+    return min(0.5 * (2 ** max(0, deliveries - 1)), 30.0)
+
+
+class Consumer:
+    def __init__(
+        self,
+        subscription: Subscription,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        broker: Broker,
+        *,
+        metrics: Metrics | None = None,
+        max_deliveries: int = 5,
+        batch_size: int = 20,
+        ack_wait_seconds: float = 30,
+    ) -> None:
+        self.subscription = subscription
+        self.sessionmaker = sessionmaker
+        self.broker = broker
+        self.metrics = metrics
+        self.max_deliveries = max_deliveries
+        self.batch_size = batch_size
+        self.ack_wait_seconds = ack_wait_seconds
+        self.name = subscription.durable
+
+    @property
+    def stream(self) -> str:
+        return stream_name(self.subscription.stream, self.broker.prefix)
+
+    async def declare(self) -> None:
+        """Create the durable consumer, or update it to this configuration."""
+        js = await self.broker.wait_ready()
+        config = ConsumerConfig(
+            durable_name=self.name,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_seconds,
+            max_deliver=-1,  # we dead-letter ourselves after max_deliveries
+            max_ack_pending=1000,
+            filter_subject=(
+                f"{self.broker.prefix}{self.subscription.filter_subject}"
+                if self.subscription.filter_subject
+                else None
+            ),
+        )
+        try:
+            await js.consumer_info(self.stream, self.name)
+        except NotFoundError:
+            await js.add_consumer(self.stream, config)
+        else:
+            # An existing durable is updated in place (same name: the server applies the
+            # editable fields); its position in the stream is kept.
+            await js.add_consumer(self.stream, config)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.declare()
+                js = await self.broker.wait_ready()
+                psub = await js.pull_subscribe_bind(self.name, stream=self.stream)
+                log.info("consumer.started", consumer=self.name, stream=self.stream)
+                while True:
+                    try:
+                        messages = await psub.fetch(self.batch_size, timeout=1)
+                    except (NatsTimeoutError, TimeoutError):
+                        continue
+                    for message in messages:
+                        await self.handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer.restarting", consumer=self.name, error=str(exc))
+                await asyncio.sleep(1)
+
+    async def handle(self, msg: Msg) -> str:
+        """Handle one message; returns the outcome (for tests and metrics)."""
+        token = correlation_id.set((msg.headers or {}).get(CORRELATION_HEADER))
+        try:
+            outcome = await self._handle(msg)
+        finally:
+            correlation_id.reset(token)
+        if self.metrics:
+            self.metrics.consumer_messages.labels(consumer=self.name, outcome=outcome).inc()
+        return outcome
+
+    async def _handle(self, msg: Msg) -> str:
+        deliveries = msg.metadata.num_delivered if msg.metadata else 1
+        try:
+            event = Event.from_json(msg.data)
+        except (ValidationError, ValueError) as exc:
+            await self._dead_letter(msg, None, f"unparseable event: {exc}", deliveries)
+            await msg.ack()
+            return "dead_lettered"
+
+        handler = self.subscription.handler_for(event.event_type)
+        if handler is None:
+            await msg.ack()
+            return "ignored"
+
+        try:
+            async with transaction(self.sessionmaker) as session:
+                if await already_processed(session, self.name, str(event.id)):
+                    duplicate = True
+                else:
+                    duplicate = False
+                    session.add(
+                        ProcessedEvent(
+                            consumer=self.name,
+                            event_id=str(event.id),
+                            event_type=event.event_type,
+                            processed_at=datetime.now(UTC),
+                        )
+                    )
+                    await handler(session, event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            permanent = isinstance(exc, PermanentError) or deliveries >= self.max_deliveries
+            detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+            if permanent:
+                await self._dead_letter(msg, str(event.id), detail, deliveries)
+                await msg.ack()
+                log.error("consumer.dead_lettered", consumer=self.name, event_id=str(event.id),
+                          event_type=event.event_type, error=str(exc))
+                return "dead_lettered"
+            log.warning("consumer.retry", consumer=self.name, event_id=str(event.id),
+                        deliveries=deliveries, error=str(exc))
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=retry_delay(deliveries))
+            return "retried"
+        await msg.ack()
+        if duplicate:
+            log.info("consumer.duplicate", consumer=self.name, event_id=str(event.id))
+            return "duplicate"
+        log.info("consumer.handled", consumer=self.name, event_id=str(event.id),
+                 event_type=event.event_type)
+        return "handled"
+
+    async def _dead_letter(self, msg: Msg, event_id: str | None, error: str, deliveries: int) -> None:
+        async with transaction(self.sessionmaker) as session:
+            session.add(
+                DeadLetter(
+                    consumer=self.name,
+                    stream=self.stream,
+                    subject=msg.subject,
+                    stream_sequence=msg.metadata.sequence.stream if msg.metadata else None,
+                    event_id=event_id,
+                    payload=msg.data.decode("utf-8", errors="replace"),
+                    headers=json.dumps(dict(msg.headers or {})),
+                    error=error[:10000],
+                    deliveries=deliveries,
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+
+async def already_processed(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    found = await session.scalar(
+        select(ProcessedEvent.id).where(
+            ProcessedEvent.consumer == consumer, ProcessedEvent.event_id == event_id
+        )
+    )
+    return found is not None

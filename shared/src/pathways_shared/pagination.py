@@ -1,0 +1,54 @@
+"""Keyset (cursor) pagination: `{"data": [...], "next_cursor": "..." | null}`.
+
+A cursor is the opaque, URL-safe encoding of the sort key of the last row served; the next
+page asks for rows strictly after it. No OFFSET, so deep pages cost what the first one does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+
+from pathways_shared.problems import ValidationProblem
+
+T = TypeVar("T")
+
+LimitParam = Annotated[int, Query(ge=1, le=200, description="Page size, at most 200")]
+CursorParam = Annotated[str | None, Query(max_length=500, description="From a previous next_cursor")]
+DEFAULT_LIMIT = 50
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None = None
+
+
+def encode_cursor(values: list[Any]) -> str:
+    raw = json.dumps(values, default=str, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *, size: int) -> list[Any] | None:
+    """The key values in a cursor, or a 422 on `cursor` when it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationProblem("cursor is not valid", field="cursor") from exc
+    if not isinstance(values, list) or len(values) != size:
+        raise ValidationProblem("cursor is not valid", field="cursor")
+    return values
+
+
+def page_of(rows: list[T], limit: int, key: Any) -> tuple[list[T], str | None]:
+    """Given up to limit+1 rows, the page and the cursor for the next (if there is one)."""
+    if len(rows) > limit:
+        page = rows[:limit]
+        return page, encode_cursor(key(page[-1]))
+    return rows, None

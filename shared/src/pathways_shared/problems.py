@@ -1,0 +1,179 @@
+"""RFC 9457 problem details: every 4xx/5xx body is `application/problem+json`.
+
+Raise a `ProblemError` (or any exception with an integer `status` attribute, as the pure
+domain errors have) and the handlers here shape it. Validation errors list each field at
+fault as a dotted path inside the body (`needs.1.pathway`) or the parameter name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pathways_shared.observability import get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://pathways.example/problems/"
+
+
+class ProblemError(Exception):
+    status: int = 400
+    title: str = "Bad request"
+    code: str = "bad-request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        code: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or title or self.title
+        if status is not None:
+            self.status = status
+        if title is not None:
+            self.title = title
+        if code is not None:
+            self.code = code
+        self.errors = errors or ([{"field": field, "message": self.detail}] if field else None)
+
+
+class ValidationProblem(ProblemError):
+    status = 422
+    title = "Validation failed"
+    code = "validation"
+
+
+class NotFound(ProblemError):
+    status = 404
+    title = "Not found"
+    code = "not-found"
+
+
+class Conflict(ProblemError):
+    status = 409
+    title = "Conflict"
+    code = "conflict"
+
+
+class Unauthorized(ProblemError):
+    status = 401
+    title = "Unauthorized"
+    code = "unauthorized"
+
+
+class Forbidden(ProblemError):
+    status = 403
+    title = "Forbidden"
+    code = "forbidden"
+
+
+class ServiceUnavailable(ProblemError):
+    status = 503
+    title = "Service unavailable"
+    code = "unavailable"
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    code: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + (code or title.lower().replace(" ", "-")),
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """`("body", "needs", 1, "pathway")` -> `needs.1.pathway`; `("query", "limit")` -> `limit`."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        where = parts.pop(0)
+        if not parts:
+            return "body" if where == "body" else where
+    # pydantic adds validator names (`function-after[...]`) and union tags: not fields.
+    kept = [str(p) for p in parts if isinstance(p, int) or ("[" not in str(p) and "-" not in str(p))]
+    return ".".join(kept) or "body"
+
+
+def validation_errors(raw: list[dict[str, Any]]) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    for err in raw:
+        message = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":
+            out.append({"field": "body", "message": "the body is not valid JSON"})
+            continue
+        if err.get("type") == "extra_forbidden":
+            message = "unknown field"
+        message = message.removeprefix("Value error, ")
+        out.append({"field": field_path(err.get("loc", ())), "message": message})
+    return out
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(list(exc.errors()))
+        return problem_response(
+            422, "Validation failed", "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+            code="validation", errors=errors, instance=request.url.path,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+        title = titles.get(exc.status_code, "Error")
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        return problem_response(exc.status_code, title, detail, instance=request.url.path,
+                                headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return exception_response(request, exc)
+
+
+def exception_response(request: Request, exc: Exception) -> JSONResponse:
+    """Any exception as a problem: typed errors keep their status, the rest are a logged 500.
+
+    Called by the request middleware, so domain errors from any layer (anything with an
+    integer `status`) are mapped in this one place.
+    """
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and 400 <= status < 600:
+        errors = getattr(exc, "errors", None)
+        field = getattr(exc, "field", None)
+        detail = getattr(exc, "detail", None) or str(exc)
+        if not errors and field:
+            errors = [{"field": field, "message": detail}]
+        return problem_response(
+            status, getattr(exc, "title", None) or "Error", detail,
+            code=getattr(exc, "code", None), errors=errors, instance=request.url.path,
+        )
+    log.error("http.unhandled", path=request.url.path, error=repr(exc), exc_info=exc)
+    return problem_response(
+        500, "Internal error", "An unexpected error occurred; it has been logged.",
+        code="internal", instance=request.url.path,
+    )

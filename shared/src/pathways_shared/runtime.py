@@ -1,0 +1,204 @@
+"""Assembling a service: the FastAPI app, its lifespan (engine, NATS, relay, consumers,
+background workers), health, metrics, correlation ids and problem details.
+
+Every service's `create_app(settings)` calls `build_app(...)`, so all four have the same
+shape, the same middleware and the same operational endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from pathways_shared.auth import Authenticator
+from pathways_shared.broker import Broker
+from pathways_shared.config import ServiceSettings
+from pathways_shared.consumer import Consumer, Subscription
+from pathways_shared.db import make_engine, make_sessionmaker
+from pathways_shared.observability import (
+    CORRELATION_HEADER,
+    Metrics,
+    configure_logging,
+    correlation_id,
+    get_logger,
+    new_correlation_id,
+)
+from pathways_shared.outbox import OutboxRelay
+from pathways_shared.problems import exception_response, install_problem_handlers
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running service holds; on `app.state.runtime`."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    broker: Broker
+    metrics: Metrics
+    relay: OutboxRelay
+    consumers: list[Consumer] = field(default_factory=list)
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+Worker = Callable[[Runtime], Awaitable[None]]
+
+
+def build_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    subscriptions: Sequence[Subscription] = (),
+    workers: Sequence[Worker] = (),
+    on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None,
+    description: str = "",
+) -> FastAPI:
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+        sessionmaker = make_sessionmaker(engine)
+        broker = Broker(
+            settings.nats_url,
+            name=settings.service_name,
+            prefix=settings.subject_prefix,
+            duplicate_window_seconds=settings.stream_duplicate_window_seconds,
+        )
+        relay = OutboxRelay(
+            sessionmaker, broker, service_name=settings.service_name, metrics=app.state.metrics,
+            batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds,
+        )
+        runtime = Runtime(settings, engine, sessionmaker, broker, app.state.metrics, relay)
+        runtime.consumers = [
+            Consumer(
+                sub, sessionmaker, broker, metrics=app.state.metrics,
+                max_deliveries=settings.consumer_max_deliveries,
+                batch_size=settings.consumer_batch_size,
+            )
+            for sub in subscriptions
+        ]
+        app.state.runtime = runtime
+        app.state.sessionmaker = sessionmaker
+        broker.start()
+        if settings.run_workers:
+            runtime.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+            for consumer in runtime.consumers:
+                runtime.tasks.append(asyncio.create_task(consumer.run(), name=consumer.name))
+            for worker in workers:
+                runtime.tasks.append(asyncio.create_task(_supervised(worker, runtime)))
+        if on_startup:
+            await on_startup(runtime)
+        log.info("service.started", url=settings.base_url)
+        try:
+            yield
+        finally:
+            if on_shutdown:
+                await on_shutdown(runtime)
+            for task in runtime.tasks:
+                task.cancel()
+            if runtime.tasks:
+                await asyncio.wait(runtime.tasks, timeout=10)
+            await broker.close()
+            await engine.dispose()
+            log.info("service.stopped")
+
+    app = FastAPI(title=title, description=description, lifespan=lifespan, version="1.0.0")
+    app.state.settings = settings
+    app.state.metrics = Metrics(settings.service_name)
+    app.state.authenticator = Authenticator(settings)
+    install_problem_handlers(app)
+    _install_middleware(app)
+    app.include_router(operational_router())
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+async def _supervised(worker: Worker, runtime: Runtime) -> None:
+    """Run a background worker; restart it after an unexpected error, never die silently."""
+    name = getattr(worker, "__name__", "worker")
+    while True:
+        try:
+            await worker(runtime)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("worker.crashed", worker=name, error=str(exc), exc_info=exc)
+            await asyncio.sleep(1)
+
+
+def _install_middleware(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def correlation_metrics_and_errors(request: Request, call_next):
+        cid = request.headers.get(CORRELATION_HEADER) or new_correlation_id()
+        token = correlation_id.set(cid[:100])
+        started = time.perf_counter()
+        try:
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # typed errors and bugs alike become problem+json
+                response = exception_response(request, exc)
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics: Metrics = request.app.state.metrics
+            metrics.http_requests.labels(request.method, path, str(response.status_code)).inc()
+            metrics.http_latency.labels(request.method, path).observe(time.perf_counter() - started)
+            response.headers[CORRELATION_HEADER] = cid
+            return response
+        finally:
+            correlation_id.reset(token)
+
+
+def operational_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "up"}
+
+    @router.get("/health/ready")
+    async def ready(request: Request) -> JSONResponse:
+        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        checks = {"database": "down", "nats": "down"}
+        if runtime is not None:
+            with contextlib.suppress(Exception):
+                async with runtime.engine.connect() as conn:
+                    await asyncio.wait_for(conn.execute(text("SELECT 1")), 2)
+                checks["database"] = "up"
+            if runtime.broker.connected:
+                checks["nats"] = "up"
+        ok = all(v == "up" for v in checks.values())
+        body = {"status": "up" if ok else "down", "checks": checks}
+        if ok:
+            return JSONResponse(body)
+        return JSONResponse(
+            {"type": "https://pathways.example/problems/unavailable", "title": "Not ready",
+             "status": 503, "detail": f"dependencies down: {checks}", **body},
+            status_code=503, media_type="application/problem+json",
+        )
+
+    @router.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        registry = request.app.state.metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,84 @@
+"""The idempotent consumer against real PostgreSQL and NATS."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func
+from sqlmodel import select
+
+from pathways_shared.events import make_event, subject_for
+from pathways_shared.infra_models import DeadLetter, ProcessedEvent
+from pathways_shared.testing import wait_until
+
+
+
+async def count(sessionmaker, model, *where) -> int:
+    async with sessionmaker() as session:
+        return await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+async def publish(js, prefix, event, *, msg_id: str | None = None, raw: bytes | None = None):
+    headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+    await js.publish(subject_for(event.event_type, prefix), raw or event.to_json(), headers=headers)
+
+
+async def test_same_event_delivered_twice_has_one_effect(app, nc, subject_prefix, effect_model):
+    Effect = effect_model
+    sm = app.state.runtime.sessionmaker
+    js = nc.jetstream()
+    event = make_event("pathways.test.ping", {"note": "once"})
+    # two publishes with no dedup header: JetStream stores both, the consumer sees both
+    await publish(js, subject_prefix, event)
+    await publish(js, subject_prefix, event)
+    marker = make_event("pathways.test.ping", {"note": "after"})
+    await publish(js, subject_prefix, marker)
+    await wait_until(lambda: count(sm, Effect, Effect.event_id == str(marker.id)))
+    assert await count(sm, Effect, Effect.event_id == str(event.id)) == 1
+    assert await count(sm, ProcessedEvent, ProcessedEvent.event_id == str(event.id)) == 1
+
+
+async def test_poison_message_is_dead_lettered_and_the_next_is_processed(app, nc, subject_prefix, effect_model):
+    Effect = effect_model
+    sm = app.state.runtime.sessionmaker
+    js = nc.jetstream()
+    await js.publish(f"{subject_prefix}pathways.test.ping", b"{not json")
+    good = make_event("pathways.test.ping", {"note": "good"})
+    await publish(js, subject_prefix, good)
+    await wait_until(lambda: count(sm, Effect, Effect.event_id == str(good.id)))
+    async with sm() as session:
+        [dead] = (await session.exec(select(DeadLetter))).all()
+    assert dead.payload == "{not json" and "unparseable" in dead.error
+    assert dead.consumer == "shared-test"
+
+
+async def test_handler_that_keeps_failing_is_retried_then_dead_lettered(app, nc, subject_prefix, effect_model):
+    Effect = effect_model
+    sm = app.state.runtime.sessionmaker
+    js = nc.jetstream()
+    bad = make_event("pathways.test.ping", {"poison": True})
+    await publish(js, subject_prefix, bad)
+    good = make_event("pathways.test.ping", {"note": "later"})
+    await publish(js, subject_prefix, good)
+    await wait_until(lambda: count(sm, DeadLetter, DeadLetter.event_id == str(bad.id)), timeout=20)
+    await wait_until(lambda: count(sm, Effect, Effect.event_id == str(good.id)))
+    async with sm() as session:
+        dead = (await session.exec(select(DeadLetter).where(DeadLetter.event_id == str(bad.id)))).one()
+    assert dead.deliveries == 3  # consumer_max_deliveries in the test settings
+    assert "this event always fails" in dead.error
+    # the failed attempts left no effect and no processed record behind
+    assert await count(sm, Effect, Effect.event_id == str(bad.id)) == 0
+    assert await count(sm, ProcessedEvent, ProcessedEvent.event_id == str(bad.id)) == 0
+
+
+async def test_consumer_handles_events_published_through_the_outbox(client, app, subject_prefix, effect_model):
+    Effect = effect_model
+    from pathways_shared.testing import auth
+
+    response = await client.post("/pings", json={"note": "round-trip"}, headers=auth("admin"))
+    assert response.status_code == 201, response.text
+    event_id = response.json()["id"]
+    sm = app.state.runtime.sessionmaker
+    await wait_until(lambda: count(sm, Effect, Effect.event_id == event_id))
+    await asyncio.sleep(0.2)
+    assert await count(sm, Effect, Effect.event_id == event_id) == 1

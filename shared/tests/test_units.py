@@ -1,0 +1,77 @@
+"""Pure parts of the shared package: settings, envelope, field paths, cursors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from pathways_shared.config import ServiceSettings
+from pathways_shared.events import EVENT_TYPES, Event, make_event, stream_name
+from pathways_shared.pagination import decode_cursor, encode_cursor
+from pathways_shared.problems import ValidationProblem, field_path
+
+
+def test_settings_refuse_production_without_a_real_secret():
+    with pytest.raises(ValidationError):
+        ServiceSettings(environment="production")
+    with pytest.raises(ValidationError):
+        ServiceSettings(environment="production", jwt_secret="change-me")
+    with pytest.raises(ValidationError):
+        ServiceSettings(environment="development")  # no secret, no JWKS: refuse to start
+    ok = ServiceSettings(environment="production", jwks_url="https://idp.example/jwks")
+    assert ok.environment == "production"
+
+
+def test_settings_read_the_environment(monkeypatch):
+    monkeypatch.setenv("PATHWAYS_JWT_SECRET", "local-secret")
+    monkeypatch.setenv("NATS_URL", "nats://example:4999")
+    s = ServiceSettings()
+    assert s.jwt_secret == "local-secret" and s.nats_url == "nats://example:4999"
+
+
+def test_envelope_is_the_hmpps_shape_plus_id():
+    event = make_event("providers.referral.allocated", {"referralId": "r1"}, crn="X123456",
+                       detail_url="http://127.0.0.1:8002/provider-referrals/1")
+    wire = json.loads(event.to_json())
+    assert set(wire) == {"id", "eventType", "version", "description", "occurredAt", "detailUrl",
+                         "personReference", "additionalInformation"}
+    assert wire["personReference"] == {"identifiers": [{"type": "CRN", "value": "X123456"}]}
+    assert wire["occurredAt"].endswith("Z") and wire["version"] == 1
+    assert wire["description"] == EVENT_TYPES["providers.referral.allocated"].description
+    assert Event.from_json(event.to_json()) == event
+    assert event.crn == "X123456"
+
+
+def test_unknown_event_type_is_refused():
+    with pytest.raises(ValueError):
+        make_event("referrals.referral.exploded", {})
+
+
+def test_stream_names_with_a_test_prefix():
+    assert stream_name("REFERRALS") == "REFERRALS"
+    assert stream_name("REFERRALS", "tab12.") == "TAB12_REFERRALS"
+
+
+@pytest.mark.parametrize(
+    ("loc", "field"),
+    [
+        (("body", "person", "date_of_birth"), "person.date_of_birth"),
+        (("body", "needs", 1, "pathway"), "needs.1.pathway"),
+        (("query", "limit"), "limit"),
+        (("body",), "body"),
+        (("body", "person", "function-after[check(), str]"), "person"),
+    ],
+)
+def test_field_paths(loc, field):
+    assert field_path(loc) == field
+
+
+def test_cursor_round_trip_and_garbage():
+    cursor = encode_cursor(["2026-11-24T10:00:00Z", "abc"])
+    assert decode_cursor(cursor, size=2) == ["2026-11-24T10:00:00Z", "abc"]
+    with pytest.raises(ValidationProblem):
+        decode_cursor("!!!", size=2)
+    with pytest.raises(ValidationProblem):
+        decode_cursor(encode_cursor([1]), size=2)
