@@ -1,0 +1,50 @@
+# Pathways: the two commands are `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PY ?= python3
+UV := $(PY) -m uv
+VENV := .venv
+SERVICES := referrals providers cohorts notifications
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test infra token demo bench lint clean $(addprefix test-,$(SERVICES)) test-shared test-system
+
+help: ## Show the targets
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
+
+install: $(VENV)/.installed ## Install uv and the workspace (locked)
+
+$(VENV)/.installed: uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml)
+	@PY=$(PY) scripts/ensure-uv.sh
+	$(UV) sync --all-packages --frozen --quiet
+	@touch $@
+
+run: install ## Start NATS and all four services on SQLite (Ctrl-C stops everything)
+	@scripts/run.sh
+
+test: install infra ## Install, start PostgreSQL and NATS if needed, run every test
+	@scripts/test.sh
+
+infra: ## Make sure PostgreSQL and NATS (JetStream) are up
+	@scripts/ensure-infra.sh
+
+test-shared: install infra ## Tests of the shared package
+	@scripts/test.sh shared
+
+test-system: install infra ## Cross-service tests (tests/)
+	@scripts/test.sh system
+
+$(addprefix test-,$(SERVICES)): test-%: install infra ## Tests of one service
+	@scripts/test.sh $*
+
+token: install ## Mint a local token: make token ROLE=probation [PROVIDER=NACRO] [AREAS=E08000029]
+	@$(VENV)/bin/pathways token --role $(or $(ROLE),probation) \
+		$(if $(PROVIDER),--provider $(PROVIDER)) $(if $(AREAS),--areas $(AREAS))
+
+bench: install infra ## Run the benchmarks in bench/ (prints medians)
+	@for b in bench/bench_*.py; do echo "==> $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+lint: install ## ruff over the workspace
+	$(VENV)/bin/ruff check shared services tests bench
+
+clean: ## Remove the local SQLite databases, NATS storage and logs of `make run`
+	rm -rf .data

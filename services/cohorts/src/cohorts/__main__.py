@@ -1,0 +1,3 @@
+from cohorts.app import main
+
+main()

@@ -1,0 +1,31 @@
+"""The cohorts service: `create_app(settings)` wires routes, relay, consumers and workers."""
+
+from __future__ import annotations
+
+import uvicorn
+from fastapi import FastAPI
+
+from pathways_shared.runtime import build_app
+
+from cohorts import api, consumers
+from cohorts.config import CohortsSettings
+
+
+def create_app(settings: CohortsSettings | None = None) -> FastAPI:
+    settings = settings or CohortsSettings()
+    return build_app(
+        settings,
+        title="Pathways cohorts service",
+        description="Cohorts: IOM fixed, flex and free cohort selection",
+        routers=[api.router],
+        subscriptions=consumers.subscriptions(),
+    )
+
+
+def main() -> None:
+    settings = CohortsSettings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+if __name__ == "__main__":
+    main()

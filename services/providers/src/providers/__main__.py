@@ -1,0 +1,3 @@
+from providers.app import main
+
+main()

@@ -1,0 +1,3 @@
+from referrals.app import main
+
+main()

@@ -1,0 +1,7 @@
+"""HTTP routes of the referrals service: parse, authorise, call the service layer, shape."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

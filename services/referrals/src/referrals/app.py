@@ -1,0 +1,31 @@
+"""The referrals service: `create_app(settings)` wires routes, relay, consumers and workers."""
+
+from __future__ import annotations
+
+import uvicorn
+from fastapi import FastAPI
+
+from pathways_shared.runtime import build_app
+
+from referrals import api, consumers
+from referrals.config import ReferralsSettings
+
+
+def create_app(settings: ReferralsSettings | None = None) -> FastAPI:
+    settings = settings or ReferralsSettings()
+    return build_app(
+        settings,
+        title="Pathways referrals service",
+        description="Referrals: probation submits referrals and follows every need to its end",
+        routers=[api.router],
+        subscriptions=consumers.subscriptions(),
+    )
+
+
+def main() -> None:
+    settings = ReferralsSettings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+if __name__ == "__main__":
+    main()
