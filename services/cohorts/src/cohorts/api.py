@@ -1,7 +1,420 @@
-"""HTTP routes of the cohorts service: parse, authorise, call the service layer, shape."""
+"""HTTP routes of the cohorts service: parse, authorise, call the service, shape the answer."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pathways_shared.auth import Principal, require_roles
+from pathways_shared.db import SessionDep
+from pathways_shared.events import iso_z
+from pathways_shared.observability import get_logger
+from pathways_shared.pagination import (
+    DEFAULT_LIMIT,
+    CursorParam,
+    LimitParam,
+    decode_cursor,
+    encode_cursor,
+    page_of,
+)
+from pathways_shared.vocabulary import Cohort, Role
+
+from cohorts import service
+from cohorts.models import MembershipRecord, NominalRecord, OffenceImportRecord, SelectionRunRecord
+from cohorts.schemas import (
+    AssessmentPublic,
+    ImportPublic,
+    MemberCreate,
+    MemberDeselect,
+    MemberMove,
+    MemberPublic,
+    NominalPublic,
+    NominalUpsert,
+    OffencesAdded,
+    OffencesCreate,
+    PolicyPut,
+    SelectionRunCreate,
+)
+
+log = get_logger(__name__)
 router = APIRouter()
+
+Writer = Annotated[Principal, Depends(require_roles(Role.POLICE, Role.IOM_PANEL, Role.SERVICE))]
+Reader = Annotated[
+    Principal, Depends(require_roles(Role.POLICE, Role.IOM_PANEL, Role.SERVICE, Role.ADMIN))
+]
+CohortReader = Annotated[Principal, Depends(require_roles(Role.POLICE, Role.IOM_PANEL))]
+Panel = Annotated[Principal, Depends(require_roles(Role.IOM_PANEL))]
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+PolicyReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.POLICE, Role.IOM_PANEL))]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _base_url(request: Request) -> str:
+    return request.app.state.settings.base_url
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+def nominal_view(record: NominalRecord, count: int = 0, last: date | None = None) -> dict[str, Any]:
+    return _dump(
+        NominalPublic.model_validate(
+            {**record.model_dump(), "offence_count": count, "last_offence_date": last}
+        )
+    )
+
+
+def member_view(record: MembershipRecord) -> dict[str, Any]:
+    return _dump(MemberPublic.model_validate(record))
+
+
+def run_view(record: SelectionRunRecord, *, full: bool = True) -> dict[str, Any]:
+    view = {
+        "id": record.id,
+        "area": record.area,
+        "as_of": record.as_of.isoformat(),
+        "policy_version": record.policy_version,
+        "created_at": iso_z(record.created_at),
+        "created_by": record.created_by,
+        "counts": record.counts,
+        "duration_ms": record.duration_ms,
+    }
+    if full:
+        view["candidates"] = record.candidates
+        view["excluded"] = record.excluded
+    return view
+
+
+def import_view(record: OffenceImportRecord) -> dict[str, Any]:
+    return _dump(ImportPublic.model_validate(record))
+
+
+# --- nominals and offences ------------------------------------------------------------------
+
+
+@router.put("/nominals/{crn}", tags=["nominals"], response_model=NominalPublic)
+async def put_nominal(
+    crn: str, body: NominalUpsert, session: SessionDep, principal: Writer
+) -> JSONResponse:
+    record, created = await service.upsert_nominal(
+        session,
+        principal,
+        crn,
+        area=body.area,
+        date_of_birth=body.date_of_birth,
+        supervision_status=body.supervision_status,
+        mappa_level=body.mappa_level,
+        pnc_number=body.pnc_number,
+        now=_now(),
+    )
+    return JSONResponse(nominal_view(record), status_code=201 if created else 200)
+
+
+@router.get("/nominals/{crn}", tags=["nominals"], response_model=NominalPublic)
+async def get_nominal(crn: str, session: SessionDep, principal: Reader) -> dict[str, Any]:
+    record, count, last = await service.read_nominal(session, principal, crn)
+    return nominal_view(record, count, last)
+
+
+@router.post(
+    "/nominals/{crn}/offences", tags=["nominals"], status_code=201, response_model=OffencesAdded
+)
+async def post_offences(
+    crn: str, body: OffencesCreate, session: SessionDep, principal: Writer
+) -> dict[str, Any]:
+    added, duplicates = await service.add_offences(
+        session, principal, crn, [o.model_dump() for o in body.offences], now=_now()
+    )
+    return {"crn": crn, "added": added, "duplicates": duplicates}
+
+
+@router.get("/nominals/{crn}/offences", tags=["nominals"])
+async def get_offences(
+    crn: str,
+    session: SessionDep,
+    principal: Reader,
+    limit: LimitParam = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
+) -> dict[str, Any]:
+    after = decode_cursor(cursor, size=2)
+    rows = await service.list_offences(session, principal, crn, limit=limit, after=after)
+    page, next_cursor = page_of(rows, limit, lambda r: [r.offence_date.isoformat(), r.id])
+    return {
+        "data": [
+            {
+                "offence_date": r.offence_date.isoformat(),
+                "category": r.category,
+                "description": r.description or None,
+                "recorded_at": iso_z(r.recorded_at),
+            }
+            for r in page
+        ],
+        "next_cursor": next_cursor,
+    }
+
+
+@router.get("/nominals/{crn}/assessment", tags=["nominals"], response_model=AssessmentPublic)
+async def get_assessment(
+    crn: str, session: SessionDep, principal: CohortReader, as_of: date | None = None
+) -> dict[str, Any]:
+    a = await service.assess_nominal(session, principal, crn, as_of=as_of, now=_now())
+    return {
+        "crn": a.crn,
+        "as_of": a.as_of.isoformat(),
+        "age": a.age,
+        "cohort": a.cohort.value if a.cohort else None,
+        "meets": [c.value for c in Cohort if c in a.meets],
+        "score": a.score.total,
+        "recency": a.score.recency,
+        "frequency": a.score.frequency,
+        "gravity": a.score.gravity,
+        "prolific": a.prolific,
+        "last_offence_date": a.last_offence_date.isoformat() if a.last_offence_date else None,
+        "excluded": a.exclusion.reason.value if a.exclusion else None,
+        "reasons": list(a.reasons),
+    }
+
+
+_CSV_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "crn,offence_date,category,description\nX123456,2026-01-31,burglary_domestic,\n",
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/offences:import",
+    tags=["nominals"],
+    response_model=ImportPublic,
+    openapi_extra=_CSV_BODY,
+    responses={202: {"description": "Accepted: follow the import at /offence-imports/{id}"}},
+)
+async def import_offences(
+    request: Request,
+    principal: Writer,
+    wait: Annotated[
+        bool, Query(description="false: answer 202 at once and load in the background")
+    ] = True,
+) -> JSONResponse:
+    data = await request.body()
+    sessionmaker = request.app.state.sessionmaker
+    settings = request.app.state.settings
+    now = _now()
+    if not data.strip():
+        from pathways_shared.problems import ValidationProblem
+
+        raise ValidationProblem("the body is empty: send the CSV", field="body")
+    import_id = await service.start_import(sessionmaker, principal, now=now)
+    job = service.run_import(
+        sessionmaker, principal, import_id, data, now=now, batch_size=settings.import_batch_size
+    )
+    if not wait:
+        task = asyncio.create_task(job, name=f"offence-import-{import_id}")
+        tasks: set[asyncio.Task] = request.app.state.__dict__.setdefault("import_tasks", set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return JSONResponse(
+            {"id": import_id, "status": "running"},
+            status_code=202,
+            headers={"Location": f"/offence-imports/{import_id}"},
+        )
+    await job
+    async with sessionmaker() as session:
+        record = await service.get_import(session, principal, import_id)
+    return JSONResponse(import_view(record))
+
+
+@router.get("/offence-imports/{import_id}", tags=["nominals"], response_model=ImportPublic)
+async def get_import(import_id: str, session: SessionDep, principal: Reader) -> dict[str, Any]:
+    return import_view(await service.get_import(session, principal, import_id))
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+@router.get("/policies/{area}", tags=["policies"])
+async def get_policy(area: str, session: SessionDep, principal: PolicyReader) -> dict[str, Any]:
+    return await service.read_policy(session, principal, area)
+
+
+@router.put("/policies/{area}", tags=["policies"])
+async def put_policy(
+    area: str, body: PolicyPut, session: SessionDep, principal: Admin
+) -> dict[str, Any]:
+    return await service.replace_policy(
+        session,
+        principal,
+        area,
+        body.policy_data(),
+        expected_version=body.version,
+        body_area=body.area,
+        now=_now(),
+    )
+
+
+# --- selection runs -------------------------------------------------------------------------
+
+
+@router.post("/selection-runs", tags=["selection"], status_code=201)
+async def post_selection_run(
+    body: SelectionRunCreate, request: Request, session: SessionDep, principal: Panel
+) -> dict[str, Any]:
+    record = await service.run_selection(
+        session, principal, area=body.area, as_of=body.as_of, now=_now(), base_url=_base_url(request)
+    )
+    return run_view(record)
+
+
+@router.get("/selection-runs", tags=["selection"])
+async def list_selection_runs(
+    session: SessionDep,
+    principal: CohortReader,
+    area: str | None = None,
+    limit: LimitParam = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
+) -> dict[str, Any]:
+    rows = await service.list_runs(
+        session, principal, area=area, limit=limit, after=decode_cursor(cursor, size=2)
+    )
+    page, next_cursor = page_of(rows, limit, lambda r: [r.created_at.isoformat(), r.id])
+    return {"data": [run_view(r, full=False) for r in page], "next_cursor": next_cursor}
+
+
+@router.get("/selection-runs/{run_id}", tags=["selection"])
+async def get_selection_run(
+    run_id: str, session: SessionDep, principal: CohortReader
+) -> dict[str, Any]:
+    return run_view(await service.read_run(session, principal, run_id))
+
+
+# --- members --------------------------------------------------------------------------------
+
+
+@router.post("/cohorts/{area}/members", tags=["cohorts"], status_code=201, response_model=MemberPublic)
+async def post_member(
+    area: str, body: MemberCreate, request: Request, session: SessionDep, principal: Panel
+) -> dict[str, Any]:
+    record = await service.adopt_member(
+        session,
+        principal,
+        area,
+        crn=body.crn,
+        cohort=body.cohort,
+        decided_by=body.decided_by,
+        rationale=body.rationale,
+        now=_now(),
+        base_url=_base_url(request),
+    )
+    return member_view(record)
+
+
+@router.get("/cohorts/{area}/members", tags=["cohorts"])
+async def get_members(
+    area: str,
+    session: SessionDep,
+    principal: CohortReader,
+    cohort: Cohort | None = None,
+    status: Annotated[str, Query(pattern="^(active|deselected|all)$")] = "active",
+    limit: LimitParam = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
+) -> dict[str, Any]:
+    rows = await service.list_members(
+        session,
+        principal,
+        area,
+        cohort=cohort,
+        status=None if status == "all" else status,
+        limit=limit,
+        after=decode_cursor(cursor, size=3),
+    )
+    page, next_cursor = page_of(rows, limit, lambda r: [r.crn, r.adopted_at.isoformat(), r.id])
+    return {"data": [member_view(r) for r in page], "next_cursor": next_cursor}
+
+
+@router.get("/cohorts/{area}/members/{crn}", tags=["cohorts"], response_model=MemberPublic)
+async def get_member(
+    area: str, crn: str, session: SessionDep, principal: CohortReader
+) -> dict[str, Any]:
+    return member_view(await service.read_member(session, principal, area, crn))
+
+
+@router.post("/cohorts/{area}/members/{crn}/deselect", tags=["cohorts"], response_model=MemberPublic)
+async def post_deselect(
+    area: str,
+    crn: str,
+    body: MemberDeselect,
+    request: Request,
+    session: SessionDep,
+    principal: Panel,
+) -> dict[str, Any]:
+    record = await service.deselect_member(
+        session,
+        principal,
+        area,
+        crn,
+        reason=body.reason,
+        decided_by=body.decided_by,
+        comments=body.comments,
+        now=_now(),
+        base_url=_base_url(request),
+    )
+    return member_view(record)
+
+
+@router.post("/cohorts/{area}/members/{crn}/move", tags=["cohorts"], response_model=MemberPublic)
+async def post_move(
+    area: str, crn: str, body: MemberMove, request: Request, session: SessionDep, principal: Panel
+) -> dict[str, Any]:
+    record = await service.move_member(
+        session,
+        principal,
+        area,
+        crn,
+        cohort=body.cohort,
+        decided_by=body.decided_by,
+        rationale=body.rationale,
+        now=_now(),
+        base_url=_base_url(request),
+    )
+    return member_view(record)
+
+
+@router.get("/cohorts/{area}/deselection-suggestions", tags=["cohorts"])
+async def get_deselection_suggestions(
+    area: str, session: SessionDep, principal: CohortReader
+) -> dict[str, Any]:
+    found = await service.suggestions(session, principal, area, now=_now())
+    return {
+        "data": [
+            {
+                "crn": r.crn,
+                "cohort": r.cohort,
+                "adopted_at": iso_z(r.adopted_at),
+                "last_offence_date": last.isoformat() if last else None,
+            }
+            for r, last in found
+        ],
+        "next_cursor": None,
+    }
+
+
+# --- subject access -------------------------------------------------------------------------
+
+
+@router.get("/subject-access-requests", tags=["data protection"])
+async def get_subject_access(crn: str, session: SessionDep, principal: Admin) -> dict[str, Any]:
+    return await service.subject_access(session, principal, crn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from pathways_shared.config import ServiceSettings
@@ -13,3 +14,7 @@ class CohortsSettings(ServiceSettings):
     service_name: str = "cohorts"
     port: int = 8003
     database_url: str = "sqlite+aiosqlite:///.data/cohorts.db"
+    # Good rows of `POST /offences:import` are loaded this many to a transaction.
+    import_batch_size: int = Field(default=5000, ge=1, le=5000)
+    # How often the review scheduler looks for members whose review has come.
+    review_scan_seconds: float = Field(default=300.0, gt=0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uvicorn
 from fastapi import FastAPI
-
 from pathways_shared.runtime import build_app
 
 from notifications import api, consumers
 from notifications.config import NotificationsSettings
+from notifications.worker import delivery_worker
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
@@ -19,6 +19,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         description="Notifications: email and signed webhooks, with a delivery log",
         routers=[api.router],
         subscriptions=consumers.subscriptions(),
+        workers=[delivery_worker],
     )
 
 

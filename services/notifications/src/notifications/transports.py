@@ -125,7 +125,8 @@ async def check_destination(
     except OSError as exc:
         raise UnsafeSubscriberUrl(f"the URL's host does not resolve ({exc})", field="url") from exc
     checked = check_resolved_addresses(addresses, allow_private=allow_private)
-    address = checked[0]
+    # IPv4 first: `localhost` often resolves to ::1 first while servers listen on 127.0.0.1.
+    address = next((a for a in checked if ":" not in a), checked[0])
     netloc_host = f"[{address}]" if ":" in address else address
     parts = urlsplit(url)
     pinned = urlunsplit(

@@ -1,7 +1,188 @@
-"""HTTP routes of the referrals service: parse, authorise, call the service layer, shape."""
+"""Routes: parse, authorise, call the service, shape the response."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+from uuid import UUID
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from pathways_shared.auth import Principal, require_roles
+from pathways_shared.db import SessionDep
+from pathways_shared.events import utc_now
+from pathways_shared.pagination import DEFAULT_LIMIT, CursorParam, LimitParam
+from pathways_shared.vocabulary import PATHWAY_NAMES, Pathway, Role
+
+from referrals import service
+from referrals.domain import ReferralStatus
+from referrals.repository import ReferralFilter
+from referrals.schemas import (
+    AccessLogPublic,
+    HistoryEntryPublic,
+    HistoryPublic,
+    PathwayPublic,
+    PathwaysPublic,
+    ReferralCreate,
+    ReferralPublic,
+    ReferralsPublic,
+    SubjectAccessPublic,
+    SubjectAccessReferral,
+    WithdrawalCreate,
+)
+
+router = APIRouter(tags=["referrals"])
+
+Submitter = Annotated[Principal, Depends(require_roles(Role.PROBATION))]
+Reader = Annotated[Principal, Depends(require_roles(Role.PROBATION, Role.SERVICE))]
+Authenticated = Annotated[Principal, Depends(require_roles(*Role))]
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+# Why the caller looks at or changes the record (DPA 2018 s.62); a default per route.
+Purpose = Annotated[str | None, Header(alias="X-Purpose", max_length=300)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+
+
+def _base_url(request: Request) -> str:
+    return request.app.state.settings.base_url
+
+
+@router.post(
+    "/referrals",
+    response_model=ReferralPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ReferralPublic, "description": "The same referral, already made"}},
+)
+async def submit_referral(
+    body: ReferralCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    principal: Submitter,
+    idempotency_key: IdempotencyKey = None,
+    purpose: Purpose = None,
+) -> ReferralPublic:
+    submitted = await service.submit(
+        session,
+        principal,
+        body,
+        idempotency_key=idempotency_key,
+        now=utc_now(),
+        base_url=_base_url(request),
+        purpose=purpose or "referral submitted by probation",
+    )
+    response.headers["Location"] = f"/referrals/{submitted.referral.id}"
+    if not submitted.created:
+        response.status_code = status.HTTP_200_OK
+    return ReferralPublic.of(submitted.referral)
+
+
+@router.get("/referrals", response_model=ReferralsPublic)
+async def list_referrals(
+    session: SessionDep,
+    principal: Reader,
+    crn: Annotated[str | None, Query(max_length=20)] = None,
+    area: Annotated[str | None, Query(max_length=20)] = None,
+    status_: Annotated[ReferralStatus | None, Query(alias="status")] = None,
+    pathway: Pathway | None = None,
+    provider_code: Annotated[str | None, Query(max_length=40)] = None,
+    limit: LimitParam = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
+    purpose: Purpose = None,
+) -> ReferralsPublic:
+    referrals, next_cursor = await service.list_referrals(
+        session,
+        principal,
+        ReferralFilter(
+            crn=crn,
+            area=area,
+            status=status_.value if status_ else None,
+            pathway=pathway.value if pathway else None,
+            provider_code=provider_code,
+        ),
+        limit=limit,
+        cursor=cursor,
+        purpose=purpose or "referral search",
+    )
+    return ReferralsPublic(data=[ReferralPublic.of(r) for r in referrals], next_cursor=next_cursor)
+
+
+@router.get("/referrals/{referral_id}", response_model=ReferralPublic)
+async def get_referral(
+    referral_id: UUID, session: SessionDep, principal: Reader, purpose: Purpose = None
+) -> ReferralPublic:
+    referral = await service.get(
+        session, principal, referral_id, purpose=purpose or "referral read"
+    )
+    return ReferralPublic.of(referral)
+
+
+@router.get("/referrals/{referral_id}/history", response_model=HistoryPublic)
+async def referral_history(
+    referral_id: UUID,
+    session: SessionDep,
+    principal: Reader,
+    limit: LimitParam = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
+    purpose: Purpose = None,
+) -> HistoryPublic:
+    entries, next_cursor = await service.history(
+        session,
+        principal,
+        referral_id,
+        limit=limit,
+        cursor=cursor,
+        purpose=purpose or "referral history read",
+    )
+    return HistoryPublic(
+        data=[HistoryEntryPublic.of(e) for e in entries], next_cursor=next_cursor
+    )
+
+
+@router.post("/referrals/{referral_id}/withdraw", response_model=ReferralPublic)
+async def withdraw_referral(
+    referral_id: UUID,
+    body: WithdrawalCreate,
+    request: Request,
+    session: SessionDep,
+    principal: Submitter,
+    purpose: Purpose = None,
+) -> ReferralPublic:
+    referral = await service.withdraw(
+        session,
+        principal,
+        referral_id,
+        body,
+        now=utc_now(),
+        base_url=_base_url(request),
+        purpose=purpose or "referral withdrawn by probation",
+    )
+    return ReferralPublic.of(referral)
+
+
+@router.get("/pathways", response_model=PathwaysPublic)
+async def pathways(principal: Authenticated) -> PathwaysPublic:
+    return PathwaysPublic(
+        data=[PathwayPublic(code=p, name=PATHWAY_NAMES[p]) for p in Pathway]
+    )
+
+
+@router.get("/subject-access-requests", response_model=SubjectAccessPublic)
+async def subject_access_request(
+    session: SessionDep,
+    principal: Admin,
+    crn: Annotated[str, Query(max_length=20)],
+    purpose: Purpose = None,
+) -> SubjectAccessPublic:
+    found = await service.subject_access(
+        session, principal, crn, purpose=purpose or "subject access request"
+    )
+    return SubjectAccessPublic(
+        crn=found.crn,
+        generated_at=utc_now(),
+        referrals=[
+            SubjectAccessReferral(
+                referral=ReferralPublic.of(referral),
+                history=[HistoryEntryPublic.of(e) for e in entries],
+            )
+            for referral, entries in found.referrals
+        ],
+        access_log=[AccessLogPublic.of(row) for row in found.access_log],
+    )

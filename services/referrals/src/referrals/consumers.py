@@ -1,10 +1,32 @@
-"""Event handlers of the referrals service. Each runs in the consumer's transaction, which also
-records the event id, so a redelivered event has no second effect."""
+"""What the referrals service consumes: the providers' events about each need.
+
+Each event is handled once (the shared consumer records its id in the same transaction) and
+applied through the pure need state machine, which ignores stale and repeated transitions.
+Malformed events and events for unknown referrals or needs go to the dead letter store.
+"""
 
 from __future__ import annotations
 
 from pathways_shared.consumer import Subscription
+from pathways_shared.events import Event, utc_now
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from referrals import service
+from referrals.provider_events import ProviderEventKind
+
+DURABLE = "referrals-from-providers"
+
+
+async def on_provider_event(session: AsyncSession, event: Event) -> None:
+    await service.apply_provider_event(session, event, now=utc_now())
 
 
 def subscriptions() -> list[Subscription]:
-    return []
+    return [
+        Subscription(
+            stream="PROVIDERS",
+            durable=DURABLE,
+            handlers={kind.event_type: on_provider_event for kind in ProviderEventKind},
+            filter_subject="providers.referral.>",
+        )
+    ]
