@@ -1,0 +1,264 @@
+"""Every query of the notifications service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from pathways_shared.db import is_postgres
+from sqlalchemy import and_, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from notifications.delivery import DeliveryStatus
+from notifications.models import (
+    DeliveryAttemptRow,
+    NeedAllocationRow,
+    NotificationRow,
+    SubscriptionRow,
+)
+
+WAITING = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+
+async def add_subscription(session: AsyncSession, row: SubscriptionRow) -> SubscriptionRow:
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def get_subscription(
+    session: AsyncSession, subscription_id: uuid.UUID, *, for_update: bool = False
+) -> SubscriptionRow | None:
+    query = select(SubscriptionRow).where(
+        SubscriptionRow.id == subscription_id, col(SubscriptionRow.deleted_at).is_(None)
+    )
+    if for_update and is_postgres(session):
+        query = query.with_for_update()
+    return (await session.exec(query)).first()
+
+
+async def list_subscriptions(
+    session: AsyncSession,
+    *,
+    created_by: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[SubscriptionRow]:
+    query = select(SubscriptionRow).where(col(SubscriptionRow.deleted_at).is_(None))
+    if created_by is not None:
+        query = query.where(SubscriptionRow.created_by == created_by)
+    if after is not None:
+        at, last_id = after
+        query = query.where(
+            or_(
+                col(SubscriptionRow.created_at) < at,
+                and_(col(SubscriptionRow.created_at) == at, col(SubscriptionRow.id) < last_id),
+            )
+        )
+    query = query.order_by(
+        col(SubscriptionRow.created_at).desc(), col(SubscriptionRow.id).desc()
+    ).limit(limit + 1)
+    return list((await session.exec(query)).all())
+
+
+async def active_subscriptions(session: AsyncSession) -> list[SubscriptionRow]:
+    query = select(SubscriptionRow).where(
+        col(SubscriptionRow.active).is_(True), col(SubscriptionRow.deleted_at).is_(None)
+    )
+    return list((await session.exec(query)).all())
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+async def add_notification_if_new(session: AsyncSession, row: NotificationRow) -> bool:
+    """Insert unless a row with the same idempotency key exists; True when inserted."""
+    values = {
+        c.name: getattr(row, c.name)
+        for c in NotificationRow.__table__.columns  # type: ignore[attr-defined]
+    }
+    dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
+    statement = (
+        dialect_insert(NotificationRow)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(NotificationRow.id)  # type: ignore[arg-type]
+    )
+    connection = await session.connection()
+    inserted = (await connection.execute(statement)).first()
+    return inserted is not None
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[NotificationRow]:
+    """Deliveries a worker may attempt now, locked so no other worker takes them."""
+    query = (
+        select(NotificationRow)
+        .where(
+            or_(
+                and_(
+                    col(NotificationRow.status) == DeliveryStatus.PENDING.value,
+                    or_(
+                        col(NotificationRow.next_attempt_at).is_(None),
+                        col(NotificationRow.next_attempt_at) <= now,
+                    ),
+                ),
+                and_(
+                    col(NotificationRow.status) == DeliveryStatus.RETRYING.value,
+                    col(NotificationRow.next_attempt_at) <= now,
+                ),
+                and_(
+                    col(NotificationRow.status) == DeliveryStatus.SENDING.value,
+                    col(NotificationRow.lease_expires_at) <= now,
+                ),
+            )
+        )
+        .order_by(col(NotificationRow.created_at))
+        .limit(limit)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return list((await session.exec(query)).all())
+
+
+async def get_notification(
+    session: AsyncSession, notification_id: uuid.UUID, *, for_update: bool = False
+) -> NotificationRow | None:
+    query = select(NotificationRow).where(NotificationRow.id == notification_id)
+    if for_update and is_postgres(session):
+        query = query.with_for_update()
+    return (await session.exec(query)).first()
+
+
+async def list_notifications(
+    session: AsyncSession,
+    *,
+    referral_id: uuid.UUID | None,
+    status: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[NotificationRow]:
+    query = select(NotificationRow)
+    if referral_id is not None:
+        query = query.where(NotificationRow.referral_id == referral_id)
+    if status is not None:
+        query = query.where(NotificationRow.status == status)
+    if after is not None:
+        at, last_id = after
+        query = query.where(
+            or_(
+                col(NotificationRow.created_at) < at,
+                and_(col(NotificationRow.created_at) == at, col(NotificationRow.id) < last_id),
+            )
+        )
+    query = query.order_by(
+        col(NotificationRow.created_at).desc(), col(NotificationRow.id).desc()
+    ).limit(limit + 1)
+    return list((await session.exec(query)).all())
+
+
+async def notifications_for_crn(session: AsyncSession, crn: str) -> list[NotificationRow]:
+    query = (
+        select(NotificationRow)
+        .where(NotificationRow.crn == crn)
+        .order_by(col(NotificationRow.created_at), col(NotificationRow.id))
+    )
+    return list((await session.exec(query)).all())
+
+
+async def notifications_for_event(
+    session: AsyncSession, event_id: uuid.UUID
+) -> list[NotificationRow]:
+    query = select(NotificationRow).where(NotificationRow.event_id == event_id)
+    return list((await session.exec(query)).all())
+
+
+async def cancel_waiting_for_subscription(
+    session: AsyncSession, subscription_id: uuid.UUID, reason: str, now: datetime
+) -> int:
+    connection = await session.connection()
+    result = await connection.execute(
+        update(NotificationRow)
+        .where(
+            col(NotificationRow.subscription_id) == subscription_id,
+            col(NotificationRow.status).in_(WAITING),
+        )
+        .values(
+            status=DeliveryStatus.CANCELLED.value,
+            next_attempt_at=None,
+            last_error=reason,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount or 0)
+
+
+# --------------------------------------------------------------------------- attempts
+
+
+def add_attempt(session: AsyncSession, attempt: DeliveryAttemptRow) -> DeliveryAttemptRow:
+    session.add(attempt)
+    return attempt
+
+
+async def open_attempt(
+    session: AsyncSession, notification_id: uuid.UUID, number: int
+) -> DeliveryAttemptRow | None:
+    query = select(DeliveryAttemptRow).where(
+        DeliveryAttemptRow.notification_id == notification_id,
+        DeliveryAttemptRow.number == number,
+    )
+    return (await session.exec(query)).first()
+
+
+async def attempts_of(
+    session: AsyncSession, notification_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[DeliveryAttemptRow]]:
+    if not notification_ids:
+        return {}
+    query = (
+        select(DeliveryAttemptRow)
+        .where(col(DeliveryAttemptRow.notification_id).in_(list(notification_ids)))
+        .order_by(col(DeliveryAttemptRow.notification_id), col(DeliveryAttemptRow.number))
+    )
+    grouped: dict[uuid.UUID, list[DeliveryAttemptRow]] = {i: [] for i in notification_ids}
+    for attempt in (await session.exec(query)).all():
+        grouped[attempt.notification_id].append(attempt)
+    return grouped
+
+
+# --------------------------------------------------------------------------- allocations
+
+
+async def record_allocation(session: AsyncSession, row: NeedAllocationRow) -> None:
+    existing = await session.get(NeedAllocationRow, row.need_id)
+    if existing is None:
+        session.add(row)
+        return
+    existing.referral_id = row.referral_id
+    existing.provider_code = row.provider_code
+    existing.service_code = row.service_code
+    existing.provider_referral_id = row.provider_referral_id
+    existing.updated_at = row.updated_at
+
+
+async def forget_allocation(session: AsyncSession, need_id: uuid.UUID) -> None:
+    existing = await session.get(NeedAllocationRow, need_id)
+    if existing is not None:
+        await session.delete(existing)
+
+
+async def providers_of(
+    session: AsyncSession, need_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    ids = list(need_ids)
+    if not ids:
+        return {}
+    query = select(NeedAllocationRow).where(col(NeedAllocationRow.need_id).in_(ids))
+    return {row.need_id: row.provider_code for row in (await session.exec(query)).all()}

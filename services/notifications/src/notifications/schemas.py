@@ -1,0 +1,115 @@
+"""Request and response bodies of the notifications API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pathways_shared.events import iso_z
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    @field_serializer("*", when_used="json")
+    def _times(self, value: Any) -> Any:
+        return iso_z(value) if isinstance(value, datetime) else value
+
+
+class SubscriptionCreate(_Body):
+    url: str = Field(min_length=1, max_length=2048, description="Where to POST events")
+    event_types: list[str] = Field(
+        min_length=1,
+        max_length=20,
+        description="Patterns: `*` one token, `>` the rest (NATS wildcards), e.g. `cohorts.member.*`",
+    )
+    description: str | None = Field(default=None, max_length=500)
+    areas: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description="Only events of these areas (police: some of the token's areas)",
+    )
+
+
+class SubscriptionPublic(_Out):
+    id: uuid.UUID
+    url: str
+    event_types: list[str]
+    description: str | None
+    areas: list[str] | None
+    active: bool
+    created_by: str
+    created_at: datetime
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    consecutive_failures: int
+    last_error: str | None
+
+
+class SubscriptionCreated(SubscriptionPublic):
+    secret: str = Field(description="`whsec_`: shown once, keep it to verify signatures")
+
+
+class SubscriptionsPublic(BaseModel):
+    data: list[SubscriptionPublic]
+    next_cursor: str | None = None
+
+
+class AttemptPublic(_Out):
+    number: int
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    status_code: int | None
+    detail: str | None
+
+
+class NotificationPublic(_Out):
+    id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    kind: str
+    channel: str
+    recipient_role: str
+    recipient_key: str | None
+    subscription_id: uuid.UUID | None
+    referral_id: uuid.UUID | None
+    need_ids: list[uuid.UUID]
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    attempt_log: list[AttemptPublic] = Field(default_factory=list)
+
+
+class NotificationsPublic(BaseModel):
+    data: list[NotificationPublic]
+    next_cursor: str | None = None
+
+
+class SubjectAccessNotification(NotificationPublic):
+    address: str | None
+
+
+class AccessLogEntry(_Out):
+    at: datetime
+    actor: str
+    action: str
+    resource: str
+    purpose: str
+
+
+class SubjectAccessPublic(BaseModel):
+    crn: str
+    notifications: list[SubjectAccessNotification]
+    access_log: list[AccessLogEntry]

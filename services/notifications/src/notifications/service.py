@@ -1,0 +1,324 @@
+"""Use cases of the notifications service: load, decide (pure domain), save, in the caller's
+transaction (the request's session, or the consumed message's)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.auth import Principal
+from pathways_shared.consumer import PermanentError
+from pathways_shared.events import Event
+from pathways_shared.pagination import decode_cursor, page_of
+from pathways_shared.problems import NotFound
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from notifications import repository
+from notifications.config import NotificationsSettings
+from notifications.delivery import DeliveryStatus
+from notifications.domain import (
+    EventType,
+    InboundEvent,
+    NotificationIntent,
+    decide_notifications,
+    parse_envelope,
+)
+from notifications.errors import UnparseableEvent
+from notifications.models import NeedAllocationRow, NotificationRow, SubscriptionRow
+from notifications.schemas import (
+    AccessLogEntry,
+    AttemptPublic,
+    NotificationPublic,
+    NotificationsPublic,
+    SubjectAccessNotification,
+    SubjectAccessPublic,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionPublic,
+    SubscriptionsPublic,
+)
+from notifications.secretbox import SecretBox
+from notifications.subscriptions import (
+    EventPattern,
+    Subscription,
+    SubscriptionScope,
+    authorise_subscription,
+    decide_webhooks,
+    parse_patterns,
+)
+from notifications.transports import Resolver, check_destination
+from notifications.webhooks import generate_secret
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- consuming events
+
+
+def _need_ids(inbound: InboundEvent) -> list[uuid.UUID]:
+    found = []
+    for value in [inbound.info.get("needId"), *(inbound.info.get("needIds") or [])]:
+        try:
+            found.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return found
+
+
+def subscription_of(row: SubscriptionRow) -> Subscription:
+    return Subscription(
+        id=row.id,
+        patterns=tuple(EventPattern.parse(text) for text in row.event_types),
+        scope=SubscriptionScope(
+            areas=frozenset(row.areas) if row.areas is not None else None,
+            cohort_events_only=row.cohort_events_only,
+        ),
+        active=row.active and row.deleted_at is None,
+    )
+
+
+async def take_event(session: AsyncSession, event: Event, *, now: datetime | None = None) -> int:
+    """Decide who is told about a consumed event and record one delivery per recipient.
+
+    Idempotent twice over: the shared consumer records the event id, and each delivery is
+    unique on its idempotency key (event id + recipient). Answers how many were recorded."""
+    now = now or utc_now()
+    payload = event.to_json().decode()
+    try:
+        inbound = parse_envelope(json.loads(payload))
+        if inbound.event_type == EventType.REFERRAL_ALLOCATED:
+            details = inbound.details()
+            await repository.record_allocation(
+                session,
+                NeedAllocationRow(
+                    need_id=details.need_id,  # type: ignore[attr-defined]
+                    referral_id=details.referral_id,  # type: ignore[attr-defined]
+                    provider_code=details.provider_code,  # type: ignore[attr-defined]
+                    service_code=details.service_code,  # type: ignore[attr-defined]
+                    provider_referral_id=details.provider_referral_id,  # type: ignore[attr-defined]
+                    updated_at=now,
+                ),
+            )
+        elif inbound.event_type == EventType.REFERRAL_UNALLOCATED:
+            await repository.forget_allocation(session, inbound.details().need_id)  # type: ignore[attr-defined]
+        allocations = await repository.providers_of(session, _need_ids(inbound))
+        intents = list(decide_notifications(inbound, allocations=allocations))
+    except UnparseableEvent as exc:
+        raise PermanentError(exc.detail) from exc
+    subscriptions = [subscription_of(row) for row in await repository.active_subscriptions(session)]
+    if inbound.event_type == EventType.DELIVERY_FAILED:
+        # never tell a failing subscriber about its own failures
+        subscriptions = [s for s in subscriptions if str(s.id) != inbound.info.get("recipientKey")]
+    intents += decide_webhooks(inbound, subscriptions)
+    recorded = 0
+    for intent in intents:
+        recorded += await repository.add_notification_if_new(
+            session, _notification_row(intent, inbound, payload, now)
+        )
+    return recorded
+
+
+def _notification_row(
+    intent: NotificationIntent, inbound: InboundEvent, payload: str, now: datetime
+) -> NotificationRow:
+    webhook = intent.recipient.role.value == "subscriber"
+    return NotificationRow(
+        id=uuid.uuid4(),
+        idempotency_key=intent.idempotency_key,
+        event_id=intent.event_id,
+        event_type=intent.event_type,
+        event_payload=payload,
+        crn=inbound.crn,
+        referral_id=intent.referral_id,
+        need_ids=[str(n) for n in intent.need_ids],
+        kind=intent.kind.value,
+        channel=intent.channel.value,
+        recipient_role=intent.recipient.role.value,
+        recipient_key=intent.recipient.key,
+        subscription_id=uuid.UUID(intent.recipient.key)
+        if webhook and intent.recipient.key
+        else None,
+        status=DeliveryStatus.PENDING.value,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+
+def _subscription_public(row: SubscriptionRow) -> SubscriptionPublic:
+    return SubscriptionPublic.model_validate(row, from_attributes=True)
+
+
+async def create_subscription(
+    session: AsyncSession,
+    principal: Principal,
+    body: SubscriptionCreate,
+    *,
+    settings: NotificationsSettings,
+    resolver: Resolver,
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    now: datetime | None = None,
+) -> SubscriptionCreated:
+    patterns = parse_patterns(body.event_types)
+    scope = authorise_subscription(
+        principal.roles,
+        principal.areas,
+        patterns,
+        requested_areas=body.areas,
+    )
+    await check_destination(
+        body.url, allow_private=settings.webhooks_allow_private, resolver=resolver
+    )
+    secret = generate_secret(random_bytes)
+    row = SubscriptionRow(
+        id=uuid.uuid4(),
+        url=body.url,
+        event_types=[p.text for p in patterns],
+        description=body.description,
+        areas=sorted(scope.areas) if scope.areas is not None else None,
+        cohort_events_only=scope.cohort_events_only,
+        secret_sealed=SecretBox(settings.secret_key).seal(secret),
+        created_by=principal.sub,
+        created_by_roles=",".join(sorted(principal.roles)),
+        created_at=now or utc_now(),
+    )
+    await repository.add_subscription(session, row)
+    return SubscriptionCreated(**_subscription_public(row).model_dump(), secret=secret)
+
+
+def _may_manage(principal: Principal, row: SubscriptionRow) -> bool:
+    return principal.has("admin") or row.created_by == principal.sub
+
+
+async def list_subscriptions(
+    session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
+) -> SubscriptionsPublic:
+    after = decode_cursor(cursor, size=2)
+    rows = await repository.list_subscriptions(
+        session,
+        created_by=None if principal.has("admin") else principal.sub,
+        after=(datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
+        limit=limit,
+    )
+    page, next_cursor = page_of(rows, limit, lambda r: [r.created_at.isoformat(), str(r.id)])
+    return SubscriptionsPublic(
+        data=[_subscription_public(r) for r in page], next_cursor=next_cursor
+    )
+
+
+async def _owned_subscription(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, *, for_update=False
+) -> SubscriptionRow:
+    row = await repository.get_subscription(session, subscription_id, for_update=for_update)
+    if row is None or not _may_manage(principal, row):
+        raise NotFound("no such subscription")
+    return row
+
+
+async def get_subscription(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+) -> SubscriptionPublic:
+    return _subscription_public(await _owned_subscription(session, principal, subscription_id))
+
+
+async def delete_subscription(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+) -> None:
+    row = await _owned_subscription(session, principal, subscription_id, for_update=True)
+    now = utc_now()
+    row.deleted_at = now
+    row.active = False
+    await repository.cancel_waiting_for_subscription(
+        session, row.id, "the subscription was deleted", now
+    )
+
+
+async def enable_subscription(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+) -> SubscriptionPublic:
+    row = await _owned_subscription(session, principal, subscription_id, for_update=True)
+    row.active = True
+    row.disabled_at = None
+    row.disabled_reason = None
+    row.consecutive_failures = 0
+    row.failing_since = None
+    return _subscription_public(row)
+
+
+# --------------------------------------------------------------------------- the delivery log
+
+
+def _notification_public(row: NotificationRow, attempts, cls=NotificationPublic, **extra):
+    return cls.model_validate(
+        {
+            **{k: getattr(row, k) for k in NotificationPublic.model_fields if k != "attempt_log"},
+            "attempt_log": [
+                AttemptPublic.model_validate(a, from_attributes=True) for a in attempts
+            ],
+            **extra,
+        }
+    )
+
+
+async def list_notifications(
+    session: AsyncSession,
+    *,
+    referral_id: uuid.UUID | None,
+    status: DeliveryStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> NotificationsPublic:
+    after = decode_cursor(cursor, size=2)
+    rows = await repository.list_notifications(
+        session,
+        referral_id=referral_id,
+        status=status.value if status else None,
+        after=(datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
+        limit=limit,
+    )
+    page, next_cursor = page_of(rows, limit, lambda r: [r.created_at.isoformat(), str(r.id)])
+    attempts = await repository.attempts_of(session, [r.id for r in page])
+    return NotificationsPublic(
+        data=[_notification_public(r, attempts[r.id]) for r in page], next_cursor=next_cursor
+    )
+
+
+async def get_notification(session: AsyncSession, notification_id: uuid.UUID) -> NotificationPublic:
+    row = await repository.get_notification(session, notification_id)
+    if row is None:
+        raise NotFound("no such notification")
+    attempts = await repository.attempts_of(session, [row.id])
+    return _notification_public(row, attempts[row.id])
+
+
+async def subject_access(
+    session: AsyncSession, principal: Principal, crn: str
+) -> SubjectAccessPublic:
+    rows = await repository.notifications_for_crn(session, crn)
+    attempts = await repository.attempts_of(session, [r.id for r in rows])
+    log_rows = await access_log_for(session, crn)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.CONSULTATION,
+        resource="subject-access-request",
+        crn=crn,
+        purpose="subject access request",
+    )
+    return SubjectAccessPublic(
+        crn=crn,
+        notifications=[
+            _notification_public(r, attempts[r.id], SubjectAccessNotification, address=r.address)
+            for r in rows
+        ],
+        access_log=[AccessLogEntry.model_validate(a, from_attributes=True) for a in log_rows],
+    )
