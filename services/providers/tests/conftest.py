@@ -7,11 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-
+from pathways_shared.db import transaction
+from pathways_shared.events import utc_now
 from pathways_shared.testing import TEST_JWT_SECRET, running, truncate_database
-
 from providers.app import create_app
+from providers.catalogue import load_seed_catalogue
 from providers.config import ProvidersSettings
+from providers.service import seed_catalogue
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +41,9 @@ async def settings(database_url, subject_prefix, nats_url) -> ProvidersSettings:
 async def app(settings):
     app = create_app(settings)
     async with running(app):
+        # The migration seeds the catalogue; the per-test truncation empties it again.
+        async with transaction(app.state.runtime.sessionmaker) as session:
+            await seed_catalogue(session, load_seed_catalogue(), utc_now())
         yield app
 
 

@@ -4,21 +4,42 @@ from __future__ import annotations
 
 import uvicorn
 from fastapi import FastAPI
-
-from pathways_shared.runtime import build_app
+from pathways_shared.runtime import Runtime, build_app
 
 from providers import api, consumers
 from providers.config import ProvidersSettings
+from providers.referrals_client import ReferralsClient
+from providers.scheduler import deadline_worker
+from providers.working_days import WorkingCalendar
 
 
 def create_app(settings: ProvidersSettings | None = None) -> FastAPI:
     settings = settings or ProvidersSettings()
+    calendar = WorkingCalendar()
+
+    async def on_startup(runtime: Runtime) -> None:
+        runtime.extras["calendar"] = calendar
+        runtime.extras["referrals_client"] = ReferralsClient(
+            settings.referrals_url,
+            jwt_secret=settings.jwt_secret,
+            timeout=settings.referrals_timeout_seconds,
+            retries=settings.referrals_retries,
+        )
+
+    async def on_shutdown(runtime: Runtime) -> None:
+        client = runtime.extras.get("referrals_client")
+        if client is not None:
+            await client.close()
+
     return build_app(
         settings,
         title="Pathways providers service",
         description="Providers: the catalogue, routing every need, and the provider's API",
         routers=[api.router],
-        subscriptions=consumers.subscriptions(),
+        subscriptions=consumers.subscriptions(settings.base_url, calendar),
+        workers=[deadline_worker(calendar, settings.deadline_poll_seconds)],
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
     )
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic_settings import SettingsConfigDict
-
 from pathways_shared.config import ServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 
 class ProvidersSettings(ServiceSettings):
@@ -13,3 +13,8 @@ class ProvidersSettings(ServiceSettings):
     service_name: str = "providers"
     port: int = 8002
     database_url: str = "sqlite+aiosqlite:///.data/providers.db"
+    # How often the service-level scheduler looks for missed deadlines.
+    deadline_poll_seconds: float = Field(default=60.0, gt=0)
+    # Calls to the referrals service for a person's details (provider's view).
+    referrals_timeout_seconds: float = Field(default=2.0, gt=0)
+    referrals_retries: int = Field(default=2, ge=0, le=5)

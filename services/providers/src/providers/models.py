@@ -10,8 +10,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from pathways_shared.infra_models import AccessLog, DeadLetter, OutboxMessage, ProcessedEvent
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -150,7 +150,9 @@ class ProviderReferralRow(SQLModel, table=True):
     outcome_notes: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     withdrawn_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     withdrawal_reason: str | None = Field(default=None, max_length=40)
-    acknowledge_missed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    acknowledge_missed_at: datetime | None = Field(
+        default=None, sa_column=utc_column(nullable=True)
+    )
     respond_missed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     updated_at: datetime = Field(sa_column=utc_column())
 

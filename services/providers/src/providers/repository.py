@@ -1,0 +1,249 @@
+"""Every query of the providers service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from pathways_shared.db import is_postgres
+from sqlalchemy import and_, func, or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from providers.models import (
+    IomMemberRow,
+    NeedRow,
+    ProviderReferralRow,
+    ProviderRow,
+    RoutingDecisionRow,
+    ServiceRow,
+    WithdrawnNeedRow,
+)
+
+AWAITING_RESPONSE = ("allocated", "acknowledged")
+
+
+class CatalogueRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def providers(self) -> Sequence[ProviderRow]:
+        return (await self.session.exec(select(ProviderRow).order_by(ProviderRow.code))).all()
+
+    async def provider(self, code: str) -> ProviderRow | None:
+        return await self.session.get(ProviderRow, code)
+
+    async def services(
+        self,
+        *,
+        pathway: str | None = None,
+        provider_code: str | None = None,
+        after_code: str | None = None,
+        limit: int | None = None,
+    ) -> Sequence[ServiceRow]:
+        query = select(ServiceRow).order_by(ServiceRow.code)
+        if pathway is not None:
+            query = query.where(ServiceRow.pathway == pathway)
+        if provider_code is not None:
+            query = query.where(ServiceRow.provider_code == provider_code)
+        if after_code is not None:
+            query = query.where(ServiceRow.code > after_code)
+        if limit is not None:
+            query = query.limit(limit)
+        return (await self.session.exec(query)).all()
+
+    async def service(self, code: str, *, for_update: bool = False) -> ServiceRow | None:
+        query = select(ServiceRow).where(ServiceRow.code == code)
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.exec(query)).first()
+
+    def add(self, row: ServiceRow | ProviderRow) -> None:
+        self.session.add(row)
+
+
+class NeedRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, need_id: uuid.UUID, *, for_update: bool = False) -> NeedRow | None:
+        query = select(NeedRow).where(NeedRow.id == need_id)
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.exec(query)).first()
+
+    async def of_referral(self, referral_id: uuid.UUID) -> Sequence[NeedRow]:
+        query = select(NeedRow).where(NeedRow.referral_id == referral_id).order_by(NeedRow.id)
+        return (await self.session.exec(query)).all()
+
+    async def for_crn(self, crn: str) -> Sequence[NeedRow]:
+        query = select(NeedRow).where(NeedRow.crn == crn).order_by(NeedRow.submitted_at)
+        return (await self.session.exec(query)).all()
+
+    def add(self, row: NeedRow | RoutingDecisionRow) -> None:
+        self.session.add(row)
+
+    async def withdrawn(self, need_id: uuid.UUID) -> WithdrawnNeedRow | None:
+        return await self.session.get(WithdrawnNeedRow, need_id)
+
+    async def remember_withdrawn(
+        self, need_id: uuid.UUID, referral_id: uuid.UUID, reason_code: str, at: datetime
+    ) -> None:
+        if await self.withdrawn(need_id) is None:
+            self.session.add(
+                WithdrawnNeedRow(
+                    need_id=need_id,
+                    referral_id=referral_id,
+                    reason_code=reason_code,
+                    withdrawn_at=at,
+                )
+            )
+
+    async def decisions(self, need_id: uuid.UUID) -> Sequence[RoutingDecisionRow]:
+        query = (
+            select(RoutingDecisionRow)
+            .where(RoutingDecisionRow.need_id == need_id)
+            .order_by(RoutingDecisionRow.decided_at, RoutingDecisionRow.id)
+        )
+        return (await self.session.exec(query)).all()
+
+    async def decisions_for_crn(self, crn: str) -> Sequence[RoutingDecisionRow]:
+        query = (
+            select(RoutingDecisionRow)
+            .where(RoutingDecisionRow.crn == crn)
+            .order_by(RoutingDecisionRow.decided_at, RoutingDecisionRow.id)
+        )
+        return (await self.session.exec(query)).all()
+
+
+class ProviderReferralRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, row: ProviderReferralRow) -> None:
+        self.session.add(row)
+
+    async def get(
+        self, provider_referral_id: uuid.UUID, *, for_update: bool = False
+    ) -> ProviderReferralRow | None:
+        query = select(ProviderReferralRow).where(ProviderReferralRow.id == provider_referral_id)
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.exec(query)).first()
+
+    async def of_need(self, need_id: uuid.UUID) -> Sequence[ProviderReferralRow]:
+        query = (
+            select(ProviderReferralRow)
+            .where(ProviderReferralRow.need_id == need_id)
+            .order_by(ProviderReferralRow.allocated_at, ProviderReferralRow.id)
+        )
+        return (await self.session.exec(query)).all()
+
+    async def of_needs(
+        self, need_ids: Sequence[uuid.UUID], *, for_update: bool = False
+    ) -> Sequence[ProviderReferralRow]:
+        if not need_ids:
+            return []
+        query = (
+            select(ProviderReferralRow)
+            .where(col(ProviderReferralRow.need_id).in_(list(need_ids)))
+            .order_by(ProviderReferralRow.allocated_at, ProviderReferralRow.id)
+        )
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.exec(query)).all()
+
+    async def for_crn(self, crn: str) -> Sequence[ProviderReferralRow]:
+        query = (
+            select(ProviderReferralRow)
+            .where(ProviderReferralRow.crn == crn)
+            .order_by(ProviderReferralRow.allocated_at, ProviderReferralRow.id)
+        )
+        return (await self.session.exec(query)).all()
+
+    async def inbox(
+        self,
+        provider_code: str,
+        *,
+        status: str | None,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None,
+    ) -> Sequence[ProviderReferralRow]:
+        """Newest first, keyset-paged on (allocated_at, id); `limit + 1` rows to see if more."""
+        query = select(ProviderReferralRow).where(
+            ProviderReferralRow.provider_code == provider_code
+        )
+        if status is not None:
+            query = query.where(ProviderReferralRow.status == status)
+        if after is not None:
+            at, last_id = after
+            query = query.where(
+                or_(
+                    col(ProviderReferralRow.allocated_at) < at,
+                    and_(
+                        ProviderReferralRow.allocated_at == at,
+                        col(ProviderReferralRow.id) < last_id,
+                    ),
+                )
+            )
+        query = query.order_by(
+            col(ProviderReferralRow.allocated_at).desc(), col(ProviderReferralRow.id).desc()
+        ).limit(limit + 1)
+        return (await self.session.exec(query)).all()
+
+    async def with_deadlines_due(self, now: datetime, limit: int) -> Sequence[ProviderReferralRow]:
+        """Referrals with a running service-level clock past its deadline and not yet reported.
+
+        Locked `FOR UPDATE SKIP LOCKED` so replicas running the scheduler share the work
+        and never report the same deadline twice.
+        """
+        acknowledge_due = and_(
+            ProviderReferralRow.status == "allocated",
+            col(ProviderReferralRow.acknowledge_by) < now,
+            col(ProviderReferralRow.acknowledge_missed_at).is_(None),
+        )
+        respond_due = and_(
+            col(ProviderReferralRow.status).in_(AWAITING_RESPONSE),
+            col(ProviderReferralRow.respond_by) < now,
+            col(ProviderReferralRow.respond_missed_at).is_(None),
+        )
+        query = (
+            select(ProviderReferralRow)
+            .where(or_(acknowledge_due, respond_due))
+            .order_by(ProviderReferralRow.respond_by, ProviderReferralRow.id)
+            .limit(limit)
+        )
+        if is_postgres(self.session):
+            query = query.with_for_update(skip_locked=True)
+        return (await self.session.exec(query)).all()
+
+    async def count_by_status(self, provider_code: str) -> dict[str, int]:
+        query = (
+            select(ProviderReferralRow.status, func.count())
+            .where(ProviderReferralRow.provider_code == provider_code)
+            .group_by(ProviderReferralRow.status)
+        )
+        return {status: count for status, count in (await self.session.exec(query)).all()}
+
+
+class IomMembershipRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, crn: str, area: str) -> IomMemberRow | None:
+        query = select(IomMemberRow).where(IomMemberRow.crn == crn, IomMemberRow.area == area)
+        return (await self.session.exec(query)).first()
+
+    async def is_member(self, crn: str) -> bool:
+        query = select(IomMemberRow.id).where(
+            IomMemberRow.crn == crn, col(IomMemberRow.member).is_(True)
+        )
+        return (await self.session.exec(query)).first() is not None
+
+    async def for_crn(self, crn: str) -> Sequence[IomMemberRow]:
+        query = select(IomMemberRow).where(IomMemberRow.crn == crn).order_by(IomMemberRow.area)
+        return (await self.session.exec(query)).all()
+
+    def add(self, row: IomMemberRow) -> None:
+        self.session.add(row)

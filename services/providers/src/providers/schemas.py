@@ -1,0 +1,177 @@
+"""Request and response models of the providers service (unknown fields refused)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
+from pydantic import BaseModel, ConfigDict, Field
+
+from providers.catalogue import Eligibility, NeedFlag, Service
+from providers.domain import ProviderReferralStatus
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- catalogue -----------------------------------------------------------------------------
+
+
+class ServicePublic(Strict):
+    code: str
+    name: str
+    provider_code: str
+    programme: str
+    pathway: Pathway
+    areas: list[str]
+    priority: int
+    eligibility: Eligibility
+    acknowledge_days: int
+    respond_days: int
+    active: bool
+
+    @classmethod
+    def of(cls, service: Service) -> ServicePublic:
+        return cls.model_validate(service.model_dump())
+
+
+class ServicesPublic(Strict):
+    data: list[ServicePublic]
+    next_cursor: str | None = None
+
+
+class ServicePut(Service):
+    """The body of `PUT /services/{code}`: a service; its `code`, if given, must be the path's."""
+
+    code: str | None = Field(default=None, max_length=32)  # type: ignore[assignment]
+
+
+class ProviderPublic(Strict):
+    code: str
+    name: str
+    services: list[str]
+
+
+class ProvidersPublic(Strict):
+    data: list[ProviderPublic]
+    next_cursor: str | None = None
+
+
+# ---- eligibility ---------------------------------------------------------------------------
+
+
+class EligibilityPerson(Strict):
+    date_of_birth: date
+    sex: Sex
+
+
+class EligibilitySupervision(Strict):
+    status: SupervisionStatus
+
+
+class EligibilityNeed(Strict):
+    pathway: Pathway
+    complexity: Complexity
+    flags: list[NeedFlag] = Field(default_factory=list, max_length=10)
+
+
+class EligibilityRequest(Strict):
+    area: str = Field(min_length=1, max_length=20)
+    person: EligibilityPerson
+    supervision: EligibilitySupervision
+    need: EligibilityNeed
+    iom_member: bool = False
+
+
+class ServiceEligibility(Strict):
+    code: str
+    eligible: bool
+    reason: str | None = None
+    criterion: str | None = None
+
+
+class EligibilityResponse(Strict):
+    chosen: str | None
+    age: int
+    reason: str | None = None
+    services: list[ServiceEligibility]
+
+
+# ---- provider referrals --------------------------------------------------------------------
+
+
+class ProviderReferralPublic(Strict):
+    id: uuid.UUID
+    referral_id: uuid.UUID
+    need_id: uuid.UUID
+    crn: str
+    area: str
+    pathway: Pathway
+    complexity: Complexity
+    flags: list[str]
+    service_code: str
+    provider_code: str
+    programme: str
+    status: ProviderReferralStatus
+    allocated_at: datetime
+    acknowledge_by: datetime
+    respond_by: datetime
+    acknowledged_at: datetime | None = None
+    responded_at: datetime | None = None
+    decline_reason: str | None = None
+    decline_comments: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    outcome: str | None = None
+    outcome_notes: str | None = None
+    withdrawn_at: datetime | None = None
+    withdrawal_reason: str | None = None
+
+
+class ProviderReferralsPublic(Strict):
+    data: list[ProviderReferralPublic]
+    next_cursor: str | None = None
+
+
+class ProviderReferralDetail(ProviderReferralPublic):
+    person: dict[str, Any] | None = None
+    practitioner: dict[str, Any] | None = None
+    details_available: bool
+    details_message: str | None = None
+
+
+class DeclineRequest(Strict):
+    reason_code: str = Field(max_length=40)
+    comments: str | None = Field(default=None, max_length=4000)
+
+
+class StartRequest(Strict):
+    started_at: datetime | None = None
+
+
+class CompleteRequest(Strict):
+    outcome: str = Field(max_length=40)
+    notes: str | None = Field(default=None, max_length=4000)
+
+
+# ---- routing decisions ---------------------------------------------------------------------
+
+
+class RoutingDecisionPublic(Strict):
+    id: uuid.UUID
+    need_id: uuid.UUID
+    decided_at: datetime
+    trigger: str
+    chosen_service_code: str | None
+    provider_referral_id: uuid.UUID | None
+    unallocated_reason: str | None
+    iom_member: bool
+    assessments: list[ServiceEligibility]
+
+
+class RoutingDecisionsPublic(Strict):
+    data: list[RoutingDecisionPublic]
+    next_cursor: str | None = None

@@ -1,0 +1,634 @@
+"""Use cases of the providers service: load, decide (domain), save and write the outbox,
+all in the caller's one transaction. Services never commit."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.auth import Principal
+from pathways_shared.events import Event, make_event
+from pathways_shared.outbox import add_event
+from pathways_shared.problems import NotFound
+from pathways_shared.vocabulary import (
+    Complexity,
+    DeclineReason,
+    Outcome,
+    Pathway,
+    Sex,
+    SupervisionStatus,
+    WithdrawalReason,
+)
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from providers.catalogue import Catalogue, Service
+from providers.domain import (
+    NeedEvent,
+    NeedToRoute,
+    ProviderReferral,
+    ProviderReferralStatus,
+    apply_decision,
+    declined_services,
+    requires_duty_to_refer,
+)
+from providers.models import (
+    IomMemberRow,
+    NeedRow,
+    ProviderReferralRow,
+    ProviderRow,
+    RoutingDecisionRow,
+    ServiceRow,
+)
+from providers.repository import (
+    CatalogueRepository,
+    IomMembershipRepository,
+    NeedRepository,
+    ProviderReferralRepository,
+)
+from providers.routing import EligibilityQuery, RoutingDecision, route
+from providers.working_days import WorkingCalendar
+
+SYSTEM_ACTOR = "system:providers"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every use case needs besides the session: the time, the calendar, our URL."""
+
+    now: datetime
+    calendar: WorkingCalendar
+    base_url: str
+
+
+# ---- conversions between rows and the domain -----------------------------------------------
+
+
+def service_from_row(row: ServiceRow) -> Service:
+    return Service.model_validate(
+        {
+            "code": row.code,
+            "name": row.name,
+            "provider_code": row.provider_code,
+            "programme": row.programme,
+            "pathway": row.pathway,
+            "areas": row.areas,
+            "priority": row.priority,
+            "eligibility": row.eligibility,
+            "acknowledge_days": row.acknowledge_days,
+            "respond_days": row.respond_days,
+            "active": row.active,
+        }
+    )
+
+
+def service_row(service: Service, now: datetime) -> ServiceRow:
+    data = service.model_dump(mode="json")
+    return ServiceRow(**data, updated_at=now)
+
+
+def referral_from_row(row: ProviderReferralRow) -> ProviderReferral:
+    def opt(enum: Any, value: str | None) -> Any:
+        return None if value is None else enum(value)
+
+    return ProviderReferral(
+        id=row.id,
+        referral_id=row.referral_id,
+        need_id=row.need_id,
+        crn=row.crn,
+        area=row.area,
+        pathway=Pathway(row.pathway),
+        complexity=Complexity(row.complexity),
+        flags=tuple(row.flags),
+        service_code=row.service_code,
+        provider_code=row.provider_code,
+        programme=row.programme,
+        status=ProviderReferralStatus(row.status),
+        allocated_at=row.allocated_at,
+        acknowledge_by=row.acknowledge_by,
+        respond_by=row.respond_by,
+        acknowledged_at=row.acknowledged_at,
+        responded_at=row.responded_at,
+        decline_reason=opt(DeclineReason, row.decline_reason),
+        decline_comments=row.decline_comments,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        outcome=opt(Outcome, row.outcome),
+        outcome_notes=row.outcome_notes,
+        withdrawn_at=row.withdrawn_at,
+        withdrawal_reason=opt(WithdrawalReason, row.withdrawal_reason),
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, str):
+        return str(value)  # StrEnum to its plain value
+    return value
+
+
+def copy_to_row(referral: ProviderReferral, row: ProviderReferralRow, now: datetime) -> None:
+    for field in dataclasses.fields(referral):
+        setattr(row, field.name, _plain(getattr(referral, field.name)))
+    row.updated_at = now
+
+
+def new_referral_row(referral: ProviderReferral, now: datetime) -> ProviderReferralRow:
+    data = {f.name: _plain(getattr(referral, f.name)) for f in dataclasses.fields(referral)}
+    return ProviderReferralRow(**data, updated_at=now)
+
+
+def envelope(event: NeedEvent, ctx: Context) -> Event:
+    provider_referral_id = getattr(event, "provider_referral_id", None)
+    detail_url = (
+        f"{ctx.base_url}/provider-referrals/{provider_referral_id}"
+        if provider_referral_id
+        else f"{ctx.base_url}/needs/{event.need_id}/routing"
+    )
+    return make_event(
+        event.event_type,
+        event.additional_information(),
+        crn=event.crn,
+        detail_url=detail_url,
+        occurred_at=ctx.now,
+    )
+
+
+def publish(session: AsyncSession, event: NeedEvent, ctx: Context) -> None:
+    add_event(session, envelope(event, ctx))
+
+
+# ---- the catalogue -------------------------------------------------------------------------
+
+
+async def list_providers(session: AsyncSession) -> list[tuple[ProviderRow, list[str]]]:
+    repo = CatalogueRepository(session)
+    services = await repo.services()
+    return [
+        (p, [s.code for s in services if s.provider_code == p.code]) for p in await repo.providers()
+    ]
+
+
+async def get_provider(session: AsyncSession, code: str) -> tuple[ProviderRow, list[str]]:
+    repo = CatalogueRepository(session)
+    provider = await repo.provider(code)
+    if provider is None:
+        raise NotFound(f"no provider {code}")
+    return provider, [s.code for s in await repo.services(provider_code=code)]
+
+
+async def list_services(
+    session: AsyncSession,
+    *,
+    pathway: str | None,
+    area: str | None,
+    after_code: str | None,
+    limit: int,
+) -> list[Service]:
+    """Services in code order; `area` keeps those covering it (regions expanded)."""
+    rows = await CatalogueRepository(session).services(pathway=pathway, after_code=after_code)
+    services = [service_from_row(r) for r in rows]
+    if area is not None:
+        services = [s for s in services if s.covers(area)]
+    return services[: limit + 1]
+
+
+async def get_service(session: AsyncSession, code: str) -> Service:
+    row = await CatalogueRepository(session).service(code)
+    if row is None:
+        raise NotFound(f"no service {code}")
+    return service_from_row(row)
+
+
+async def put_service(
+    session: AsyncSession, service: Service, *, principal: Principal, now: datetime
+) -> bool:
+    """Create or replace a service; True when it was created."""
+    repo = CatalogueRepository(session)
+    existing = await repo.service(service.code, for_update=True)
+    data = service.model_dump(mode="json")
+    if existing is None:
+        repo.add(ServiceRow(**data, updated_at=now))
+        return True
+    for name, value in data.items():
+        setattr(existing, name, value)
+    existing.updated_at = now
+    repo.add(existing)
+    return False
+
+
+async def load_catalogue(session: AsyncSession) -> list[Service]:
+    return [service_from_row(r) for r in await CatalogueRepository(session).services()]
+
+
+async def seed_catalogue(session: AsyncSession, catalogue: Catalogue, now: datetime) -> int:
+    """Insert the seed providers and services that are missing; never overwrite edits."""
+    repo = CatalogueRepository(session)
+    added = 0
+    for provider in catalogue.providers:
+        if await repo.provider(provider.code) is None:
+            repo.add(ProviderRow(code=provider.code, name=provider.name))
+    await session.flush()
+    for service in catalogue.services:
+        if await repo.service(service.code) is None:
+            repo.add(service_row(service, now))
+            added += 1
+    return added
+
+
+# ---- eligibility (no side effects) and routing decisions -----------------------------------
+
+
+async def check_eligibility(session: AsyncSession, query: EligibilityQuery) -> RoutingDecision:
+    return route(await load_catalogue(session), query)
+
+
+async def routing_decisions(
+    session: AsyncSession, principal: Principal, need_id: uuid.UUID
+) -> Sequence[RoutingDecisionRow]:
+    """Every routing of a need, oldest first: why each service was or was not chosen."""
+    need = await NeedRepository(session).get(need_id)
+    if need is None:
+        raise NotFound("no such need")
+    principal.require_area(need.area)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.CONSULTATION,
+        resource=f"need/{need_id}/routing",
+        crn=need.crn,
+        purpose="read the routing decisions of a need",
+    )
+    return await NeedRepository(session).decisions(need_id)
+
+
+# ---- routing needs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubmittedNeed:
+    need_id: uuid.UUID
+    pathway: Pathway
+    complexity: Complexity
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SubmittedReferral:
+    referral_id: uuid.UUID
+    crn: str
+    area: str
+    sex: Sex
+    age: int
+    supervision_status: SupervisionStatus
+    needs: tuple[SubmittedNeed, ...]
+    submitted_at: datetime
+
+
+def _query_for(need: NeedRow) -> EligibilityQuery:
+    return EligibilityQuery(
+        area=need.area,
+        pathway=Pathway(need.pathway),
+        complexity=Complexity(need.complexity),
+        sex=Sex(need.sex),
+        age=need.age,
+        supervision_status=SupervisionStatus(need.supervision_status),
+        flags=frozenset(need.flags),
+        iom_member=need.iom_member,
+    )
+
+
+def _to_route(need: NeedRow) -> NeedToRoute:
+    return NeedToRoute(
+        referral_id=need.referral_id,
+        need_id=need.id,
+        crn=need.crn,
+        area=need.area,
+        pathway=Pathway(need.pathway),
+        complexity=Complexity(need.complexity),
+        flags=tuple(need.flags),
+        consent_given=True,  # the referrals service refuses a referral without consent
+    )
+
+
+async def _route_need(
+    session: AsyncSession,
+    need: NeedRow,
+    services: Sequence[Service],
+    *,
+    declined: frozenset[str],
+    trigger: str,
+    ctx: Context,
+) -> ProviderReferral | None:
+    """Route one need, record the decision, create the provider referral, write the event."""
+    decision = route(services, _query_for(need), declined_by=declined)
+    provider_referral_id = uuid.uuid4()
+    referral, event = apply_decision(
+        _to_route(need),
+        decision,
+        provider_referral_id=provider_referral_id,
+        now=ctx.now,
+        calendar=ctx.calendar,
+    )
+    NeedRepository(session).add(
+        RoutingDecisionRow(
+            id=uuid.uuid4(),
+            need_id=need.id,
+            crn=need.crn,
+            decided_at=ctx.now,
+            trigger=trigger,
+            chosen_service_code=decision.chosen.code if decision.chosen else None,
+            provider_referral_id=referral.id if referral else None,
+            unallocated_reason=decision.unallocated_reason,
+            iom_member=need.iom_member,
+            assessments=[dataclasses.asdict(a) for a in decision.assessments],
+        )
+    )
+    if referral is not None:
+        ProviderReferralRepository(session).add(new_referral_row(referral, ctx.now))
+        need.status = "allocated"
+        need.status_reason = None
+        need.current_provider_referral_id = referral.id
+    else:
+        need.status = "unallocated"
+        need.status_reason = decision.unallocated_reason
+        need.current_provider_referral_id = None
+    need.updated_at = ctx.now
+    session.add(need)
+    publish(session, event, ctx)
+    return referral
+
+
+async def route_submitted_referral(
+    session: AsyncSession, submitted: SubmittedReferral, ctx: Context
+) -> int:
+    """Route every need of a submitted referral not seen before; returns how many."""
+    needs = NeedRepository(session)
+    iom_member = await IomMembershipRepository(session).is_member(submitted.crn)
+    services = await load_catalogue(session)
+    routed = 0
+    for item in submitted.needs:
+        if await needs.get(item.need_id) is not None:
+            continue
+        withdrawn = await needs.withdrawn(item.need_id)
+        need = NeedRow(
+            id=item.need_id,
+            referral_id=submitted.referral_id,
+            crn=submitted.crn,
+            area=submitted.area,
+            pathway=str(item.pathway),
+            complexity=str(item.complexity),
+            flags=list(item.flags),
+            sex=str(submitted.sex),
+            age=submitted.age,
+            supervision_status=str(submitted.supervision_status),
+            iom_member=iom_member,
+            duty_to_refer=requires_duty_to_refer(item.pathway, item.flags, True),
+            status="withdrawn" if withdrawn else "submitted",
+            submitted_at=submitted.submitted_at,
+            updated_at=ctx.now,
+        )
+        needs.add(need)
+        record_access(
+            session,
+            actor=SYSTEM_ACTOR,
+            action=Action.COLLECTION,
+            resource=f"need/{item.need_id}",
+            crn=submitted.crn,
+            purpose="route a submitted need to a commissioned service",
+        )
+        if withdrawn:
+            continue  # withdrawn before it reached us: nothing to route
+        await session.flush()
+        await _route_need(
+            session, need, services, declined=frozenset(), trigger="submitted", ctx=ctx
+        )
+        routed += 1
+    return routed
+
+
+async def withdraw_needs(
+    session: AsyncSession,
+    *,
+    referral_id: uuid.UUID,
+    need_ids: Sequence[uuid.UUID],
+    reason_code: str,
+    ctx: Context,
+) -> int:
+    """Close the open provider referrals of withdrawn needs; their clocks stop."""
+    known = {str(r) for r in WithdrawalReason}
+    reason = reason_code if reason_code in known else str(WithdrawalReason.OTHER)
+    needs = NeedRepository(session)
+    closed = 0
+    for row in await ProviderReferralRepository(session).of_needs(need_ids, for_update=True):
+        referral = referral_from_row(row)
+        if referral.ended:
+            continue
+        withdrawn, event = referral.withdraw(ctx.now, reason)
+        copy_to_row(withdrawn, row, ctx.now)
+        session.add(row)
+        publish(session, event, ctx)
+        closed += 1
+    for need_id in need_ids:
+        need = await needs.get(need_id, for_update=True)
+        if need is None:
+            needs.remember_withdrawn(need_id, referral_id, reason, ctx.now)
+            continue
+        if need.status != "withdrawn":
+            need.status = "withdrawn"
+            need.status_reason = reason
+            need.updated_at = ctx.now
+            session.add(need)
+    return closed
+
+
+# ---- the provider's inbox and actions ------------------------------------------------------
+
+
+async def _own_referral(
+    session: AsyncSession,
+    principal: Principal,
+    provider_referral_id: uuid.UUID,
+    *,
+    for_update: bool,
+) -> ProviderReferralRow:
+    """The provider referral when it belongs to the caller's provider; 404 otherwise."""
+    row = await ProviderReferralRepository(session).get(provider_referral_id, for_update=for_update)
+    if row is None or row.provider_code != principal.provider:
+        raise NotFound("no such provider referral")
+    return row
+
+
+async def inbox(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> Sequence[ProviderReferralRow]:
+    assert principal.provider is not None
+    rows = await ProviderReferralRepository(session).inbox(
+        principal.provider, status=status, limit=limit, after=after
+    )
+    for row in rows[:limit]:
+        record_access(
+            session,
+            actor=principal,
+            action=Action.CONSULTATION,
+            resource=f"provider-referral/{row.id}",
+            crn=row.crn,
+            purpose="provider inbox",
+        )
+    return rows
+
+
+async def get_referral(
+    session: AsyncSession, principal: Principal, provider_referral_id: uuid.UUID
+) -> ProviderReferralRow:
+    row = await _own_referral(session, principal, provider_referral_id, for_update=False)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.CONSULTATION,
+        resource=f"provider-referral/{row.id}",
+        crn=row.crn,
+        purpose="provider reads a referral allocated to it",
+    )
+    return row
+
+
+async def act(
+    session: AsyncSession,
+    principal: Principal,
+    provider_referral_id: uuid.UUID,
+    action: str,
+    ctx: Context,
+    **arguments: Any,
+) -> ProviderReferralRow:
+    """Apply one provider action; a decline routes the need again in the same transaction."""
+    row = await _own_referral(session, principal, provider_referral_id, for_update=True)
+    referral = referral_from_row(row)
+    method = getattr(referral, action)
+    updated, event = method(ctx.now, **arguments)
+    copy_to_row(updated, row, ctx.now)
+    session.add(row)
+    publish(session, event, ctx)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.ALTERATION,
+        resource=f"provider-referral/{row.id}",
+        crn=row.crn,
+        purpose=f"provider {action}s the referral",
+    )
+    if updated.status == ProviderReferralStatus.DECLINED:
+        await _reroute_after_decline(session, row, ctx)
+    return row
+
+
+async def _reroute_after_decline(
+    session: AsyncSession, declined_row: ProviderReferralRow, ctx: Context
+) -> None:
+    need = await NeedRepository(session).get(declined_row.need_id, for_update=True)
+    if need is None or need.status == "withdrawn":
+        return
+    await session.flush()
+    history = [
+        referral_from_row(r) for r in await ProviderReferralRepository(session).of_need(need.id)
+    ]
+    await _route_need(
+        session,
+        need,
+        await load_catalogue(session),
+        declined=declined_services(history),
+        trigger="declined",
+        ctx=ctx,
+    )
+
+
+# ---- service levels ------------------------------------------------------------------------
+
+
+async def report_missed_deadlines(
+    session: AsyncSession, ctx: Context, *, batch: int = 100
+) -> tuple[int, int]:
+    """Publish `deadline-missed` once per missed deadline: (events published, rows seen)."""
+    rows = await ProviderReferralRepository(session).with_deadlines_due(ctx.now, batch)
+    published = 0
+    for row in rows:
+        referral = referral_from_row(row)
+        reported = []
+        if row.acknowledge_missed_at is not None:
+            reported.append("acknowledge")
+        if row.respond_missed_at is not None:
+            reported.append("respond")
+        for event in referral.missed_deadlines(ctx.now, reported):
+            if event.deadline == "acknowledge":
+                row.acknowledge_missed_at = ctx.now
+            else:
+                row.respond_missed_at = ctx.now
+            publish(session, event, ctx)
+            published += 1
+        session.add(row)
+    return published, len(rows)
+
+
+# ---- IOM membership projection -------------------------------------------------------------
+
+
+async def record_membership(
+    session: AsyncSession,
+    *,
+    crn: str,
+    area: str,
+    cohort: str | None,
+    member: bool,
+    occurred_at: datetime,
+) -> None:
+    """Apply a selected/deselected event; an older event never overrides a newer one."""
+    repo = IomMembershipRepository(session)
+    row = await repo.get(crn, area)
+    if row is None:
+        repo.add(
+            IomMemberRow(crn=crn, area=area, cohort=cohort, member=member, changed_at=occurred_at)
+        )
+        return
+    if occurred_at < row.changed_at:
+        return
+    row.member = member
+    row.cohort = cohort if member else row.cohort
+    row.changed_at = occurred_at
+    repo.add(row)
+
+
+# ---- subject access ------------------------------------------------------------------------
+
+
+async def subject_access(session: AsyncSession, principal: Principal, crn: str) -> dict[str, Any]:
+    needs = await NeedRepository(session).for_crn(crn)
+    decisions = await NeedRepository(session).decisions_for_crn(crn)
+    referrals = await ProviderReferralRepository(session).for_crn(crn)
+    memberships = await IomMembershipRepository(session).for_crn(crn)
+    log = await access_log_for(session, crn)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.DISCLOSURE,
+        resource="subject-access-request",
+        crn=crn,
+        purpose="subject access request",
+    )
+    return {
+        "crn": crn,
+        "needs": [n.model_dump(mode="json") for n in needs],
+        "routing_decisions": [d.model_dump(mode="json") for d in decisions],
+        "provider_referrals": [r.model_dump(mode="json") for r in referrals],
+        "iom_membership": [m.model_dump(mode="json") for m in memberships],
+        "access_log": [entry.model_dump(mode="json") for entry in log],
+    }
