@@ -37,7 +37,9 @@ Authenticated = Annotated[Principal, Depends(require_roles(*Role))]
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 # Why the caller looks at or changes the record (DPA 2018 s.62); a default per route.
 Purpose = Annotated[str | None, Header(alias="X-Purpose", max_length=300)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+]
 
 
 def _base_url(request: Request) -> str:
@@ -131,9 +133,7 @@ async def referral_history(
         cursor=cursor,
         purpose=purpose or "referral history read",
     )
-    return HistoryPublic(
-        data=[HistoryEntryPublic.of(e) for e in entries], next_cursor=next_cursor
-    )
+    return HistoryPublic(data=[HistoryEntryPublic.of(e) for e in entries], next_cursor=next_cursor)
 
 
 @router.post("/referrals/{referral_id}/withdraw", response_model=ReferralPublic)
@@ -159,9 +159,7 @@ async def withdraw_referral(
 
 @router.get("/pathways", response_model=PathwaysPublic)
 async def pathways(principal: Authenticated) -> PathwaysPublic:
-    return PathwaysPublic(
-        data=[PathwayPublic(code=p, name=PATHWAY_NAMES[p]) for p in Pathway]
-    )
+    return PathwaysPublic(data=[PathwayPublic(code=p, name=PATHWAY_NAMES[p]) for p in Pathway])
 
 
 @router.get("/subject-access-requests", response_model=SubjectAccessPublic)

@@ -104,7 +104,9 @@ class NeedRow(SQLModel, table=True):
     respond_by: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     updated_at: datetime = Field(sa_column=utc_column())
     last_event_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
-    missed_deadlines: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    missed_deadlines: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
 
 
 class HistoryRow(SQLModel, table=True):

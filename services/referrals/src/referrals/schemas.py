@@ -1,0 +1,347 @@
+"""Request and response bodies. Requests refuse unknown fields; every text is bounded.
+
+Field types (enums, dates, lengths) are checked here; the rules across fields (age on the
+day, release date, duplicates, consent) are the domain's, so both report the same dotted
+field paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from pathways_shared.events import iso_z
+from pathways_shared.vocabulary import (
+    Complexity,
+    NeedStatus,
+    Pathway,
+    Rosh,
+    Sex,
+    SupervisionStatus,
+    WithdrawalReason,
+)
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+
+from referrals import domain
+from referrals.domain import NeedFlag, ReferralStatus
+
+UtcDatetime = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
+
+Short = Annotated[str, Field(max_length=100)]
+Name = Annotated[str, Field(max_length=200)]
+LongText = Annotated[str, Field(max_length=4000)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PersonIn(_Request):
+    crn: Annotated[str, Field(max_length=20)]
+    noms_number: Annotated[str, Field(max_length=20)] | None = None
+    pnc_number: Annotated[str, Field(max_length=20)] | None = None
+    given_name: Name
+    family_name: Name
+    date_of_birth: date
+    sex: Sex
+    needs_interpreter: bool = False
+    interpreter_language: Short | None = None
+
+
+class SupervisionIn(_Request):
+    status: SupervisionStatus
+    expected_release_date: date | None = None
+
+
+class RiskIn(_Request):
+    rosh: Rosh
+    mappa_level: int | None = None
+
+
+class PractitionerIn(_Request):
+    name: Name
+    email: Annotated[str, Field(max_length=320)]
+    team: Name | None = None
+
+
+class ConsentIn(_Request):
+    given: bool
+    recorded_at: AwareDatetime | None = None
+
+
+class NeedIn(_Request):
+    pathway: Pathway
+    complexity: Complexity
+    details: LongText | None = None
+    flags: Annotated[list[NeedFlag], Field(max_length=len(NeedFlag) * 2)] = []
+
+
+class ReferralCreate(_Request):
+    source_reference: Short
+    area: Annotated[str, Field(max_length=20)]
+    person: PersonIn
+    supervision: SupervisionIn
+    risk: RiskIn
+    practitioner: PractitionerIn
+    consent: ConsentIn
+    # 1 to 7 is a domain rule (reported at `needs`); this only bounds the payload.
+    needs: Annotated[list[NeedIn], Field(max_length=50)]
+
+    def fingerprint(self) -> str:
+        """The same body, however its keys are ordered or spaced, has the same fingerprint."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_domain(self) -> domain.Submission:
+        p, s, r, pr, c = self.person, self.supervision, self.risk, self.practitioner, self.consent
+        return domain.Submission(
+            source_reference=self.source_reference,
+            area=self.area,
+            person=domain.Person(
+                crn=p.crn,
+                noms_number=p.noms_number,
+                pnc_number=p.pnc_number,
+                given_name=p.given_name,
+                family_name=p.family_name,
+                date_of_birth=p.date_of_birth,
+                sex=p.sex,
+                needs_interpreter=p.needs_interpreter,
+                interpreter_language=p.interpreter_language,
+            ),
+            supervision=domain.Supervision(
+                status=s.status, expected_release_date=s.expected_release_date
+            ),
+            risk=domain.Risk(rosh=r.rosh, mappa_level=r.mappa_level),
+            practitioner=domain.Practitioner(name=pr.name, email=pr.email, team=pr.team),
+            consent=domain.Consent(given=c.given, recorded_at=c.recorded_at),
+            needs=tuple(
+                domain.NeedRequest(
+                    pathway=n.pathway,
+                    complexity=n.complexity,
+                    details=n.details,
+                    flags=tuple(n.flags),
+                )
+                for n in self.needs
+            ),
+        )
+
+
+class WithdrawalCreate(_Request):
+    reason_code: WithdrawalReason
+    comments: LongText | None = None
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class PersonPublic(BaseModel):
+    crn: str
+    noms_number: str | None
+    pnc_number: str | None
+    given_name: str
+    family_name: str
+    date_of_birth: date
+    sex: Sex
+    needs_interpreter: bool
+    interpreter_language: str | None
+
+
+class SupervisionPublic(BaseModel):
+    status: SupervisionStatus
+    expected_release_date: date | None
+
+
+class RiskPublic(BaseModel):
+    rosh: Rosh
+    mappa_level: int | None
+
+
+class PractitionerPublic(BaseModel):
+    name: str
+    email: str
+    team: str | None
+
+
+class ConsentPublic(BaseModel):
+    given: bool
+    recorded_at: UtcDatetime | None
+
+
+class NeedPublic(BaseModel):
+    id: UUID
+    pathway: Pathway
+    complexity: Complexity
+    details: str | None
+    flags: list[NeedFlag]
+    status: NeedStatus
+    service_code: str | None
+    provider_code: str | None
+    programme: str | None
+    provider_referral_id: UUID | None
+    status_reason: str | None
+    allocated_at: UtcDatetime | None
+    acknowledge_by: UtcDatetime | None
+    respond_by: UtcDatetime | None
+    updated_at: UtcDatetime
+
+
+class WithdrawalPublic(BaseModel):
+    reason_code: WithdrawalReason
+    comments: str | None
+    withdrawn_at: UtcDatetime
+    withdrawn_by: str
+
+
+class ReferralPublic(BaseModel):
+    id: UUID
+    source_reference: str
+    area: str
+    status: ReferralStatus
+    submitted_at: UtcDatetime
+    person: PersonPublic
+    supervision: SupervisionPublic
+    risk: RiskPublic
+    practitioner: PractitionerPublic
+    consent: ConsentPublic
+    needs: list[NeedPublic]
+    withdrawal: WithdrawalPublic | None
+
+    @classmethod
+    def of(cls, referral: domain.Referral) -> ReferralPublic:
+        p = referral.person
+        w = referral.withdrawal
+        return cls(
+            id=referral.id,
+            source_reference=referral.source_reference,
+            area=referral.area,
+            status=referral.status,
+            submitted_at=referral.submitted_at,
+            person=PersonPublic(
+                crn=p.crn,
+                noms_number=p.noms_number,
+                pnc_number=p.pnc_number,
+                given_name=p.given_name,
+                family_name=p.family_name,
+                date_of_birth=p.date_of_birth,
+                sex=p.sex,
+                needs_interpreter=p.needs_interpreter,
+                interpreter_language=p.interpreter_language,
+            ),
+            supervision=SupervisionPublic(
+                status=referral.supervision.status,
+                expected_release_date=referral.supervision.expected_release_date,
+            ),
+            risk=RiskPublic(rosh=referral.risk.rosh, mappa_level=referral.risk.mappa_level),
+            practitioner=PractitionerPublic(
+                name=referral.practitioner.name,
+                email=referral.practitioner.email,
+                team=referral.practitioner.team,
+            ),
+            consent=ConsentPublic(
+                given=referral.consent.given, recorded_at=referral.consent.recorded_at
+            ),
+            needs=[
+                NeedPublic(
+                    id=n.id,
+                    pathway=n.pathway,
+                    complexity=n.complexity,
+                    details=n.details,
+                    flags=list(n.flags),
+                    status=n.status,
+                    service_code=n.service_code,
+                    provider_code=n.provider_code,
+                    programme=n.programme,
+                    provider_referral_id=n.provider_referral_id,
+                    status_reason=n.status_reason,
+                    allocated_at=n.allocated_at,
+                    acknowledge_by=n.acknowledge_by,
+                    respond_by=n.respond_by,
+                    updated_at=n.updated_at,
+                )
+                for n in referral.needs
+            ],
+            withdrawal=WithdrawalPublic(
+                reason_code=w.reason_code,
+                comments=w.comments,
+                withdrawn_at=w.withdrawn_at,
+                withdrawn_by=w.withdrawn_by,
+            )
+            if w
+            else None,
+        )
+
+
+class ReferralsPublic(BaseModel):
+    data: list[ReferralPublic]
+    next_cursor: str | None
+
+
+class HistoryEntryPublic(BaseModel):
+    at: UtcDatetime
+    actor: str
+    event: str
+    need_id: UUID | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: domain.HistoryEntry) -> HistoryEntryPublic:
+        return cls(
+            at=entry.at,
+            actor=entry.actor,
+            event=entry.event,
+            need_id=entry.need_id,
+            detail=dict(entry.detail),
+        )
+
+
+class HistoryPublic(BaseModel):
+    data: list[HistoryEntryPublic]
+    next_cursor: str | None
+
+
+class PathwayPublic(BaseModel):
+    code: Pathway
+    name: str
+
+
+class PathwaysPublic(BaseModel):
+    data: list[PathwayPublic]
+    next_cursor: str | None = None
+
+
+class AccessLogPublic(BaseModel):
+    at: UtcDatetime
+    actor: str
+    roles: str
+    action: str
+    resource: str
+    purpose: str
+
+    @classmethod
+    def of(cls, row: Any) -> AccessLogPublic:
+        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+        return cls(
+            at=at,
+            actor=row.actor,
+            roles=row.roles,
+            action=row.action,
+            resource=row.resource,
+            purpose=row.purpose,
+        )
+
+
+class SubjectAccessReferral(BaseModel):
+    referral: ReferralPublic
+    history: list[HistoryEntryPublic]
+
+
+class SubjectAccessPublic(BaseModel):
+    """Everything this service holds on one person (DPA 2018 right of access)."""
+
+    crn: str
+    generated_at: UtcDatetime
+    referrals: list[SubjectAccessReferral]
+    access_log: list[AccessLogPublic]

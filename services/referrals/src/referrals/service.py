@@ -1,0 +1,334 @@
+"""Use cases: load, decide (pure domain), save with history, outbox and access log.
+
+The caller owns the transaction (the request's session, or the consumer's): nothing here
+commits. Every read or write of a person's record writes an access-log row in the same
+transaction (DPA 2018 s.62).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.auth import Principal
+from pathways_shared.consumer import PermanentError
+from pathways_shared.events import EVENT_TYPES, Event, Identifier, PersonReference
+from pathways_shared.infra_models import AccessLog
+from pathways_shared.observability import get_logger
+from pathways_shared.outbox import add_event
+from pathways_shared.pagination import decode_cursor, encode_cursor
+from pathways_shared.problems import Forbidden, NotFound, ValidationProblem
+from pathways_shared.vocabulary import AREAS, CRN_PATTERN
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from referrals import domain
+from referrals.domain import HistoryEntry, Referral
+from referrals.provider_events import (
+    MalformedProviderEvent,
+    apply_to_referral,
+    parse_provider_event,
+)
+from referrals.repository import ReferralFilter, ReferralRepository
+from referrals.schemas import ReferralCreate, WithdrawalCreate
+
+log = get_logger(__name__)
+
+PROVIDERS_ACTOR = "providers-service"
+
+
+def _envelope(event: domain.DomainEvent, base_url: str) -> Event:
+    kind = EVENT_TYPES[event.event_type]
+    return Event(
+        id=uuid.uuid4(),
+        event_type=event.event_type,
+        version=kind.version,
+        description=kind.description,
+        occurred_at=event.occurred_at,
+        detail_url=f"{base_url.rstrip('/')}/referrals/{event.referral_id}",
+        person_reference=PersonReference(
+            identifiers=[Identifier(**i) for i in event.person_identifiers()]
+        ),
+        additional_information=event.additional_information(),
+    )
+
+
+def _publish(session: AsyncSession, decision: domain.Decision, base_url: str) -> None:
+    for event in decision.events:
+        add_event(session, _envelope(event, base_url))
+
+
+def _log_access(
+    session: AsyncSession,
+    principal: Principal | str,
+    action: Action,
+    referral: Referral,
+    purpose: str,
+    resource: str | None = None,
+) -> None:
+    record_access(
+        session,
+        actor=principal,
+        action=action,
+        resource=resource or f"referrals/{referral.id}",
+        crn=referral.person.crn,
+        purpose=purpose,
+    )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    referral: Referral
+    created: bool
+
+
+async def _replay(
+    repo: ReferralRepository, body: ReferralCreate, idempotency_key: str | None, fingerprint: str
+) -> Referral | None:
+    """The referral already made for this key or source reference, if the body is the same."""
+    found = await repo.find_existing(
+        source_reference=body.source_reference, idempotency_key=idempotency_key
+    )
+    if found is None:
+        return None
+    referral, stored_fingerprint, stored_key = found
+    if stored_fingerprint == fingerprint:
+        return referral
+    if idempotency_key is not None and stored_key == idempotency_key:
+        raise ValidationProblem(
+            "This Idempotency-Key was used with a different body.", field="Idempotency-Key"
+        )
+    raise ValidationProblem(
+        "A referral with this source_reference was already submitted with a different body.",
+        field="source_reference",
+    )
+
+
+async def submit(
+    session: AsyncSession,
+    principal: Principal,
+    body: ReferralCreate,
+    *,
+    idempotency_key: str | None,
+    now: datetime,
+    base_url: str,
+    purpose: str,
+) -> Submitted:
+    if body.area in AREAS and not principal.may_see_area(body.area):
+        raise Forbidden(f"area {body.area} is not among the caller's areas", field="area")
+    repo = ReferralRepository(session)
+    fingerprint = body.fingerprint()
+    replayed = await _replay(repo, body, idempotency_key, fingerprint)
+    if replayed is not None:
+        _log_access(session, principal, Action.CONSULTATION, replayed, purpose)
+        return Submitted(replayed, created=False)
+
+    decision = domain.submit_referral(
+        body.to_domain(), actor=principal.actor, now=now, new_id=uuid.uuid4
+    )
+    try:
+        # A savepoint: if a twin request committed first, the unique constraints refuse this
+        # insert and the twin's referral is answered instead (no read-then-write race).
+        async with session.begin_nested():
+            await repo.add(
+                decision.referral,
+                fingerprint=fingerprint,
+                idempotency_key=idempotency_key,
+                history=decision.history,
+            )
+    except IntegrityError:
+        replayed = await _replay(repo, body, idempotency_key, fingerprint)
+        if replayed is None:
+            raise
+        _log_access(session, principal, Action.CONSULTATION, replayed, purpose)
+        return Submitted(replayed, created=False)
+    _publish(session, decision, base_url)
+    _log_access(session, principal, Action.COLLECTION, decision.referral, purpose)
+    return Submitted(decision.referral, created=True)
+
+
+async def _visible(
+    repo: ReferralRepository, principal: Principal, referral_id: UUID, *, for_update: bool = False
+) -> Referral:
+    referral = await repo.get(referral_id, for_update=for_update)
+    if referral is None or not principal.may_see_area(referral.area):
+        # Another area's referral is answered as absent: its existence is not disclosed.
+        raise NotFound(f"no referral {referral_id}")
+    return referral
+
+
+async def get(
+    session: AsyncSession, principal: Principal, referral_id: UUID, *, purpose: str
+) -> Referral:
+    referral = await _visible(ReferralRepository(session), principal, referral_id)
+    _log_access(session, principal, Action.CONSULTATION, referral, purpose)
+    return referral
+
+
+async def withdraw(
+    session: AsyncSession,
+    principal: Principal,
+    referral_id: UUID,
+    body: WithdrawalCreate,
+    *,
+    now: datetime,
+    base_url: str,
+    purpose: str,
+) -> Referral:
+    repo = ReferralRepository(session)
+    referral = await _visible(repo, principal, referral_id, for_update=True)
+    decision = domain.withdraw_referral(
+        referral,
+        reason_code=body.reason_code,
+        comments=body.comments,
+        actor=principal.actor,
+        now=now,
+    )
+    await repo.save(decision.referral, decision.history)
+    _publish(session, decision, base_url)
+    _log_access(session, principal, Action.ALTERATION, decision.referral, purpose)
+    return decision.referral
+
+
+def _referral_cursor(referral: Referral) -> list[str]:
+    return [referral.submitted_at.isoformat(), str(referral.id)]
+
+
+def _parse_keyset(cursor: str | None) -> tuple[datetime, UUID] | None:
+    values = decode_cursor(cursor, size=2)
+    if values is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(values[0])), UUID(str(values[1]))
+    except ValueError as error:
+        raise ValidationProblem("cursor is not valid", field="cursor") from error
+
+
+async def list_referrals(
+    session: AsyncSession,
+    principal: Principal,
+    where: ReferralFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+    purpose: str,
+) -> tuple[list[Referral], str | None]:
+    repo = ReferralRepository(session)
+    where = ReferralFilter(
+        crn=where.crn,
+        area=where.area,
+        status=where.status,
+        pathway=where.pathway,
+        provider_code=where.provider_code,
+        visible_areas=principal.areas,
+    )
+    rows = await repo.list(where, limit=limit + 1, after=_parse_keyset(cursor))
+    page = rows[:limit]
+    next_cursor = encode_cursor(_referral_cursor(page[-1])) if len(rows) > limit else None
+    for referral in page:
+        _log_access(session, principal, Action.CONSULTATION, referral, purpose)
+    return page, next_cursor
+
+
+async def history(
+    session: AsyncSession,
+    principal: Principal,
+    referral_id: UUID,
+    *,
+    limit: int,
+    cursor: str | None,
+    purpose: str,
+) -> tuple[list[HistoryEntry], str | None]:
+    repo = ReferralRepository(session)
+    referral = await _visible(repo, principal, referral_id)
+    values = decode_cursor(cursor, size=2)
+    after = None
+    if values is not None:
+        try:
+            after = (datetime.fromisoformat(str(values[0])), int(values[1]))
+        except (TypeError, ValueError) as error:
+            raise ValidationProblem("cursor is not valid", field="cursor") from error
+    rows = await repo.history(referral_id, limit=limit + 1, after=after)
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last_id, last = page[-1]
+        next_cursor = encode_cursor([last.at.isoformat(), last_id])
+    _log_access(
+        session,
+        principal,
+        Action.CONSULTATION,
+        referral,
+        purpose,
+        resource=f"referrals/{referral_id}/history",
+    )
+    return [entry for _, entry in page], next_cursor
+
+
+@dataclass(frozen=True)
+class SubjectAccess:
+    crn: str
+    referrals: list[tuple[Referral, list[HistoryEntry]]]
+    access_log: list[AccessLog]
+
+
+async def subject_access(
+    session: AsyncSession, principal: Principal, crn: str, *, purpose: str
+) -> SubjectAccess:
+    if not CRN_PATTERN.fullmatch(crn):
+        raise ValidationProblem("crn must be one letter and six digits", field="crn")
+    repo = ReferralRepository(session)
+    referrals = await repo.all_for_crn(crn)
+    access = await access_log_for(session, crn)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.DISCLOSURE,
+        resource=f"subject-access-requests?crn={crn}",
+        crn=crn,
+        purpose=purpose,
+    )
+    return SubjectAccess(crn=crn, referrals=referrals, access_log=access)
+
+
+async def apply_provider_event(session: AsyncSession, event: Event, *, now: datetime) -> bool:
+    """Bring a need up to date with a provider event; False when it was stale or repeated.
+
+    Raises PermanentError for an event that can never apply (malformed, unknown referral or
+    need), so the consumer dead-letters it at once instead of retrying.
+    """
+    try:
+        provider_event = parse_provider_event(
+            event.event_type, event.occurred_at, event.additional_information
+        )
+    except MalformedProviderEvent as error:
+        raise PermanentError(error.detail) from error
+    repo = ReferralRepository(session)
+    referral = await repo.get(provider_event.referral_id, for_update=True)
+    if referral is None:
+        raise PermanentError(f"no referral {provider_event.referral_id}")
+    try:
+        decision = apply_to_referral(referral, provider_event, now=now)
+    except domain.UnknownNeed as error:
+        raise PermanentError(error.detail) from error
+    if not decision.applied:
+        log.info(
+            "referrals.provider_event_ignored",
+            event_id=str(event.id),
+            event_type=event.event_type,
+            need_id=str(provider_event.need_id),
+            reason=decision.ignored,
+        )
+        return False
+    await repo.save(decision.referral, decision.history)
+    _log_access(
+        session,
+        PROVIDERS_ACTOR,
+        Action.ALTERATION,
+        decision.referral,
+        f"provider event {event.event_type}",
+    )
+    return True
