@@ -16,7 +16,9 @@ from notifications.domain import Recipient, RecipientRole, idempotency_key
 from notifications.worker import Deliverer
 from pathways_shared.db import transaction
 from pathways_shared.events import Event, make_event
+from pathways_shared.infra_models import DeadLetter
 from pathways_shared.testing import auth, running, stream_events, wait_until
+from sqlmodel import select
 
 SOLIHULL = "E08000029"
 BIRMINGHAM = "E08000025"
@@ -474,3 +476,34 @@ async def test_contact_details_are_fetched_with_a_service_token_and_retried_when
     assert len(retried) == 1
     assert retried[0]["attempt_log"][0]["detail"] == "referrals service answered HTTP 503"
     assert all(r.headers["x-token-roles"] == "service" for r in calls[1:])
+
+
+async def test_an_event_the_rules_cannot_read_is_dead_lettered_and_the_stream_goes_on(
+    app, nc, subject_prefix, smtp_server, sessionmaker
+):
+    broken = make_event(
+        "providers.referral.allocated", {"referralId": REFERRAL_ID, "serviceCode": "X"}
+    )
+
+    await publish(nc, subject_prefix, broken)
+    await publish(nc, subject_prefix, allocated())
+
+    await emails_to(smtp_server, PRACTITIONER)
+    async with sessionmaker() as session:
+        letters = (await session.exec(select(DeadLetter))).all()
+    assert [(d.consumer, d.event_id) for d in letters] == [
+        ("notifications-from-providers", str(broken.id))
+    ]
+    assert "additionalInformation.needId" in letters[0].error
+
+
+async def test_attempts_are_counted_in_the_metrics(app, client, nc, subject_prefix, smtp_server):
+    await publish(nc, subject_prefix, submitted())
+    await emails_to(smtp_server, SOLIHULL_HOUSING)
+
+    async def counted():
+        text = (await client.get("/metrics")).text
+        line = 'pathways_notification_attempts_total{channel="email",outcome="success"} 1.0'
+        return line in text
+
+    assert await wait_until(counted)
