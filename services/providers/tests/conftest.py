@@ -3,13 +3,21 @@ each test), a prefix of its own on the real NATS, the running app and an HTTP cl
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from pathways_shared.db import transaction
-from pathways_shared.events import utc_now
-from pathways_shared.testing import TEST_JWT_SECRET, running, truncate_database
+from pathways_shared.events import Event, make_event, utc_now
+from pathways_shared.testing import (
+    TEST_JWT_SECRET,
+    free_port,
+    running,
+    stream_events,
+    truncate_database,
+)
 from providers.app import create_app
 from providers.catalogue import load_seed_catalogue
 from providers.config import ProvidersSettings
@@ -34,6 +42,8 @@ async def settings(database_url, subject_prefix, nats_url) -> ProvidersSettings:
         jwt_secret=TEST_JWT_SECRET,
         log_json=False,
         relay_poll_seconds=0.5,
+        referrals_url=f"http://127.0.0.1:{free_port()}",  # nothing listens: details unavailable
+        referrals_retries=0,
     )
 
 
@@ -57,3 +67,64 @@ async def client(app):
 @pytest.fixture
 def sessionmaker(app):
     return app.state.runtime.sessionmaker
+
+
+def submitted_event(
+    *,
+    crn: str = "X123456",
+    area: str = "E08000029",
+    sex: str = "male",
+    age: int = 30,
+    supervision_status: str = "licence",
+    needs: list[dict[str, Any]] | None = None,
+    referral_id: uuid.UUID | None = None,
+) -> Event:
+    """A `referrals.referral.submitted` envelope as the referrals service publishes it."""
+    needs = needs or [{"pathway": "accommodation", "complexity": "medium", "flags": []}]
+    return make_event(
+        "referrals.referral.submitted",
+        {
+            "referralId": str(referral_id or uuid.uuid4()),
+            "area": area,
+            "needs": [
+                {"needId": str(n.get("needId") or uuid.uuid4()), "flags": [], **n} for n in needs
+            ],
+            "sex": sex,
+            "ageOnSubmission": age,
+            "supervisionStatus": supervision_status,
+            "rosh": "medium",
+            "mappaLevel": None,
+        },
+        crn=crn,
+    )
+
+
+@pytest.fixture
+def make_submitted():
+    return submitted_event
+
+
+@pytest.fixture
+def publish(nc, subject_prefix):
+    """Publish an envelope to this test's NATS subjects, as another service's relay would."""
+
+    async def _publish(event: Event) -> None:
+        await nc.jetstream().publish(
+            f"{subject_prefix}{event.event_type}",
+            event.to_json(),
+            headers={"Nats-Msg-Id": str(event.id)},
+        )
+
+    return _publish
+
+
+@pytest.fixture
+def provider_events(nc, subject_prefix):
+    """What this service published to the PROVIDERS stream, oldest first."""
+
+    async def _events(expect: int | None = None, timeout: float = 10) -> list[Event]:
+        return await stream_events(
+            nc.jetstream(), "PROVIDERS", subject_prefix, expect=expect, timeout=timeout
+        )
+
+    return _events

@@ -437,7 +437,7 @@ async def withdraw_needs(
     for need_id in need_ids:
         need = await needs.get(need_id, for_update=True)
         if need is None:
-            needs.remember_withdrawn(need_id, referral_id, reason, ctx.now)
+            await needs.remember_withdrawn(need_id, referral_id, reason, ctx.now)
             continue
         if need.status != "withdrawn":
             need.status = "withdrawn"
