@@ -3,17 +3,19 @@ each test), a prefix of its own on the real NATS, the running app and an HTTP cl
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-
-from pathways_shared.testing import TEST_JWT_SECRET, running, truncate_database
-
 from cohorts.app import create_app
 from cohorts.config import CohortsSettings
+from pathways_shared.testing import TEST_JWT_SECRET, auth, running, truncate_database
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
+SOLIHULL = "E08000029"
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +34,8 @@ async def settings(database_url, subject_prefix, nats_url) -> CohortsSettings:
         jwt_secret=TEST_JWT_SECRET,
         log_json=False,
         relay_poll_seconds=0.5,
+        import_batch_size=3,
+        review_scan_seconds=3600,
     )
 
 
@@ -52,3 +56,73 @@ async def client(app):
 @pytest.fixture
 def sessionmaker(app):
     return app.state.runtime.sessionmaker
+
+
+@pytest.fixture
+def panel() -> dict[str, str]:
+    return auth("iom_panel", areas=[SOLIHULL])
+
+
+@pytest.fixture
+def police() -> dict[str, str]:
+    return auth("police", areas=[SOLIHULL])
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return auth("admin")
+
+
+def london_today() -> date:
+    return datetime.now(UTC).astimezone(ZoneInfo("Europe/London")).date()
+
+
+@pytest.fixture
+def days_ago() -> Any:
+    """`days_ago(10)` -> the ISO date ten days before today in Europe/London."""
+
+    def _days_ago(days: int) -> str:
+        return (london_today() - timedelta(days=days)).isoformat()
+
+    return _days_ago
+
+
+@pytest.fixture
+def seed(client: httpx.AsyncClient) -> Any:
+    """`await seed("X000001", offences=[(days, "burglary_domestic"), ...], dob=..., ...)`"""
+
+    async def _seed(
+        crn: str,
+        *,
+        area: str = SOLIHULL,
+        dob: str = "1990-01-01",
+        status: str = "licence",
+        mappa: int | None = None,
+        offences: list[tuple[int, str]] | tuple = (),
+    ) -> None:
+        headers = auth("service")
+        body = {
+            "area": area,
+            "date_of_birth": dob,
+            "supervision_status": status,
+            "mappa_level": mappa,
+            "pnc_number": None,
+        }
+        answer = await client.put(f"/nominals/{crn}", json=body, headers=headers)
+        assert answer.status_code in (200, 201), answer.text
+        if offences:
+            today = london_today()
+            items = [
+                {
+                    "offence_date": (today - timedelta(days=days)).isoformat(),
+                    "category": category,
+                    "description": f"offence {i}",
+                }
+                for i, (days, category) in enumerate(offences)
+            ]
+            answer = await client.post(
+                f"/nominals/{crn}/offences", json={"offences": items}, headers=headers
+            )
+            assert answer.status_code == 201, answer.text
+
+    return _seed

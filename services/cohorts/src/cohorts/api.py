@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
@@ -17,7 +17,6 @@ from pathways_shared.pagination import (
     CursorParam,
     LimitParam,
     decode_cursor,
-    encode_cursor,
     page_of,
 )
 from pathways_shared.vocabulary import Cohort, Role
@@ -274,7 +273,12 @@ async def post_selection_run(
     body: SelectionRunCreate, request: Request, session: SessionDep, principal: Panel
 ) -> dict[str, Any]:
     record = await service.run_selection(
-        session, principal, area=body.area, as_of=body.as_of, now=_now(), base_url=_base_url(request)
+        session,
+        principal,
+        area=body.area,
+        as_of=body.as_of,
+        now=_now(),
+        base_url=_base_url(request),
     )
     return run_view(record)
 
@@ -304,7 +308,9 @@ async def get_selection_run(
 # --- members --------------------------------------------------------------------------------
 
 
-@router.post("/cohorts/{area}/members", tags=["cohorts"], status_code=201, response_model=MemberPublic)
+@router.post(
+    "/cohorts/{area}/members", tags=["cohorts"], status_code=201, response_model=MemberPublic
+)
 async def post_member(
     area: str, body: MemberCreate, request: Request, session: SessionDep, principal: Panel
 ) -> dict[str, Any]:
@@ -352,7 +358,9 @@ async def get_member(
     return member_view(await service.read_member(session, principal, area, crn))
 
 
-@router.post("/cohorts/{area}/members/{crn}/deselect", tags=["cohorts"], response_model=MemberPublic)
+@router.post(
+    "/cohorts/{area}/members/{crn}/deselect", tags=["cohorts"], response_model=MemberPublic
+)
 async def post_deselect(
     area: str,
     crn: str,

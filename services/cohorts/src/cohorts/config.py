@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from pathways_shared.config import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
-from pathways_shared.config import ServiceSettings
 
 
 class CohortsSettings(ServiceSettings):

@@ -91,7 +91,9 @@ def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, H
         "referrals.referral.submitted": on_submitted,
         "referrals.referral.withdrawn": on_withdrawn,
     }
-    provider_handlers = {kind: provider_handler(status) for kind, status in PROVIDER_STATUSES.items()}
+    provider_handlers = {
+        kind: provider_handler(status) for kind, status in PROVIDER_STATUSES.items()
+    }
     return referral_handlers, provider_handlers
 
 

@@ -1,0 +1,398 @@
+"""Every query of the cohorts service.
+
+The selection run's heavy lifting is `summaries`: one aggregate over the area's offences that
+gives each nominal's `NominalSummary` (see `cohorts.selection`), so a run never loads offences
+into Python. Its date bounds come from `summary_windows`, the same as `summarise` uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pathways_shared.access import Action, access_log_for
+from pathways_shared.auth import Principal
+from pathways_shared.db import is_postgres
+from pathways_shared.infra_models import AccessLog
+from pathways_shared.observability import current_correlation_id
+from pathways_shared.vocabulary import NEIGHBOURHOOD_CRIME, OffenceCategory, SupervisionStatus
+from sqlalchemy import and_, case, func, insert, or_, select, type_coerce
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from cohorts.dates import shift_years
+from cohorts.models import (
+    MembershipRecord,
+    NominalRecord,
+    OffenceImportRecord,
+    OffenceRecord,
+    PolicyRecord,
+    ReferralNeedRecord,
+    SelectionRunRecord,
+)
+from cohorts.policy import MIN_AGE, SelectionPolicy
+from cohorts.selection import MAPPA_EXCLUDED_LEVELS, Nominal, NominalSummary, summary_windows
+
+_STATUSES = {s.value: s for s in SupervisionStatus}
+
+
+def _insert(session: AsyncSession):
+    return postgresql.insert if is_postgres(session) else sqlite.insert
+
+
+# --- nominals and offences ------------------------------------------------------------------
+
+
+async def get_nominal(
+    session: AsyncSession, crn: str, *, for_update: bool = False
+) -> NominalRecord | None:
+    query = select(NominalRecord).where(NominalRecord.crn == crn)
+    if for_update and is_postgres(session):
+        query = query.with_for_update()
+    return (await session.exec(query)).scalar_one_or_none()
+
+
+def add(session: AsyncSession, record: Any) -> None:
+    session.add(record)
+
+
+async def areas_of(session: AsyncSession, crns: Sequence[str]) -> dict[str, str]:
+    if not crns:
+        return {}
+    rows = await session.exec(
+        select(NominalRecord.crn, NominalRecord.area).where(NominalRecord.crn.in_(list(crns)))
+    )
+    return {crn: area for crn, area in rows.all()}
+
+
+async def insert_offences(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    """Insert offences, skipping any already recorded; answers how many were new."""
+    if not rows:
+        return 0
+    statement = (
+        _insert(session)(OffenceRecord)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["crn", "offence_date", "category", "description"])
+        .returning(OffenceRecord.id)
+    )
+    result = await session.exec(statement)
+    return len(result.all())
+
+
+async def offences_of(session: AsyncSession, crn: str) -> list[OffenceRecord]:
+    rows = await session.exec(
+        select(OffenceRecord)
+        .where(OffenceRecord.crn == crn)
+        .order_by(OffenceRecord.offence_date.desc(), OffenceRecord.id.desc())
+    )
+    return list(rows.scalars().all())
+
+
+async def last_offence_dates(
+    session: AsyncSession, crns: Sequence[str], up_to: date
+) -> dict[str, date]:
+    if not crns:
+        return {}
+    rows = await session.exec(
+        select(OffenceRecord.crn, func.max(OffenceRecord.offence_date))
+        .where(OffenceRecord.crn.in_(list(crns)), OffenceRecord.offence_date <= up_to)
+        .group_by(OffenceRecord.crn)
+    )
+    return {crn: last for crn, last in rows.all()}
+
+
+# --- the selection aggregate ----------------------------------------------------------------
+
+
+def _summary_statement(
+    area: str | None, as_of: date, policy: SelectionPolicy, crns: Sequence[str] | None
+):
+    w = summary_windows(as_of, policy)
+    offences, nominals = OffenceRecord.__table__, NominalRecord.__table__
+    o, n = offences.c, nominals.c
+    upto = o.offence_date <= as_of
+    in_window = and_(o.offence_date >= w.score_from, upto)
+    in_candidacy = and_(o.offence_date >= w.candidacy_from, upto)
+    weight = case(
+        {c.value: policy.score.gravity_weight(c) for c in OffenceCategory},
+        value=o.category,
+        else_=policy.score.gravity_default_weight,
+    )
+    nbh = sorted(c.value for c in NEIGHBOURHOOD_CRIME)
+    flex = sorted(c.value for c in policy.flex_categories)
+    last = func.max(case((upto, o.offence_date)))
+    statement = (
+        select(
+            n.crn,
+            n.date_of_birth,
+            n.supervision_status,
+            n.mappa_level,
+            func.count(case((upto, 1))).label("total"),
+            func.count(case((in_window, 1))).label("window_count"),
+            func.coalesce(func.sum(case((in_window, weight), else_=0)), 0).label("window_gravity"),
+            last.label("last_date"),
+            func.max(case((and_(in_candidacy, o.category.in_(nbh)), 1), else_=0)).label("nbh"),
+            func.max(case((and_(in_candidacy, o.category.in_(flex)), 1), else_=0)).label("flex"),
+        )
+        .select_from(nominals)
+        .outerjoin(offences, o.crn == n.crn)
+        .group_by(n.crn, n.date_of_birth, n.supervision_status, n.mappa_level)
+    )
+    if area is not None:
+        statement = statement.where(n.area == area)
+    if crns is not None:
+        statement = statement.where(n.crn.in_(list(crns)))
+    if (
+        crns is None
+        and min(policy.thresholds.fixed, policy.thresholds.flex, policy.thresholds.free) > 0
+    ):
+        # Nobody without an offence since `earliest` can score, or be a fixed or flex
+        # candidate; keep them only when an exclusion names them.
+        longest_recency = max(b.max_days for b in policy.score.recency_bands)
+        earliest = min(w.score_from, w.candidacy_from, as_of - timedelta(days=longest_recency))
+        statement = statement.having(
+            or_(
+                last >= earliest,
+                n.date_of_birth > shift_years(as_of, -MIN_AGE),
+                n.mappa_level.in_(sorted(MAPPA_EXCLUDED_LEVELS)),
+            )
+        )
+    return statement
+
+
+async def summaries(
+    session: AsyncSession,
+    as_of: date,
+    policy: SelectionPolicy,
+    *,
+    area: str | None = None,
+    crns: Sequence[str] | None = None,
+) -> list[NominalSummary]:
+    """The `NominalSummary` of every nominal of the area (or of `crns`) who could figure in a
+    run on `as_of`: candidates and the excluded; the rest cannot and are left in SQL."""
+    rows = await session.exec(_summary_statement(area, as_of, policy, crns))
+    return [
+        NominalSummary(
+            nominal=Nominal(r.crn, r.date_of_birth, _STATUSES[r.supervision_status], r.mappa_level),
+            total_offences=r.total,
+            window_offences=r.window_count,
+            window_gravity=int(r.window_gravity),
+            last_offence_date=r.last_date,
+            neighbourhood_recent=bool(r.nbh),
+            flex_recent=bool(r.flex),
+        )
+        for r in rows.all()
+    ]
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+async def current_policy(
+    session: AsyncSession, area: str, *, for_update: bool = False
+) -> PolicyRecord | None:
+    query = (
+        select(PolicyRecord)
+        .where(PolicyRecord.area == area)
+        .order_by(PolicyRecord.version.desc())
+        .limit(1)
+    )
+    if for_update and is_postgres(session):
+        query = query.with_for_update()
+    return (await session.exec(query)).scalar_one_or_none()
+
+
+# --- selection runs -------------------------------------------------------------------------
+
+
+async def get_run(session: AsyncSession, run_id: str) -> SelectionRunRecord | None:
+    return await session.get(SelectionRunRecord, run_id)
+
+
+async def list_runs(
+    session: AsyncSession,
+    areas: frozenset[str] | None,
+    area: str | None,
+    limit: int,
+    after: list[Any] | None,
+) -> list[SelectionRunRecord]:
+    r = SelectionRunRecord
+    query = select(r).order_by(r.created_at.desc(), r.id.desc()).limit(limit + 1)
+    if area is not None:
+        query = query.where(r.area == area)
+    if areas is not None:
+        query = query.where(r.area.in_(sorted(areas)))
+    if after is not None:
+        at, run_id = datetime.fromisoformat(after[0]), after[1]
+        query = query.where(or_(r.created_at < at, and_(r.created_at == at, r.id < run_id)))
+    return list((await session.exec(query)).scalars().all())
+
+
+async def runs_naming(session: AsyncSession, crn: str) -> list[SelectionRunRecord]:
+    """Runs that list the person, as a candidate or excluded (for subject access)."""
+    r = SelectionRunRecord
+    if is_postgres(session):
+        probe = [{"crn": crn}]
+        condition = or_(
+            type_coerce(r.candidates, JSONB).contains(probe),
+            type_coerce(r.excluded, JSONB).contains(probe),
+        )
+        query = select(r).where(condition).order_by(r.created_at)
+        return list((await session.exec(query)).scalars().all())
+    rows = (await session.exec(select(r).order_by(r.created_at))).scalars().all()
+    return [
+        run for run in rows if any(c.get("crn") == crn for c in [*run.candidates, *run.excluded])
+    ]
+
+
+# --- memberships ----------------------------------------------------------------------------
+
+
+async def active_membership(
+    session: AsyncSession, crn: str, area: str, *, for_update: bool = False
+) -> MembershipRecord | None:
+    m = MembershipRecord
+    query = select(m).where(m.crn == crn, m.area == area, m.status == "active")
+    if for_update and is_postgres(session):
+        query = query.with_for_update()
+    return (await session.exec(query)).scalars().first()
+
+
+async def active_memberships_of(session: AsyncSession, crn: str) -> list[MembershipRecord]:
+    m = MembershipRecord
+    query = select(m).where(m.crn == crn, m.status == "active").order_by(m.area)
+    return list((await session.exec(query)).scalars().all())
+
+
+async def memberships_of(session: AsyncSession, crn: str) -> list[MembershipRecord]:
+    m = MembershipRecord
+    query = select(m).where(m.crn == crn).order_by(m.adopted_at)
+    return list((await session.exec(query)).scalars().all())
+
+
+async def list_members(
+    session: AsyncSession,
+    area: str,
+    *,
+    cohort: str | None,
+    status: str | None,
+    limit: int,
+    after: list[Any] | None,
+) -> list[MembershipRecord]:
+    m = MembershipRecord
+    query = select(m).where(m.area == area).order_by(m.crn, m.adopted_at, m.id).limit(limit + 1)
+    if cohort is not None:
+        query = query.where(m.cohort == cohort)
+    if status is not None:
+        query = query.where(m.status == status)
+    if after is not None:
+        crn, adopted_at, member_id = after[0], datetime.fromisoformat(after[1]), after[2]
+        query = query.where(
+            or_(
+                m.crn > crn,
+                and_(m.crn == crn, m.adopted_at > adopted_at),
+                and_(m.crn == crn, m.adopted_at == adopted_at, m.id > member_id),
+            )
+        )
+    return list((await session.exec(query)).scalars().all())
+
+
+async def active_members_in(session: AsyncSession, area: str) -> list[MembershipRecord]:
+    m = MembershipRecord
+    query = select(m).where(m.area == area, m.status == "active").order_by(m.crn)
+    return list((await session.exec(query)).scalars().all())
+
+
+async def members_due_for_review(
+    session: AsyncSession, now: datetime, limit: int
+) -> list[MembershipRecord]:
+    m = MembershipRecord
+    query = (
+        select(m)
+        .where(m.status == "active", m.review_due_at <= now)
+        .order_by(m.review_due_at, m.id)
+        .limit(limit)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return list((await session.exec(query)).scalars().all())
+
+
+# --- referral needs (for members' pathway activity) -----------------------------------------
+
+
+async def get_need(session: AsyncSession, need_id: str) -> ReferralNeedRecord | None:
+    return await session.get(ReferralNeedRecord, need_id)
+
+
+async def needs_of(session: AsyncSession, crn: str) -> list[ReferralNeedRecord]:
+    n = ReferralNeedRecord
+    return list(
+        (await session.exec(select(n).where(n.crn == crn).order_by(n.updated_at))).scalars().all()
+    )
+
+
+# --- imports --------------------------------------------------------------------------------
+
+
+async def get_import(session: AsyncSession, import_id: str) -> OffenceImportRecord | None:
+    return await session.get(OffenceImportRecord, import_id)
+
+
+async def offence_count_and_last(session: AsyncSession, crn: str) -> tuple[int, date | None]:
+    row = (
+        await session.exec(
+            select(func.count(), func.max(OffenceRecord.offence_date)).where(
+                OffenceRecord.crn == crn
+            )
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+async def offences_page(
+    session: AsyncSession, crn: str, *, limit: int, after: list[Any] | None
+) -> list[OffenceRecord]:
+    o = OffenceRecord
+    query = (
+        select(o).where(o.crn == crn).order_by(o.offence_date.desc(), o.id.desc()).limit(limit + 1)
+    )
+    if after is not None:
+        day, offence_id = date.fromisoformat(str(after[0])), int(after[1])
+        query = query.where(
+            or_(o.offence_date < day, and_(o.offence_date == day, o.id < offence_id))
+        )
+    return list((await session.exec(query)).scalars().all())
+
+
+async def log_collection(
+    session: AsyncSession, *, actor: Principal, crns: Sequence[str], resource: str, purpose: str
+) -> None:
+    """One access-log row per person whose record a bulk load added to, in one statement."""
+    if not crns:
+        return
+    now = datetime.now(UTC)
+    roles = ",".join(sorted(actor.roles))
+    cid = current_correlation_id()
+    await session.exec(
+        insert(AccessLog),
+        params=[
+            {
+                "at": now,
+                "actor": actor.actor,
+                "roles": roles,
+                "action": Action.COLLECTION.value,
+                "resource": resource[:300],
+                "crn": crn,
+                "purpose": purpose[:300],
+                "correlation_id": cid,
+            }
+            for crn in crns
+        ],
+    )
+
+
+async def access_log_of(session: AsyncSession, crn: str) -> list[AccessLog]:
+    return await access_log_for(session, crn)

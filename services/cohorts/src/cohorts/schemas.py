@@ -1,0 +1,285 @@
+"""Request and response models of the cohorts service. Requests refuse unknown fields."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pathways_shared.events import iso_z
+from pathways_shared.vocabulary import (
+    Cohort,
+    DeselectionReason,
+    OffenceCategory,
+    SupervisionStatus,
+)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
+
+Crn = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{6}$")]
+Area = Annotated[str, StringConstraints(pattern=r"^E[0-9]{8}$")]
+Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text2000 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    @field_serializer("*", when_used="json")
+    def _times(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return iso_z(value)
+        return value
+
+
+# --- nominals and offences ------------------------------------------------------------------
+
+
+class NominalUpsert(Request):
+    area: str
+    date_of_birth: date
+    supervision_status: SupervisionStatus
+    mappa_level: int | None = Field(default=None, ge=1, le=3)
+    pnc_number: str | None = Field(default=None, pattern=r"^[0-9]{4}/[0-9]{7}[A-Z]$")
+
+
+class NominalPublic(Response):
+    crn: str
+    area: str
+    date_of_birth: date
+    supervision_status: SupervisionStatus
+    mappa_level: int | None
+    pnc_number: str | None
+    created_at: datetime
+    updated_at: datetime
+    offence_count: int = 0
+    last_offence_date: date | None = None
+
+
+class OffenceIn(Request):
+    offence_date: date
+    category: OffenceCategory
+    description: str | None = Field(default=None, max_length=500)
+
+
+class OffencesCreate(Request):
+    offences: list[OffenceIn] = Field(min_length=1, max_length=1000)
+
+
+class OffencePublic(Response):
+    offence_date: date
+    category: OffenceCategory
+    description: str | None
+    recorded_at: datetime
+
+
+class OffencesAdded(Response):
+    crn: str
+    added: int
+    duplicates: int
+
+
+class RowErrorPublic(Response):
+    line: int
+    field: str
+    message: str
+
+
+class ImportPublic(Response):
+    id: str
+    status: str
+    created_by: str
+    started_at: datetime
+    finished_at: datetime | None
+    total_rows: int
+    processed_rows: int
+    loaded: int
+    duplicates: int
+    rejected: int
+    batches_total: int
+    batches_done: int
+    errors: list[RowErrorPublic]
+    failure: str | None
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+class ProlificBandIn(Request):
+    min_age: int
+    max_age: int | None = None
+    min_offences: int
+
+
+class RecencyBandIn(Request):
+    max_days: int
+    points: int
+
+
+class ScoreIn(Request):
+    window_years: int | None = None
+    recency_bands: list[RecencyBandIn] | None = None
+    frequency_points_per_offence: int | None = None
+    frequency_cap: int | None = None
+    gravity_weights: dict[OffenceCategory, int] | None = None
+    gravity_default_weight: int | None = None
+    gravity_cap: int | None = None
+
+
+class CohortNumbersIn(Request):
+    fixed: int | None = None
+    flex: int | None = None
+    free: int | None = None
+
+
+class PolicyPut(Request):
+    """A whole policy; anything left out takes the default of DOMAIN.md. `version`, when
+    given, must be the current version (an optimistic lock against lost updates); `area`,
+    when given, must be the area of the path."""
+
+    area: str | None = None
+    version: int | None = None
+    updated_at: datetime | None = Field(default=None, description="read-only; ignored")
+    updated_by: str | None = Field(default=None, description="read-only; ignored")
+    flex_categories: list[OffenceCategory] | None = None
+    prolific_bands: list[ProlificBandIn] | None = None
+    score: ScoreIn | None = None
+    thresholds: CohortNumbersIn | None = None
+    candidacy_window_years: int | None = None
+    capacities: CohortNumbersIn | None = None
+    review_interval_weeks: int | None = None
+    deselection_after_months: int | None = None
+
+    def policy_data(self) -> dict[str, Any]:
+        data = self.model_dump(
+            mode="json",
+            exclude_unset=True,
+            exclude_none=True,
+            exclude={"area", "version", "updated_at", "updated_by"},
+        )
+        return data
+
+
+class PolicyPublic(BaseModel):
+    area: str
+    version: int
+    updated_at: str | None
+    updated_by: str | None
+    flex_categories: list[str]
+    prolific_bands: list[dict[str, Any]]
+    score: dict[str, Any]
+    thresholds: dict[str, int]
+    candidacy_window_years: int
+    capacities: dict[str, int]
+    review_interval_weeks: int
+    deselection_after_months: int
+
+
+# --- selection runs -------------------------------------------------------------------------
+
+
+class SelectionRunCreate(Request):
+    area: str
+    as_of: date
+
+
+class CandidatePublic(BaseModel):
+    crn: str
+    cohort: Cohort
+    score: int
+    recency: int
+    frequency: int
+    gravity: int
+    prolific: bool
+    last_offence_date: date | None
+    within_capacity: bool
+    rank: int
+    cohort_rank: int
+    reasons: list[str]
+
+
+class ExcludedPublic(BaseModel):
+    crn: str
+    reason: str
+    detail: str
+    would_be: Cohort | None
+
+
+class SelectionRunPublic(BaseModel):
+    id: str
+    area: str
+    as_of: date
+    policy_version: int
+    created_at: str
+    created_by: str
+    counts: dict[str, dict[str, int]]
+    candidates: list[CandidatePublic]
+    excluded: list[ExcludedPublic]
+
+
+class SelectionRunSummary(BaseModel):
+    id: str
+    area: str
+    as_of: date
+    policy_version: int
+    created_at: str
+    created_by: str
+    counts: dict[str, dict[str, int]]
+
+
+# --- members --------------------------------------------------------------------------------
+
+
+class MemberCreate(Request):
+    crn: Crn
+    cohort: Cohort
+    decided_by: str = Field(max_length=200)
+    rationale: str = Field(max_length=2000)
+
+
+class MemberDeselect(Request):
+    reason: DeselectionReason
+    decided_by: str = Field(max_length=200)
+    comments: str | None = Field(default=None, max_length=2000)
+
+
+class MemberMove(Request):
+    cohort: Cohort
+    decided_by: str = Field(max_length=200)
+    rationale: str = Field(max_length=2000)
+
+
+class MemberPublic(Response):
+    crn: str
+    area: str
+    cohort: Cohort
+    status: str
+    adopted_at: datetime
+    adopted_by: str
+    rationale: str
+    review_due_at: datetime
+    met_criteria: bool
+    criteria_reasons: list[str]
+    score_at_adoption: int
+    deselected_at: datetime | None
+    deselected_by: str | None
+    deselection_reason: DeselectionReason | None
+    deselection_comments: str | None
+
+
+class AssessmentPublic(BaseModel):
+    crn: str
+    as_of: date
+    age: int
+    cohort: Cohort | None
+    meets: list[Cohort]
+    score: int
+    recency: int
+    frequency: int
+    gravity: int
+    prolific: bool
+    last_offence_date: date | None
+    excluded: str | None
+    reasons: list[str]

@@ -1,0 +1,146 @@
+import asyncio
+from typing import Any
+
+import httpx
+from pathways_shared.testing import auth
+
+SOLIHULL = "E08000029"
+BIRMINGHAM = "E08000025"
+HEADER = "crn,offence_date,category,description\n"
+
+
+async def post_csv(
+    client: httpx.AsyncClient, text: str, headers: dict, **params: Any
+) -> httpx.Response:
+    return await client.post(
+        "/offences:import",
+        content=text.encode(),
+        headers={**headers, "Content-Type": "text/csv"},
+        params=params,
+    )
+
+
+async def offences_of(client: httpx.AsyncClient, crn: str) -> list[dict]:
+    answer = await client.get(
+        f"/nominals/{crn}/offences", headers=auth("service"), params={"limit": 200}
+    )
+    return answer.json()["data"]
+
+
+async def test_a_good_file_loads_in_batches(
+    client: httpx.AsyncClient, seed: Any, days_ago: Any
+) -> None:
+    await seed("X100001")
+    rows = [f"X100001,{days_ago(i + 1)},burglary_domestic,house {i}" for i in range(7)]
+    answer = await post_csv(
+        client, HEADER + "\n".join(rows) + "\n", auth("police", areas=[SOLIHULL])
+    )
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["status"] == "completed"
+    assert (result["total_rows"], result["loaded"], result["rejected"], result["duplicates"]) == (
+        7,
+        7,
+        0,
+        0,
+    )
+    assert (result["batches_total"], result["batches_done"]) == (3, 3)  # batches of 3 in tests
+    assert result["errors"] == []
+    assert len(await offences_of(client, "X100001")) == 7
+
+
+async def test_a_bad_file_reports_every_row_with_its_line(
+    client: httpx.AsyncClient, days_ago: Any
+) -> None:
+    text = HEADER + (
+        "x1,2026-01-01,burglary_domestic,\n"
+        f"X100002,{days_ago(-3)},burglary_domestic,\n"
+        "X100002,2026-02-30,arson,\n"
+    )
+    answer = await post_csv(client, text, auth("service"))
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert (result["total_rows"], result["loaded"], result["rejected"]) == (3, 0, 3)
+    assert [(e["line"], e["field"]) for e in result["errors"]] == [
+        (2, "crn"),
+        (3, "offence_date"),
+        (4, "offence_date"),
+        (4, "category"),
+    ]
+
+
+async def test_a_mixed_file_loads_the_good_rows_and_a_repeat_adds_nothing(
+    client: httpx.AsyncClient, seed: Any, days_ago: Any
+) -> None:
+    await seed("X100003")
+    text = HEADER + (
+        f"X100003,{days_ago(5)},robbery_personal,phone\n"
+        f"X100003,{days_ago(6)},not_a_thing,\n"
+        "\n"
+        f'X100003,{days_ago(7)},theft_other,"a, quoted"\n'
+        f"X100003,{days_ago(8)},shoplifting,too,many\n"
+        f"X100004,{days_ago(9)},shoplifting,unknown nominal is kept\n"
+    )
+    first = (await post_csv(client, text, auth("service"))).json()
+    assert (first["loaded"], first["rejected"], first["duplicates"]) == (3, 2, 0)
+    assert [(e["line"], e["field"]) for e in first["errors"]] == [(3, "category"), (6, "row")]
+    second = (await post_csv(client, text, auth("service"))).json()
+    assert (second["loaded"], second["rejected"], second["duplicates"]) == (0, 2, 3)
+    descriptions = {o["description"] for o in await offences_of(client, "X100003")}
+    assert descriptions == {"phone", "a, quoted"}
+
+
+async def test_a_file_that_is_not_ours_is_refused(client: httpx.AsyncClient) -> None:
+    cases = [
+        ("crn,date\nX1,2026-01-01\n", "header"),
+        ("", "body"),
+        (b"\xff\xfe\x00garbage", "body"),
+    ]
+    for text, field in cases:
+        answer = await client.post(
+            "/offences:import",
+            content=text if isinstance(text, bytes) else text.encode(),
+            headers={**auth("service"), "Content-Type": "text/csv"},
+        )
+        assert answer.status_code == 422, answer.text
+        assert [e["field"] for e in answer.json()["errors"]] == [field]
+
+
+async def test_rows_of_another_areas_nominal_are_refused_for_an_area_bound_caller(
+    client: httpx.AsyncClient, seed: Any, days_ago: Any
+) -> None:
+    await seed("X100005", area=BIRMINGHAM)
+    await seed("X100006", area=SOLIHULL)
+    text = HEADER + (
+        f"X100005,{days_ago(5)},robbery_personal,\nX100006,{days_ago(5)},robbery_personal,\n"
+    )
+    result = (await post_csv(client, text, auth("police", areas=[SOLIHULL]))).json()
+    assert (result["loaded"], result["rejected"]) == (1, 1)
+    assert result["errors"] == [
+        {"line": 2, "field": "crn", "message": "the nominal is not in your areas"}
+    ]
+
+
+async def test_a_long_import_reports_progress(
+    client: httpx.AsyncClient, seed: Any, days_ago: Any
+) -> None:
+    await seed("X100007")
+    rows = [f"X100007,{days_ago(i + 1)},theft_other,item {i}" for i in range(20)]
+    started = await post_csv(client, HEADER + "\n".join(rows), auth("service"), wait="false")
+    assert started.status_code == 202, started.text
+    location = started.headers["location"]
+    for _ in range(100):
+        progress = (await client.get(location, headers=auth("service"))).json()
+        assert progress["batches_total"] in (0, 7)
+        if progress["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
+    assert progress["status"] == "completed"
+    assert (progress["loaded"], progress["batches_done"], progress["processed_rows"]) == (20, 7, 20)
+    other = await client.get(location, headers=auth("police", areas=[SOLIHULL]))
+    assert other.status_code == 404
+
+
+async def test_import_needs_a_writer_role(client: httpx.AsyncClient) -> None:
+    answer = await post_csv(client, HEADER, auth("provider", provider="NACRO"))
+    assert answer.status_code == 403
