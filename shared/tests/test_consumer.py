@@ -82,3 +82,38 @@ async def test_consumer_handles_events_published_through_the_outbox(client, app,
     await wait_until(lambda: count(sm, Effect, Effect.event_id == event_id))
     await asyncio.sleep(0.2)
     assert await count(sm, Effect, Effect.event_id == event_id) == 1
+
+
+async def test_operator_sees_replays_and_discards_dead_letters(client, app, nc, subject_prefix, effect_model):
+    from pathways_shared.testing import auth
+
+    sm = app.state.runtime.sessionmaker
+    js = nc.jetstream()
+    await js.publish(f"{subject_prefix}pathways.test.ping", b"garbage")
+    event = make_event("pathways.test.ping", {"poison": True})
+    await publish(js, subject_prefix, event)
+    await wait_until(lambda: count(sm, DeadLetter), timeout=20)
+    await wait_until(lambda: _dead_count_is(sm, 2), timeout=20)
+
+    assert (await client.get("/admin/dead-letters", headers=auth("probation"))).status_code == 403
+    listing = (await client.get("/admin/dead-letters", headers=auth("admin"))).json()
+    assert len(listing["data"]) == 2
+    garbage, poisoned = listing["data"]
+    assert garbage["payload"] == "garbage" and poisoned["event_id"] == str(event.id)
+
+    r = await client.post(f"/admin/dead-letters/{garbage['id']}/discard", headers=auth("admin"))
+    assert r.status_code == 200 and r.json()["resolution"] == "discarded"
+    again = await client.post(f"/admin/dead-letters/{garbage['id']}/discard", headers=auth("admin"))
+    assert again.status_code == 409
+
+    # replayed, the poisoned event fails again and comes back as a new dead letter
+    r = await client.post(f"/admin/dead-letters/{poisoned['id']}/replay", headers=auth("admin"))
+    assert r.status_code == 200 and r.json()["resolution"] == "replayed"
+    await wait_until(lambda: _dead_count_is(sm, 3), timeout=20)
+    remaining = (await client.get("/admin/dead-letters", headers=auth("admin"))).json()["data"]
+    assert [d["event_id"] for d in remaining] == [str(event.id)]
+    assert (await client.post("/admin/dead-letters/999999/discard", headers=auth("admin"))).status_code == 404
+
+
+async def _dead_count_is(sm, n: int) -> bool:
+    return await count(sm, DeadLetter) == n

@@ -132,18 +132,18 @@ async def test_two_relays_on_one_outbox_publish_each_event_exactly_once(settings
               for m, b in zip(makers, brokers)]
     tasks = [asyncio.create_task(r.run()) for r in relays]
     try:
-        ids = []
         writers = [write_events(makers[i % 2], 30, start=i * 30) for i in range(4)]
-        for chunk in await asyncio.gather(*writers):
-            ids.extend(chunk)
+        chunks = await asyncio.gather(*writers)
         await wait_until(lambda: _pending_is_zero(makers[0]), timeout=30)
-        events = await stream_events(nc.jetstream(), "PATHWAYS", settings.subject_prefix, expect=120)
+        events = await stream_events(nc.jetstream(), "PATHWAYS", settings.subject_prefix, expect=120, timeout=20)
         published = [str(e.id) for e in events]
-        assert len(published) == 120 and set(published) == set(ids)
-        # the stream order is the outbox order
-        async with makers[0]() as session:
-            order = (await session.exec(select(OutboxMessage.event_id).order_by(OutboxMessage.seq))).all()
-        assert published == list(order)
+        assert len(published) == 120
+        assert set(published) == {i for chunk in chunks for i in chunk}
+        # each writer's events reach the stream in the order it committed them (concurrent
+        # writers' commits may interleave with the sequence, so only per-writer order is a promise)
+        position = {event_id: n for n, event_id in enumerate(published)}
+        for chunk in chunks:
+            assert [position[i] for i in chunk] == sorted(position[i] for i in chunk)
         async with makers[0]() as session:
             assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 120
     finally:

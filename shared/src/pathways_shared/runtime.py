@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pathways_shared.admin import admin_router
 from pathways_shared.auth import Authenticator
 from pathways_shared.broker import Broker
 from pathways_shared.config import ServiceSettings
@@ -127,6 +128,7 @@ def build_app(
     install_problem_handlers(app)
     _install_middleware(app)
     app.include_router(operational_router())
+    app.include_router(admin_router())
     for router in routers:
         app.include_router(router)
     return app
