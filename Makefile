@@ -6,7 +6,7 @@ VENV := .venv
 SERVICES := referrals providers cohorts notifications
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test infra token demo bench lint clean $(addprefix test-,$(SERVICES)) test-shared test-system
+.PHONY: help install run test infra token demo bench lint clean $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
@@ -29,6 +29,9 @@ infra: ## Make sure PostgreSQL and NATS (JetStream) are up
 
 test-shared: install infra ## Tests of the shared package
 	@scripts/test.sh shared
+
+test-deploy: install infra ## Deployment checks: manifests, images, NATS permissions
+	@scripts/test.sh deploy
 
 test-system: install infra ## Cross-service tests (tests/)
 	@scripts/test.sh system

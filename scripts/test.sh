@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Run every suite, each in its own pytest process (each service is its own program with its
 # own tables), then print one total. Usage: scripts/test.sh [suite ...]
-# Suites: shared, referrals, providers, cohorts, notifications, system (tests/), deploy.
+# Suites: shared, referrals, providers, cohorts, notifications, deploy (deploy/tests), system (tests/).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PYTEST=("$ROOT/.venv/bin/python" -m pytest -p no:cacheprovider)
 REPORTS=$(mktemp -d)
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(shared referrals providers cohorts notifications system)
+[ ${#suites[@]} -gt 0 ] || suites=(shared referrals providers cohorts notifications deploy system)
 
 path_of() {
   case "$1" in
     shared) echo shared/tests ;;
     system) echo tests ;;
+    deploy) echo deploy/tests ;;
     *) echo "services/$1/tests" ;;
   esac
 }
