@@ -8,27 +8,36 @@ import secrets
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.consumer import PermanentError
 from pathways_shared.events import Event
 from pathways_shared.pagination import decode_cursor, page_of
-from pathways_shared.problems import NotFound
+from pathways_shared.problems import NotFound, ValidationProblem
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications import repository
 from notifications.config import NotificationsSettings
 from notifications.delivery import DeliveryStatus
 from notifications.domain import (
+    AllocatedInfo,
     EventType,
     InboundEvent,
     NotificationIntent,
+    RecipientRole,
+    UnallocatedInfo,
     decide_notifications,
     parse_envelope,
 )
 from notifications.errors import UnparseableEvent
-from notifications.models import NeedAllocationRow, NotificationRow, SubscriptionRow
+from notifications.models import (
+    DeliveryAttemptRow,
+    NeedAllocationRow,
+    NotificationRow,
+    SubscriptionRow,
+)
 from notifications.schemas import (
     AccessLogEntry,
     AttemptPublic,
@@ -92,21 +101,7 @@ async def take_event(session: AsyncSession, event: Event, *, now: datetime | Non
     payload = event.to_json().decode()
     try:
         inbound = parse_envelope(json.loads(payload))
-        if inbound.event_type == EventType.REFERRAL_ALLOCATED:
-            details = inbound.details()
-            await repository.record_allocation(
-                session,
-                NeedAllocationRow(
-                    need_id=details.need_id,  # type: ignore[attr-defined]
-                    referral_id=details.referral_id,  # type: ignore[attr-defined]
-                    provider_code=details.provider_code,  # type: ignore[attr-defined]
-                    service_code=details.service_code,  # type: ignore[attr-defined]
-                    provider_referral_id=details.provider_referral_id,  # type: ignore[attr-defined]
-                    updated_at=now,
-                ),
-            )
-        elif inbound.event_type == EventType.REFERRAL_UNALLOCATED:
-            await repository.forget_allocation(session, inbound.details().need_id)  # type: ignore[attr-defined]
+        await _project_allocation(session, inbound, now)
         allocations = await repository.providers_of(session, _need_ids(inbound))
         intents = list(decide_notifications(inbound, allocations=allocations))
     except UnparseableEvent as exc:
@@ -124,10 +119,31 @@ async def take_event(session: AsyncSession, event: Event, *, now: datetime | Non
     return recorded
 
 
+async def _project_allocation(session: AsyncSession, inbound: InboundEvent, now: datetime) -> None:
+    """Keep which provider holds which need: a withdrawal names no providers."""
+    if inbound.event_type not in (EventType.REFERRAL_ALLOCATED, EventType.REFERRAL_UNALLOCATED):
+        return
+    details = inbound.details()
+    if isinstance(details, AllocatedInfo):
+        await repository.record_allocation(
+            session,
+            NeedAllocationRow(
+                need_id=details.need_id,
+                referral_id=details.referral_id,
+                provider_code=details.provider_code,
+                service_code=details.service_code,
+                provider_referral_id=details.provider_referral_id,
+                updated_at=now,
+            ),
+        )
+    elif isinstance(details, UnallocatedInfo):
+        await repository.forget_allocation(session, details.need_id)
+
+
 def _notification_row(
     intent: NotificationIntent, inbound: InboundEvent, payload: str, now: datetime
 ) -> NotificationRow:
-    webhook = intent.recipient.role.value == "subscriber"
+    webhook = intent.recipient.role is RecipientRole.SUBSCRIBER
     return NotificationRow(
         id=uuid.uuid4(),
         idempotency_key=intent.idempotency_key,
@@ -195,6 +211,21 @@ async def create_subscription(
     return SubscriptionCreated(**_subscription_public(row).model_dump(), secret=secret)
 
 
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at, id) a page starts after; 422 on ``cursor`` when it is not ours."""
+    values = decode_cursor(cursor, size=2)
+    if values is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(values[0])), uuid.UUID(str(values[1]))
+    except ValueError as exc:
+        raise ValidationProblem("cursor is not valid", field="cursor") from exc
+
+
+def _cursor_key(row: SubscriptionRow | NotificationRow) -> list[str]:
+    return [row.created_at.isoformat(), str(row.id)]
+
+
 def _may_manage(principal: Principal, row: SubscriptionRow) -> bool:
     return principal.has("admin") or row.created_by == principal.sub
 
@@ -202,14 +233,13 @@ def _may_manage(principal: Principal, row: SubscriptionRow) -> bool:
 async def list_subscriptions(
     session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
 ) -> SubscriptionsPublic:
-    after = decode_cursor(cursor, size=2)
     rows = await repository.list_subscriptions(
         session,
         created_by=None if principal.has("admin") else principal.sub,
-        after=(datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
+        after=_after(cursor),
         limit=limit,
     )
-    page, next_cursor = page_of(rows, limit, lambda r: [r.created_at.isoformat(), str(r.id)])
+    page, next_cursor = page_of(rows, limit, _cursor_key)
     return SubscriptionsPublic(
         data=[_subscription_public(r) for r in page], next_cursor=next_cursor
     )
@@ -257,16 +287,19 @@ async def enable_subscription(
 # --------------------------------------------------------------------------- the delivery log
 
 
-def _notification_public(row: NotificationRow, attempts, cls=NotificationPublic, **extra):
-    return cls.model_validate(
-        {
-            **{k: getattr(row, k) for k in NotificationPublic.model_fields if k != "attempt_log"},
-            "attempt_log": [
-                AttemptPublic.model_validate(a, from_attributes=True) for a in attempts
-            ],
-            **extra,
-        }
-    )
+def _notification_public(
+    row: NotificationRow,
+    attempts: list[DeliveryAttemptRow],
+    shape: type[NotificationPublic] = NotificationPublic,
+    **extra: Any,
+) -> NotificationPublic:
+    fields = {
+        name: getattr(row, name)
+        for name in NotificationPublic.model_fields
+        if name != "attempt_log"
+    }
+    fields["attempt_log"] = [AttemptPublic.model_validate(a) for a in attempts]
+    return shape.model_validate(fields | extra)
 
 
 async def list_notifications(
@@ -277,15 +310,14 @@ async def list_notifications(
     limit: int,
     cursor: str | None,
 ) -> NotificationsPublic:
-    after = decode_cursor(cursor, size=2)
     rows = await repository.list_notifications(
         session,
         referral_id=referral_id,
         status=status.value if status else None,
-        after=(datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
+        after=_after(cursor),
         limit=limit,
     )
-    page, next_cursor = page_of(rows, limit, lambda r: [r.created_at.isoformat(), str(r.id)])
+    page, next_cursor = page_of(rows, limit, _cursor_key)
     attempts = await repository.attempts_of(session, [r.id for r in page])
     return NotificationsPublic(
         data=[_notification_public(r, attempts[r.id]) for r in page], next_cursor=next_cursor

@@ -160,6 +160,8 @@ async def test_subscriptions_page_with_a_cursor(client):
         ("/notifications?status=lost", "status"),
         ("/notifications?referral_id=x", "referral_id"),
         ("/notifications?cursor=bm9wZQ", "cursor"),
+        ("/notifications?cursor=WyJ4IiwieSJd", "cursor"),  # ["x","y"]: ours in shape only
+        ("/subscriptions?cursor=WyJ4IiwieSJd", "cursor"),
         ("/notifications/not-a-uuid", "notification_id"),
         ("/subject-access-requests?crn=123", "crn"),
         ("/subject-access-requests", "crn"),
