@@ -6,7 +6,7 @@ VENV := .venv
 SERVICES := referrals providers cohorts notifications
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test infra token demo bench lint clean $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy
+.PHONY: help install run test infra token demo bench lint clean docs $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
@@ -45,6 +45,10 @@ token: install ## Mint a local token: make token ROLE=probation [PROVIDER=NACRO]
 
 bench: install infra ## Run the benchmarks in bench/ (prints medians)
 	@for b in bench/bench_*.py; do echo "==> $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+docs: install ## Regenerate docs/asyncapi.json and docs/openapi/*.json from the code
+	@$(VENV)/bin/pathways asyncapi > docs/asyncapi.json && echo "wrote docs/asyncapi.json"
+	@$(VENV)/bin/python scripts/export_openapi.py
 
 lint: install ## ruff over the workspace
 	$(VENV)/bin/ruff check shared services tests bench

@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     tail.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     tail.set_defaults(func=cmd_events_tail)
 
+    asyncapi = sub.add_parser("asyncapi", help="print the AsyncAPI 3.0 document of every event")
+    asyncapi.set_defaults(func=lambda _args: print(__import__("pathways_shared.asyncapi").asyncapi.render(), end=""))
+
     args = parser.parse_args(argv)
     args.func(args)
 

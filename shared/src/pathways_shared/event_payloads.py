@@ -1,0 +1,154 @@
+"""The `additionalInformation` of each event type, as the contract lists it (at least these
+fields; producers may add more). The AsyncAPI document is generated from these models
+(`scripts/asyncapi.py`), and the system tests check that what crosses the bus conforms.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from pathways_shared.vocabulary import (
+    Cohort,
+    Complexity,
+    DeclineReason,
+    DeselectionReason,
+    NeedStatus,
+    Outcome,
+    Pathway,
+    Rosh,
+    Sex,
+    SupervisionStatus,
+    WithdrawalReason,
+)
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class SubmittedNeed(Payload):
+    need_id: str
+    pathway: Pathway
+    complexity: Complexity
+    flags: list[str] = []
+
+
+class ReferralSubmitted(Payload):
+    """Routing facts only: no names, dates of birth or contact details."""
+
+    referral_id: str
+    area: str
+    needs: list[SubmittedNeed]
+    sex: Sex
+    age_on_submission: int
+    supervision_status: SupervisionStatus
+    rosh: Rosh | None = None
+    mappa_level: int | None = None
+
+
+class ReferralWithdrawn(Payload):
+    referral_id: str
+    need_ids: list[str]
+    reason_code: WithdrawalReason
+
+
+class NeedRef(Payload):
+    referral_id: str
+    need_id: str
+
+
+class ProviderReferralRef(NeedRef):
+    provider_referral_id: str
+
+
+class ReferralAllocated(ProviderReferralRef):
+    service_code: str
+    provider_code: str
+    programme: str
+    acknowledge_by: datetime
+    respond_by: datetime
+
+
+class ReferralUnallocated(NeedRef):
+    reason: str
+
+
+class ReferralDeclined(ProviderReferralRef):
+    reason_code: DeclineReason
+
+
+class ReferralCompleted(ProviderReferralRef):
+    outcome: Outcome
+
+
+class DeadlineMissed(ProviderReferralRef):
+    deadline: str  # "acknowledge" or "respond"
+
+
+class MemberSelected(Payload):
+    area: str
+    cohort: Cohort
+    score: int | None = None
+    review_due_at: datetime | date
+
+
+class MemberDeselected(Payload):
+    area: str
+    cohort: Cohort
+    reason: DeselectionReason
+
+
+class MemberPathwayActivity(Payload):
+    area: str
+    cohort: Cohort
+    pathway: Pathway
+    status: NeedStatus | str
+    programme: str | None = None
+
+
+class SelectionRunCompleted(Payload):
+    run_id: str
+    area: str
+    candidates: dict[str, int]
+
+
+class DutyToReferSent(Payload):
+    referral_id: str
+    need_id: str
+    area: str
+
+
+class TestPing(Payload):
+    pass
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    "referrals.referral.submitted": ReferralSubmitted,
+    "referrals.referral.withdrawn": ReferralWithdrawn,
+    "providers.referral.allocated": ReferralAllocated,
+    "providers.referral.unallocated": ReferralUnallocated,
+    "providers.referral.acknowledged": ProviderReferralRef,
+    "providers.referral.accepted": ProviderReferralRef,
+    "providers.referral.declined": ReferralDeclined,
+    "providers.referral.started": ProviderReferralRef,
+    "providers.referral.completed": ReferralCompleted,
+    "providers.referral.withdrawn": ProviderReferralRef,
+    "providers.referral.deadline-missed": DeadlineMissed,
+    "cohorts.member.selected": MemberSelected,
+    "cohorts.member.deselected": MemberDeselected,
+    "cohorts.member.review-due": Payload,
+    "cohorts.member.pathway-activity": MemberPathwayActivity,
+    "cohorts.selection-run.completed": SelectionRunCompleted,
+    "notifications.duty-to-refer.sent": DutyToReferSent,
+    "notifications.delivery.failed": Payload,
+    "pathways.test.ping": TestPing,
+}
+
+# Keys that must never appear anywhere in an event (personal details stay off the bus).
+FORBIDDEN_KEYS = frozenset(
+    {"givenName", "familyName", "dateOfBirth", "email", "name", "phone", "address",
+     "given_name", "family_name", "date_of_birth", "practitionerEmail", "practitionerName"}
+)
