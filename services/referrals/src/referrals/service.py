@@ -197,13 +197,20 @@ def _referral_cursor(referral: Referral) -> list[str]:
     return [referral.submitted_at.isoformat(), str(referral.id)]
 
 
+def _cursor_time(value: object) -> datetime:
+    moment = datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        raise ValueError("a cursor time has a zone")
+    return moment
+
+
 def _parse_keyset(cursor: str | None) -> tuple[datetime, UUID] | None:
     values = decode_cursor(cursor, size=2)
     if values is None:
         return None
     try:
-        return datetime.fromisoformat(str(values[0])), UUID(str(values[1]))
-    except ValueError as error:
+        return _cursor_time(values[0]), UUID(str(values[1]))
+    except (TypeError, ValueError) as error:
         raise ValidationProblem("cursor is not valid", field="cursor") from error
 
 
@@ -248,7 +255,7 @@ async def history(
     after = None
     if values is not None:
         try:
-            after = (datetime.fromisoformat(str(values[0])), int(values[1]))
+            after = (_cursor_time(values[0]), int(values[1]))
         except (TypeError, ValueError) as error:
             raise ValidationProblem("cursor is not valid", field="cursor") from error
     rows = await repo.history(referral_id, limit=limit + 1, after=after)

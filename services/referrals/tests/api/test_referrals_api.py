@@ -458,6 +458,31 @@ async def test_bad_list_parameters_are_422_on_the_parameter(client, params, fiel
     assert_problem(response, 422, field)
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2026-11-24T10:00:00", "00000000-0000-0000-0000-000000000001"],  # no zone
+        ["yesterday", "00000000-0000-0000-0000-000000000001"],
+        ["2026-11-24T10:00:00+00:00", "not-a-uuid"],
+        [1, 2],
+        [None, None],
+        ["2026-11-24T10:00:00+00:00"],
+        {"a": 1},
+    ],
+)
+@pytest.mark.parametrize("path", ["/referrals", "/referrals/{id}/history"])
+async def test_a_forged_cursor_is_422_not_500(client, referral_body, values, path):
+    from pathways_shared.pagination import encode_cursor
+
+    referral = (await submit(client, referral_body())).json()
+    response = await client.get(
+        path.format(id=referral["id"]),
+        params={"cursor": encode_cursor(values)},
+        headers=auth("probation"),
+    )
+    assert_problem(response, 422, "cursor")
+
+
 async def test_pathways_lists_the_seven(client):
     body = (await client.get("/pathways", headers=auth("probation"))).json()
     assert [p["code"] for p in body["data"]] == [
