@@ -8,7 +8,7 @@ transaction (DPA 2018 s.62).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
 
@@ -224,14 +224,8 @@ async def list_referrals(
     purpose: str,
 ) -> tuple[list[Referral], str | None]:
     repo = ReferralRepository(session)
-    where = ReferralFilter(
-        crn=where.crn,
-        area=where.area,
-        status=where.status,
-        pathway=where.pathway,
-        provider_code=where.provider_code,
-        visible_areas=principal.areas,
-    )
+    # The caller's areas bound every search, whatever the filters ask for.
+    where = replace(where, visible_areas=principal.areas)
     rows = await repo.list(where, limit=limit + 1, after=_parse_keyset(cursor))
     page = rows[:limit]
     next_cursor = encode_cursor(_referral_cursor(page[-1])) if len(rows) > limit else None

@@ -363,6 +363,9 @@ async def test_a_caller_sees_only_the_areas_in_its_claims(client, referral_body)
     in_birmingham = auth("probation", areas=["E08000025"])
     listed = (await client.get("/referrals", headers=in_birmingham)).json()
     assert [r["id"] for r in listed["data"]] == [birmingham["id"]]
+    # Asking for another area by filter does not widen what the caller sees.
+    asked = await client.get("/referrals", params={"area": "E08000029"}, headers=in_birmingham)
+    assert asked.json()["data"] == []
     for suffix in ("", "/history"):
         hidden = await client.get(f"/referrals/{solihull['id']}{suffix}", headers=in_birmingham)
         assert_problem(hidden, 404)
