@@ -344,7 +344,8 @@ async def run_import(
     batch is loaded whole or not at all. Rows of nominals in areas the caller cannot see are
     refused like bad rows."""
     try:
-        parsed = parse_offence_csv(data, london_today(now))
+        # Checking hundreds of thousands of rows takes CPU: off the event loop.
+        parsed = await asyncio.to_thread(parse_offence_csv, data, london_today(now))
     except ValidationProblem as problem:
         await _finish_import(sessionmaker, import_id, status="failed", failure=problem.detail)
         raise
