@@ -27,9 +27,10 @@ from referrals.schemas import (
     SubjectAccessPublic,
     SubjectAccessReferral,
     WithdrawalCreate,
+    problem_responses,
 )
 
-router = APIRouter(tags=["referrals"])
+router = APIRouter(tags=["referrals"], responses=problem_responses(401, 403, 422))
 
 Submitter = Annotated[Principal, Depends(require_roles(Role.PROBATION))]
 Reader = Annotated[Principal, Depends(require_roles(Role.PROBATION, Role.SERVICE))]
@@ -106,7 +107,9 @@ async def list_referrals(
     return ReferralsPublic(data=[ReferralPublic.of(r) for r in referrals], next_cursor=next_cursor)
 
 
-@router.get("/referrals/{referral_id}", response_model=ReferralPublic)
+@router.get(
+    "/referrals/{referral_id}", response_model=ReferralPublic, responses=problem_responses(404)
+)
 async def get_referral(
     referral_id: UUID, session: SessionDep, principal: Reader, purpose: Purpose = None
 ) -> ReferralPublic:
@@ -116,7 +119,11 @@ async def get_referral(
     return ReferralPublic.of(referral)
 
 
-@router.get("/referrals/{referral_id}/history", response_model=HistoryPublic)
+@router.get(
+    "/referrals/{referral_id}/history",
+    response_model=HistoryPublic,
+    responses=problem_responses(404),
+)
 async def referral_history(
     referral_id: UUID,
     session: SessionDep,
@@ -136,7 +143,11 @@ async def referral_history(
     return HistoryPublic(data=[HistoryEntryPublic.of(e) for e in entries], next_cursor=next_cursor)
 
 
-@router.post("/referrals/{referral_id}/withdraw", response_model=ReferralPublic)
+@router.post(
+    "/referrals/{referral_id}/withdraw",
+    response_model=ReferralPublic,
+    responses=problem_responses(404, 409),
+)
 async def withdraw_referral(
     referral_id: UUID,
     body: WithdrawalCreate,

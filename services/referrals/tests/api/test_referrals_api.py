@@ -701,3 +701,21 @@ async def test_subject_access_request_needs_a_valid_crn(client, crn):
 
 async def test_subject_access_request_without_crn_is_422(client):
     assert_problem(await client.get("/subject-access-requests", headers=auth("admin")), 422, "crn")
+
+
+async def test_openapi_documents_every_route_of_the_contract(client):
+    spec = (await client.get("/openapi.json")).json()
+    expected = {
+        ("/referrals", "post"),
+        ("/referrals", "get"),
+        ("/referrals/{referral_id}", "get"),
+        ("/referrals/{referral_id}/history", "get"),
+        ("/referrals/{referral_id}/withdraw", "post"),
+        ("/pathways", "get"),
+        ("/subject-access-requests", "get"),
+    }
+    documented = {(path, method) for path, item in spec["paths"].items() for method in item}
+    assert expected <= documented
+    withdraw = spec["paths"]["/referrals/{referral_id}/withdraw"]["post"]["responses"]
+    assert {"200", "401", "403", "404", "409", "422"} <= withdraw.keys()
+    assert "application/problem+json" in withdraw["409"]["content"]
