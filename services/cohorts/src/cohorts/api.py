@@ -19,6 +19,7 @@ from pathways_shared.pagination import (
     decode_cursor,
     page_of,
 )
+from pathways_shared.problems import ValidationProblem
 from pathways_shared.vocabulary import Cohort, Role
 
 from cohorts import service
@@ -214,17 +215,17 @@ async def import_offences(
     settings = request.app.state.settings
     now = _now()
     if not data.strip():
-        from pathways_shared.problems import ValidationProblem
-
         raise ValidationProblem("the body is empty: send the CSV", field="body")
     import_id = await service.start_import(sessionmaker, principal, now=now)
     job = service.run_import(
         sessionmaker, principal, import_id, data, now=now, batch_size=settings.import_batch_size
     )
     if not wait:
-        task = asyncio.create_task(job, name=f"offence-import-{import_id}")
-        tasks: set[asyncio.Task] = request.app.state.__dict__.setdefault("import_tasks", set())
-        tasks.add(task)
+        tasks: set[asyncio.Task] | None = getattr(request.app.state, "import_tasks", None)
+        if tasks is None:
+            tasks = request.app.state.import_tasks = set()
+        task = asyncio.create_task(_in_background(job, import_id), name=f"import-{import_id}")
+        tasks.add(task)  # held until done, so the task is not garbage-collected mid-way
         task.add_done_callback(tasks.discard)
         return JSONResponse(
             {"id": import_id, "status": "running"},
@@ -235,6 +236,14 @@ async def import_offences(
     async with sessionmaker() as session:
         record = await service.get_import(session, principal, import_id)
     return JSONResponse(import_view(record))
+
+
+async def _in_background(job: Any, import_id: str) -> None:
+    """A background import records its own failure on the import; here it is only logged."""
+    try:
+        await job
+    except Exception as exc:  # noqa: BLE001  (nobody awaits a background task: log it)
+        log.warning("import.failed", import_id=import_id, error=str(exc))
 
 
 @router.get("/offence-imports/{import_id}", tags=["nominals"], response_model=ImportPublic)

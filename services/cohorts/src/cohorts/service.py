@@ -884,10 +884,11 @@ async def review_due_members(
 ) -> int:
     """The scheduler's step: publish a review-due event (with a deselection suggestion when
     the member has been quiet for a year) for each member whose review has come, and move
-    their review on by one interval. Answers how many were due."""
+    their review on by one interval. Answers how many reviews were published."""
     due = await repo.members_due_for_review(session, now, limit)
     if not due:
         return 0
+    published = 0
     today = london_today(now)
     last = await repo.last_offence_dates(session, sorted({r.crn for r in due}), today)
     policies: dict[str, SelectionPolicy] = {}
@@ -906,7 +907,8 @@ async def review_due_members(
         record.review_due_at = decision.membership.review_due_at
         repo.add(session, record)
         _publish(session, [decision.event], base_url, now)
-    return len(due)
+        published += 1
+    return published
 
 
 # --- pathway activity (consumed events) -----------------------------------------------------

@@ -1,20 +1,21 @@
 """The review scheduler: each member's review comes every 12 weeks after adoption, with a
 deselection suggestion when they have no recorded offence in 12 months."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from cohorts import service
+from cohorts.app import create_app
+from cohorts.models import MembershipRecord
 from pathways_shared.db import transaction
-from pathways_shared.testing import stream_events
+from pathways_shared.testing import running, stream_events, wait_until
+from sqlalchemy import update
 
 SOLIHULL = "E08000029"
 
 
-def parse(text: str) -> Any:
-    from datetime import datetime
-
+def parse(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
@@ -92,3 +93,32 @@ async def test_deselection_suggestions_on_demand(
     answer = await client.get(f"/cohorts/{SOLIHULL}/deselection-suggestions", headers=panel)
     assert answer.status_code == 200, answer.text
     assert [s["crn"] for s in answer.json()["data"]] == ["X400012"]
+
+
+async def test_the_scheduler_publishes_reviews_as_they_come(
+    settings: Any,
+    client: httpx.AsyncClient,
+    sessionmaker: Any,
+    seed: Any,
+    panel: dict,
+    nc: Any,
+    subject_prefix: str,
+) -> None:
+    await seed("X400021", offences=[(10, "shoplifting")])
+    await adopt(client, panel, "X400021")
+    async with transaction(sessionmaker) as session:
+        await session.exec(
+            update(MembershipRecord)
+            .where(MembershipRecord.crn == "X400021")
+            .values(review_due_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    eager = create_app(settings.model_copy(update={"review_scan_seconds": 0.1}))
+    async with running(eager):
+
+        async def reviewed() -> list[Any]:
+            events = await stream_events(nc.jetstream(), "COHORTS", subject_prefix)
+            return [e for e in events if e.event_type == "cohorts.member.review-due"]
+
+        (event,) = await wait_until(reviewed)
+    assert event.crn == "X400021"
+    assert event.additional_information["suggestDeselection"] is False
