@@ -43,6 +43,8 @@ class System:
     smtp_port: int
     webhook_port: int
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    nats_url: str = NATS_URL
+    databases: dict[str, str] = field(default_factory=dict)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -104,9 +106,9 @@ def _wait_port(port: int, timeout: float = 15) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-@pytest.fixture(scope="session")
-def system(tmp_path_factory) -> System:
-    workdir = tmp_path_factory.mktemp("system")
+@contextlib.contextmanager
+def system_running(workdir: Path, nats_url: str = NATS_URL, extra_env: dict[str, str] | None = None):
+    """Start the whole system (own databases, own subject prefix) and stop it afterwards."""
     run = uuid.uuid4().hex[:6]
     prefix = f"sys{run}."
     ports = {s: free_port() for s in SERVICES}
@@ -117,25 +119,28 @@ def system(tmp_path_factory) -> System:
         PATHWAYS_JWT_SECRET=TEST_JWT_SECRET,
         PATHWAYS_SUBJECT_PREFIX=prefix,
         PATHWAYS_LOG_JSON="true",
-        NATS_URL=NATS_URL,
+        NATS_URL=nats_url,
         PATHWAYS_REFERRALS_URL=f"http://127.0.0.1:{ports['referrals']}",
         PATHWAYS_PROVIDERS_URL=f"http://127.0.0.1:{ports['providers']}",
         PATHWAYS_COHORTS_URL=f"http://127.0.0.1:{ports['cohorts']}",
         NOTIFICATIONS_SMTP_HOST="127.0.0.1",
         NOTIFICATIONS_SMTP_PORT=str(smtp_port),
     )
+    env.update(extra_env or {})
     databases = {}
     for service in SERVICES:
-        dbname = f"pathways_sys_{service}_{os.getpid()}"
+        dbname = f"pathways_sys_{service}_{run}"
         asyncio.run(_recreate_database(dbname))
         url = database_url_for(dbname)
         databases[service] = dbname
         env[f"{service.upper()}_DATABASE_URL"] = url
         env[f"{service.upper()}_PORT"] = str(ports[service])
-        env[f"{service.upper()}_RELAY_POLL_SECONDS"] = "0.5"
+        env.setdefault(f"{service.upper()}_RELAY_POLL_SECONDS", "0.5")
         subprocess.run([PY, "-m", "pathways_shared.cli", "migrate", service, "--url", url],
                        cwd=ROOT, env=env, check=True, capture_output=True)
     system = System(workdir, prefix, ports, env, smtp_port, webhook_port)
+    system.nats_url = nats_url
+    system.databases = databases
     helpers = [
         subprocess.Popen([PY, "-m", "notifications.mailsink", "--host", "127.0.0.1", "--port",
                           str(smtp_port), "--directory", str(system.mail_dir)], cwd=ROOT, env=env,
@@ -144,9 +149,9 @@ def system(tmp_path_factory) -> System:
                           str(system.webhook_log)], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
     ]
-    _wait_port(smtp_port)
-    _wait_port(webhook_port)
     try:
+        _wait_port(smtp_port)
+        _wait_port(webhook_port)
         for service in SERVICES:
             system.start(service)
         for service in SERVICES:
@@ -164,15 +169,31 @@ def system(tmp_path_factory) -> System:
             with contextlib.suppress(Exception):
                 asyncio.run(_drop_database(dbname))
         with contextlib.suppress(Exception):
-            asyncio.run(_delete_streams(prefix))
+            asyncio.run(_delete_streams(prefix, nats_url))
 
 
-async def _delete_streams(prefix: str) -> None:
+@pytest.fixture(scope="session")
+def system(tmp_path_factory) -> System:
+    with system_running(tmp_path_factory.mktemp("system")) as running_system:
+        yield running_system
+
+
+@pytest.fixture(scope="session")
+def system_factory(tmp_path_factory):
+    """`with system_factory(nats_url) as s:` a system of its own (e.g. on a private NATS)."""
+
+    def factory(nats_url: str = NATS_URL, extra_env: dict[str, str] | None = None):
+        return system_running(tmp_path_factory.mktemp("system"), nats_url, extra_env)
+
+    return factory
+
+
+async def _delete_streams(prefix: str, nats_url: str = NATS_URL) -> None:
     import nats
 
     from pathways_shared.events import STREAMS, stream_name
 
-    nc = await nats.connect(NATS_URL)
+    nc = await nats.connect(nats_url, connect_timeout=2)
     js = nc.jetstream()
     for name in STREAMS:
         with contextlib.suppress(Exception):
