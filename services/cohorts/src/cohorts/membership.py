@@ -118,6 +118,7 @@ class MemberReviewDue:
     cohort: Cohort
     review_due_at: datetime
     suggest_deselection: bool
+    # Kept for the caller; not on the bus (offence history stays behind `detailUrl`).
     last_offence_date: date | None
 
     event_type = "cohorts.member.review-due"
@@ -128,9 +129,6 @@ class MemberReviewDue:
             "cohort": self.cohort.value,
             "reviewDueAt": _iso_z(self.review_due_at),
             "suggestDeselection": self.suggest_deselection,
-            "lastOffenceDate": (
-                self.last_offence_date.isoformat() if self.last_offence_date else None
-            ),
         }
 
 

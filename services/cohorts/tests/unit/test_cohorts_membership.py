@@ -390,8 +390,8 @@ def test_a_review_comes_due_every_interval_after_adoption() -> None:
         "cohort": "fixed",
         "reviewDueAt": "2027-02-16T10:00:00.000Z",
         "suggestDeselection": False,
-        "lastOffenceDate": "2026-11-24",
     }
+    assert decision.event.last_offence_date == TODAY
 
 
 def test_a_review_suggests_deselection_when_quiet_for_a_year() -> None:
