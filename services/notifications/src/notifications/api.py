@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.pagination import DEFAULT_LIMIT, CursorParam, LimitParam
+from pathways_shared.vocabulary import Role
 
 from notifications import service
 from notifications.delivery import DeliveryStatus
@@ -25,9 +26,9 @@ from notifications.transports import resolve_host
 
 router = APIRouter()
 
-Subscriber = Annotated[Principal, Depends(require_roles("admin", "police"))]
-Admin = Annotated[Principal, Depends(require_roles("admin"))]
-LogReader = Annotated[Principal, Depends(require_roles("admin", "service"))]
+Subscriber = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.POLICE))]
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+LogReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.SERVICE))]
 
 
 @router.post(
@@ -43,13 +44,8 @@ async def create_subscription(
     request: Request,
     response: Response,
 ) -> SubscriptionCreated:
-    runtime = request.app.state
     created = await service.create_subscription(
-        session,
-        principal,
-        body,
-        settings=runtime.settings,
-        resolver=getattr(runtime, "resolver", None) or resolve_host,
+        session, principal, body, settings=request.app.state.settings, resolver=resolve_host
     )
     response.headers["Location"] = f"/subscriptions/{created.id}"
     return created

@@ -27,7 +27,7 @@ import httpx
 from pathways_shared.access import Action, record_access
 from pathways_shared.auth import mint_token
 from pathways_shared.db import transaction
-from pathways_shared.events import make_event
+from pathways_shared.events import Event, make_event
 from pathways_shared.observability import get_logger
 from pathways_shared.outbox import add_event
 from pathways_shared.runtime import Runtime
@@ -65,7 +65,6 @@ from notifications.domain import (
 from notifications.errors import (
     IllegalTransition,
     NotificationsError,
-    RecipientUnresolvable,
     UnsafeSubscriberUrl,
 )
 from notifications.models import DeliveryAttemptRow, NotificationRow, SubscriptionRow
@@ -126,7 +125,7 @@ def intent_of(row: NotificationRow) -> NotificationIntent:
     )
 
 
-def shared_event(outbound: OutboundEvent):
+def shared_event(outbound: OutboundEvent) -> Event:
     return make_event(
         outbound.event_type,
         dict(outbound.additional_information),
@@ -257,7 +256,10 @@ class Deliverer:
 
     async def _send_email(self, row: NotificationRow) -> AttemptResult:
         intent = intent_of(row)
-        event = parse_envelope(json.loads(row.event_payload))
+        try:
+            event = parse_envelope(json.loads(row.event_payload))
+        except NotificationsError as exc:
+            return AttemptResult(permanent_failure(exc.detail))
         record = None
         if intent.referral_id is not None:
             try:
@@ -280,7 +282,7 @@ class Deliverer:
         try:
             address = resolve_address(intent.recipient, contacts)
             content = render_email(intent, event, context)
-        except (RecipientUnresolvable, NotificationsError) as exc:
+        except NotificationsError as exc:  # no address for the recipient; a template gap
             return AttemptResult(permanent_failure(exc.detail), crn=event.crn)
         message = build_email(
             self.smtp,

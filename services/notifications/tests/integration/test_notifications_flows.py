@@ -16,9 +16,9 @@ from notifications.domain import Recipient, RecipientRole, idempotency_key
 from notifications.worker import Deliverer
 from pathways_shared.db import transaction
 from pathways_shared.events import Event, make_event
-from pathways_shared.infra_models import DeadLetter
+from pathways_shared.infra_models import DeadLetter, ProcessedEvent
 from pathways_shared.testing import auth, running, stream_events, wait_until
-from sqlmodel import select
+from sqlmodel import col, select
 
 SOLIHULL = "E08000029"
 BIRMINGHAM = "E08000025"
@@ -100,6 +100,31 @@ async def notifications(client, **params):
     response = await client.get("/notifications", params=params, headers=ADMIN)
     assert response.status_code == 200, response.text
     return response.json()["data"]
+
+
+async def consumed(sessionmaker, *events: Event) -> None:
+    """Wait until the service's consumers have taken these events (and their effects)."""
+    ids = {str(e.id) for e in events}
+
+    async def taken():
+        async with sessionmaker() as session:
+            rows = await session.exec(
+                select(ProcessedEvent.event_id).where(col(ProcessedEvent.event_id).in_(ids))
+            )
+            return set(rows.all()) == ids
+
+    await wait_until(taken)
+
+
+async def settled(client, count: int, **params):
+    """The log once ``count`` deliveries have all ended (delivered, failed or cancelled)."""
+
+    async def done():
+        rows = await notifications(client, **params)
+        ended = [r for r in rows if r["status"] in ("delivered", "failed", "cancelled")]
+        return rows if len(rows) >= count and len(ended) == len(rows) else None
+
+    return await wait_until(done)
 
 
 async def subscribe(client, url: str, event_types: list[str], headers=ADMIN, **extra):
@@ -184,10 +209,9 @@ async def test_each_event_emails_the_right_people_with_the_right_words(
         assert message["Subject"] == subject
         assert message["From"] == "Pathways <no-reply@pathways.example>"
         assert line in message.get_content()
-    await asyncio.sleep(0.3)
-    assert len(smtp_server.messages) == len(expected)
-    log = await notifications(client, referral_id=REFERRAL_ID)
+    log = await settled(client, len(expected), referral_id=REFERRAL_ID)
     assert {n["status"] for n in log} == {"delivered"}
+    assert len(smtp_server.messages) == len(expected)
 
 
 async def test_the_message_id_is_the_idempotency_key(app, nc, subject_prefix, smtp_server):
@@ -251,13 +275,16 @@ async def test_duty_to_refer_flow_publishes_duty_to_refer_sent(
     assert "Sam" not in sent[0].to_json().decode()
 
 
-async def test_no_duty_to_refer_without_the_flag(app, client, nc, subject_prefix, smtp_server):
-    await publish(nc, subject_prefix, submitted(flags=()))
-    await publish(nc, subject_prefix, allocated())  # a marker that the stream was read
-    await emails_to(smtp_server, PRACTITIONER)
-    await asyncio.sleep(0.3)
+async def test_no_duty_to_refer_without_the_flag(
+    app, client, nc, subject_prefix, smtp_server, sessionmaker
+):
+    event = submitted(flags=())
 
-    assert smtp_server.to(SOLIHULL_HOUSING) == []
+    await publish(nc, subject_prefix, event)
+
+    await consumed(sessionmaker, event)
+    assert await notifications(client) == []
+    assert smtp_server.messages == []
 
 
 async def test_an_area_without_a_housing_team_fails_visibly(
@@ -336,20 +363,26 @@ async def _received(receiver, count):
 
 
 async def test_a_redelivered_event_sends_one_email_and_one_webhook(
-    app, client, nc, subject_prefix, smtp_server, receiver
+    app, client, nc, subject_prefix, smtp_server, receiver, sessionmaker
 ):
     await subscribe(client, f"{receiver.url}/hook", ["providers.>"])
     event = allocated()
+    marker = make_event(
+        "providers.referral.acknowledged",
+        {"referralId": REFERRAL_ID, "needId": NEED_ID, "providerReferralId": PROVIDER_REFERRAL_ID},
+    )
 
     await publish(nc, subject_prefix, event, msg_id="first")
     await publish(nc, subject_prefix, event, msg_id="second")  # past the broker's dedupe
+    await publish(nc, subject_prefix, marker)  # read after the copy, in stream order
 
-    await emails_to(smtp_server, PRACTITIONER)
-    await wait_until(lambda: _received(receiver, 1))
-    await asyncio.sleep(0.5)
+    await consumed(sessionmaker, event, marker)
+    await settled(client, 4)
     assert len(smtp_server.to(PRACTITIONER)) == 1
     assert len(smtp_server.to(NACRO)) == 1
-    assert len(receiver.requests) == 1
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(
+        [str(event.id), str(marker.id)]
+    )
 
 
 async def test_retries_then_success(app, client, nc, subject_prefix, receiver):
@@ -368,12 +401,12 @@ async def test_retries_then_success(app, client, nc, subject_prefix, receiver):
         ("retryable", 500), ("retryable", 503), ("success", 200),
     ]  # fmt: skip
     assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # a few more rounds of the worker
     assert len(receiver.requests) == 3  # never again after the 2xx
 
 
 async def test_persistent_failure_disables_the_subscription_with_a_reason(
-    app, client, nc, subject_prefix, receiver
+    app, client, nc, subject_prefix, receiver, sessionmaker
 ):
     receiver.respond = lambda r: (500, b"{}")
     subscription = await subscribe(client, f"{receiver.url}/hook", ["cohorts.>"])
@@ -392,27 +425,31 @@ async def test_persistent_failure_disables_the_subscription_with_a_reason(
     assert body["disabled_reason"].startswith("3 consecutive failed attempts since")
     assert body["disabled_reason"].endswith("last error: HTTP 500")
 
-    await publish(nc, subject_prefix, cohort_selected(crn="Y654321"))
-    await asyncio.sleep(0.5)
+    later = cohort_selected(crn="Y654321")
+    await publish(nc, subject_prefix, later)
+    await consumed(sessionmaker, later)
+    assert [r["event_id"] for r in await notifications(client)] == [str(row["event_id"])]
     assert len(receiver.requests) == 3  # a disabled subscription gets nothing more
 
 
 async def test_police_get_cohort_events_of_their_own_areas_only(
-    app, client, nc, subject_prefix, receiver
+    app, client, nc, subject_prefix, receiver, sessionmaker
 ):
     police = auth("police", areas=[SOLIHULL])
     await subscribe(client, f"{receiver.url}/hook", ["cohorts.>"], headers=police)
     elsewhere = cohort_selected(area=BIRMINGHAM, crn="Y654321")
     ours = cohort_selected(area=SOLIHULL)
 
+    other_stream = allocated()
+
     await publish(nc, subject_prefix, elsewhere)
-    await publish(nc, subject_prefix, allocated())
+    await publish(nc, subject_prefix, other_stream)
     await publish(nc, subject_prefix, ours)
 
-    (request,) = await wait_until(lambda: _received(receiver, 1))
-    await asyncio.sleep(0.5)
-    assert len(receiver.requests) == 1
-    assert request.headers["webhook-id"] == str(ours.id)
+    await consumed(sessionmaker, elsewhere, other_stream, ours)
+    webhooks = [r for r in await settled(client, 3) if r["channel"] == "webhook"]
+    assert [r["event_id"] for r in webhooks] == [str(ours.id)]
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [str(ours.id)]
 
 
 async def test_a_crash_between_sending_and_recording_resends_with_the_same_id(
@@ -470,7 +507,7 @@ async def test_contact_details_are_fetched_with_a_service_token_and_retried_when
 
     await emails_to(smtp_server, PRACTITIONER)
     await emails_to(smtp_server, NACRO)
-    rows = await notifications(client, referral_id=REFERRAL_ID)
+    rows = await settled(client, 2, referral_id=REFERRAL_ID)
     assert {r["status"] for r in rows} == {"delivered"}
     retried = [r for r in rows if r["attempts"] == 2]
     assert len(retried) == 1
