@@ -413,7 +413,7 @@ async def offences_page(
     return list((await session.exec(query)).scalars().all())
 
 
-_LOG_COLLECTION = text(
+_LOG_MANY = text(
     """
     INSERT INTO access_log (at, actor, roles, action, resource, crn, purpose, correlation_id)
     SELECT :at, :actor, :roles, :action, :resource, crn, :purpose, :correlation_id
@@ -422,23 +422,30 @@ _LOG_COLLECTION = text(
 )
 
 
-async def log_collection(
-    session: AsyncSession, *, actor: Principal, crns: Sequence[str], resource: str, purpose: str
+async def log_access_many(
+    session: AsyncSession,
+    *,
+    actor: Principal,
+    action: Action,
+    crns: Sequence[str],
+    resource: str,
+    purpose: str,
 ) -> None:
-    """One access-log row per person whose record a bulk load added to, in one statement."""
+    """One access-log row per person whose record a bulk read or write touched, in one
+    statement (a selection run combines thousands of records)."""
     if not crns:
         return
     values = {
         "at": datetime.now(UTC),
         "actor": actor.actor,
         "roles": ",".join(sorted(actor.roles)),
-        "action": Action.COLLECTION.value,
+        "action": action.value,
         "resource": resource[:300],
         "purpose": purpose[:300],
         "correlation_id": current_correlation_id(),
     }
     if is_postgres(session):
-        await session.exec(_LOG_COLLECTION, params={**values, "crns": list(crns)})
+        await session.exec(_LOG_MANY, params={**values, "crns": list(crns)})
         return
     await session.exec(insert(AccessLog), params=[{**values, "crn": crn} for crn in crns])
 

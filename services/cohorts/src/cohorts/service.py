@@ -382,9 +382,10 @@ async def run_import(
                     if row.line not in refused_lines
                 ]
                 loaded = await repo.insert_offences(session, rows)
-                await repo.log_collection(
+                await repo.log_access_many(
                     session,
                     actor=principal,
+                    action=Action.COLLECTION,
                     crns=sorted({row["crn"] for row in rows}),
                     resource=f"/offence-imports/{import_id}",
                     purpose="bulk load of police offence records",
@@ -591,27 +592,31 @@ async def run_selection(
             occurred_at=now,
         ),
     )
-    record_access(
+    await repo.log_access_many(
         session,
         actor=principal,
         action=Action.COMBINATION,
+        crns=_crns_of(stored),
         resource=f"/selection-runs/{run_id}",
-        crn=None,
         purpose=f"IOM selection run for {area} as of {as_of.isoformat()}",
     )
     return stored
+
+
+def _crns_of(run: SelectionRunRecord) -> list[str]:
+    return sorted({entry["crn"] for entry in [*run.candidates, *run.excluded]})
 
 
 async def read_run(session: AsyncSession, principal: Principal, run_id: str) -> SelectionRunRecord:
     record = await repo.get_run(session, run_id)
     if record is None or not principal.may_see_area(record.area):
         raise NotFound(f"no selection run {run_id}")
-    record_access(
+    await repo.log_access_many(
         session,
         actor=principal,
         action=Action.CONSULTATION,
+        crns=_crns_of(record),
         resource=f"/selection-runs/{run_id}",
-        crn=None,
         purpose="view an IOM selection run",
     )
     return record
@@ -853,12 +858,12 @@ async def list_members(
         limit=limit,
         after=after,
     )
-    record_access(
+    await repo.log_access_many(
         session,
         actor=principal,
         action=Action.CONSULTATION,
+        crns=sorted({r.crn for r in rows[:limit]}),
         resource=f"/cohorts/{area}/members",
-        crn=None,
         purpose="view IOM cohort membership",
     )
     return rows
@@ -875,6 +880,14 @@ async def suggestions(
     by_key = {(r.crn, r.cohort): r for r in records}
     chosen = deselection_suggestions(
         [(_to_domain(r), last.get(r.crn)) for r in records], today, policy
+    )
+    await repo.log_access_many(
+        session,
+        actor=principal,
+        action=Action.CONSULTATION,
+        crns=[m.crn for m in chosen],
+        resource=f"/cohorts/{area}/deselection-suggestions",
+        purpose="IOM panel review of members quiet for a year",
     )
     return [(by_key[(m.crn, m.cohort.value)], last.get(m.crn)) for m in chosen]
 

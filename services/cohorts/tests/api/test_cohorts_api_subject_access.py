@@ -28,6 +28,7 @@ async def test_a_subject_access_request_answers_all_held_and_is_logged(
     actions = [(e["action"], e["resource"]) for e in sar["access_log"]]
     assert ("collection", "/nominals/X500001") in actions
     assert ("alteration", f"/cohorts/{SOLIHULL}/members/X500001") in actions
+    assert ("combination", f"/selection-runs/{run.json()['id']}") in actions
 
     again = (
         await client.get("/subject-access-requests", params={"crn": "X500001"}, headers=admin)
