@@ -691,6 +691,15 @@ async def test_subject_access_request_answers_everything_held(client, referral_b
     assert (rows[-1].action, rows[-1].crn) == ("disclosure", "X123456")
 
 
+async def test_subject_access_request_is_for_national_admins_only(client):
+    response = await client.get(
+        "/subject-access-requests",
+        params={"crn": "X123456"},
+        headers=auth("admin", areas=["E08000029"]),
+    )
+    assert_problem(response, 403)
+
+
 @pytest.mark.parametrize("crn", ["bad", "x123456", ""])
 async def test_subject_access_request_needs_a_valid_crn(client, crn):
     response = await client.get(
