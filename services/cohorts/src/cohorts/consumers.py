@@ -10,6 +10,7 @@ from typing import Any
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import Handler, PermanentError, Subscription
 from pathways_shared.events import Event
+from pathways_shared.vocabulary import CRN_PATTERN, Pathway
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cohorts import service
@@ -26,9 +27,29 @@ PROVIDER_STATUSES: dict[str, str] = {
 }
 
 
-def _text(info: dict[str, Any], key: str) -> str | None:
+def _text(info: dict[str, Any], key: str, *, longest: int = 36) -> str | None:
+    """An optional text field; one too long for what we keep can never succeed."""
     value = info.get(key)
-    return str(value) if value not in (None, "") else None
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if len(text) > longest:
+        raise PermanentError(f"{key} is longer than {longest} characters")
+    return text
+
+
+def _crn(event: Event) -> str | None:
+    crn = event.crn
+    if crn is not None and not CRN_PATTERN.match(crn):
+        raise PermanentError(f"{crn!r} is not a CRN")
+    return crn
+
+
+def _pathway(value: Any) -> str:
+    try:
+        return Pathway(value).value
+    except ValueError as exc:
+        raise PermanentError(f"{value!r} is not a pathway") from exc
 
 
 def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, Handler]]:
@@ -36,32 +57,32 @@ def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, H
 
     async def on_submitted(session: AsyncSession, event: Event) -> None:
         info = event.additional_information
-        needs = info.get("needs")
-        if event.crn is None or not isinstance(needs, list):
+        crn, needs = _crn(event), info.get("needs")
+        if crn is None or not isinstance(needs, list):
             raise PermanentError("a submitted referral without a CRN or needs")
         for need in needs:
             if not isinstance(need, dict) or not need.get("needId") or not need.get("pathway"):
                 raise PermanentError("a need without needId or pathway")
             await service.note_need_activity(
                 session,
-                crn=event.crn,
-                need_id=str(need["needId"]),
+                crn=crn,
+                need_id=_text(need, "needId") or "",
                 status="submitted",
                 now=datetime.now(UTC),
                 base_url=base_url,
                 referral_id=_text(info, "referralId"),
-                pathway=str(need["pathway"]),
+                pathway=_pathway(need["pathway"]),
             )
 
     async def on_withdrawn(session: AsyncSession, event: Event) -> None:
-        need_ids = event.additional_information.get("needIds")
+        crn, need_ids = _crn(event), event.additional_information.get("needIds")
         if not isinstance(need_ids, list):
             raise PermanentError("a withdrawn referral without needIds")
         for need_id in need_ids:
             await service.note_need_activity(
                 session,
-                crn=event.crn,
-                need_id=str(need_id),
+                crn=crn,
+                need_id=_text({"needId": need_id}, "needId") or "",
                 status="withdrawn",
                 now=datetime.now(UTC),
                 base_url=base_url,
@@ -73,16 +94,17 @@ def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, H
             need_id = _text(info, "needId")
             if need_id is None:
                 raise PermanentError(f"{event.event_type} without a needId")
+            pathway = info.get("pathway")
             await service.note_need_activity(
                 session,
-                crn=event.crn,
+                crn=_crn(event),
                 need_id=need_id,
                 status=status,
                 now=datetime.now(UTC),
                 base_url=base_url,
                 referral_id=_text(info, "referralId"),
-                pathway=_text(info, "pathway"),
-                programme=_text(info, "programme"),
+                pathway=_pathway(pathway) if pathway else None,
+                programme=_text(info, "programme", longest=40),
             )
 
         return on_provider_event

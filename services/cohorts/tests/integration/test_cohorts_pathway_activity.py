@@ -127,8 +127,10 @@ async def test_an_event_that_cannot_be_read_goes_to_dead_letters(
     broken = make_event("referrals.referral.submitted", {"needs": "none"}, crn="X300003")
     await publish(nc, subject_prefix, broken)
     await nc.jetstream().publish(f"{subject_prefix}providers.referral.accepted", b"{not json")
+    await publish(nc, subject_prefix, submitted("X300003", str(uuid.uuid4()), "gardening"))
+    await publish(nc, subject_prefix, submitted("not-a-crn", str(uuid.uuid4())))
 
     async def dead() -> bool:
-        return await count(app, DeadLetter) >= 2
+        return await count(app, DeadLetter) >= 4
 
     await wait_until(dead)
