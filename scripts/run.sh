@@ -21,7 +21,8 @@ cleanup() {
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "==> stopped"
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'exit 0' INT TERM  # the EXIT trap does the stopping
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 

@@ -75,3 +75,27 @@ def test_cursor_round_trip_and_garbage():
         decode_cursor("!!!", size=2)
     with pytest.raises(ValidationProblem):
         decode_cursor(encode_cursor([1]), size=2)
+
+
+async def test_sqlite_gives_back_utc_times(tmp_path):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlmodel import SQLModel
+
+    from pathways_shared.db import make_engine, make_sessionmaker
+    from pathways_shared.infra_models import AccessLog
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'utc.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=[AccessLog.__table__]))
+    moment = datetime(2026, 11, 24, 10, 15, 30, tzinfo=timezone(timedelta(hours=1)))
+    async with make_sessionmaker(engine)() as session:
+        session.add(AccessLog(at=moment, actor="a", roles="r", action="consultation",
+                              resource="x", purpose="test"))
+        await session.commit()
+    async with make_sessionmaker(engine)() as session:
+        [row] = (await session.exec(__import__("sqlmodel").select(AccessLog))).all()
+    await engine.dispose()
+    assert row.at == moment and row.at.tzinfo is not None
+    assert row.at.utcoffset() == timedelta(0)
+    assert row.at == datetime(2026, 11, 24, 9, 15, 30, tzinfo=UTC)

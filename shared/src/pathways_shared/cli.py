@@ -3,6 +3,8 @@
     pathways token --role probation [--provider NACRO] [--areas E08000029,E08000025]
     pathways migrate referrals [--url sqlite+aiosqlite:///.data/referrals.db]
     pathways events tail referrals.> [--durable my-tool]
+    pathways demo
+    pathways offences import extract.csv [--cohorts-url http://127.0.0.1:8003]
 
 The local HS256 secret comes from PATHWAYS_JWT_SECRET, or `.data/jwt-secret` as written by
 `make run`.
@@ -84,6 +86,50 @@ def cmd_events_tail(args: argparse.Namespace) -> None:
         pass
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from pathways_shared.demo import Demo, Endpoints
+
+    endpoints = Endpoints(
+        referrals=os.environ.get("PATHWAYS_REFERRALS_URL", Endpoints.referrals),
+        providers=os.environ.get("PATHWAYS_PROVIDERS_URL", Endpoints.providers),
+        cohorts=os.environ.get("PATHWAYS_COHORTS_URL", Endpoints.cohorts),
+        notifications=os.environ.get("PATHWAYS_NOTIFICATIONS_URL", Endpoints.notifications),
+    )
+    prefix = os.environ.get("PATHWAYS_SUBJECT_PREFIX", "")
+    asyncio.run(Demo(local_secret(), endpoints, args.nats_url, prefix).run())
+
+
+def cmd_offences_import(args: argparse.Namespace) -> None:
+    import time
+
+    import httpx
+
+    path = Path(args.file)
+    if not path.is_file():
+        sys.exit(f"no such file: {path}")
+    token = mint_token(local_secret(), sub="offences-import", roles=["iom_panel"])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/csv"}
+    with httpx.Client(base_url=args.cohorts_url, timeout=300, headers=headers) as client:
+        r = client.post("/offences:import", params={"wait": "false"}, content=path.read_bytes())
+        if r.status_code not in (200, 202):
+            sys.exit(f"import refused ({r.status_code}): {r.text[:500]}")
+        job = r.json()
+        while job.get("status") in ("running", "pending", "queued"):
+            time.sleep(0.5)
+            job = client.get(f"/offence-imports/{job['id']}").json()
+            total, done = job.get("total_rows") or 0, job.get("processed_rows") or 0
+            width = 40
+            filled = int(width * done / total) if total else 0
+            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} rows", end="", flush=True)
+        print()
+    print(f"{job.get('status')}: {job.get('loaded', 0)} loaded, {job.get('duplicates', 0)} duplicates, "
+          f"{job.get('rejected', 0)} rejected")
+    for error in (job.get("errors") or [])[:20]:
+        print(f"  line {error.get('line')}: {error.get('message') or error.get('reason')}")
+    if job.get("failure"):
+        sys.exit(f"the import failed: {job['failure']}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pathways", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +154,17 @@ def main(argv: list[str] | None = None) -> None:
     tail.add_argument("--durable", help="a durable name, to resume where you left off")
     tail.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     tail.set_defaults(func=cmd_events_tail)
+
+    demo = sub.add_parser("demo", help="submit sample referrals to the running system and narrate")
+    demo.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    demo.set_defaults(func=cmd_demo)
+
+    offences = sub.add_parser("offences", help="police offence extracts")
+    offences_sub = offences.add_subparsers(dest="offences_command", required=True)
+    load = offences_sub.add_parser("import", help="load a CSV extract (crn,offence_date,category,description)")
+    load.add_argument("file")
+    load.add_argument("--cohorts-url", default=os.environ.get("PATHWAYS_COHORTS_URL", "http://127.0.0.1:8003"))
+    load.set_defaults(func=cmd_offences_import)
 
     asyncapi = sub.add_parser("asyncapi", help="print the AsyncAPI 3.0 document of every event")
     asyncapi.set_defaults(func=lambda _args: print(__import__("pathways_shared.asyncapi").asyncapi.render(), end=""))

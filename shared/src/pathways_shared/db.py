@@ -12,12 +12,45 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from datetime import UTC, datetime
+
 from sqlalchemy import event
+from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession as SQLModelAsyncSession
 
 Session = SQLModelAsyncSession
+
+
+class _UTCSQLiteDateTime(SQLiteDateTime):
+    """SQLite keeps no time zone: every time we store is UTC, so read it back as UTC.
+
+    Without this a service on SQLite (`make run`) would answer naive times with no `Z`,
+    unlike the same service on PostgreSQL.
+    """
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        parse = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> datetime | None:
+            moment = parse(value) if parse else value
+            if isinstance(moment, datetime) and moment.tzinfo is None:
+                return moment.replace(tzinfo=UTC)
+            return moment
+
+        return process
+
+    def bind_processor(self, dialect: Any) -> Any:
+        store = super().bind_processor(dialect)
+
+        def process(value: Any) -> Any:
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            return store(value) if store else value
+
+        return process
 
 
 def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -32,6 +65,8 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     engine = create_async_engine(database_url, **kwargs)
     if url.get_backend_name() == "sqlite":
+        dialect = engine.sync_engine.dialect
+        dialect.colspecs = {**dialect.colspecs, sqltypes.DateTime: _UTCSQLiteDateTime}
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
