@@ -68,6 +68,17 @@ class NotificationsSettings(ServiceSettings):
     disable_after_seconds: float = 12 * 3600.0
 
     @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotificationsSettings:
+        # A lease shorter than a send would let a second worker send while the first still is.
+        longest = self.smtp_timeout_seconds + 2 * self.webhook_timeout_seconds
+        if self.delivery_lease_seconds <= longest:
+            raise ValueError(
+                f"NOTIFICATIONS_DELIVERY_LEASE_SECONDS must exceed {longest:g} "
+                "(the SMTP timeout plus twice the HTTP timeout)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_notifications_production(self) -> NotificationsSettings:
         if self.environment == "production":
             if self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:

@@ -316,10 +316,16 @@ class Deliverer:
             )
         except UnsafeSubscriberUrl as exc:
             return AttemptResult(permanent_failure(f"URL refused: {exc.detail}"))
+        try:
+            secret = self.box.open(subscription.secret_sealed)
+        except ValueError:
+            return AttemptResult(
+                permanent_failure(
+                    "the subscription's secret does not open with NOTIFICATIONS_SECRET_KEY"
+                )
+            )
         body = row.event_payload.encode()
-        headers = webhook_headers(
-            self.box.open(subscription.secret_sealed), str(row.event_id), self.clock(), body
-        )
+        headers = webhook_headers(secret, str(row.event_id), self.clock(), body)
         return AttemptResult(await post_webhook(self.http, destination, headers, body))
 
     # ----------------------------------------------------------------------- recording

@@ -253,6 +253,40 @@ def test_production_settings_refuse_the_development_secret_key(make_settings):
         make_settings(environment="production")
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"delivery_lease_seconds": 40}, "NOTIFICATIONS_DELIVERY_LEASE_SECONDS"),
+        (
+            {
+                "environment": "production",
+                "secret_key": "a-production-secret-key-of-enough-length",
+                "allow_private_webhook_urls": True,
+            },
+            "never allowed in production",
+        ),
+    ],
+)
+def test_settings_that_cannot_work_are_refused_at_start(make_settings, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_settings(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("environment", "setting", "allowed"),
+    [("development", None, True), ("test", None, True), ("production", None, False),
+     ("development", False, False)],
+)  # fmt: skip
+def test_private_webhook_urls_by_environment(make_settings, environment, setting, allowed):
+    settings = make_settings(
+        environment=environment,
+        secret_key="a-production-secret-key-of-enough-length",
+        allow_private_webhook_urls=setting,
+    )
+
+    assert settings.webhooks_allow_private is allowed
+
+
 async def test_health_and_openapi(client):
     assert (await client.get("/health/live")).status_code == 200
     paths = (await client.get("/openapi.json")).json()["paths"]

@@ -544,3 +544,29 @@ async def test_attempts_are_counted_in_the_metrics(app, client, nc, subject_pref
         return line in text
 
     assert await wait_until(counted)
+
+
+async def test_a_secret_sealed_with_another_key_fails_visibly(make_settings, receiver):
+    settings = make_settings(run_workers=False)
+    application = create_app(settings)
+    event = cohort_selected()
+    async with (
+        running(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://n"
+        ) as client,
+        httpx.AsyncClient(timeout=5) as http,
+    ):
+        await subscribe(client, f"{receiver.url}/hook", ["cohorts.>"])
+        sessionmaker = application.state.sessionmaker
+        async with transaction(sessionmaker) as session:
+            await service.take_event(session, event)
+        rotated = settings.model_copy(update={"secret_key": "another key, not the one it was"})
+
+        assert await Deliverer(sessionmaker, rotated, http=http).run_once() == 1
+
+        (row,) = await notifications(client, status="failed")
+    assert row["last_error"] == (
+        "the subscription's secret does not open with NOTIFICATIONS_SECRET_KEY"
+    )
+    assert receiver.requests == []
