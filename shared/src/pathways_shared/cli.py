@@ -4,6 +4,7 @@
     pathways migrate referrals [--url sqlite+aiosqlite:///.data/referrals.db]
     pathways events tail referrals.> [--durable my-tool]
     pathways demo
+    pathways sar X123456
     pathways offences import extract.csv [--cohorts-url http://127.0.0.1:8003]
 
 The local HS256 secret comes from PATHWAYS_JWT_SECRET, or `.data/jwt-secret` as written by
@@ -130,6 +131,36 @@ def cmd_offences_import(args: argparse.Namespace) -> None:
         sys.exit(f"the import failed: {job['failure']}")
 
 
+SERVICE_URLS = {
+    "referrals": ("PATHWAYS_REFERRALS_URL", "http://127.0.0.1:8001"),
+    "providers": ("PATHWAYS_PROVIDERS_URL", "http://127.0.0.1:8002"),
+    "cohorts": ("PATHWAYS_COHORTS_URL", "http://127.0.0.1:8003"),
+    "notifications": ("PATHWAYS_NOTIFICATIONS_URL", "http://127.0.0.1:8004"),
+}
+
+
+def cmd_sar(args: argparse.Namespace) -> None:
+    """One subject access request answered from all four services, as one JSON document."""
+    import json
+
+    import httpx
+
+    token = mint_token(local_secret(), sub=args.requested_by, roles=["admin"])
+    answer: dict[str, object] = {"crn": args.crn, "services": {}}
+    for service, (variable, default) in SERVICE_URLS.items():
+        url = os.environ.get(variable, default)
+        try:
+            r = httpx.get(f"{url}/subject-access-requests", params={"crn": args.crn},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            answer["services"][service] = r.json() if r.status_code == 200 else {
+                "error": r.status_code, "detail": r.text[:500]}
+        except httpx.HTTPError as exc:
+            answer["services"][service] = {"error": "unreachable", "detail": str(exc)}
+    print(json.dumps(answer, indent=2, default=str))
+    if any(isinstance(v, dict) and "error" in v for v in answer["services"].values()):
+        sys.exit("some services could not answer: the response above is incomplete")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pathways", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +196,11 @@ def main(argv: list[str] | None = None) -> None:
     load.add_argument("file")
     load.add_argument("--cohorts-url", default=os.environ.get("PATHWAYS_COHORTS_URL", "http://127.0.0.1:8003"))
     load.set_defaults(func=cmd_offences_import)
+
+    sar = sub.add_parser("sar", help="answer a subject access request from all four services")
+    sar.add_argument("crn")
+    sar.add_argument("--requested-by", default="dpo", help="who asks (recorded in each access log)")
+    sar.set_defaults(func=cmd_sar)
 
     asyncapi = sub.add_parser("asyncapi", help="print the AsyncAPI 3.0 document of every event")
     asyncapi.set_defaults(func=lambda _args: print(__import__("pathways_shared.asyncapi").asyncapi.render(), end=""))
