@@ -1,7 +1,7 @@
 """The pure domain of referrals: values in, decisions, history and events out.
 
 No database, broker, HTTP, clock or environment here: every function takes `now` (an aware
-datetime) and the ids it needs. Rules come from ../../../../shared/DOMAIN.md and CONTRACT.md;
+datetime) and the ids it needs. Rules come from the project's DOMAIN.md and CONTRACT.md;
 where a rule is a product decision it says so.
 
 Product decisions made here:
