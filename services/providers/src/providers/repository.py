@@ -70,7 +70,7 @@ class NeedRepository:
     async def get(self, need_id: uuid.UUID, *, for_update: bool = False) -> NeedRow | None:
         query = select(NeedRow).where(NeedRow.id == need_id)
         if for_update and is_postgres(self.session):
-            query = query.with_for_update()
+            query = query.with_for_update().execution_options(populate_existing=True)
         return (await self.session.exec(query)).first()
 
     async def of_referral(self, referral_id: uuid.UUID) -> Sequence[NeedRow]:
@@ -129,7 +129,7 @@ class ProviderReferralRepository:
     ) -> ProviderReferralRow | None:
         query = select(ProviderReferralRow).where(ProviderReferralRow.id == provider_referral_id)
         if for_update and is_postgres(self.session):
-            query = query.with_for_update()
+            query = query.with_for_update().execution_options(populate_existing=True)
         return (await self.session.exec(query)).first()
 
     async def of_need(self, need_id: uuid.UUID) -> Sequence[ProviderReferralRow]:
@@ -151,7 +151,7 @@ class ProviderReferralRepository:
             .order_by(ProviderReferralRow.allocated_at, ProviderReferralRow.id)
         )
         if for_update and is_postgres(self.session):
-            query = query.with_for_update()
+            query = query.with_for_update().execution_options(populate_existing=True)
         return (await self.session.exec(query)).all()
 
     async def for_crn(self, crn: str) -> Sequence[ProviderReferralRow]:

@@ -424,6 +424,7 @@ async def withdraw_needs(
     known = {str(r) for r in WithdrawalReason}
     reason = reason_code if reason_code in known else str(WithdrawalReason.OTHER)
     needs = NeedRepository(session)
+    locked = {need_id: await needs.get(need_id, for_update=True) for need_id in sorted(need_ids)}
     closed = 0
     for row in await ProviderReferralRepository(session).of_needs(need_ids, for_update=True):
         referral = referral_from_row(row)
@@ -434,8 +435,7 @@ async def withdraw_needs(
         session.add(row)
         publish(session, event, ctx)
         closed += 1
-    for need_id in need_ids:
-        need = await needs.get(need_id, for_update=True)
+    for need_id, need in locked.items():
         if need is None:
             await needs.remember_withdrawn(need_id, referral_id, reason, ctx.now)
             continue
@@ -511,7 +511,13 @@ async def act(
     ctx: Context,
     **arguments: Any,
 ) -> ProviderReferralRow:
-    """Apply one provider action; a decline routes the need again in the same transaction."""
+    """Apply one provider action; a decline routes the need again in the same transaction.
+
+    Locks are taken need first, then provider referral, as withdrawal does, so a decline
+    racing a withdrawal neither deadlocks nor leaves a re-routed referral open.
+    """
+    found = await _own_referral(session, principal, provider_referral_id, for_update=False)
+    await NeedRepository(session).get(found.need_id, for_update=True)
     row = await _own_referral(session, principal, provider_referral_id, for_update=True)
     referral = referral_from_row(row)
     method = getattr(referral, action)
