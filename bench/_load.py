@@ -34,6 +34,7 @@ async def main(config: dict) -> dict:
     prefix = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head_lines}".encode()
 
     statuses: Counter[int] = Counter()
+    total = [0]
     latencies: list[float] = []
     started = time.perf_counter()
     measure_from = started + warmup
@@ -57,6 +58,7 @@ async def main(config: dict) -> dict:
                 if length:
                     await reader.readexactly(length)
                 done = time.perf_counter()
+                total[0] += 1
                 if measure_from <= sent and done <= measure_to:
                     statuses[status] += 1
                     latencies.append(done - sent)
@@ -74,6 +76,7 @@ async def main(config: dict) -> dict:
 
     return {
         "requests": n,
+        "total_requests": total[0],
         "statuses": {str(k): v for k, v in statuses.items()},
         "seconds": seconds,
         "rps": n / seconds,

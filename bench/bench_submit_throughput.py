@@ -51,7 +51,9 @@ def load(port: int, pid: int, *, concurrency: int, seconds: float, warmup: float
     out = subprocess.run([PY, str(BENCH / "_load.py"), json.dumps(config)], check=True,
                          capture_output=True, text=True, timeout=seconds + warmup + 120)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["server_cpu"] = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
+    used = cpu_seconds(pid) - cpu_before
+    result["server_cpu"] = used / (time.monotonic() - wall_before)
+    result["cpu_ms_per_request"] = 1000 * used / max(1, result["total_requests"])
     result["client_cpu"] = result["client_cpu_seconds"] / result["client_wall_seconds"]
     return result
 
@@ -107,7 +109,8 @@ def main() -> None:
                     rows[name].append(result)
                     print(f"run {i + 1} {name:8s} {result['rps']:7.1f} req/s  "
                           f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
-                          f"statuses {result['statuses']}  server CPU {result['server_cpu']:.0%}  "
+                          f"statuses {result['statuses']}  server CPU {result['server_cpu']:.0%} "
+                          f"({result['cpu_ms_per_request']:.2f} ms/request)  "
                           f"client CPU {result['client_cpu']:.0%}", flush=True)
     finally:
         baseline.terminate()
@@ -121,6 +124,11 @@ def main() -> None:
     print(f"\nmedian of {args.runs} runs: baseline {base:.1f} req/s, POST /referrals {svc:.1f} req/s")
     print(f"ratio (median/median) {svc / base:.2f}; median of per-run ratios "
           f"{statistics.median(ratios):.2f}; goal >= 0.5: {'MET' if svc / base >= 0.5 else 'MISSED'}")
+    base_cpu = statistics.median(r["cpu_ms_per_request"] for r in rows["baseline"])
+    svc_cpu = statistics.median(r["cpu_ms_per_request"] for r in rows["service"])
+    print(f"server CPU per request (median): baseline {base_cpu:.2f} ms, service {svc_cpu:.2f} ms: "
+          f"CPU-bound ratio {base_cpu / svc_cpu:.2f} (what the ratio is when both servers are "
+          f"limited by one core; less sensitive to a busy machine)")
     print(f"client CPU at most {max(r['client_cpu'] for v in rows.values() for r in v):.0%} of a core "
           f"(the client is not the bottleneck while well under 100%)")
     if bad:
