@@ -16,7 +16,12 @@ from pathways_shared.auth import Principal
 from pathways_shared.db import is_postgres
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.observability import current_correlation_id
-from pathways_shared.vocabulary import NEIGHBOURHOOD_CRIME, OffenceCategory, SupervisionStatus
+from pathways_shared.vocabulary import (
+    NEIGHBOURHOOD_CRIME,
+    STATUTORY_STATUSES,
+    OffenceCategory,
+    SupervisionStatus,
+)
 from sqlalchemy import (
     ARRAY,
     String,
@@ -169,18 +174,23 @@ def _summary_statement(
     nbh = sorted(c.value for c in NEIGHBOURHOOD_CRIME)
     flex = sorted(c.value for c in policy.flex_categories)
     last = func.max(case((upto, o.offence_date)))
+    total = func.count(case((upto, 1)))
+    window_count = func.count(case((in_window, 1)))
+    window_gravity = func.coalesce(func.sum(case((in_window, weight), else_=0)), 0)
+    recent_nbh = func.max(case((and_(in_candidacy, o.category.in_(nbh)), 1), else_=0))
+    recent_flex = func.max(case((and_(in_candidacy, o.category.in_(flex)), 1), else_=0))
     statement = (
         select(
             n.crn,
             n.date_of_birth,
             n.supervision_status,
             n.mappa_level,
-            func.count(case((upto, 1))).label("total"),
-            func.count(case((in_window, 1))).label("window_count"),
-            func.coalesce(func.sum(case((in_window, weight), else_=0)), 0).label("window_gravity"),
+            total.label("total"),
+            window_count.label("window_count"),
+            window_gravity.label("window_gravity"),
             last.label("last_date"),
-            func.max(case((and_(in_candidacy, o.category.in_(nbh)), 1), else_=0)).label("nbh"),
-            func.max(case((and_(in_candidacy, o.category.in_(flex)), 1), else_=0)).label("flex"),
+            recent_nbh.label("nbh"),
+            recent_flex.label("flex"),
         )
         .select_from(nominals)
         .outerjoin(offences, o.crn == n.crn)
@@ -190,22 +200,58 @@ def _summary_statement(
         statement = statement.where(n.area == area)
     if crns is not None:
         statement = statement.where(n.crn.in_(list(crns)))
-    if (
-        crns is None
-        and min(policy.thresholds.fixed, policy.thresholds.flex, policy.thresholds.free) > 0
-    ):
-        # Nobody without an offence since `earliest` can score, or be a fixed or flex
-        # candidate; keep them only when an exclusion names them.
-        longest_recency = max(b.max_days for b in policy.score.recency_bands)
-        earliest = min(w.score_from, w.candidacy_from, as_of - timedelta(days=longest_recency))
+    else:
         statement = statement.having(
-            or_(
-                last >= earliest,
-                n.date_of_birth > shift_years(as_of, -MIN_AGE),
-                n.mappa_level.in_(sorted(MAPPA_EXCLUDED_LEVELS)),
+            _may_figure(
+                policy, as_of, n, last, total, window_count, window_gravity, recent_nbh, recent_flex
             )
         )
     return statement
+
+
+def _capped(value: Any, cap: int) -> Any:
+    return case((value > cap, cap), else_=value)
+
+
+def _may_figure(
+    policy: SelectionPolicy,
+    as_of: date,
+    n: Any,
+    last: Any,
+    total: Any,
+    window_count: Any,
+    window_gravity: Any,
+    recent_nbh: Any,
+    recent_flex: Any,
+) -> Any:
+    """A filter no candidate and no excluded person fails, so that the rest (most of an
+    area) stay in SQL. It may let through some who are neither: the pure rules decide; the
+    integration tests check that a run over the filtered summaries equals one over all."""
+    weights = policy.score
+    recency = case(
+        *[
+            (last >= as_of - timedelta(days=band.max_days), band.points)
+            for band in weights.recency_bands
+        ],
+        else_=0,
+    )
+    score = (
+        recency
+        + _capped(window_count * weights.frequency_points_per_offence, weights.frequency_cap)
+        + _capped(window_gravity, weights.gravity_cap)
+    )
+    fewest_for_prolific = min(band.min_offences for band in policy.prolific_bands)
+    statutory = sorted(s.value for s in STATUTORY_STATUSES)
+    return or_(
+        score >= min(policy.thresholds.fixed, policy.thresholds.flex, policy.thresholds.free),
+        and_(
+            n.supervision_status.in_(statutory),
+            or_(recent_nbh == 1, recent_flex == 1),
+            total >= fewest_for_prolific,
+        ),
+        n.date_of_birth > shift_years(as_of, -MIN_AGE),
+        n.mappa_level.in_(sorted(MAPPA_EXCLUDED_LEVELS)),
+    )
 
 
 async def summaries(

@@ -91,6 +91,7 @@ async def test_sql_summaries_match_the_pure_ones(settings: Any) -> None:
     rng = random.Random(2026)
     people, history = population(rng)
     engine, sessionmaker = await load(settings.database_url, people, history)
+    left_in_sql: list[int] = []
     try:
         for policy in (
             default_policy(),
@@ -115,6 +116,9 @@ async def test_sql_summaries_match_the_pure_ones(settings: Any) -> None:
             pure_run = select(pure, AS_OF, policy, area=AREA, policy_version=1)
             assert sql_run == pure_run
             assert len(sql_run.candidates) > 20 and len(sql_run.excluded) > 20
+            left_in_sql.append(len(pure) - len(sql))
+        # The default policy's filter leaves people in SQL; thresholds of 0 leave nobody.
+        assert left_in_sql[0] > 50 and left_in_sql[1] == 0
     finally:
         await engine.dispose()
 
