@@ -66,7 +66,8 @@ class Broker:
         self._task = asyncio.create_task(self._connect_forever(), name=f"{self.name}-nats-connect")
 
     async def wait_ready(self, timeout: float | None = None) -> JetStreamContext:
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancellation
+            await self._ready.wait()
         assert self.js is not None
         return self.js
 
@@ -125,5 +126,6 @@ class Broker:
         if self.nc is not None:
             # Messages are acked only after commit, so closing without a drain loses nothing.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.nc.close(), 5)
+                async with asyncio.timeout(5):
+                    await self.nc.close()
         self._ready.clear()

@@ -113,10 +113,7 @@ def build_app(
         finally:
             if on_shutdown:
                 await on_shutdown(runtime)
-            for task in runtime.tasks:
-                task.cancel()
-            if runtime.tasks:
-                await asyncio.wait(runtime.tasks, timeout=10)
+            await stop_tasks(runtime.tasks)
             await broker.close()
             await engine.dispose()
             log.info("service.stopped")
@@ -132,6 +129,18 @@ def build_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+async def stop_tasks(tasks: list[asyncio.Task], timeout: float = 10) -> None:
+    """Cancel background tasks and wait for them, cancelling again if one swallowed it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    pending = {t for t in tasks if not t.done()}
+    while pending and asyncio.get_running_loop().time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    for task in pending:
+        log.error("worker.did_not_stop", task=task.get_name())
 
 
 async def _supervised(worker: Worker, runtime: Runtime) -> None:
@@ -184,7 +193,8 @@ def operational_router() -> APIRouter:
         if runtime is not None:
             with contextlib.suppress(Exception):
                 async with runtime.engine.connect() as conn:
-                    await asyncio.wait_for(conn.execute(text("SELECT 1")), 2)
+                    async with asyncio.timeout(2):
+                        await conn.execute(text("SELECT 1"))
                 checks["database"] = "up"
             if runtime.broker.connected:
                 checks["nats"] = "up"
