@@ -155,6 +155,20 @@ def install_problem_handlers(app: FastAPI) -> None:
         return exception_response(request, exc)
 
 
+def _plain_errors(errors: Any) -> list[dict[str, str]] | None:
+    """Field errors as plain dicts, whatever shape a domain error carried them in."""
+    if not errors:
+        return None
+    plain = []
+    for error in errors:
+        if isinstance(error, dict):
+            plain.append({"field": str(error.get("field", "body")), "message": str(error.get("message", ""))})
+        else:
+            plain.append({"field": str(getattr(error, "field", "body")),
+                          "message": str(getattr(error, "message", error))})
+    return plain
+
+
 def exception_response(request: Request, exc: Exception) -> JSONResponse:
     """Any exception as a problem: typed errors keep their status, the rest are a logged 500.
 
@@ -170,7 +184,7 @@ def exception_response(request: Request, exc: Exception) -> JSONResponse:
             errors = [{"field": field, "message": detail}]
         return problem_response(
             status, getattr(exc, "title", None) or "Error", detail,
-            code=getattr(exc, "code", None), errors=errors, instance=request.url.path,
+            code=getattr(exc, "code", None), errors=_plain_errors(errors), instance=request.url.path,
         )
     log.error("http.unhandled", path=request.url.path, error=repr(exc), exc_info=exc)
     return problem_response(
