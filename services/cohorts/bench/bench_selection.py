@@ -22,6 +22,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
+from sqlalchemy.engine import make_url
+
 from cohorts import repository, service
 from cohorts.policy import default_policy
 from cohorts.selection import select
@@ -29,7 +31,6 @@ from pathways_shared.auth import Principal
 from pathways_shared.db import make_engine, make_sessionmaker, transaction
 from pathways_shared.migrations import upgrade
 from pathways_shared.vocabulary import OffenceCategory, SupervisionStatus
-from sqlalchemy.engine import make_url
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get(

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+
 from cohorts.app import create_app
 from cohorts.config import CohortsSettings
 from pathways_shared.testing import TEST_JWT_SECRET, auth, running, truncate_database

@@ -7,8 +7,9 @@ Revises: 0001
 
 import sqlalchemy as sa
 from alembic import op
-from pathways_shared.migrations import BIGINT_PK
 from sqlalchemy.dialects import postgresql
+
+from pathways_shared.migrations import BIGINT_PK
 
 revision = "0002"
 down_revision = "0001"

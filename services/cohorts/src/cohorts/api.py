@@ -8,6 +8,28 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+
+from cohorts import service
+from cohorts.models import MembershipRecord, NominalRecord, OffenceImportRecord, SelectionRunRecord
+from cohorts.schemas import (
+    AssessmentPublic,
+    DeselectionSuggestion,
+    ImportPublic,
+    MemberCreate,
+    MemberDeselect,
+    MemberMove,
+    MemberPublic,
+    NominalPublic,
+    NominalUpsert,
+    OffencePublic,
+    OffencesAdded,
+    OffencesCreate,
+    PolicyPublic,
+    PolicyPut,
+    SelectionRunCreate,
+    SelectionRunPublic,
+    SelectionRunSummary,
+)
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import iso_z
@@ -16,28 +38,12 @@ from pathways_shared.pagination import (
     DEFAULT_LIMIT,
     CursorParam,
     LimitParam,
+    Page,
     decode_cursor,
     page_of,
 )
 from pathways_shared.problems import ValidationProblem
 from pathways_shared.vocabulary import Cohort, Role
-
-from cohorts import service
-from cohorts.models import MembershipRecord, NominalRecord, OffenceImportRecord, SelectionRunRecord
-from cohorts.schemas import (
-    AssessmentPublic,
-    ImportPublic,
-    MemberCreate,
-    MemberDeselect,
-    MemberMove,
-    MemberPublic,
-    NominalPublic,
-    NominalUpsert,
-    OffencesAdded,
-    OffencesCreate,
-    PolicyPut,
-    SelectionRunCreate,
-)
 
 log = get_logger(__name__)
 router = APIRouter()
@@ -136,7 +142,7 @@ async def post_offences(
     return {"crn": crn, "added": added, "duplicates": duplicates}
 
 
-@router.get("/nominals/{crn}/offences", tags=["nominals"])
+@router.get("/nominals/{crn}/offences", tags=["nominals"], response_model=Page[OffencePublic])
 async def get_offences(
     crn: str,
     session: SessionDep,
@@ -254,12 +260,12 @@ async def get_import(import_id: str, session: SessionDep, principal: Reader) -> 
 # --- policies -------------------------------------------------------------------------------
 
 
-@router.get("/policies/{area}", tags=["policies"])
+@router.get("/policies/{area}", tags=["policies"], response_model=PolicyPublic)
 async def get_policy(area: str, session: SessionDep, principal: PolicyReader) -> dict[str, Any]:
     return await service.read_policy(session, principal, area)
 
 
-@router.put("/policies/{area}", tags=["policies"])
+@router.put("/policies/{area}", tags=["policies"], response_model=PolicyPublic)
 async def put_policy(
     area: str, body: PolicyPut, session: SessionDep, principal: Admin
 ) -> dict[str, Any]:
@@ -277,7 +283,9 @@ async def put_policy(
 # --- selection runs -------------------------------------------------------------------------
 
 
-@router.post("/selection-runs", tags=["selection"], status_code=201)
+@router.post(
+    "/selection-runs", tags=["selection"], status_code=201, response_model=SelectionRunPublic
+)
 async def post_selection_run(
     body: SelectionRunCreate, request: Request, session: SessionDep, principal: Panel
 ) -> dict[str, Any]:
@@ -292,7 +300,7 @@ async def post_selection_run(
     return run_view(record)
 
 
-@router.get("/selection-runs", tags=["selection"])
+@router.get("/selection-runs", tags=["selection"], response_model=Page[SelectionRunSummary])
 async def list_selection_runs(
     session: SessionDep,
     principal: CohortReader,
@@ -307,7 +315,7 @@ async def list_selection_runs(
     return {"data": [run_view(r, full=False) for r in page], "next_cursor": next_cursor}
 
 
-@router.get("/selection-runs/{run_id}", tags=["selection"])
+@router.get("/selection-runs/{run_id}", tags=["selection"], response_model=SelectionRunPublic)
 async def get_selection_run(
     run_id: str, session: SessionDep, principal: CohortReader
 ) -> dict[str, Any]:
@@ -337,7 +345,7 @@ async def post_member(
     return member_view(record)
 
 
-@router.get("/cohorts/{area}/members", tags=["cohorts"])
+@router.get("/cohorts/{area}/members", tags=["cohorts"], response_model=Page[MemberPublic])
 async def get_members(
     area: str,
     session: SessionDep,
@@ -410,7 +418,11 @@ async def post_move(
     return member_view(record)
 
 
-@router.get("/cohorts/{area}/deselection-suggestions", tags=["cohorts"])
+@router.get(
+    "/cohorts/{area}/deselection-suggestions",
+    tags=["cohorts"],
+    response_model=Page[DeselectionSuggestion],
+)
 async def get_deselection_suggestions(
     area: str, session: SessionDep, principal: CohortReader
 ) -> dict[str, Any]:

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 import uvicorn
 from fastapi import FastAPI
-from pathways_shared.db import is_postgres, transaction
-from pathways_shared.observability import get_logger
-from pathways_shared.runtime import Runtime, build_app
 from sqlalchemy import func, select
 
 from cohorts import api, consumers, service
 from cohorts.config import CohortsSettings
+from pathways_shared.db import is_postgres, transaction
+from pathways_shared.observability import get_logger
+from pathways_shared.runtime import Runtime, build_app
 
 log = get_logger(__name__)
 

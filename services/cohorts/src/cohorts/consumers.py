@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from cohorts import service
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import Handler, PermanentError, Subscription
 from pathways_shared.events import Event
 from pathways_shared.vocabulary import CRN_PATTERN, Pathway
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from cohorts import service
 
 PROVIDER_STATUSES: dict[str, str] = {
     "providers.referral.allocated": "allocated",

@@ -13,8 +13,6 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pathways_shared.vocabulary import Cohort, DeselectionReason
-
 from cohorts.dates import first_day_of_months_before
 from cohorts.errors import (
     AlreadyMember,
@@ -26,6 +24,7 @@ from cohorts.errors import (
 )
 from cohorts.policy import SelectionPolicy
 from cohorts.selection import Assessment, ExclusionReason, SelectionRun
+from pathways_shared.vocabulary import Cohort, DeselectionReason
 
 MAX_TEXT = 2000
 

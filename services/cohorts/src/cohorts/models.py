@@ -6,6 +6,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
 from pathways_shared.infra_models import (
     AccessLog,
     BigIntPK,
@@ -14,9 +18,6 @@ from pathways_shared.infra_models import (
     ProcessedEvent,
     utc_column,
 )
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field, SQLModel
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 

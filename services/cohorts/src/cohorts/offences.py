@@ -10,9 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from pathways_shared.vocabulary import AREAS, CRN_PATTERN, PNC_PATTERN, OffenceCategory
-
 from cohorts.errors import FieldError, InvalidValue
+from pathways_shared.vocabulary import AREAS, CRN_PATTERN, PNC_PATTERN, OffenceCategory
 
 CSV_COLUMNS: tuple[str, ...] = ("crn", "offence_date", "category", "description")
 MAX_DESCRIPTION = 500

@@ -13,9 +13,8 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from pathways_shared.vocabulary import NEIGHBOURHOOD_CRIME, Cohort, OffenceCategory
-
 from cohorts.errors import FieldError, InvalidPolicy
+from pathways_shared.vocabulary import NEIGHBOURHOOD_CRIME, Cohort, OffenceCategory
 
 MAX_SCORE = 100
 MIN_AGE = 18

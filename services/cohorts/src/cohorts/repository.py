@@ -11,17 +11,6 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pathways_shared.access import Action, access_log_for
-from pathways_shared.auth import Principal
-from pathways_shared.db import is_postgres
-from pathways_shared.infra_models import AccessLog
-from pathways_shared.observability import current_correlation_id
-from pathways_shared.vocabulary import (
-    NEIGHBOURHOOD_CRIME,
-    STATUTORY_STATUSES,
-    OffenceCategory,
-    SupervisionStatus,
-)
 from sqlalchemy import (
     ARRAY,
     String,
@@ -52,6 +41,17 @@ from cohorts.models import (
 )
 from cohorts.policy import MIN_AGE, SelectionPolicy
 from cohorts.selection import MAPPA_EXCLUDED_LEVELS, Nominal, NominalSummary, summary_windows
+from pathways_shared.access import Action, access_log_for
+from pathways_shared.auth import Principal
+from pathways_shared.db import is_postgres
+from pathways_shared.infra_models import AccessLog
+from pathways_shared.observability import current_correlation_id
+from pathways_shared.vocabulary import (
+    NEIGHBOURHOOD_CRIME,
+    STATUTORY_STATUSES,
+    OffenceCategory,
+    SupervisionStatus,
+)
 
 _STATUSES = {s.value: s for s in SupervisionStatus}
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
+
 from pathways_shared.events import iso_z
 from pathways_shared.vocabulary import (
     Cohort,
@@ -12,7 +14,6 @@ from pathways_shared.vocabulary import (
     OffenceCategory,
     SupervisionStatus,
 )
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
 
 Crn = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{6}$")]
 Area = Annotated[str, StringConstraints(pattern=r"^E[0-9]{8}$")]
@@ -207,18 +208,6 @@ class ExcludedPublic(BaseModel):
     would_be: Cohort | None
 
 
-class SelectionRunPublic(BaseModel):
-    id: str
-    area: str
-    as_of: date
-    policy_version: int
-    created_at: str
-    created_by: str
-    counts: dict[str, dict[str, int]]
-    candidates: list[CandidatePublic]
-    excluded: list[ExcludedPublic]
-
-
 class SelectionRunSummary(BaseModel):
     id: str
     area: str
@@ -226,7 +215,24 @@ class SelectionRunSummary(BaseModel):
     policy_version: int
     created_at: str
     created_by: str
-    counts: dict[str, dict[str, int]]
+    counts: dict[str, dict[str, int]] = Field(
+        description="per cohort: candidates, and how many are within capacity"
+    )
+    duration_ms: int
+
+
+class SelectionRunPublic(SelectionRunSummary):
+    candidates: list[CandidatePublic] = Field(
+        description="ranked over the whole run: score, then most recent offence, then CRN"
+    )
+    excluded: list[ExcludedPublic]
+
+
+class DeselectionSuggestion(BaseModel):
+    crn: str
+    cohort: Cohort
+    adopted_at: str
+    last_offence_date: date | None
 
 
 # --- members --------------------------------------------------------------------------------

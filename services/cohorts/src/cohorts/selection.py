@@ -16,6 +16,8 @@ from datetime import date
 from enum import StrEnum
 from functools import cached_property
 
+from cohorts.dates import age_on, first_day_of_years_before
+from cohorts.policy import MIN_AGE, SelectionPolicy
 from pathways_shared.vocabulary import (
     NEIGHBOURHOOD_CRIME,
     STATUTORY_STATUSES,
@@ -23,9 +25,6 @@ from pathways_shared.vocabulary import (
     OffenceCategory,
     SupervisionStatus,
 )
-
-from cohorts.dates import age_on, first_day_of_years_before
-from cohorts.policy import MIN_AGE, SelectionPolicy
 
 COHORT_ORDER: tuple[Cohort, ...] = (Cohort.FIXED, Cohort.FLEX, Cohort.FREE)
 MAPPA_EXCLUDED_LEVELS: frozenset[int] = frozenset({2, 3})

@@ -16,18 +16,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pathways_shared.access import Action, record_access
-from pathways_shared.auth import Principal
-from pathways_shared.events import iso_z, make_event
-from pathways_shared.outbox import add_event
-from pathways_shared.problems import Conflict, NotFound, ValidationProblem
-from pathways_shared.vocabulary import (
-    AREAS,
-    CRN_PATTERN,
-    Cohort,
-    DeselectionReason,
-    SupervisionStatus,
-)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -61,6 +49,18 @@ from cohorts.selection import (
     NominalSummary,
     assess,
     select,
+)
+from pathways_shared.access import Action, record_access
+from pathways_shared.auth import Principal
+from pathways_shared.events import iso_z, make_event
+from pathways_shared.outbox import add_event
+from pathways_shared.problems import Conflict, NotFound, ValidationProblem
+from pathways_shared.vocabulary import (
+    AREAS,
+    CRN_PATTERN,
+    Cohort,
+    DeselectionReason,
+    SupervisionStatus,
 )
 
 LONDON = ZoneInfo("Europe/London")

@@ -2,6 +2,7 @@ import asyncio
 from typing import Any
 
 import httpx
+
 from pathways_shared.testing import auth
 
 SOLIHULL = "E08000029"

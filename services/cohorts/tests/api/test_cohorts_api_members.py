@@ -2,6 +2,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+
 from pathways_shared.testing import auth, stream_events
 
 SOLIHULL = "E08000029"

@@ -1,4 +1,5 @@
 import httpx
+
 from pathways_shared.testing import auth
 
 SOLIHULL = "E08000029"

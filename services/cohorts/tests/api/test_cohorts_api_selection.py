@@ -1,6 +1,7 @@
 from typing import Any
 
 import httpx
+
 from pathways_shared.testing import auth, stream_events
 
 SOLIHULL = "E08000029"

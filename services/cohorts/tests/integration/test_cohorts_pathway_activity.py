@@ -5,11 +5,12 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select
+
 from cohorts.models import ReferralNeedRecord
 from pathways_shared.events import make_event, subject_for
 from pathways_shared.infra_models import DeadLetter, ProcessedEvent
 from pathways_shared.testing import stream_events, wait_until
-from sqlalchemy import func, select
 
 SOLIHULL = "E08000029"
 

@@ -5,12 +5,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import update
+
 from cohorts import service
 from cohorts.app import create_app
 from cohorts.models import MembershipRecord
 from pathways_shared.db import transaction
 from pathways_shared.testing import running, stream_events, wait_until
-from sqlalchemy import update
 
 SOLIHULL = "E08000029"
 

@@ -1,6 +1,7 @@
 from datetime import date
 
 import pytest
+
 from cohorts.dates import (
     age_on,
     first_day_of_months_before,

@@ -2,6 +2,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+
 from cohorts.errors import AlreadyMember, IllegalTransition, InvalidValue, NotAMember, NotForIom
 from cohorts.membership import (
     Membership,

@@ -1,6 +1,7 @@
 from datetime import date
 
 import pytest
+
 from cohorts.errors import InvalidValue
 from cohorts.offences import (
     OffenceRow,

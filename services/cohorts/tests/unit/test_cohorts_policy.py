@@ -1,6 +1,7 @@
 from typing import Any
 
 import pytest
+
 from cohorts.errors import InvalidPolicy
 from cohorts.policy import (
     DEFAULT_GRAVITY_WEIGHTS,

@@ -3,6 +3,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
+
 from cohorts.policy import SelectionPolicy, default_policy
 from cohorts.selection import (
     ExclusionReason,
