@@ -1,6 +1,7 @@
+from sqlmodel import SQLModel
+
 from pathways_shared.migrations import run_env
 from providers import models  # noqa: F401  (registers the tables)
-from sqlmodel import SQLModel
 
 run_env(
     SQLModel.metadata,

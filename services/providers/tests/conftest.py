@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from pathways_shared.db import transaction
 from pathways_shared.events import Event, make_event, utc_now
 from pathways_shared.testing import (

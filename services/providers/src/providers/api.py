@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
@@ -19,7 +20,6 @@ from pathways_shared.pagination import (
 )
 from pathways_shared.problems import Forbidden, ValidationProblem
 from pathways_shared.vocabulary import AREAS, CRN_PATTERN, Pathway, Role
-
 from providers import service
 from providers.catalogue import Service
 from providers.domain import ProviderReferralStatus
@@ -41,10 +41,11 @@ from providers.schemas import (
     ServicePut,
     ServicesPublic,
     StartRequest,
+    problem_responses,
 )
 from providers.working_days import london_day
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(401, 403, 422))
 
 AnyRole = Annotated[Principal, Depends(require_roles(*Role))]
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
@@ -78,7 +79,12 @@ async def list_providers(session: SessionDep, _: AnyRole) -> ProvidersPublic:
     )
 
 
-@router.get("/providers/{code}", response_model=ProviderPublic, tags=["catalogue"])
+@router.get(
+    "/providers/{code}",
+    response_model=ProviderPublic,
+    tags=["catalogue"],
+    responses=problem_responses(404),
+)
 async def get_provider(code: str, session: SessionDep, _: AnyRole) -> ProviderPublic:
     provider, codes = await service.get_provider(session, code)
     return ProviderPublic(code=provider.code, name=provider.name, services=codes)
@@ -108,12 +114,22 @@ async def list_services(
     return ServicesPublic(data=[ServicePublic.of(s) for s in page], next_cursor=next_cursor)
 
 
-@router.get("/services/{code}", response_model=ServicePublic, tags=["catalogue"])
+@router.get(
+    "/services/{code}",
+    response_model=ServicePublic,
+    tags=["catalogue"],
+    responses=problem_responses(404),
+)
 async def get_service(code: str, session: SessionDep, _: AnyRole) -> ServicePublic:
     return ServicePublic.of(await service.get_service(session, code))
 
 
-@router.put("/services/{code}", response_model=ServicePublic, tags=["catalogue"])
+@router.put(
+    "/services/{code}",
+    response_model=ServicePublic,
+    tags=["catalogue"],
+    responses={201: {"model": ServicePublic, "description": "The service, created"}},
+)
 async def put_service(
     code: str, body: ServicePut, session: SessionDep, principal: Admin, response: Response
 ) -> ServicePublic:
@@ -162,7 +178,12 @@ async def eligibility(
     )
 
 
-@router.get("/needs/{need_id}/routing", response_model=RoutingDecisionsPublic, tags=["routing"])
+@router.get(
+    "/needs/{need_id}/routing",
+    response_model=RoutingDecisionsPublic,
+    tags=["routing"],
+    responses=problem_responses(404),
+)
 async def routing_of_need(
     need_id: uuid.UUID, session: SessionDep, principal: RoutingReader
 ) -> RoutingDecisionsPublic:
@@ -235,6 +256,7 @@ async def inbox(
     "/provider-referrals/{provider_referral_id}",
     response_model=ProviderReferralDetail,
     tags=["inbox"],
+    responses=problem_responses(404),
 )
 async def get_provider_referral(
     provider_referral_id: uuid.UUID, request: Request, session: SessionDep, principal: ProviderUser
@@ -273,6 +295,7 @@ async def _act(
     "/provider-referrals/{provider_referral_id}/acknowledge",
     response_model=ProviderReferralPublic,
     tags=["inbox"],
+    responses=problem_responses(404, 409),
 )
 async def acknowledge(
     provider_referral_id: uuid.UUID, session: SessionDep, principal: ProviderUser, ctx: Ctx
@@ -284,6 +307,7 @@ async def acknowledge(
     "/provider-referrals/{provider_referral_id}/accept",
     response_model=ProviderReferralPublic,
     tags=["inbox"],
+    responses=problem_responses(404, 409),
 )
 async def accept(
     provider_referral_id: uuid.UUID, session: SessionDep, principal: ProviderUser, ctx: Ctx
@@ -295,6 +319,7 @@ async def accept(
     "/provider-referrals/{provider_referral_id}/decline",
     response_model=ProviderReferralPublic,
     tags=["inbox"],
+    responses=problem_responses(404, 409),
 )
 async def decline(
     provider_referral_id: uuid.UUID,
@@ -318,6 +343,7 @@ async def decline(
     "/provider-referrals/{provider_referral_id}/start",
     response_model=ProviderReferralPublic,
     tags=["inbox"],
+    responses=problem_responses(404, 409),
 )
 async def start(
     provider_referral_id: uuid.UUID,
@@ -334,6 +360,7 @@ async def start(
     "/provider-referrals/{provider_referral_id}/complete",
     response_model=ProviderReferralPublic,
     tags=["inbox"],
+    responses=problem_responses(404, 409),
 )
 async def complete(
     provider_referral_id: uuid.UUID,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 from fastapi import FastAPI
-from pathways_shared.runtime import Runtime, build_app
 
+from pathways_shared.runtime import Runtime, build_app
 from providers import api, consumers
 from providers.config import ProvidersSettings
 from providers.referrals_client import ReferralsClient

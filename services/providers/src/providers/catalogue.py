@@ -12,16 +12,6 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any, Self
 
-from pathways_shared.vocabulary import (
-    AREAS,
-    PROVIDER_CODES,
-    REGIONS,
-    Complexity,
-    Pathway,
-    Sex,
-    SupervisionStatus,
-    expand_areas,
-)
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,6 +23,16 @@ from pydantic import (
     field_validator,
 )
 
+from pathways_shared.vocabulary import (
+    AREAS,
+    PROVIDER_CODES,
+    REGIONS,
+    Complexity,
+    Pathway,
+    Sex,
+    SupervisionStatus,
+    expand_areas,
+)
 from providers.errors import FieldError, InvalidService
 
 SEED_FILE = "catalogue.json"

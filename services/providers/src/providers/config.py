@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pathways_shared.config import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from pathways_shared.config import ServiceSettings
 
 
 class ProvidersSettings(ServiceSettings):

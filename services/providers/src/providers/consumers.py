@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import uuid
 
-from pathways_shared.consumer import PermanentError, Subscription
-from pathways_shared.events import Event, utc_now
-from pathways_shared.vocabulary import AREAS, Complexity, Pathway, Sex, SupervisionStatus
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pathways_shared.consumer import PermanentError, Subscription
+from pathways_shared.events import Event, utc_now
+from pathways_shared.vocabulary import AREAS, Complexity, Pathway, Sex, SupervisionStatus
 from providers import service
 from providers.catalogue import NeedFlag
 from providers.working_days import WorkingCalendar

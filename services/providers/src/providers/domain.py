@@ -22,7 +22,6 @@ from pathways_shared.vocabulary import (
     Pathway,
     WithdrawalReason,
 )
-
 from providers.catalogue import NeedFlag, Service
 from providers.errors import IllegalTransition, InvalidValue
 from providers.routing import RoutingDecision

@@ -10,9 +10,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pathways_shared.infra_models import AccessLog, DeadLetter, OutboxMessage, ProcessedEvent
 from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from pathways_shared.infra_models import AccessLog, DeadLetter, OutboxMessage, ProcessedEvent
 
 __all__ = [
     "AccessLog",

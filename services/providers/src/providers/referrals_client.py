@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
 from pathways_shared.auth import mint_token
 from pathways_shared.observability import get_logger
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from pathways_shared.db import is_postgres
 from sqlalchemy import and_, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pathways_shared.db import is_postgres
 from providers.models import (
     IomMemberRow,
     NeedRow,
@@ -66,6 +67,13 @@ class CatalogueRepository:
 class NeedRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def lock_referral(self, referral_id: uuid.UUID) -> None:
+        """Serialise the handling of one referral's events across replicas (PostgreSQL):
+        a submission and a withdrawal of the same referral never interleave."""
+        if is_postgres(self.session):
+            key = zlib.crc32(f"providers-referral:{referral_id}".encode())
+            await self.session.exec(select(func.pg_advisory_xact_lock(key)))
 
     async def get(self, need_id: uuid.UUID, *, for_update: bool = False) -> NeedRow | None:
         query = select(NeedRow).where(NeedRow.id == need_id)

@@ -20,7 +20,6 @@ from pathways_shared.vocabulary import (
     Sex,
     SupervisionStatus,
 )
-
 from providers.catalogue import Service
 
 

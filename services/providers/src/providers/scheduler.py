@@ -12,13 +12,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from pathways_shared.db import transaction
 from pathways_shared.events import utc_now
 from pathways_shared.observability import get_logger
 from pathways_shared.runtime import Runtime
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from providers import service
 from providers.working_days import WorkingCalendar
 

@@ -6,9 +6,9 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
 from pydantic import BaseModel, ConfigDict, Field
 
+from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
 from providers.catalogue import Eligibility, NeedFlag, Service
 from providers.domain import ProviderReferralStatus
 
@@ -175,3 +175,43 @@ class RoutingDecisionPublic(Strict):
 class RoutingDecisionsPublic(Strict):
     data: list[RoutingDecisionPublic]
     next_cursor: str | None = None
+
+
+# ---- problems (for the OpenAPI document) ---------------------------------------------------
+
+
+class FieldErrorPublic(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every 4xx/5xx body is."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldErrorPublic] | None = None
+
+
+PROBLEM_MEANINGS: dict[int, str] = {
+    401: "No token, or a bad one",
+    403: "The caller's role does not allow this",
+    404: "No such record (or not the caller's provider's)",
+    409: "The state machine does not allow this action now",
+    422: "Invalid input: `errors` lists each field at fault",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these statuses, each a problem+json body."""
+    return {
+        status: {
+            "model": Problem,
+            "description": PROBLEM_MEANINGS[status],
+            "content": {"application/problem+json": {}},
+        }
+        for status in statuses
+    }

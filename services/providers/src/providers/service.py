@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.events import Event, make_event
@@ -24,8 +26,6 @@ from pathways_shared.vocabulary import (
     SupervisionStatus,
     WithdrawalReason,
 )
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from providers.catalogue import Catalogue, Service
 from providers.domain import (
     NeedEvent,
@@ -369,6 +369,7 @@ async def route_submitted_referral(
 ) -> int:
     """Route every need of a submitted referral not seen before; returns how many."""
     needs = NeedRepository(session)
+    await needs.lock_referral(submitted.referral_id)
     iom_member = await IomMembershipRepository(session).is_member(submitted.crn)
     services = await load_catalogue(session)
     routed = 0
@@ -424,6 +425,7 @@ async def withdraw_needs(
     known = {str(r) for r in WithdrawalReason}
     reason = reason_code if reason_code in known else str(WithdrawalReason.OTHER)
     needs = NeedRepository(session)
+    await needs.lock_referral(referral_id)
     locked = {need_id: await needs.get(need_id, for_update=True) for need_id in sorted(need_ids)}
     closed = 0
     for row in await ProviderReferralRepository(session).of_needs(need_ids, for_update=True):

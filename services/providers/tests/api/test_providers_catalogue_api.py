@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+
 from pathways_shared.testing import auth
 
 ADMIN = auth("admin")

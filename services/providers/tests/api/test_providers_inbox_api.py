@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlmodel import select
+
 from pathways_shared.db import transaction
 from pathways_shared.events import utc_now
 from pathways_shared.infra_models import AccessLog
@@ -15,7 +17,6 @@ from pathways_shared.testing import auth
 from providers import service
 from providers.models import NeedRow, ProviderReferralRow
 from providers.referrals_client import ReferralsClient
-from sqlmodel import select
 
 NACRO = auth("provider", provider="NACRO", sub="nacro-user")
 MAXIMUS = auth("provider", provider="MAXIMUS")

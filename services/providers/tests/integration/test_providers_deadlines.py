@@ -8,12 +8,13 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from sqlmodel import select
+
 from pathways_shared.db import transaction
 from providers import service
 from providers.models import ProviderReferralRow
 from providers.scheduler import run_deadline_check
 from providers.working_days import WorkingCalendar
-from sqlmodel import select
 
 CALENDAR = WorkingCalendar()
 CHRISTMAS_EVE = datetime(2026, 12, 24, 10, 0, tzinfo=UTC)  # a Thursday

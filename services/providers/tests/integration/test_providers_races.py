@@ -7,13 +7,14 @@ import asyncio
 import uuid
 
 import pytest
+from sqlmodel import select
+
 from pathways_shared.auth import Principal
 from pathways_shared.db import transaction
 from pathways_shared.events import utc_now
 from providers import service
 from providers.errors import IllegalTransition
 from providers.models import NeedRow, ProviderReferralRow
-from sqlmodel import select
 
 MAXIMUS = Principal(sub="maximus-user", roles=frozenset({"provider"}), provider="MAXIMUS")
 
@@ -76,3 +77,50 @@ async def test_decline_racing_withdrawal_leaves_nothing_open(app, sessionmaker, 
         need = await session.get(NeedRow, need_id)
     assert need.status == "withdrawn"
     assert {r.status for r in referrals} <= {"declined", "withdrawn"}
+
+
+@pytest.mark.parametrize("round_", range(4))
+async def test_submission_racing_withdrawal_leaves_nothing_open(app, sessionmaker, round_):
+    calendar = app.state.runtime.extras["calendar"]
+    referral_id, need_id = uuid.uuid4(), uuid.uuid4()
+
+    def ctx() -> service.Context:
+        return service.Context(now=utc_now(), calendar=calendar, base_url="http://p")
+
+    submitted = service.SubmittedReferral(
+        referral_id=referral_id,
+        crn="R654321",
+        area="E08000029",
+        sex="female",
+        age=40,
+        supervision_status="community_order",
+        needs=(
+            service.SubmittedNeed(
+                need_id=need_id, pathway="accommodation", complexity="low", flags=()
+            ),
+        ),
+        submitted_at=utc_now(),
+    )
+
+    async def submit() -> None:
+        async with transaction(sessionmaker) as session:
+            await service.route_submitted_referral(session, submitted, ctx())
+
+    async def withdraw() -> None:
+        async with transaction(sessionmaker) as session:
+            await service.withdraw_needs(
+                session,
+                referral_id=referral_id,
+                need_ids=[need_id],
+                reason_code="duplicate",
+                ctx=ctx(),
+            )
+
+    tasks = [submit(), withdraw()] if round_ % 2 == 0 else [withdraw(), submit()]
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=20)
+
+    async with sessionmaker() as session:
+        referrals = (await session.exec(select(ProviderReferralRow))).all()
+        need = await session.get(NeedRow, need_id)
+    assert need is not None and need.status == "withdrawn"
+    assert all(r.status == "withdrawn" for r in referrals)

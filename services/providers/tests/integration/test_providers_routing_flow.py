@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import func
+from sqlmodel import select
+
 from pathways_shared.events import make_event
 from pathways_shared.infra_models import DeadLetter, ProcessedEvent
 from pathways_shared.testing import wait_until
 from providers.models import NeedRow, ProviderReferralRow, RoutingDecisionRow
-from sqlalchemy import func
-from sqlmodel import select
 
 
 async def _rows(sessionmaker, model, *where):

@@ -3,14 +3,15 @@ JetStream and its own consumer machinery sees what arrives."""
 
 from __future__ import annotations
 
+from sqlalchemy import func
+from sqlmodel import select
+
 from pathways_shared.consumer import Consumer, Subscription
 from pathways_shared.db import transaction
 from pathways_shared.events import make_event
 from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.outbox import add_event
 from pathways_shared.testing import stream_events, wait_until
-from sqlalchemy import func
-from sqlmodel import select
 
 
 async def test_ready_live_and_metrics(client):

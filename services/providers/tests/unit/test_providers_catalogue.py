@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from pathways_shared.vocabulary import AREAS, PROVIDER_CODES, STATUTORY_STATUSES
 from providers.catalogue import Catalogue, Service, load_seed_catalogue
 from providers.errors import InvalidService

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from pathways_shared.events import EVENT_TYPES
 from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
 from providers.catalogue import load_seed_catalogue

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+
 from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
 from providers.catalogue import Service, load_seed_catalogue
 from providers.routing import (

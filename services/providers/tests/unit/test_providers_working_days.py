@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+
 from providers.working_days import WorkingCalendar, end_of_london_day, london_day
 
 CALENDAR = WorkingCalendar()
