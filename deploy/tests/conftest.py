@@ -12,7 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import sys
+
 import pytest
+
+# deploy_kustomize.py (the small kustomize) is imported by the test modules by name.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEPLOY = Path(__file__).resolve().parents[1]
 ROOT = DEPLOY.parent
@@ -119,7 +124,6 @@ def dev_nats():
 def service_info() -> dict[str, dict]:
     """What each service's own code says (deploy/tests/introspect.py), in one other process."""
     import json
-    import sys
 
     script = Path(__file__).with_name("introspect.py")
     prefixes = tuple(s.upper() + "_" for s in SERVICES) + ("PATHWAYS_", "NATS_")
@@ -130,3 +134,18 @@ def service_info() -> dict[str, dict]:
     )
     assert done.returncode == 0, f"introspecting the services failed:\n{done.stderr[-3000:]}"
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+OVERLAYS = ("staging", "production")
+
+
+@pytest.fixture(scope="session")
+def rendered() -> dict[str, list[dict]]:
+    """Each overlay (and the base) rendered by deploy_kustomize, by name."""
+    import deploy_kustomize
+
+    k8s = DEPLOY / "k8s"
+    out = {"base": deploy_kustomize.render(k8s / "base")}
+    for overlay in OVERLAYS:
+        out[overlay] = deploy_kustomize.render(k8s / "overlays" / overlay)
+    return out
