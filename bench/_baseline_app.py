@@ -17,7 +17,7 @@ import json
 import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import uvicorn
@@ -50,7 +50,7 @@ def make_app(dsn: str, pool_size: int) -> FastAPI:
     app = FastAPI(lifespan=lifespan)
 
     @app.post("/referrals", status_code=201)
-    async def submit(response: Response, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    async def submit(response: Response, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         now = datetime.now(UTC)
         referral_id = uuid.uuid4()
         person, supervision = body["person"], body["supervision"]

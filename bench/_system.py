@@ -175,7 +175,7 @@ class System:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def start(self, service: str) -> None:
-        log = open(self.workdir / f"{service}.log", "ab")
+        log = open(self.workdir / f"{service}.log", "ab")  # noqa: SIM115 (the child keeps it)
         self.processes[service] = subprocess.Popen(
             [PY, "-m", service], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
@@ -289,6 +289,7 @@ def system_running(
 
 async def delete_streams(prefix: str) -> None:
     import nats
+
     from pathways_shared.events import STREAMS, stream_name
 
     nc = await nats.connect(NATS_URL, connect_timeout=2)

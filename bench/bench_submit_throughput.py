@@ -26,20 +26,19 @@ import uuid
 from pathlib import Path
 
 import httpx
-
 from _system import (
     BENCH,
     PY,
     asyncpg_dsn,
     cpu_seconds,
     drop_database,
+    free_port,
     machine_report,
     migrate,
     recreate_database,
     referral_body,
     system_running,
     token,
-    free_port,
 )
 
 
@@ -91,7 +90,8 @@ def main() -> None:
     baseline = subprocess.Popen(
         [PY, str(BENCH / "_baseline_app.py"), "--port", str(baseline_port), "--dsn",
          asyncpg_dsn(baseline_url)],
-        stdout=open(workdir / "baseline.log", "ab"), stderr=subprocess.STDOUT,
+        stdout=open(workdir / "baseline.log", "ab"),  # noqa: SIM115 (the child keeps it)
+        stderr=subprocess.STDOUT,
     )
     rows: dict[str, list[dict]] = {"baseline": [], "service": []}
     try:

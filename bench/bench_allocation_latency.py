@@ -1,0 +1,194 @@
+"""Benchmark 2: end-to-end allocation latency. From the 201 of `POST /referrals` to the need
+showing `allocated` in the referrals service, at a steady (open-loop) 50 referrals per second
+for 60 seconds: p50, p95, p99. Goal: p99 < 250 ms.
+
+    .venv/bin/python bench/bench_allocation_latency.py [--seconds 60] [--rate 50] [--runs 3]
+
+The four services run as real processes on fresh PostgreSQL databases (as in the system
+tests). Each referral has one need (accommodation, male, on licence: routed to CRS-ACC-M).
+
+When the need "shows allocated in the referrals service" is taken at the commit of the
+referrals service's update, not by polling: the benchmark adds to its scratch referrals
+database a trigger on `needs` that calls `pg_notify` when a need's status becomes
+`allocated`; PostgreSQL delivers the notification when that transaction commits, i.e. the
+moment a GET would first see it. (Polling GET /referrals/{id} at 50/s would itself load the
+service; at the end a sample is read back through GET to check the two agree.) The
+`providers.referral.allocated` event is also taken off NATS, which splits the latency into
+the providers side (submitted event -> routed -> allocated event published) and the referrals
+side (allocated event -> need updated and committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import nats
+from _system import (
+    NATS_URL,
+    asyncpg_dsn,
+    machine_report,
+    percentile,
+    referral_body,
+    system_running,
+    token,
+)
+
+TRIGGER = """
+CREATE OR REPLACE FUNCTION bench_need_allocated() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('bench_allocated', NEW.referral_id::text);
+    RETURN NEW;
+END $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS bench_need_allocated ON needs;
+CREATE TRIGGER bench_need_allocated AFTER UPDATE OF status ON needs FOR EACH ROW
+    WHEN (NEW.status = 'allocated' AND OLD.status IS DISTINCT FROM 'allocated')
+    EXECUTE FUNCTION bench_need_allocated();
+"""
+
+
+async def one_run(system, index: int, *, seconds: float, rate: float, drain: float) -> dict:
+    run = f"{uuid.uuid4().hex[:6]}r{index}"
+    base = system.url("referrals")
+    headers = {"Authorization": f"Bearer {token('probation')}"}
+    created: dict[str, float] = {}  # referral id -> time of the 201
+    allocated_db: dict[str, float] = {}
+    allocated_bus: dict[str, float] = {}
+    failures: list[str] = []
+    lag: list[float] = []
+
+    listener = await asyncpg.connect(asyncpg_dsn(system.urls["referrals"]))
+    await listener.add_listener(
+        "bench_allocated",
+        lambda _c, _pid, _ch, payload: allocated_db.setdefault(payload, time.perf_counter()),
+    )
+    nc = await nats.connect(NATS_URL)
+
+    async def on_allocated(msg) -> None:
+        import json
+
+        info = json.loads(msg.data).get("additionalInformation", {})
+        allocated_bus.setdefault(info.get("referralId", ""), time.perf_counter())
+
+    await nc.subscribe(f"{system.prefix}providers.referral.allocated", cb=on_allocated)
+
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30, limits=limits) as client:
+
+        async def submit(n: int) -> None:
+            try:
+                response = await client.post("/referrals", json=referral_body(n, run))
+            except httpx.HTTPError as error:
+                failures.append(repr(error))
+                return
+            answered = time.perf_counter()
+            if response.status_code != 201:
+                failures.append(f"{response.status_code} {response.text[:200]}")
+                return
+            created[response.json()["id"]] = answered
+
+        total = int(seconds * rate)
+        tasks = []
+        started = time.perf_counter()
+        for n in range(total):
+            due = started + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                lag.append(-delay)
+            tasks.append(asyncio.create_task(submit(n)))
+        await asyncio.gather(*tasks)
+        sent_in = time.perf_counter() - started
+        deadline = time.perf_counter() + drain
+        while time.perf_counter() < deadline and not set(created) <= set(allocated_db):
+            await asyncio.sleep(0.1)
+
+        # Cross-check through the API: the needs the trigger saw are allocated in GET.
+        sample = [rid for rid in list(created)[:: max(1, len(created) // 20)] if rid in allocated_db]
+        shown = 0
+        for rid in sample:
+            body = (await client.get(f"/referrals/{rid}")).json()
+            shown += all(need["status"] == "allocated" for need in body["needs"])
+
+    await nc.close()
+    await listener.close()
+    # A referral never seen allocated counts as infinitely late in the percentiles.
+    latencies = [(allocated_db[r] - t) * 1000 if r in allocated_db else float("inf")
+                 for r, t in created.items()]
+    providers_side = [(allocated_bus[r] - t) * 1000 for r, t in created.items()
+                      if r in allocated_bus]
+    referrals_side = [(allocated_db[r] - allocated_bus[r]) * 1000 for r in created
+                      if r in allocated_db and r in allocated_bus]
+    return {
+        "sent": total, "created": len(created), "allocated": sum(1 for r in created if r in allocated_db),
+        "failures": failures, "sent_in": sent_in,
+        "late_sends": sum(1 for x in lag if x > 0.005), "max_send_lag_ms": max(lag, default=0) * 1000,
+        "latencies": latencies, "providers_side": providers_side, "referrals_side": referrals_side,
+        "sample": len(sample), "shown": shown,
+    }
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "no data"
+    return (f"p50 {percentile(values, 50):7.1f} ms  p95 {percentile(values, 95):7.1f} ms  "
+            f"p99 {percentile(values, 99):7.1f} ms  max {max(values):7.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of steady load per run")
+    parser.add_argument("--rate", type=float, default=50.0, help="referrals per second")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--drain", type=float, default=15.0,
+                        help="seconds to wait for the last allocations")
+    args = parser.parse_args()
+    machine_report("Allocation latency: 201 of POST /referrals -> need allocated in referrals")
+    print(f"settings    {args.runs} runs x {args.seconds:g}s at {args.rate:g} referrals/s "
+          f"(open loop), all four services, one uvicorn worker each", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="pathways-bench-allocation-"))
+    results = []
+    with system_running(workdir, ["referrals", "providers", "cohorts", "notifications"]) as system:
+
+        async def install_trigger() -> None:
+            conn = await asyncpg.connect(asyncpg_dsn(system.urls["referrals"]))
+            try:
+                await conn.execute(TRIGGER)
+            finally:
+                await conn.close()
+
+        asyncio.run(install_trigger())
+        # A short warm-up (imports, pools, prepared statements, consumers' first fetch).
+        asyncio.run(one_run(system, 0, seconds=3, rate=args.rate, drain=5))
+        for i in range(1, args.runs + 1):
+            result = asyncio.run(one_run(system, i, seconds=args.seconds, rate=args.rate,
+                                         drain=args.drain))
+            results.append(result)
+            print(f"run {i}: {result['created']}/{result['sent']} created, "
+                  f"{result['allocated']} allocated; sends late by >5 ms: {result['late_sends']} "
+                  f"(max {result['max_send_lag_ms']:.0f} ms); GET check "
+                  f"{result['shown']}/{result['sample']} allocated", flush=True)
+            print(f"  201 -> allocated in referrals   {summary(result['latencies'])}")
+            print(f"  201 -> allocated event on NATS  {summary(result['providers_side'])}")
+            print(f"  event on NATS -> referrals commit {summary(result['referrals_side'])}",
+                  flush=True)
+            if result["failures"]:
+                print(f"  {len(result['failures'])} failures, e.g. {result['failures'][:3]}")
+    p = {q: statistics.median(percentile(r["latencies"], q) for r in results if r["latencies"])
+         for q in (50, 95, 99)}
+    missing = sum(r["created"] - r["allocated"] for r in results)
+    print(f"\nmedian of {len(results)} runs: p50 {p[50]:.1f} ms, p95 {p[95]:.1f} ms, "
+          f"p99 {p[99]:.1f} ms; goal p99 < 250 ms: {'MET' if p[99] < 250 else 'MISSED'}"
+          + (f"; {missing} referrals never showed allocated within the drain" if missing else ""))
+
+
+if __name__ == "__main__":
+    main()
