@@ -132,6 +132,10 @@ async def upsert_nominal(
         record.pnc_number = pnc_number
         record.updated_at = now
         repo.add(session, record)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # the same CRN created by another request meanwhile
+        raise Conflict(f"nominal {crn} was recorded at the same time; send it again") from exc
     record_access(
         session,
         actor=principal,

@@ -187,3 +187,14 @@ async def test_an_under_18_cannot_be_adopted(
     answer = await adopt(client, panel, "X000041")
     assert answer.status_code == 422
     assert [e["field"] for e in answer.json()["errors"]] == ["crn"]
+
+
+async def test_concurrent_adoptions_adopt_once(
+    client: httpx.AsyncClient, seed: Any, panel: dict
+) -> None:
+    import asyncio
+
+    await seed("X000051")
+    answers = await asyncio.gather(*(adopt(client, panel, "X000051") for _ in range(5)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201, 409, 409, 409, 409], statuses

@@ -109,3 +109,16 @@ async def test_an_assessment_explains_a_person(
     a = answer.json()
     assert (a["cohort"], a["prolific"], a["meets"]) == ("fixed", True, ["fixed", "free"])
     assert a["reasons"]
+
+
+async def test_concurrent_first_puts_create_once_and_never_fail(
+    client: httpx.AsyncClient, police: dict
+) -> None:
+    import asyncio
+
+    answers = await asyncio.gather(
+        *(client.put("/nominals/X200006", json=NOMINAL, headers=police) for _ in range(6))
+    )
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {200, 201, 409}, statuses
