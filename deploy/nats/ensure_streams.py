@@ -30,6 +30,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import NotFoundError
+
 from pathways_shared.events import STREAMS
 
 DUPLICATE_WINDOW_SECONDS = 2 * 60 * 60

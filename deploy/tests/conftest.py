@@ -8,11 +8,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-import sys
 
 import pytest
 
@@ -79,7 +78,7 @@ class ConfiguredNats:
 
     def check(self) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [nats_binary(), "-t", "-c", str(self.conf)], env=self.env,
+            [nats_binary(), "-t", "-c", str(self.conf)], check=False, env=self.env,
             capture_output=True, text=True, timeout=10,
         )
 
@@ -120,20 +119,37 @@ def dev_nats():
     server.cleanup()
 
 
-@pytest.fixture(scope="session")
-def service_info() -> dict[str, dict]:
-    """What each service's own code says (deploy/tests/introspect.py), in one other process."""
-    import json
+_introspection: subprocess.Popen | None = None
 
+
+def start_introspection() -> subprocess.Popen:
+    """deploy/tests/introspect.py for every service, in one other process."""
     script = Path(__file__).with_name("introspect.py")
     prefixes = tuple(s.upper() + "_" for s in SERVICES) + ("PATHWAYS_", "NATS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    done = subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-W", "ignore", str(script), *SERVICES], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=120,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert done.returncode == 0, f"introspecting the services failed:\n{done.stderr[-3000:]}"
-    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def pytest_collection_finish(session) -> None:
+    # Importing four services takes seconds: start now, while the other tests run.
+    global _introspection
+    if any("service_info" in getattr(item, "fixturenames", ()) for item in session.items):
+        _introspection = start_introspection()
+
+
+@pytest.fixture(scope="session")
+def service_info() -> dict[str, dict]:
+    """What each service's own code says: its settings' port and variables, probe paths,
+    durable subscriptions (see introspect.py)."""
+    import json
+
+    process = _introspection or start_introspection()
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 0, f"introspecting the services failed:\n{err[-3000:]}"
+    return json.loads(out.strip().splitlines()[-1])
 
 
 OVERLAYS = ("staging", "production")

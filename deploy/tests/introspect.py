@@ -38,7 +38,7 @@ def env_names(settings_cls) -> list[str]:
 
 def describe(service: str) -> dict:
     os.environ.setdefault("PATHWAYS_JWT_SECRET", "deploy-introspection-" + "x" * 32)
-    import pathways_shared.runtime as runtime
+    from pathways_shared import runtime
 
     captured: dict = {}
     real_build_app = runtime.build_app

@@ -4,6 +4,7 @@ unknown fields are errors); and the shape issue 9 asks for is there in each over
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -21,6 +22,11 @@ ENVIRONMENTS = ("base", "staging", "production")
 KUBERNETES_VERSION = "1.29"
 SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|DATABASE_URL|NATS_URL|_KEY$")
 CREDENTIAL_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s]+@")
+
+# kubernetes-validate reads the (large) definitions file on every call: read each file once.
+kubernetes_validate.utils.schema_contents = functools.lru_cache(maxsize=None)(
+    kubernetes_validate.utils.schema_contents
+)
 
 
 def yaml_files() -> list[Path]:

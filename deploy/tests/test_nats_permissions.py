@@ -16,6 +16,7 @@ import uuid
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
 from pathways_shared.broker import Broker, ensure_streams
 from pathways_shared.consumer import Consumer, Subscription
 
