@@ -41,7 +41,14 @@ from cohorts.models import (
     ReferralNeedRecord,
     SelectionRunRecord,
 )
-from cohorts.offences import RowError, check_nominal, check_offence, check_row, header_problems
+from cohorts.offences import (
+    EARLIEST_DATE,
+    RowError,
+    check_nominal,
+    check_offence,
+    check_row,
+    header_problems,
+)
 from cohorts.policy import SelectionPolicy
 from cohorts.selection import (
     Assessment,
@@ -82,6 +89,13 @@ def _crn(crn: str, field: str = "crn") -> str:
             "must be one capital letter and six digits, e.g. X123456", field=field
         )
     return crn
+
+
+def _check_as_of(as_of: date, now: datetime) -> None:
+    if as_of > london_today(now):
+        raise ValidationProblem("as_of is in the future", field="as_of")
+    if as_of < EARLIEST_DATE:
+        raise ValidationProblem(f"as_of is before {EARLIEST_DATE.isoformat()}", field="as_of")
 
 
 # --- nominals -------------------------------------------------------------------------------
@@ -233,6 +247,7 @@ async def assess_nominal(
 ) -> Assessment:
     record = await visible_nominal(session, principal, crn)
     as_of = as_of or london_today(now)
+    _check_as_of(as_of, now)
     policy, _ = await policy_for(session, record.area)
     assessment = await _assessment(session, record, as_of, policy)
     record_access(
@@ -562,8 +577,7 @@ async def run_selection(
 ) -> SelectionRunRecord:
     _known_area(area)
     principal.require_area(area, hide=False)
-    if as_of > london_today(now):
-        raise ValidationProblem("as_of is in the future", field="as_of")
+    _check_as_of(as_of, now)
     started = time.perf_counter()
     policy, record = await policy_for(session, area)
     version = record.version if record else 0

@@ -109,6 +109,12 @@ async def test_an_assessment_explains_a_person(
     a = answer.json()
     assert (a["cohort"], a["prolific"], a["meets"]) == ("fixed", True, ["fixed", "free"])
     assert a["reasons"]
+    for bad in ("0001-01-01", "2999-01-01", "soon"):
+        refused = await client.get(
+            "/nominals/X200005/assessment", params={"as_of": bad}, headers=police
+        )
+        assert refused.status_code == 422, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == ["as_of"]
 
 
 async def test_concurrent_first_puts_create_once_and_never_fail(

@@ -133,6 +133,7 @@ async def test_bad_run_requests_name_the_field(
     cases = [
         ({"area": SOLIHULL, "as_of": days_ago(-1)}, "as_of"),
         ({"area": SOLIHULL, "as_of": "24/11/2026"}, "as_of"),
+        ({"area": SOLIHULL, "as_of": "0001-01-01"}, "as_of"),
         ({"area": "E99999999", "as_of": days_ago(0)}, "area"),
         ({"area": SOLIHULL}, "as_of"),
         ({"area": SOLIHULL, "as_of": days_ago(0), "colour": "red"}, "colour"),
