@@ -5,8 +5,9 @@ silently ignored):
 
 - `resources` (files and directories with a kustomization), `namespace`, `labels` (pairs,
   includeSelectors false, includeTemplates), `images` (newName/newTag),
-- `configMapGenerator` with `files` (and `generatorOptions.labels`); names are kept without
-  kustomize's hash suffix (`normalise_name` strips it from real kustomize output to compare),
+- `configMapGenerator` with `files`; names are kept without
+  kustomize's hash suffix (`normalise_name` strips it from real kustomize output to compare);
+  `generatorOptions` labels and annotations,
 - `patches`: `path:` files of strategic-merge patches (lists of objects merge by `name`, ports
   by `containerPort`) and `patch:` JSON 6902 operations (test, replace, add, remove) with a
   `target` of kind and name.
@@ -136,7 +137,7 @@ def render(directory: Path) -> list[dict]:
         resources.extend(render(path) if path.is_dir() else load_yaml_docs(path))
 
     options = kustomization.get("generatorOptions", {})
-    if set(options) - {"labels"}:
+    if set(options) - {"labels", "annotations"}:
         raise KustomizeError(f"{directory}: generatorOptions {sorted(options)}")
     for generator in kustomization.get("configMapGenerator", []):
         if set(generator) - {"name", "files"}:
@@ -147,8 +148,9 @@ def render(directory: Path) -> list[dict]:
             path = directory / rel
             data[key or path.name] = path.read_text()
         metadata = {"name": generator["name"]}
-        if options.get("labels"):
-            metadata["labels"] = dict(options["labels"])
+        for field in ("labels", "annotations"):
+            if options.get(field):
+                metadata[field] = dict(options[field])
         resources.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data})
 
     for patch in kustomization.get("patches", []):

@@ -235,3 +235,34 @@ def test_namespace_enforces_the_restricted_pod_security_standard(rendered, env):
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     names = {r["metadata"].get("namespace") for r in rendered[env] if r["kind"] != "Namespace"}
     assert names == {namespaces[0]["metadata"]["name"]}
+
+
+# The roll-out order (docs/deploy.md): Argo CD applies by sync wave; by hand, kubectl applies
+# one component label at a time in this order.
+ROLL_OUT = ["namespace", "config", "nats", "streams", "migration", "api"]
+
+
+@pytest.mark.parametrize("env", ("staging", "production"))
+def test_every_object_has_its_place_in_the_roll_out(rendered, env):
+    waves: dict[str, set[int]] = {}
+    for resource in rendered[env]:
+        name = f"{resource['kind']}/{resource['metadata']['name']}"
+        component = resource["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        assert component in ROLL_OUT, f"{name}: component {component!r}"
+        wave = resource["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave")
+        assert wave is not None, f"{name}: no sync wave"
+        waves.setdefault(component, set()).add(int(wave))
+    assert all(len(w) == 1 for w in waves.values()), waves
+    order = [next(iter(waves[c])) for c in ROLL_OUT]
+    assert order == sorted(order) and len(set(order)) == len(order), dict(zip(ROLL_OUT, order))
+    # what a Job's pods use exists before the Job: its service account, config and policy
+    for job in (r for r in rendered[env] if r["kind"] == "Job"):
+        spec = job["spec"]["template"]["spec"]
+        job_wave = int(job["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+        needed = [("ServiceAccount", spec.get("serviceAccountName"))] + [
+            ("ConfigMap", v["configMap"]["name"]) for v in spec.get("volumes", []) if "configMap" in v]
+        for kind, name in needed:
+            if name is None or (kind == "ConfigMap" and name == "pathways-ca-bundle"):
+                continue  # the default account; the CA bundle comes from outside (trust-manager)
+            dep = find(rendered[env], kind, name)
+            assert int(dep["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) < job_wave
