@@ -66,6 +66,17 @@ def _base_url(request: Request) -> str:
     return request.app.state.settings.base_url
 
 
+def _cursor(cursor: str | None, *kinds: Any) -> list[Any] | None:
+    """The sort key in a cursor, each part parsed as it was written; 422 on `cursor` if not."""
+    values = decode_cursor(cursor, size=len(kinds))
+    if values is None:
+        return None
+    try:
+        return [kind(str(value)) for kind, value in zip(kinds, values, strict=True)]
+    except (TypeError, ValueError) as exc:
+        raise ValidationProblem("cursor is not valid", field="cursor") from exc
+
+
 def _dump(model: Any) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
@@ -150,7 +161,7 @@ async def get_offences(
     limit: LimitParam = DEFAULT_LIMIT,
     cursor: CursorParam = None,
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor, size=2)
+    after = _cursor(cursor, date.fromisoformat, int)
     rows = await service.list_offences(session, principal, crn, limit=limit, after=after)
     page, next_cursor = page_of(rows, limit, lambda r: [r.offence_date.isoformat(), r.id])
     return {
@@ -309,7 +320,11 @@ async def list_selection_runs(
     cursor: CursorParam = None,
 ) -> dict[str, Any]:
     rows = await service.list_runs(
-        session, principal, area=area, limit=limit, after=decode_cursor(cursor, size=2)
+        session,
+        principal,
+        area=area,
+        limit=limit,
+        after=_cursor(cursor, datetime.fromisoformat, str),
     )
     page, next_cursor = page_of(rows, limit, lambda r: [r.created_at.isoformat(), r.id])
     return {"data": [run_view(r, full=False) for r in page], "next_cursor": next_cursor}
@@ -362,7 +377,7 @@ async def get_members(
         cohort=cohort,
         status=None if status == "all" else status,
         limit=limit,
-        after=decode_cursor(cursor, size=3),
+        after=_cursor(cursor, str, datetime.fromisoformat, str),
     )
     page, next_cursor = page_of(rows, limit, lambda r: [r.crn, r.adopted_at.isoformat(), r.id])
     return {"data": [member_view(r) for r in page], "next_cursor": next_cursor}

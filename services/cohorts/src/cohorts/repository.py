@@ -317,7 +317,7 @@ async def list_runs(
     if areas is not None:
         query = query.where(r.area.in_(sorted(areas)))
     if after is not None:
-        at, run_id = datetime.fromisoformat(after[0]), after[1]
+        at, run_id = after
         query = query.where(or_(r.created_at < at, and_(r.created_at == at, r.id < run_id)))
     return list((await session.exec(query)).scalars().all())
 
@@ -380,7 +380,7 @@ async def list_members(
     if status is not None:
         query = query.where(m.status == status)
     if after is not None:
-        crn, adopted_at, member_id = after[0], datetime.fromisoformat(after[1]), after[2]
+        crn, adopted_at, member_id = after
         query = query.where(
             or_(
                 m.crn > crn,
@@ -452,7 +452,7 @@ async def offences_page(
         select(o).where(o.crn == crn).order_by(o.offence_date.desc(), o.id.desc()).limit(limit + 1)
     )
     if after is not None:
-        day, offence_id = date.fromisoformat(str(after[0])), int(after[1])
+        day, offence_id = after
         query = query.where(
             or_(o.offence_date < day, and_(o.offence_date == day, o.id < offence_id))
         )

@@ -198,3 +198,18 @@ async def test_concurrent_adoptions_adopt_once(
     answers = await asyncio.gather(*(adopt(client, panel, "X000051") for _ in range(5)))
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [201, 409, 409, 409, 409], statuses
+
+
+async def test_a_forged_cursor_is_a_422_on_cursor(client: httpx.AsyncClient, panel: dict) -> None:
+    from pathways_shared.pagination import encode_cursor
+
+    for cursor in ("!!!", encode_cursor(["X000001", "not a time", "id"]), encode_cursor([1])):
+        answer = await client.get(
+            f"/cohorts/{SOLIHULL}/members", params={"cursor": cursor}, headers=panel
+        )
+        assert answer.status_code == 422, answer.text
+        assert [e["field"] for e in answer.json()["errors"]] == ["cursor"]
+    runs = await client.get(
+        "/selection-runs", params={"cursor": encode_cursor(["yesterday", "x"])}, headers=panel
+    )
+    assert runs.status_code == 422
