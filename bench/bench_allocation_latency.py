@@ -61,6 +61,7 @@ async def one_run(system, index: int, *, seconds: float, rate: float, drain: flo
     created: dict[str, float] = {}  # referral id -> time of the 201
     allocated_db: dict[str, float] = {}
     allocated_bus: dict[str, float] = {}
+    submitted_bus: dict[str, float] = {}
     failures: list[str] = []
     lag: list[float] = []
 
@@ -77,7 +78,14 @@ async def one_run(system, index: int, *, seconds: float, rate: float, drain: flo
         info = json.loads(msg.data).get("additionalInformation", {})
         allocated_bus.setdefault(info.get("referralId", ""), time.perf_counter())
 
+    async def on_submitted(msg) -> None:
+        import json
+
+        info = json.loads(msg.data).get("additionalInformation", {})
+        submitted_bus.setdefault(info.get("referralId", ""), time.perf_counter())
+
     await nc.subscribe(f"{system.prefix}providers.referral.allocated", cb=on_allocated)
+    await nc.subscribe(f"{system.prefix}referrals.referral.submitted", cb=on_submitted)
 
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30, limits=limits) as client:
@@ -125,13 +133,17 @@ async def one_run(system, index: int, *, seconds: float, rate: float, drain: flo
                  for r, t in created.items()]
     providers_side = [(allocated_bus[r] - t) * 1000 for r, t in created.items()
                       if r in allocated_bus]
+    relay_side = [(submitted_bus[r] - t) * 1000 for r, t in created.items() if r in submitted_bus]
+    routing_side = [(allocated_bus[r] - submitted_bus[r]) * 1000 for r in created
+                    if r in allocated_bus and r in submitted_bus]
     referrals_side = [(allocated_db[r] - allocated_bus[r]) * 1000 for r in created
                       if r in allocated_db and r in allocated_bus]
     return {
         "sent": total, "created": len(created), "allocated": sum(1 for r in created if r in allocated_db),
         "failures": failures, "sent_in": sent_in,
         "late_sends": sum(1 for x in lag if x > 0.005), "max_send_lag_ms": max(lag, default=0) * 1000,
-        "latencies": latencies, "providers_side": providers_side, "referrals_side": referrals_side,
+        "latencies": latencies, "providers_side": providers_side,
+        "relay_side": relay_side, "routing_side": routing_side, "referrals_side": referrals_side,
         "sample": len(sample), "shown": shown,
     }
 
@@ -176,9 +188,10 @@ def main() -> None:
                   f"{result['allocated']} allocated; sends late by >5 ms: {result['late_sends']} "
                   f"(max {result['max_send_lag_ms']:.0f} ms); GET check "
                   f"{result['shown']}/{result['sample']} allocated", flush=True)
-            print(f"  201 -> allocated in referrals   {summary(result['latencies'])}")
-            print(f"  201 -> allocated event on NATS  {summary(result['providers_side'])}")
-            print(f"  event on NATS -> referrals commit {summary(result['referrals_side'])}",
+            print(f"  201 -> allocated in referrals       {summary(result['latencies'])}")
+            print(f"    201 -> submitted event on NATS  {summary(result['relay_side'])}")
+            print(f"    submitted -> allocated on NATS  {summary(result['routing_side'])}")
+            print(f"    allocated -> referrals commit   {summary(result['referrals_side'])}",
                   flush=True)
             if result["failures"]:
                 print(f"  {len(result['failures'])} failures, e.g. {result['failures'][:3]}")
