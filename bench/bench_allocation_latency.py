@@ -88,7 +88,7 @@ async def one_run(system, index: int, *, seconds: float, rate: float, drain: flo
     await nc.subscribe(f"{system.prefix}referrals.referral.submitted", cb=on_submitted)
 
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=20, limits=limits) as client:
 
         async def submit(n: int) -> None:
             try:
@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds of steady load per run")
     parser.add_argument("--rate", type=float, default=50.0, help="referrals per second")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--drain", type=float, default=15.0,
+    parser.add_argument("--drain", type=float, default=10.0,
                         help="seconds to wait for the last allocations")
     args = parser.parse_args()
     machine_report("Allocation latency: 201 of POST /referrals -> need allocated in referrals")
@@ -179,7 +179,7 @@ def main() -> None:
 
         asyncio.run(install_trigger())
         # A short warm-up (imports, pools, prepared statements, consumers' first fetch).
-        asyncio.run(one_run(system, 0, seconds=3, rate=args.rate, drain=5))
+        asyncio.run(one_run(system, 0, seconds=3, rate=min(args.rate, 10.0), drain=5))
         for i in range(1, args.runs + 1):
             result = asyncio.run(one_run(system, i, seconds=args.seconds, rate=args.rate,
                                          drain=args.drain))
