@@ -107,21 +107,28 @@ class NeedEvent:
 
 @dataclass(frozen=True, kw_only=True)
 class ProviderReferralEvent(NeedEvent):
+    """About one provider referral: which service has it, for which pathway (no personal data),
+    so a consumer can follow the activity without calling back."""
+
     provider_referral_id: uuid.UUID
+    service_code: str
+    provider_code: str
+    programme: str
+    pathway: Pathway
 
     def additional_information(self) -> dict[str, Any]:
         return super().additional_information() | {
-            "providerReferralId": str(self.provider_referral_id)
+            "providerReferralId": str(self.provider_referral_id),
+            "serviceCode": self.service_code,
+            "providerCode": self.provider_code,
+            "programme": self.programme,
+            "pathway": str(self.pathway),
         }
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReferralAllocated(ProviderReferralEvent):
     event_type: ClassVar[str] = "providers.referral.allocated"
-    service_code: str
-    provider_code: str
-    programme: str
-    pathway: Pathway
     area: str
     acknowledge_by: datetime
     respond_by: datetime
@@ -129,10 +136,6 @@ class ReferralAllocated(ProviderReferralEvent):
 
     def additional_information(self) -> dict[str, Any]:
         return super().additional_information() | {
-            "serviceCode": self.service_code,
-            "providerCode": self.provider_code,
-            "programme": self.programme,
-            "pathway": str(self.pathway),
             "area": self.area,
             "acknowledgeBy": _iso_z(self.acknowledge_by),
             "respondBy": _iso_z(self.respond_by),
@@ -176,13 +179,9 @@ class ReferralStarted(ProviderReferralEvent):
 class ReferralDeclined(ProviderReferralEvent):
     event_type: ClassVar[str] = "providers.referral.declined"
     reason_code: DeclineReason
-    service_code: str
 
     def additional_information(self) -> dict[str, Any]:
-        return super().additional_information() | {
-            "reasonCode": str(self.reason_code),
-            "serviceCode": self.service_code,
-        }
+        return super().additional_information() | {"reasonCode": str(self.reason_code)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,15 +207,11 @@ class DeadlineMissed(ProviderReferralEvent):
     event_type: ClassVar[str] = "providers.referral.deadline-missed"
     deadline: Deadline
     due_at: datetime
-    service_code: str
-    provider_code: str
 
     def additional_information(self) -> dict[str, Any]:
         return super().additional_information() | {
             "deadline": str(self.deadline),
             "dueAt": _iso_z(self.due_at),
-            "serviceCode": self.service_code,
-            "providerCode": self.provider_code,
         }
 
 
@@ -263,6 +258,10 @@ class ProviderReferral:
             "need_id": self.need_id,
             "crn": self.crn,
             "provider_referral_id": self.id,
+            "service_code": self.service_code,
+            "provider_code": self.provider_code,
+            "programme": self.programme,
+            "pathway": self.pathway,
         }
 
     def _check(self, action: str) -> None:
@@ -303,9 +302,7 @@ class ProviderReferral:
             decline_reason=reason,
             decline_comments=comments,
         )
-        return new, ReferralDeclined(
-            **self._ids(), reason_code=reason, service_code=self.service_code
-        )
+        return new, ReferralDeclined(**self._ids(), reason_code=reason)
 
     def start(
         self, now: datetime, started_at: datetime | None = None
@@ -365,8 +362,6 @@ class ProviderReferral:
                 **self._ids(),
                 deadline=kind,
                 due_at=due,
-                service_code=self.service_code,
-                provider_code=self.provider_code,
             )
             for kind, due in self.running_deadlines().items()
             if now > due and kind not in reported
@@ -432,10 +427,6 @@ def allocate(
     )
     event = ReferralAllocated(
         **referral._ids(),
-        service_code=service.code,
-        provider_code=service.provider_code,
-        programme=service.programme,
-        pathway=need.pathway,
         area=need.area,
         acknowledge_by=referral.acknowledge_by,
         respond_by=referral.respond_by,

@@ -44,6 +44,13 @@ NOW = ALLOCATED_AT + timedelta(hours=2)
 REFERRAL_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
 NEED_ID = uuid.UUID("00000000-0000-0000-0000-000000000002")
 PR_ID = uuid.UUID("00000000-0000-0000-0000-000000000003")
+IDS = {"referralId": str(REFERRAL_ID), "needId": str(NEED_ID), "providerReferralId": str(PR_ID)}
+SERVICE_INFO = {
+    "serviceCode": "CRS-ACC-M",
+    "providerCode": "NACRO",
+    "programme": "CRS",
+    "pathway": "accommodation",
+}
 
 
 def need(**changes: Any) -> NeedToRoute:
@@ -121,6 +128,7 @@ def test_state_machine_every_status_and_action(status: ProviderReferralStatus, a
         PR_ID,
         "X123456",
     )
+    assert SERVICE_INFO.items() <= event.additional_information().items()
     assert referral.status == status  # the old value is untouched
 
 
@@ -149,12 +157,7 @@ def test_full_happy_path_records_each_time() -> None:
     assert referral.started_at == times[2] - timedelta(hours=1)
     assert referral.completed_at == times[3]
     assert referral.outcome == "partially_achieved" and referral.outcome_notes == "most goals met"
-    assert event.additional_information() == {
-        "referralId": str(REFERRAL_ID),
-        "needId": str(NEED_ID),
-        "providerReferralId": str(PR_ID),
-        "outcome": "partially_achieved",
-    }
+    assert event.additional_information() == IDS | SERVICE_INFO | {"outcome": "partially_achieved"}
 
 
 @pytest.mark.parametrize("action", ["accept", "decline"])
@@ -184,13 +187,7 @@ def test_acknowledgement_time_is_kept_on_accept() -> None:
 def test_decline_reasons(reason: str, comments: str | None, stored: str | None) -> None:
     new, event = allocated().decline(NOW, reason, comments)
     assert new.decline_reason == reason and new.decline_comments == stored
-    assert event.additional_information() == {
-        "referralId": str(REFERRAL_ID),
-        "needId": str(NEED_ID),
-        "providerReferralId": str(PR_ID),
-        "reasonCode": reason,
-        "serviceCode": "CRS-ACC-M",
-    }
+    assert event.additional_information() == IDS | SERVICE_INFO | {"reasonCode": reason}
 
 
 @pytest.mark.parametrize(
@@ -523,14 +520,9 @@ def test_a_withdrawn_referral_stops_its_clocks() -> None:
 def test_deadline_missed_event() -> None:
     [event] = in_status(S.ACKNOWLEDGED).missed_deadlines(RESPOND_BY + timedelta(minutes=1))
     assert event.event_type == "providers.referral.deadline-missed"
-    assert event.additional_information() == {
-        "referralId": str(REFERRAL_ID),
-        "needId": str(NEED_ID),
-        "providerReferralId": str(PR_ID),
+    assert event.additional_information() == IDS | SERVICE_INFO | {
         "deadline": "respond",
         "dueAt": "2027-01-05T23:59:59Z",
-        "serviceCode": "CRS-ACC-M",
-        "providerCode": "NACRO",
     }
 
 
