@@ -247,3 +247,43 @@ def test_env_example_lists_every_variable_compose_requires(compose):
     example = {line.split("=")[0] for line in (DEPLOY / ".env.example").read_text().splitlines()
                if line and not line.startswith("#")}
     assert required <= example, sorted(required - example)
+
+
+def test_the_build_context_keeps_what_the_image_copies(dockerfile):
+    """deploy/docker/Dockerfile.dockerignore ignores everything, then lets back in what the
+    Dockerfile copies from the repository: each COPY source must exist and its metadata, code
+    and migrations be let back in (tests, benchmarks and caches stay out)."""
+    import fnmatch
+
+    ignore = (DEPLOY / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
+    root = DEPLOY.parent
+
+    def included(path: str) -> bool:
+        keep = True
+        for pattern in patterns:
+            negate = pattern.startswith("!")
+            if fnmatch.fnmatch(path, pattern.lstrip("!")) or fnmatch.fnmatch(path, pattern.lstrip("!") + "/**"):
+                keep = negate
+        return keep
+
+    sources = []
+    for stage in dockerfile.values():
+        for args in instructions(stage, "COPY"):
+            if "--from=" in args:
+                continue
+            sources.extend(args.split()[:-1])
+    assert sources
+    for source in sources:
+        path = root / source
+        assert path.exists(), source
+        # of a directory, what the package needs: its metadata, code and migrations
+        files = [path] if path.is_file() else [
+            p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+            and (p.name in ("pyproject.toml", "alembic.ini")
+                 or {"src", "migrations"} & set(p.relative_to(path).parts[:1]))]
+        assert files, source
+        for file in files:
+            assert included(file.relative_to(root).as_posix()), f"{file} is ignored by the build context"
+    assert not included("services/referrals/tests/conftest.py")
+    assert not included(".venv/bin/python")
