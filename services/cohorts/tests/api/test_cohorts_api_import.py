@@ -145,3 +145,17 @@ async def test_a_long_import_reports_progress(
 async def test_import_needs_a_writer_role(client: httpx.AsyncClient) -> None:
     answer = await post_csv(client, HEADER, auth("provider", provider="NACRO"))
     assert answer.status_code == 403
+
+
+async def test_a_windows_export_with_a_bom_and_crlf_loads(
+    client: httpx.AsyncClient, seed: Any, days_ago: Any
+) -> None:
+    await seed("X100008")
+    text = "\ufeffCRN,Offence_Date,Category,Description\r\n" + "".join(
+        f'X100008,{days_ago(i + 1)},public_order,"line\r\nbreak {i}"\r\n' for i in range(4)
+    )
+    result = (await post_csv(client, text, auth("service"))).json()
+    assert (result["loaded"], result["rejected"]) == (4, 0), result
+    assert {o["description"] for o in await offences_of(client, "X100008")} == {
+        f"line\r\nbreak {i}" for i in range(4)
+    }
