@@ -248,3 +248,48 @@ def private_nats() -> Any:
     server.start()
     yield server
     server.cleanup()
+
+
+async def check_outbox_round_trip(app: Any, nc: Any, prefix: str, service: str) -> None:
+    """A service's smoke check: an event added in its transaction reaches JetStream, and the
+    shared consumer machinery, on the service's own database, handles it exactly once."""
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from pathways_shared.consumer import Consumer, Subscription
+    from pathways_shared.db import transaction
+    from pathways_shared.events import make_event
+    from pathways_shared.infra_models import ProcessedEvent
+    from pathways_shared.outbox import add_event
+
+    runtime = app.state.runtime
+    event = make_event("pathways.test.ping", {"from": service})
+    async with transaction(runtime.sessionmaker) as session:
+        add_event(session, event)
+    [published] = await stream_events(nc.jetstream(), "PATHWAYS", prefix, expect=1)
+    assert published.id == event.id
+
+    seen = []
+
+    async def handler(session: Any, received: Event) -> None:
+        seen.append(received.id)
+
+    consumer = Consumer(
+        Subscription(stream="PATHWAYS", durable=f"{service}-smoke", handlers={"pathways.test.ping": handler}),
+        runtime.sessionmaker, runtime.broker,
+    )
+    await consumer.declare()
+    task = asyncio.create_task(consumer.run())
+    try:
+        async def processed() -> int:
+            async with runtime.sessionmaker() as session:
+                return await session.scalar(
+                    select(func.count()).select_from(ProcessedEvent)
+                    .where(ProcessedEvent.event_id == str(event.id))
+                ) or 0
+
+        assert await wait_until(processed) == 1
+        assert seen == [event.id]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
