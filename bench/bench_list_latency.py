@@ -217,7 +217,7 @@ def time_case(client: httpx.Client, params: dict, n: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--referrals", type=int, default=1_000_000)
-    parser.add_argument("--requests", type=int, default=200, help="timed requests per case per run")
+    parser.add_argument("--requests", type=int, default=100, help="timed requests per case per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true",
                         help="keep the loaded database and reuse it next time")
