@@ -231,3 +231,16 @@ def by_key(resources: list[dict]) -> dict[tuple[str, str], dict]:
             raise KustomizeError(f"duplicate {key}")
         keyed[key] = resource
     return keyed
+
+
+def container_env(resources: list[dict], container: dict) -> dict[str, object]:
+    """Every variable a container gets: the ConfigMaps it loads whole (envFrom), then its env
+    list (a literal value, or the valueFrom reference)."""
+    names: dict[str, object] = {}
+    for source in container.get("envFrom", []):
+        ref = source["configMapRef"]["name"]  # only ConfigMaps: secrets go one key at a time
+        (config,) = [r for r in resources if r["kind"] == "ConfigMap" and r["metadata"]["name"] == ref]
+        names.update(config["data"])
+    for var in container.get("env", []):
+        names[var["name"]] = var.get("value", var.get("valueFrom"))
+    return names

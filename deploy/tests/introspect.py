@@ -1,7 +1,8 @@
 """Describe services as the deployment sees them, as JSON on stdout:
 `python deploy/tests/introspect.py referrals providers cohorts notifications`.
 
-Run outside the test process: the services are separate programs whose table definitions
+With a JSON object on stdin ({service: {where: environment}}), also builds each service's
+settings from each environment and reports what fails. Run outside the test process: the services are separate programs whose table definitions
 clash in one interpreter, so the SQLModel metadata is emptied before each. Gives the settings' default port, every environment
 variable the settings class reads, the status of the probe paths, and its durable subscriptions
 (captured from the real `create_app`, whatever the service's consumers module looks like).
@@ -74,13 +75,38 @@ def describe(service: str) -> dict:
     }
 
 
+def build_settings(service: str, environments: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Build the service's settings from each environment a deployment gives it (alone: every
+    other PATHWAYS_/NATS_/<SERVICE>_ variable removed): "ok" or the error."""
+    settings_cls = getattr(importlib.import_module(f"{service}.config"), SETTINGS[service])
+    own = ("PATHWAYS_", "NATS_", *(s.upper() + "_" for s in SETTINGS))
+    results = {}
+    for where, env in environments.items():
+        saved = dict(os.environ)
+        try:
+            for key in [k for k in os.environ if k.startswith(own)]:
+                del os.environ[key]
+            os.environ.update(env)
+            settings = settings_cls()
+            results[where] = "ok" if settings.environment == "production" else (
+                f"runs as {settings.environment}, not production")
+        except (ValueError, TypeError) as exc:  # pydantic.ValidationError is a ValueError
+            results[where] = str(exc)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    return results
+
+
 def main(services: list[str]) -> None:
     from sqlmodel import SQLModel
 
+    environments = {} if sys.stdin.isatty() else json.loads(sys.stdin.read() or "{}")
     described = {}
     for service in services:
         SQLModel.metadata.clear()
         described[service] = describe(service)
+        described[service]["settings_built"] = build_settings(service, environments.get(service, {}))
     print(json.dumps(described))
 
 

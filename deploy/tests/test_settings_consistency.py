@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import deploy_kustomize
 import pytest
 import yaml
 
@@ -30,14 +31,7 @@ def main_container(resources, service):
 
 
 def env_of(resources, container) -> dict[str, object]:
-    """Every variable a container gets: its env list and the ConfigMaps it loads whole."""
-    names: dict[str, object] = {}
-    for source in container.get("envFrom", []):
-        ref = source["configMapRef"]["name"]  # only ConfigMaps: secrets go one key at a time
-        names.update(find(resources, "ConfigMap", ref)["data"])
-    for var in container.get("env", []):
-        names[var["name"]] = var.get("value", var.get("valueFrom"))
-    return names
+    return deploy_kustomize.container_env(resources, container)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +74,15 @@ def test_the_service_answers_on_the_probe_paths(service_info, service):
     assert probes["/health/ready"] in (200, 503)  # 503 here: nothing is connected
     assert probes["/metrics"] == 200
     assert probes["/no-such-path"] == 404  # so the three above are real routes
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_settings_accept_what_each_deployment_gives_them(service_info, service):
+    """Not only the names: the service's real settings class, in production mode, accepts the
+    values that compose.yaml and each overlay set (secrets by stand-ins)."""
+    built = service_info[service]["settings_built"]
+    assert set(built) == {"compose", "staging", "production"}
+    assert built == {where: "ok" for where in built}
 
 
 # --- Kubernetes -------------------------------------------------------------------------------
