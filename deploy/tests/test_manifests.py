@@ -266,3 +266,10 @@ def test_every_object_has_its_place_in_the_roll_out(rendered, env):
                 continue  # the default account; the CA bundle comes from outside (trust-manager)
             dep = find(rendered[env], kind, name)
             assert int(dep["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) < job_wave
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_autoscalers_own_the_replica_counts(rendered, env):
+    """A Deployment with replicas set would be reset to that number by every apply."""
+    for deployment in (r for r in rendered[env] if r["kind"] == "Deployment"):
+        assert "replicas" not in deployment["spec"], deployment["metadata"]["name"]
