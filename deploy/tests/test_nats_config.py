@@ -16,11 +16,11 @@ from pathlib import Path
 
 import nats
 import pytest
-from conftest import ConfiguredNats, free_port
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from deploy_nats_server import ConfiguredNats, free_port
 
 pytestmark = pytest.mark.timeout(60)
 DEPLOY = Path(__file__).resolve().parents[1]
