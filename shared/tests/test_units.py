@@ -99,3 +99,10 @@ async def test_sqlite_gives_back_utc_times(tmp_path):
     assert row.at == moment and row.at.tzinfo is not None
     assert row.at.utcoffset() == timedelta(0)
     assert row.at == datetime(2026, 11, 24, 9, 15, 30, tzinfo=UTC)
+
+
+def test_urls_are_redacted_for_logs():
+    from pathways_shared.broker import redact
+
+    assert redact("nats://referrals:s3cret@nats:4222") == "nats://***@nats:4222"
+    assert redact("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"

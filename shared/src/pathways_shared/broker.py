@@ -18,10 +18,23 @@ from pathways_shared.observability import get_logger
 log = get_logger(__name__)
 
 
+def redact(url: str) -> str:
+    """A URL fit for logs: any user and password replaced."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
 async def ensure_streams(
-    js: JetStreamContext, *, prefix: str = "", duplicate_window_seconds: float = 7200
+    js: JetStreamContext,
+    *,
+    prefix: str = "",
+    duplicate_window_seconds: float = 7200,
+    replicas: int = 1,
 ) -> None:
-    """Create or update every stream: file storage, limits retention, a long dedup window."""
+    """Create or update every stream: file storage, limits retention, a long dedup window,
+    `replicas` copies (3 on a JetStream cluster: PATHWAYS_STREAM_REPLICAS)."""
     for name, subjects in STREAMS.items():
         config = StreamConfig(
             name=stream_name(name, prefix),
@@ -31,6 +44,7 @@ async def ensure_streams(
             discard=DiscardPolicy.OLD,
             duplicate_window=duplicate_window_seconds,
             max_age=0,
+            num_replicas=replicas,
         )
         try:
             await js.stream_info(config.name)
@@ -48,8 +62,10 @@ class Broker:
         name: str,
         prefix: str = "",
         duplicate_window_seconds: float = 7200,
+        stream_replicas: int = 1,
     ) -> None:
         self.url = url
+        self.stream_replicas = stream_replicas
         self.name = name
         self.prefix = prefix
         self.duplicate_window_seconds = duplicate_window_seconds
@@ -88,15 +104,16 @@ class Broker:
                 )
                 self.js = self.nc.jetstream(timeout=5)
                 await ensure_streams(
-                    self.js, prefix=self.prefix, duplicate_window_seconds=self.duplicate_window_seconds
+                    self.js, prefix=self.prefix, duplicate_window_seconds=self.duplicate_window_seconds,
+                    replicas=self.stream_replicas,
                 )
                 self._ready.set()
-                log.info("nats.connected", url=self.url)
+                log.info("nats.connected", url=redact(self.url))
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS down or JetStream not ready: try again
-                log.warning("nats.connect_failed", url=self.url, error=str(exc), retry_in=delay)
+                log.warning("nats.connect_failed", url=redact(self.url), error=str(exc), retry_in=delay)
                 if self.nc is not None:
                     with contextlib.suppress(Exception):
                         await self.nc.close()
@@ -105,15 +122,16 @@ class Broker:
                 delay = min(delay * 2, 5.0)
 
     async def _on_reconnect(self) -> None:
-        log.info("nats.reconnected", url=self.url)
+        log.info("nats.reconnected", url=redact(self.url))
         if self.js is not None:
             with contextlib.suppress(Exception):
                 await ensure_streams(
-                    self.js, prefix=self.prefix, duplicate_window_seconds=self.duplicate_window_seconds
+                    self.js, prefix=self.prefix, duplicate_window_seconds=self.duplicate_window_seconds,
+                    replicas=self.stream_replicas,
                 )
 
     async def _on_disconnect(self) -> None:
-        log.warning("nats.disconnected", url=self.url)
+        log.warning("nats.disconnected", url=redact(self.url))
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("nats.error", error=str(exc))

@@ -41,6 +41,8 @@ class ServiceSettings(BaseSettings):
         default="", validation_alias="PATHWAYS_SUBJECT_PREFIX"
     )
     stream_duplicate_window_seconds: int = 2 * 60 * 60
+    # Copies of each stream: 1 on a single server, 3 on a JetStream cluster.
+    stream_replicas: int = Field(default=1, ge=1, le=5, validation_alias="PATHWAYS_STREAM_REPLICAS")
     jwt_secret: str | None = Field(
         default=None, validation_alias="PATHWAYS_JWT_SECRET"
     )

@@ -82,6 +82,7 @@ def build_app(
             name=settings.service_name,
             prefix=settings.subject_prefix,
             duplicate_window_seconds=settings.stream_duplicate_window_seconds,
+            stream_replicas=settings.stream_replicas,
         )
         relay = OutboxRelay(
             sessionmaker, broker, service_name=settings.service_name, metrics=app.state.metrics,
