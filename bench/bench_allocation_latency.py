@@ -90,12 +90,17 @@ async def one_run(system, index: int, *, seconds: float, rate: float, drain: flo
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=20, limits=limits) as client:
 
+        in_flight = [0]
+
         async def submit(n: int) -> None:
+            in_flight[0] += 1
             try:
                 response = await client.post("/referrals", json=referral_body(n, run))
             except httpx.HTTPError as error:
                 failures.append(repr(error))
                 return
+            finally:
+                in_flight[0] -= 1
             answered = time.perf_counter()
             if response.status_code != 201:
                 failures.append(f"{response.status_code} {response.text[:200]}")
@@ -104,8 +109,15 @@ async def one_run(system, index: int, *, seconds: float, rate: float, drain: flo
 
         total = int(seconds * rate)
         tasks = []
+        overloaded = False
         started = time.perf_counter()
         for n in range(total):
+            if in_flight[0] > max(50, 5 * rate):
+                # Five seconds' worth of referrals unanswered: the service is not keeping up
+                # with this rate; stop rather than pile up more (the run is reported as such).
+                overloaded = True
+                total = n
+                break
             due = started + n / rate
             delay = due - time.perf_counter()
             if delay > 0:
@@ -139,7 +151,7 @@ async def one_run(system, index: int, *, seconds: float, rate: float, drain: flo
     referrals_side = [(allocated_db[r] - allocated_bus[r]) * 1000 for r in created
                       if r in allocated_db and r in allocated_bus]
     return {
-        "sent": total, "created": len(created), "allocated": sum(1 for r in created if r in allocated_db),
+        "sent": total, "created": len(created), "overloaded": overloaded, "allocated": sum(1 for r in created if r in allocated_db),
         "failures": failures, "sent_in": sent_in,
         "late_sends": sum(1 for x in lag if x > 0.005), "max_send_lag_ms": max(lag, default=0) * 1000,
         "latencies": latencies, "providers_side": providers_side,
@@ -184,6 +196,7 @@ def main() -> None:
             result = asyncio.run(one_run(system, i, seconds=args.seconds, rate=args.rate,
                                          drain=args.drain))
             results.append(result)
+            stop_early = result["overloaded"] and i < args.runs
             print(f"run {i}: {result['created']}/{result['sent']} created, "
                   f"{result['allocated']} allocated; sends late by >5 ms: {result['late_sends']} "
                   f"(max {result['max_send_lag_ms']:.0f} ms); GET check "
@@ -193,8 +206,15 @@ def main() -> None:
             print(f"    submitted -> allocated on NATS  {summary(result['routing_side'])}")
             print(f"    allocated -> referrals commit   {summary(result['referrals_side'])}",
                   flush=True)
+            if result["overloaded"]:
+                print(f"  OVERLOADED: over {max(50, 5 * args.rate):.0f} requests were waiting for "
+                      f"their 201 after {result['sent']} sends; sending stopped (the service did "
+                      f"not keep up with {args.rate:g}/s on this machine)", flush=True)
             if result["failures"]:
                 print(f"  {len(result['failures'])} failures, e.g. {result['failures'][:3]}")
+            if stop_early:
+                print("  the remaining runs are skipped: an overloaded run already decides the goal")
+                break
     p = {q: statistics.median(percentile(r["latencies"], q) for r in results if r["latencies"])
          for q in (50, 95, 99)}
     missing = sum(r["created"] - r["allocated"] for r in results)
