@@ -155,7 +155,7 @@ def system_running(workdir: Path, nats_url: str = NATS_URL, extra_env: dict[str,
         for service in SERVICES:
             system.start(service)
         for service in SERVICES:
-            system.wait_ready(service)
+            system.wait_ready(service, timeout=120)  # a loaded CI machine starts slowly
         yield system
     finally:
         for service in list(system.processes):
