@@ -405,7 +405,6 @@ async def route_submitted_referral(
         )
         if withdrawn:
             continue  # withdrawn before it reached us: nothing to route
-        await session.flush()
         await _route_need(
             session, need, services, declined=frozenset(), trigger="submitted", ctx=ctx
         )
