@@ -136,6 +136,9 @@ def system_running(workdir: Path, nats_url: str = NATS_URL, extra_env: dict[str,
         env[f"{service.upper()}_DATABASE_URL"] = url
         env[f"{service.upper()}_PORT"] = str(ports[service])
         env.setdefault(f"{service.upper()}_RELAY_POLL_SECONDS", "0.5")
+        # Two systems may run at once (the session's and a test's own): keep within
+        # PostgreSQL's 100 connections.
+        env.setdefault(f"{service.upper()}_DATABASE_POOL_SIZE", "4")
         subprocess.run([PY, "-m", "pathways_shared.cli", "migrate", service, "--url", url],
                        cwd=ROOT, env=env, check=True, capture_output=True)
     system = System(workdir, prefix, ports, env, smtp_port, webhook_port)
