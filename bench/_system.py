@@ -208,6 +208,8 @@ def system_running(
     database URL given in `databases`, kept afterwards), with a subject prefix of their own.
     Everything started here is stopped (and the fresh databases dropped) on the way out."""
     workdir.mkdir(parents=True, exist_ok=True)
+    # `kill <pid>` of a benchmark still stops its services and drops its databases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run = uuid.uuid4().hex[:6]
     prefix = f"bench{run}."
     ports = {s: free_port() for s in SERVICES}
