@@ -13,7 +13,8 @@ rebuilt from their own definitions afterwards, then VACUUM ANALYZE. History and 
 rows of the loaded referrals are not generated (the list neither reads nor filters on them).
 
 `--keep` keeps the loaded database (`pathways_bench_list_<N>`) afterwards and reuses it when
-present, to save the load on the next run; without it the database is made and dropped.
+present, to save the load on the next run; without it a database of the run's own is made
+and dropped (a kept one is left alone).
 
 The referrals service runs alone on that database (one uvicorn worker); requests are sent one
 at a time over a keep-alive connection with a probation token scoped to the area (as a
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -225,7 +227,10 @@ def main() -> None:
     machine_report("GET /referrals list latency at 1,000,000 referrals")
     print(f"settings    {args.referrals} referrals, {args.runs} runs x {args.requests} sequential "
           f"requests per case (after 20 warm-up), limit 50, one uvicorn worker", flush=True)
+    # The kept database has a fixed name (to be found again); a throw-away one is this run's.
     dbname = f"pathways_bench_list_{args.referrals}"
+    if not args.keep:
+        dbname += f"_{os.getpid()}"
     url = database_url(dbname)
     if args.keep and asyncio.run(database_exists(dbname)) and \
             asyncio.run(loaded_count(url)) == args.referrals:
