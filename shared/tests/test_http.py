@@ -112,3 +112,16 @@ async def test_ready_is_503_when_nats_is_unreachable(settings, app_factory):
             r = await c.get("/health/ready")
     assert r.status_code == 503
     assert r.json()["checks"]["nats"] == "down" and r.json()["checks"]["database"] == "up"
+
+
+def test_a_full_pool_or_lost_database_is_503_not_500():
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+    from starlette.requests import Request
+
+    from pathways_shared.problems import exception_response
+
+    request = Request({"type": "http", "method": "GET", "path": "/x", "headers": [], "query_string": b""})
+    busy = exception_response(request, PoolTimeout("QueuePool limit reached"))
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
+    assert exception_response(request, ConnectionRefusedError()).status_code == 503
+    assert exception_response(request, RuntimeError("a bug")).status_code == 500

@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 from sqlmodel import select
 
@@ -21,6 +21,8 @@ from pathways_shared.pagination import CursorParam, LimitParam, Page, decode_cur
 from pathways_shared.problems import Conflict, NotFound, ServiceUnavailable
 
 AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
+# A BIGINT key: an id past its range is a 422, not a database error (a 500).
+DeadLetterId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class DeadLetterPublic(BaseModel):
@@ -65,7 +67,7 @@ def admin_router() -> APIRouter:
         return row
 
     @router.post("/dead-letters/{dead_letter_id}/replay", response_model=DeadLetterPublic)
-    async def replay(dead_letter_id: int, request: Request, session: SessionDep, _: AdminDep) -> DeadLetterPublic:
+    async def replay(dead_letter_id: DeadLetterId, request: Request, session: SessionDep, _: AdminDep) -> DeadLetterPublic:
         row = await _unresolved(session, dead_letter_id)
         broker = request.app.state.runtime.broker
         if not broker.connected:
@@ -78,7 +80,7 @@ def admin_router() -> APIRouter:
         return DeadLetterPublic.model_validate(row, from_attributes=True)
 
     @router.post("/dead-letters/{dead_letter_id}/discard", response_model=DeadLetterPublic)
-    async def discard(dead_letter_id: int, session: SessionDep, _: AdminDep) -> DeadLetterPublic:
+    async def discard(dead_letter_id: DeadLetterId, session: SessionDep, _: AdminDep) -> DeadLetterPublic:
         row = await _unresolved(session, dead_letter_id)
         row.resolved_at, row.resolution = datetime.now(UTC), "discarded"
         return DeadLetterPublic.model_validate(row, from_attributes=True)

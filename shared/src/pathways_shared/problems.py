@@ -169,6 +169,16 @@ def _plain_errors(errors: Any) -> list[dict[str, str]] | None:
     return plain
 
 
+def _is_unavailable(exc: Exception) -> bool:
+    """A full connection pool or an unreachable database: worth a retry, not a bug."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, (PoolTimeout, OperationalError, ConnectionError, TimeoutError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
 def exception_response(request: Request, exc: Exception) -> JSONResponse:
     """Any exception as a problem: typed errors keep their status, the rest are a logged 500.
 
@@ -185,6 +195,13 @@ def exception_response(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
             status, getattr(exc, "title", None) or "Error", detail,
             code=getattr(exc, "code", None), errors=_plain_errors(errors), instance=request.url.path,
+        )
+    if _is_unavailable(exc):
+        log.warning("http.unavailable", path=request.url.path, error=repr(exc))
+        return problem_response(
+            503, "Service unavailable",
+            "The service is busy or its database is unreachable; try again shortly.",
+            code="unavailable", instance=request.url.path, headers={"Retry-After": "2"},
         )
     log.error("http.unhandled", path=request.url.path, error=repr(exc), exc_info=exc)
     return problem_response(
