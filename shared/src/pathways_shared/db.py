@@ -62,7 +62,9 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        # No pre-ping: it costs a round trip per checkout (bench/README.md). A connection lost
+        # to a database restart fails one request with a 503 and is then discarded.
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
     engine = create_async_engine(database_url, **kwargs)
     if url.get_backend_name() == "sqlite":
         dialect = engine.sync_engine.dialect
