@@ -1043,7 +1043,7 @@ async def list_runs(
     limit: int,
     after: list[Any] | None,
 ) -> list[SelectionRunRecord]:
-    if area is not None and not principal.may_see_area(area):
+    if area is not None and not principal.may_see_area(_known_area(area)):
         return []
     return await repo.list_runs(session, principal.areas, area, limit, after)
 
