@@ -296,6 +296,8 @@ def parse_offence_csv(data: bytes, today: date) -> ParsedImport:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationProblem("the file is not UTF-8 text", field="body") from exc
+    if "\x00" in text:  # PostgreSQL stores no NUL: refuse the file rather than fail (a 500)
+        raise ValidationProblem("the file contains a NUL character", field="body")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
