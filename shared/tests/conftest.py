@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PField
-from sqlmodel import Field, SQLModel
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.auth import require_roles
@@ -25,7 +25,6 @@ from pathways_shared.outbox import add_event
 from pathways_shared.problems import Conflict
 from pathways_shared.runtime import build_app
 from pathways_shared.testing import TEST_JWT_SECRET, running, truncate_database
-from fastapi import Depends
 
 
 class Effect(SQLModel, table=True):

@@ -12,7 +12,6 @@ from pathways_shared.infra_models import DeadLetter, ProcessedEvent
 from pathways_shared.testing import wait_until
 
 
-
 async def count(sessionmaker, model, *where) -> int:
     async with sessionmaker() as session:
         return await session.scalar(select(func.count()).select_from(model).where(*where)) or 0

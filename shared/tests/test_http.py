@@ -11,7 +11,6 @@ from pathways_shared.outbox import pending_count
 from pathways_shared.testing import auth
 
 
-
 async def test_missing_token_is_401_problem(client):
     r = await client.post("/pings", json={"note": "x"})
     assert r.status_code == 401

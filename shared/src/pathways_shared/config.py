@@ -79,7 +79,7 @@ class ServiceSettings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> "ServiceSettings":
+    def _refuse_unsafe_production(self) -> ServiceSettings:
         if self.environment == "production":
             if self.jwks_url is None and (
                 self.jwt_secret is None or self.jwt_secret in KNOWN_DEFAULT_SECRETS

@@ -120,7 +120,7 @@ class Event(BaseModel):
         return self.model_dump_json(by_alias=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> "Event":
+    def from_json(cls, data: bytes | str) -> Event:
         return cls.model_validate_json(data)
 
 

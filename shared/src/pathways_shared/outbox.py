@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import func
-from sqlmodel import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session as SyncSession
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.broker import Broker

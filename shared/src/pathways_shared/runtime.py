@@ -17,11 +17,11 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers, MutableHeaders
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.datastructures import Headers, MutableHeaders
 
 from pathways_shared.admin import admin_router
 from pathways_shared.auth import Authenticator
