@@ -1,4 +1,5 @@
-"""The committed API documents are generated from the code: `make docs` refreshes them."""
+"""The committed OpenAPI documents are generated from the code: `make docs` refreshes them.
+(The AsyncAPI document has its own check in shared/tests/test_asyncapi.py.)"""
 
 from __future__ import annotations
 
@@ -16,8 +17,3 @@ def test_committed_openapi_documents_match_the_services():
     )
     assert done.returncode == 0, done.stderr
 
-
-def test_committed_asyncapi_document_matches_the_events():
-    from pathways_shared.asyncapi import render
-
-    assert (ROOT / "docs" / "asyncapi.json").read_text() == render(), "run `make docs`"
