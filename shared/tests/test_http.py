@@ -124,3 +124,15 @@ def test_a_full_pool_or_lost_database_is_503_not_500():
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
     assert exception_response(request, ConnectionRefusedError()).status_code == 503
     assert exception_response(request, RuntimeError("a bug")).status_code == 500
+
+
+def test_a_value_the_database_refuses_is_422_not_500():
+    from sqlalchemy.exc import DataError
+    from starlette.requests import Request
+
+    from pathways_shared.problems import exception_response
+
+    request = Request({"type": "http", "method": "GET", "path": "/x", "headers": [], "query_string": b""})
+    refused = exception_response(request, DataError("SELECT", {}, Exception("invalid byte sequence 0x00")))
+    assert refused.status_code == 422
+    assert b"0x00" not in refused.body

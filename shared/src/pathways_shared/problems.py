@@ -196,6 +196,18 @@ def exception_response(request: Request, exc: Exception) -> JSONResponse:
             status, getattr(exc, "title", None) or "Error", detail,
             code=getattr(exc, "code", None), errors=_plain_errors(errors), instance=request.url.path,
         )
+    from sqlalchemy.exc import DataError
+
+    if isinstance(exc, DataError):
+        # The database refused a value the schema let through (a NUL character, a number out
+        # of range): bad input, not a bug in the caller's eyes, though each one is worth a
+        # validator of its own (logged to find them).
+        log.warning("http.data_error", path=request.url.path, error=str(exc.orig)[:300])
+        return problem_response(
+            422, "Validation failed",
+            "A value in the request cannot be stored (for example a NUL character or a number out of range).",
+            code="validation", instance=request.url.path,
+        )
     if _is_unavailable(exc):
         log.warning("http.unavailable", path=request.url.path, error=repr(exc))
         return problem_response(
