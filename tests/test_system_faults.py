@@ -404,11 +404,12 @@ def _provider_referral_ids(body: str) -> list[str]:
     return re.findall(r"Provider referral:\s+([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})", body)
 
 
-def test_referrals_survive_kills_and_a_broker_restart(system_factory):
+def test_referrals_survive_kills_and_a_broker_restart(system_factory, capsys):
     nats_server = NatsServer()
     nats_server.start()
     try:
-        with system_factory(nats_server.url, FAST_ENV) as system:
+        # its progress and counts go to the terminal: a long test shows what it is doing
+        with system_factory(nats_server.url, FAST_ENV) as system, capsys.disabled():
             asyncio.run(scenario(system, nats_server))
     finally:
         nats_server.cleanup()
