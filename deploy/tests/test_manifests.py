@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import functools
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import deploy_kustomize
@@ -79,18 +77,6 @@ def test_the_validator_rejects_a_broken_manifest(rendered):
     broken = deploy_kustomize.strategic_merge(deployment, {"spec": {"replicas": "two"}})
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
-
-
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_the_small_kustomize_renders_as_kubectl_kustomize_does(rendered, env):
-    directory = DEPLOY / "k8s" / ("base" if env == "base" else f"overlays/{env}")
-    done = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True,
-                          text=True, timeout=60, check=True)
-    generated = {r["metadata"]["name"] for r in rendered["base"] if r["kind"] == "ConfigMap"}
-    real = [deploy_kustomize.strip_hashes(r, generated)
-            for r in yaml.safe_load_all(done.stdout) if r]
-    assert deploy_kustomize.by_key(real) == deploy_kustomize.by_key(rendered[env])
 
 
 @pytest.mark.parametrize("env", ("staging", "production"))
