@@ -1,7 +1,8 @@
 """Data protection logging (DPA 2018 Part 3, s.62): every collection, alteration,
 consultation, disclosure, combination and erasure of a person's record, with who and when.
 
-The row is written in the same transaction as the read or write it records.
+The row is written in the same transaction as the read or write it records: it is queued on
+the session and inserted, with every other row of that transaction, when it commits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.auth import Principal
+from pathways_shared.db import defer_insert
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.observability import current_correlation_id
 
@@ -36,17 +38,19 @@ def record_access(
     purpose: str,
 ) -> None:
     principal = actor if isinstance(actor, Principal) else None
-    session.add(
-        AccessLog(
-            at=datetime.now(UTC),
-            actor=principal.actor if principal else str(actor),
-            roles=",".join(sorted(principal.roles)) if principal else "system",
-            action=str(action),
-            resource=resource[:300],
-            crn=crn,
-            purpose=purpose[:300],
-            correlation_id=current_correlation_id(),
-        )
+    defer_insert(
+        session,
+        AccessLog.__table__,
+        {
+            "at": datetime.now(UTC),
+            "actor": principal.actor if principal else str(actor),
+            "roles": ",".join(sorted(principal.roles)) if principal else "system",
+            "action": str(action),
+            "resource": resource[:300],
+            "crn": crn,
+            "purpose": purpose[:300],
+            "correlation_id": current_correlation_id(),
+        },
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import Table, event, insert
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
 from sqlalchemy.engine import make_url
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session as SyncSession
 from sqlmodel.ext.asyncio.session import AsyncSession as SQLModelAsyncSession
 
 Session = SQLModelAsyncSession
@@ -92,6 +93,33 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[SQLModelAsyncSe
 def is_postgres(session_or_engine: AsyncSession | AsyncEngine) -> bool:
     bind = session_or_engine.bind if isinstance(session_or_engine, AsyncSession) else session_or_engine
     return bind is not None and bind.dialect.name == "postgresql"
+
+
+DEFERRED_KEY = "pathways_deferred_rows"
+
+
+def defer_insert(session: AsyncSession | SyncSession, table: Table, row: dict[str, Any]) -> None:
+    """Insert `row` into `table` when the session commits, in the same transaction.
+
+    Rows many callers write as a side effect (access log, outbox) go this way: all the rows of
+    one table in one multi-row INSERT at commit, with no ORM object per row (bench/README.md).
+    A rolled-back transaction forgets them. Not visible to queries before the commit.
+    """
+    session.info.setdefault(DEFERRED_KEY, {}).setdefault(table, []).append(row)
+
+
+@event.listens_for(SyncSession, "before_commit")
+def _insert_deferred(session: SyncSession) -> None:
+    # Runs inside AsyncSession.commit's greenlet, so the synchronous execute is fine here.
+    while deferred := session.info.pop(DEFERRED_KEY, None):
+        connection = session.connection()
+        for table, rows in deferred.items():
+            connection.execute(insert(table), rows)
+
+
+@event.listens_for(SyncSession, "after_rollback")
+def _forget_deferred(session: SyncSession) -> None:
+    session.info.pop(DEFERRED_KEY, None)
 
 
 @asynccontextmanager

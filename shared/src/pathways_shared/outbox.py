@@ -1,8 +1,8 @@
 """Transactional outbox: events leave a service only through a row written with the change.
 
 `add_event(session, event)` adds the row in the caller's transaction. `OutboxRelay` publishes
-unpublished rows in order to JetStream with `Nats-Msg-Id` = event id, waits for each ack and
-marks the row published. If the relay dies between the ack and the mark, the row goes again
+unpublished rows in order to JetStream with `Nats-Msg-Id` = event id, a batch at a time (sent in
+order, acks awaited together), and marks the acked rows published. If the relay dies between the ack and the mark, the row goes again
 and JetStream's duplicate window absorbs the repeat. On PostgreSQL one relay at a time holds
 a transaction-scoped advisory lock (the others wait their turn), so replicas never publish
 out of order or twice; rows are also taken `FOR UPDATE SKIP LOCKED` for good measure.
@@ -17,15 +17,16 @@ import json
 import zlib
 from datetime import UTC, datetime
 
+from nats.js.client import JetStreamContext
+from sqlalchemy import Row, func, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session as SyncSession
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.broker import Broker
-from pathways_shared.db import is_postgres
+from pathways_shared.db import defer_insert, is_postgres
 from pathways_shared.events import Event, subject_for
 from pathways_shared.infra_models import OutboxMessage
 from pathways_shared.observability import (
@@ -41,22 +42,29 @@ WAKERS_KEY = "outbox_wakers"
 DIRTY_KEY = "outbox_dirty"
 
 
-def add_event(session: AsyncSession, event: Event) -> OutboxMessage:
-    """Write `event` to the outbox inside the caller's transaction. The only way to publish."""
+def add_event(session: AsyncSession, event: Event) -> None:
+    """Write `event` to the outbox inside the caller's transaction. The only way to publish.
+
+    The row is inserted when the transaction commits (`defer_insert`), after the change it
+    announces; the events of one transaction keep the order they were added in.
+    """
     headers = {"Nats-Msg-Id": str(event.id)}
     if cid := current_correlation_id():
         headers[CORRELATION_HEADER] = cid
-    row = OutboxMessage(
-        event_id=str(event.id),
-        event_type=event.event_type,
-        subject=subject_for(event.event_type),
-        payload=event.to_json().decode(),
-        headers=json.dumps(headers),
-        created_at=datetime.now(UTC),
+    defer_insert(
+        session,
+        OutboxMessage.__table__,
+        {
+            "event_id": str(event.id),
+            "event_type": event.event_type,
+            "subject": subject_for(event.event_type),
+            "payload": event.to_json().decode(),
+            "headers": json.dumps(headers),
+            "created_at": datetime.now(UTC),
+            "attempts": 0,
+        },
     )
-    session.add(row)
     session.info[DIRTY_KEY] = True
-    return row
 
 
 @sa_event.listens_for(SyncSession, "after_commit")
@@ -133,14 +141,15 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch in order; returns how many rows were published.
 
-        Rows published before a failure are still marked, so a half-done batch is not
-        sent again; the failure is raised for the caller's backoff.
+        The batch is written to NATS in order without waiting between messages, then the acks
+        are awaited together and every acked row is marked in one UPDATE. Rows acked before a
+        failure are still marked, so a half-done batch is not sent again; the failure is
+        recorded on the rows it hit and raised for the caller's backoff.
         """
         js = self.broker.js
         if js is None:
             raise RuntimeError("NATS is not connected")
-        failure: Exception | None = None
-        published = 0
+        table = OutboxMessage.__table__
         async with self.sessionmaker() as session:
             async with session.begin():
                 if is_postgres(session):
@@ -148,47 +157,87 @@ class OutboxRelay:
                     if not got:
                         return 0
                 query = (
-                    select(OutboxMessage)
-                    .where(OutboxMessage.published_at.is_(None))
-                    .order_by(OutboxMessage.seq)
+                    select(table.c.seq, table.c.subject, table.c.payload, table.c.headers,
+                              table.c.created_at)
+                    .where(table.c.published_at.is_(None))
+                    .order_by(table.c.seq)
                     .limit(self.batch_size)
                 )
                 if is_postgres(session):
                     query = query.with_for_update(skip_locked=True)
-                rows = (await session.exec(query)).all()
-                now = datetime.now(UTC)
-                for row in rows:
-                    try:
-                        await js.publish(
-                            subject_for(row.subject, self.broker.prefix),
-                            row.payload.encode(),
-                            timeout=self.publish_timeout,
-                            headers=json.loads(row.headers),
-                        )
-                    except Exception as exc:
-                        row.attempts += 1
-                        row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-                        failure = exc
-                        break
-                    row.published_at = datetime.now(UTC)
-                    published += 1
+                rows = list((await session.exec(query)).all())
+                if not rows:
                     if self.metrics:
-                        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-                        self.metrics.publish_latency.observe(max(0.0, (row.published_at - created).total_seconds()))
-                if self.metrics:
-                    self.metrics.outbox_published.inc(published)
-                    self.metrics.outbox_pending.set(len(rows) - published)
-                    if len(rows) > published:
-                        oldest = rows[published].created_at
-                        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
-                        self.metrics.outbox_lag.set((now - oldest).total_seconds())
-                    else:
+                        self.metrics.outbox_pending.set(0)
                         self.metrics.outbox_lag.set(0)
-        if published:
-            log.debug("outbox.published", count=published)
+                    return 0
+                acked, failed, failure = await self._publish(js, rows)
+                now = datetime.now(UTC)
+                if acked:
+                    await session.exec(
+                        update(table).where(table.c.seq.in_(acked)).values(published_at=now)
+                    )
+                if failed:
+                    await session.exec(
+                        update(table)
+                        .where(table.c.seq.in_(failed))
+                        .values(attempts=table.c.attempts + 1,
+                                last_error=f"{type(failure).__name__}: {failure}"[:2000])
+                    )
+                if self.metrics:
+                    self._observe(rows, set(acked), now)
+        if acked:
+            log.debug("outbox.published", count=len(acked))
         if failure is not None:
             raise failure
-        return published
+        return len(acked)
+
+    async def _publish(self, js: JetStreamContext, rows: list[Row]) -> tuple[list[int], list[int], Exception | None]:
+        """Send every row in order, then await the acks: (acked seqs, failed seqs, first error)."""
+        futures: list[asyncio.Future] = []
+        failure: Exception | None = None
+        try:
+            for row in rows:
+                futures.append(
+                    await js.publish_async(
+                        subject_for(row.subject, self.broker.prefix),
+                        row.payload.encode(),
+                        headers=json.loads(row.headers),
+                    )
+                )
+        except Exception as exc:  # the connection went while sending: the rest wait
+            failure = exc
+        if futures:
+            _, waiting = await asyncio.wait(futures, timeout=self.publish_timeout)
+            for future in waiting:
+                future.cancel()
+        acked: list[int] = []
+        failed: list[int] = []
+        for row, future in zip(rows, futures, strict=False):
+            error = (
+                TimeoutError("no ack from JetStream") if future.cancelled()
+                else future.exception()
+            )
+            if error is None:
+                acked.append(row.seq)
+            else:
+                failed.append(row.seq)
+                failure = failure or error
+        failed.extend(row.seq for row in rows[len(futures):])
+        return acked, failed, failure
+
+    def _observe(self, rows: list[Row], acked: set[int], now: datetime) -> None:
+        assert self.metrics is not None
+        self.metrics.outbox_published.inc(len(acked))
+        self.metrics.outbox_pending.set(len(rows) - len(acked))
+        oldest = None
+        for row in rows:
+            created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+            if row.seq in acked:
+                self.metrics.publish_latency.observe(max(0.0, (now - created).total_seconds()))
+            elif oldest is None:
+                oldest = created
+        self.metrics.outbox_lag.set((now - oldest).total_seconds() if oldest else 0)
 
 
 async def pending_count(session: AsyncSession) -> int:

@@ -17,7 +17,8 @@ from pathways_shared.vocabulary import (
     SupervisionStatus,
     WithdrawalReason,
 )
-from sqlalchemy import and_, exists, or_, tuple_
+from sqlalchemy import and_, exists, insert, or_, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -115,15 +116,95 @@ def _copy_need(need: domain.Need, row: NeedRow) -> None:
     row.missed_deadlines = sorted(need.missed_deadlines)
 
 
-def _history_row(referral_id: UUID, entry: HistoryEntry) -> HistoryRow:
-    return HistoryRow(
-        referral_id=referral_id,
-        at=entry.at,
-        actor=entry.actor[:200],
-        event=entry.event,
-        need_id=entry.need_id,
-        detail=dict(entry.detail),
+def _referral_values(
+    referral: domain.Referral, fingerprint: str, idempotency_key: str | None
+) -> dict[str, Any]:
+    p, s, r, pr, c = (
+        referral.person,
+        referral.supervision,
+        referral.risk,
+        referral.practitioner,
+        referral.consent,
     )
+    return {
+        "id": referral.id,
+        "source_reference": referral.source_reference,
+        "idempotency_key": idempotency_key,
+        "fingerprint": fingerprint,
+        "area": referral.area,
+        "status": referral.status.value,
+        "crn": p.crn,
+        "noms_number": p.noms_number,
+        "pnc_number": p.pnc_number,
+        "given_name": p.given_name,
+        "family_name": p.family_name,
+        "date_of_birth": p.date_of_birth,
+        "sex": p.sex.value,
+        "needs_interpreter": p.needs_interpreter,
+        "interpreter_language": p.interpreter_language,
+        "supervision_status": s.status.value,
+        "expected_release_date": s.expected_release_date,
+        "rosh": r.rosh.value,
+        "mappa_level": r.mappa_level,
+        "practitioner_name": pr.name,
+        "practitioner_email": pr.email,
+        "practitioner_team": pr.team,
+        "consent_given": c.given,
+        "consent_recorded_at": c.recorded_at,
+        "submitted_at": referral.submitted_at,
+        "submitted_by": referral.submitted_by,
+        "updated_at": referral.submitted_at,
+        "withdrawal_reason": None,
+        "withdrawal_comments": None,
+        "withdrawn_at": None,
+        "withdrawn_by": None,
+    }
+
+
+def _need_values(referral_id: UUID, position: int, need: domain.Need) -> dict[str, Any]:
+    return {
+        "id": need.id,
+        "referral_id": referral_id,
+        "position": position,
+        "pathway": need.pathway.value,
+        "complexity": need.complexity.value,
+        "details": need.details,
+        "flags": [f.value for f in need.flags],
+        "status": need.status.value,
+        "service_code": need.service_code,
+        "provider_code": need.provider_code,
+        "programme": need.programme,
+        "provider_referral_id": need.provider_referral_id,
+        "status_reason": need.status_reason,
+        "allocated_at": need.allocated_at,
+        "acknowledge_by": need.acknowledge_by,
+        "respond_by": need.respond_by,
+        "updated_at": need.updated_at,
+        "last_event_at": need.last_event_at,
+        "missed_deadlines": sorted(need.missed_deadlines),
+    }
+
+
+def _history_values(referral_id: UUID, entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "referral_id": referral_id,
+        "at": entry.at,
+        "actor": entry.actor[:200],
+        "event": entry.event,
+        "need_id": entry.need_id,
+        "detail": dict(entry.detail),
+    }
+
+
+_INSERT_NEW = {
+    name: dialect.insert(ReferralRow.__table__).on_conflict_do_nothing().returning(ReferralRow.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def _insert_new(session: AsyncSession) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, in this database's dialect."""
+    return _INSERT_NEW[session.bind.dialect.name]
 
 
 def history_to_domain(row: HistoryRow) -> HistoryEntry:
@@ -183,67 +264,34 @@ class ReferralRepository:
         fingerprint: str,
         idempotency_key: str | None,
         history: Sequence[HistoryEntry],
-    ) -> None:
-        """Insert the referral, its needs and history; flushes so a duplicate raises here."""
-        p, s, r, pr, c = (
-            referral.person,
-            referral.supervision,
-            referral.risk,
-            referral.practitioner,
-            referral.consent,
-        )
-        self.session.add(
-            ReferralRow(
-                id=referral.id,
-                source_reference=referral.source_reference,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-                area=referral.area,
-                status=referral.status.value,
-                crn=p.crn,
-                noms_number=p.noms_number,
-                pnc_number=p.pnc_number,
-                given_name=p.given_name,
-                family_name=p.family_name,
-                date_of_birth=p.date_of_birth,
-                sex=p.sex.value,
-                needs_interpreter=p.needs_interpreter,
-                interpreter_language=p.interpreter_language,
-                supervision_status=s.status.value,
-                expected_release_date=s.expected_release_date,
-                rosh=r.rosh.value,
-                mappa_level=r.mappa_level,
-                practitioner_name=pr.name,
-                practitioner_email=pr.email,
-                practitioner_team=pr.team,
-                consent_given=c.given,
-                consent_recorded_at=c.recorded_at,
-                submitted_at=referral.submitted_at,
-                submitted_by=referral.submitted_by,
-                updated_at=referral.submitted_at,
-            )
-        )
-        await self.session.flush()
-        for position, need in enumerate(referral.needs):
-            row = NeedRow(
-                id=need.id,
-                referral_id=referral.id,
-                position=position,
-                pathway=need.pathway.value,
-                complexity=need.complexity.value,
-                details=need.details,
-                flags=[f.value for f in need.flags],
-                status=need.status.value,
-                updated_at=need.updated_at,
-            )
-            _copy_need(need, row)
-            self.session.add(row)
-        self.add_history(referral.id, history)
-        await self.session.flush()
+    ) -> bool:
+        """Insert the referral, its needs and history; False, writing nothing, when a referral
+        with this source reference or idempotency key is already stored.
 
-    def add_history(self, referral_id: UUID, history: Sequence[HistoryEntry]) -> None:
-        for entry in history:
-            self.session.add(_history_row(referral_id, entry))
+        Core statements, not ORM objects (bench/README.md): one INSERT ... ON CONFLICT DO
+        NOTHING for the referral (a twin request still in flight is waited for, then seen),
+        one multi-row INSERT each for the needs and the history.
+        """
+        inserted = await self.session.exec(
+            _insert_new(self.session),
+            params=_referral_values(referral, fingerprint, idempotency_key),
+        )
+        if inserted.first() is None:
+            return False
+        await self.session.exec(
+            insert(NeedRow.__table__),
+            params=[_need_values(referral.id, position, need)
+                    for position, need in enumerate(referral.needs)],
+        )
+        await self.add_history(referral.id, history)
+        return True
+
+    async def add_history(self, referral_id: UUID, history: Sequence[HistoryEntry]) -> None:
+        if history:
+            await self.session.exec(
+                insert(HistoryRow.__table__),
+                params=[_history_values(referral_id, entry) for entry in history],
+            )
 
     async def _needs_of(self, referral_ids: Sequence[UUID]) -> dict[UUID, list[NeedRow]]:
         out: dict[UUID, list[NeedRow]] = {rid: [] for rid in referral_ids}
@@ -299,8 +347,8 @@ class ReferralRepository:
             if need_row is None:
                 raise LookupError(f"need {need.id} is not stored")
             _copy_need(need, need_row)
-        self.add_history(referral.id, history)
         await self.session.flush()
+        await self.add_history(referral.id, history)
 
     async def list(
         self, where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID] | None

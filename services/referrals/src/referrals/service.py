@@ -22,7 +22,6 @@ from pathways_shared.outbox import add_event
 from pathways_shared.pagination import decode_cursor, encode_cursor
 from pathways_shared.problems import Forbidden, NotFound, ValidationProblem
 from pathways_shared.vocabulary import AREAS, CRN_PATTERN
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from referrals import domain
@@ -121,33 +120,35 @@ async def submit(
         raise Forbidden(f"area {body.area} is not among the caller's areas", field="area")
     repo = ReferralRepository(session)
     fingerprint = body.fingerprint()
-    replayed = await _replay(repo, body, idempotency_key, fingerprint)
-    if replayed is not None:
-        _log_access(session, principal, Action.CONSULTATION, replayed, purpose)
-        return Submitted(replayed, created=False)
-
-    decision = domain.submit_referral(
-        body.to_domain(), actor=principal.actor, now=now, new_id=uuid.uuid4
-    )
+    invalid: ValidationProblem | None = None
     try:
-        # A savepoint: if a twin request committed first, the unique constraints refuse this
-        # insert and the twin's referral is answered instead (no read-then-write race).
-        async with session.begin_nested():
-            await repo.add(
-                decision.referral,
-                fingerprint=fingerprint,
-                idempotency_key=idempotency_key,
-                history=decision.history,
-            )
-    except IntegrityError:
-        replayed = await _replay(repo, body, idempotency_key, fingerprint)
-        if replayed is None:
-            raise
-        _log_access(session, principal, Action.CONSULTATION, replayed, purpose)
-        return Submitted(replayed, created=False)
-    _publish(session, decision, base_url)
-    _log_access(session, principal, Action.COLLECTION, decision.referral, purpose)
-    return Submitted(decision.referral, created=True)
+        decision = domain.submit_referral(
+            body.to_domain(), actor=principal.actor, now=now, new_id=uuid.uuid4
+        )
+    except ValidationProblem as error:
+        # Checked against the stored referrals first: a replay is answered with what it made,
+        # even if the rules would refuse it today (its release date now past, say).
+        invalid = error
+    else:
+        # Insert first: if this key or source reference already holds a referral (a replay,
+        # or a twin request that committed first), nothing is written and it is answered.
+        if await repo.add(
+            decision.referral,
+            fingerprint=fingerprint,
+            idempotency_key=idempotency_key,
+            history=decision.history,
+        ):
+            _publish(session, decision, base_url)
+            _log_access(session, principal, Action.COLLECTION, decision.referral, purpose)
+            return Submitted(decision.referral, created=True)
+    replayed = await _replay(repo, body, idempotency_key, fingerprint)
+    if replayed is None:
+        # Not stored and not refused by a stored one: the body is invalid. (A refused insert
+        # always has a stored referral to match: only these two keys and a fresh uuid4 id
+        # are unique.)
+        raise invalid or RuntimeError("the referral was refused but no stored one matches")
+    _log_access(session, principal, Action.CONSULTATION, replayed, purpose)
+    return Submitted(replayed, created=False)
 
 
 async def _visible(

@@ -1,0 +1,152 @@
+"""Diagnostic (not one of the four benchmarks): where the machine's CPU goes per referral.
+
+Starts the four services as `bench_allocation_latency.py` does, sends referrals at a modest
+open-loop rate the system keeps up with, waits until every one shows allocated in the
+referrals service and the system is quiet, and prints the CPU each process spent (from
+/proc) per referral: each service's worker, PostgreSQL (every backend and helper process),
+nats-server and the SMTP sink. The sum says what rate the 2 cores can carry at all; the
+split says where to cut.
+
+    .venv/bin/python bench/cpu_per_referral.py [--rate 10] [--seconds 30] [--settle 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+from _system import (
+    asyncpg_dsn,
+    machine_report,
+    referral_body,
+    system_running,
+    token,
+)
+from bench_allocation_latency import TRIGGER
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu() -> dict[int, tuple[str, float]]:
+    """Every process's command name and CPU seconds (user + system) so far."""
+    out: dict[int, tuple[str, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
+    return out
+
+
+def _machine_busy() -> float:
+    with open("/proc/stat") as f:
+        parts = [int(x) for x in f.readline().split()[1:]]
+    return (sum(parts) - parts[3] - parts[4]) / TICKS  # all but idle and iowait
+
+
+def _group(pid: int, name: str, services: dict[int, str]) -> str:
+    if pid in services:
+        return services[pid]
+    if name.startswith("postgres"):
+        return "postgresql"
+    if name.startswith("nats-server"):
+        return "nats-server"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return "smtp sink" if b"mailsink" in f.read() else ""
+    except OSError:
+        return ""
+
+
+async def _drive(system, rate: float, seconds: float) -> tuple[int, float]:
+    run = uuid.uuid4().hex[:6]
+    allocated: set[str] = set()
+    listener = await asyncpg.connect(asyncpg_dsn(system.urls["referrals"]))
+    await listener.add_listener(
+        "bench_allocated", lambda _c, _pid, _ch, payload: allocated.add(payload)
+    )
+    created: list[str] = []
+    headers = {"Authorization": f"Bearer {token('probation')}"}
+    async with httpx.AsyncClient(base_url=system.url("referrals"), headers=headers,
+                                 timeout=30) as client:
+
+        async def submit(n: int) -> None:
+            response = await client.post("/referrals", json=referral_body(n, run))
+            if response.status_code == 201:
+                created.append(response.json()["id"])
+
+        started = time.perf_counter()
+        tasks = []
+        for n in range(int(rate * seconds)):
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(submit(n)))
+        await asyncio.gather(*tasks)
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline and not set(created) <= allocated:
+            await asyncio.sleep(0.2)
+        took = time.perf_counter() - started
+    await listener.close()
+    return len(set(created) & allocated), took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--settle", type=float, default=8.0,
+                        help="seconds to wait after the last allocation (notifications finish)")
+    args = parser.parse_args()
+    machine_report("CPU per referral, by process")
+    workdir = Path(tempfile.mkdtemp(prefix="pathways-bench-cpu-"))
+    with system_running(workdir, ["referrals", "providers", "cohorts", "notifications"]) as system:
+
+        async def install_trigger() -> None:
+            conn = await asyncpg.connect(asyncpg_dsn(system.urls["referrals"]))
+            try:
+                await conn.execute(TRIGGER)
+            finally:
+                await conn.close()
+
+        asyncio.run(install_trigger())
+        asyncio.run(_drive(system, min(args.rate, 10.0), 3))  # warm-up
+        time.sleep(args.settle)
+        services = {p.pid: s for s, p in system.processes.items()}
+        before, busy_before = _proc_cpu(), _machine_busy()
+        count, took = asyncio.run(_drive(system, args.rate, args.seconds))
+        time.sleep(args.settle)
+        after, busy_after = _proc_cpu(), _machine_busy()
+
+    totals: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        group = _group(pid, name, services)
+        if not group:
+            continue
+        totals[group] = totals.get(group, 0.0) + cpu - before.get(pid, (name, 0.0))[1]
+    machine = busy_after - busy_before
+    print(f"settings    {args.rate:g}/s for {args.seconds:g}s: {count} referrals allocated "
+          f"in {took:.1f}s (+{args.settle:g}s settle)")
+    print(f"{'process':<16}{'CPU s':>8}{'ms/referral':>14}")
+    for group, cpu in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"{group:<16}{cpu:8.2f}{cpu / max(count, 1) * 1000:14.1f}")
+    print(f"{'whole machine':<16}{machine:8.2f}{machine / max(count, 1) * 1000:14.1f}")
+    per = machine / max(count, 1)
+    print(f"at this CPU per referral 2 cores carry at most {2 / per:.0f} referrals/s")
+
+
+if __name__ == "__main__":
+    main()
