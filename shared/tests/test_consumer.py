@@ -116,3 +116,42 @@ async def test_operator_sees_replays_and_discards_dead_letters(client, app, nc, 
 
 async def _dead_count_is(sm, n: int) -> bool:
     return await count(sm, DeadLetter) == n
+
+
+async def test_a_batch_keeps_each_persons_order_and_does_not_wait_on_another_person(app, nc, subject_prefix):
+    from pathways_shared.consumer import Consumer, Subscription
+    from pathways_shared.events import stream_name
+
+    runtime = app.state.runtime
+    finished: list[str] = []
+
+    async def handler(session, event) -> None:
+        await asyncio.sleep(event.additional_information.get("sleep", 0))
+        finished.append(event.additional_information["note"])
+
+    consumer = Consumer(
+        Subscription(stream="PATHWAYS", durable="shared-lanes", handlers={"pathways.test.ping": handler}),
+        runtime.sessionmaker, runtime.broker,
+    )
+    await consumer.declare()
+    js = nc.jetstream()
+    # In stream order: A's slow event, A's next, then B's. No CRN: the shared lane.
+    events = [
+        make_event("pathways.test.ping", {"note": "A1", "sleep": 0.6}, crn="A000001"),
+        make_event("pathways.test.ping", {"note": "A2"}, crn="A000001"),
+        make_event("pathways.test.ping", {"note": "B1"}, crn="B000002"),
+        make_event("pathways.test.ping", {"note": "none"}),
+    ]
+    for event in events:
+        await publish(js, subject_prefix, event)
+    psub = await js.pull_subscribe_bind("shared-lanes", stream=stream_name("PATHWAYS", subject_prefix))
+    messages = await psub.fetch(len(events), timeout=5)
+    assert len(messages) == len(events)
+
+    outcomes = await consumer.handle_batch(messages)
+
+    assert outcomes == ["handled"] * len(events)
+    # B and the CRN-less event did not wait for A's slow one; A's two stayed in order.
+    assert finished.index("B1") < finished.index("A1") < finished.index("A2")
+    assert finished.index("none") < finished.index("A1")
+    assert len(finished) == len(events)

@@ -156,3 +156,29 @@ async def test_two_relays_on_one_outbox_publish_each_event_exactly_once(settings
             await b.close()
         for e in engines:
             await e.dispose()
+
+
+async def test_deferred_rows_are_written_at_commit_and_forgotten_on_rollback(app):
+    from pathways_shared.access import Action, record_access
+    from pathways_shared.infra_models import AccessLog
+
+    sm = app.state.runtime.sessionmaker
+
+    async def logged() -> list[str]:
+        async with sm() as session:
+            return [row.resource for row in (await session.exec(select(AccessLog).order_by(AccessLog.id))).all()]
+
+    async with sm() as session:
+        for n in range(3):
+            record_access(session, actor="tester", action=Action.CONSULTATION,
+                          resource=f"things/{n}", crn="X123456", purpose="test")
+        assert await logged() == []  # nothing before the commit
+        await session.commit()
+    assert await logged() == ["things/0", "things/1", "things/2"]  # in the order recorded
+
+    async with sm() as session:
+        record_access(session, actor="tester", action=Action.CONSULTATION,
+                      resource="things/rolled-back", crn="X123456", purpose="test")
+        await session.rollback()
+        await session.commit()  # the same session goes on: the rolled-back row stays gone
+    assert await logged() == ["things/0", "things/1", "things/2"]

@@ -2,10 +2,16 @@
 
 A `Subscription` names a stream, a durable consumer and the handlers by event type. The
 durable pull consumer is declared (created or updated) at start-up. Each message is handled
-in one database transaction that also records `(consumer, event id)` in `processed_events`,
-so a redelivery has no second effect; the message is acked after commit. A message that
-cannot be parsed, or keeps failing for `max_deliveries`, goes to `dead_letters` with the
-error and is acked so the stream keeps flowing; other failures are retried with backoff.
+in one database transaction that also records `(consumer, event id)` in `processed_events`
+(one `INSERT ... ON CONFLICT DO NOTHING`), so a redelivery has no second effect; the message
+is acked after commit. A message that cannot be parsed, or keeps failing for
+`max_deliveries`, goes to `dead_letters` with the error and is acked so the stream keeps
+flowing; other failures are retried with backoff.
+
+Messages are fetched in batches. Within a batch, the events of one person (the CRN of the
+envelope's person reference; events without one share a lane) are handled one after another
+in stream order, and different people's concurrently, up to `concurrency` at a time: order
+is kept where it matters, and one slow event does not hold up everyone else's.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.broker import Broker
-from pathways_shared.db import transaction
+from pathways_shared.db import insert_if_new, transaction
 from pathways_shared.events import Event, stream_name
 from pathways_shared.infra_models import DeadLetter, ProcessedEvent
 from pathways_shared.observability import CORRELATION_HEADER, Metrics, correlation_id, get_logger
@@ -69,6 +75,7 @@ class Consumer:
         max_deliveries: int = 5,
         batch_size: int = 20,
         ack_wait_seconds: float = 30,
+        concurrency: int = 4,
     ) -> None:
         self.subscription = subscription
         self.sessionmaker = sessionmaker
@@ -77,6 +84,7 @@ class Consumer:
         self.max_deliveries = max_deliveries
         self.batch_size = batch_size
         self.ack_wait_seconds = ack_wait_seconds
+        self.concurrency = concurrency
         self.name = subscription.durable
 
     @property
@@ -120,31 +128,48 @@ class Consumer:
                         messages = await psub.fetch(self.batch_size, timeout=1)
                     except (NatsTimeoutError, TimeoutError):
                         continue
-                    for message in messages:
-                        await self.handle(message)
+                    await self.handle_batch(messages)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("consumer.restarting", consumer=self.name, error=str(exc))
                 await asyncio.sleep(1)
 
-    async def handle(self, msg: Msg) -> str:
+    async def handle_batch(self, messages: list[Msg]) -> list[str]:
+        """Handle a fetched batch: each person's events in order, people concurrently."""
+        parsed = [(msg, _parse(msg)) for msg in messages]
+        lanes: dict[str, list[tuple[Msg, Event | Exception]]] = {}
+        for msg, event in parsed:
+            lanes.setdefault(_lane(event), []).append((msg, event))
+        outcomes: dict[int, str] = {}
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def run(lane: list[tuple[Msg, Event | Exception]]) -> None:
+            async with slots:
+                for msg, event in lane:
+                    outcomes[id(msg)] = await self.handle(msg, event)
+
+        if len(lanes) == 1:
+            await run(parsed)
+        else:
+            await asyncio.gather(*(run(lane) for lane in lanes.values()))
+        return [outcomes[id(msg)] for msg in messages]
+
+    async def handle(self, msg: Msg, parsed: Event | Exception | None = None) -> str:
         """Handle one message; returns the outcome (for tests and metrics)."""
         token = correlation_id.set((msg.headers or {}).get(CORRELATION_HEADER))
         try:
-            outcome = await self._handle(msg)
+            outcome = await self._handle(msg, _parse(msg) if parsed is None else parsed)
         finally:
             correlation_id.reset(token)
         if self.metrics:
             self.metrics.consumer_messages.labels(consumer=self.name, outcome=outcome).inc()
         return outcome
 
-    async def _handle(self, msg: Msg) -> str:
+    async def _handle(self, msg: Msg, event: Event | Exception) -> str:
         deliveries = msg.metadata.num_delivered if msg.metadata else 1
-        try:
-            event = Event.from_json(msg.data)
-        except (ValidationError, ValueError) as exc:
-            await self._dead_letter(msg, None, f"unparseable event: {exc}", deliveries)
+        if isinstance(event, Exception):
+            await self._dead_letter(msg, None, f"unparseable event: {event}", deliveries)
             await msg.ack()
             return "dead_lettered"
 
@@ -155,18 +180,8 @@ class Consumer:
 
         try:
             async with transaction(self.sessionmaker) as session:
-                if await already_processed(session, self.name, str(event.id)):
-                    duplicate = True
-                else:
-                    duplicate = False
-                    session.add(
-                        ProcessedEvent(
-                            consumer=self.name,
-                            event_id=str(event.id),
-                            event_type=event.event_type,
-                            processed_at=datetime.now(UTC),
-                        )
-                    )
+                duplicate = not await mark_processed(session, self.name, event)
+                if not duplicate:
                     await handler(session, event)
         except asyncio.CancelledError:
             raise
@@ -208,6 +223,33 @@ class Consumer:
                     created_at=datetime.now(UTC),
                 )
             )
+
+
+def _parse(msg: Msg) -> Event | Exception:
+    try:
+        return Event.from_json(msg.data)
+    except (ValidationError, ValueError) as exc:
+        return exc
+
+
+def _lane(event: Event | Exception) -> str:
+    """Events of one person are handled in order: the lane is the envelope's CRN."""
+    return "" if isinstance(event, Exception) else (event.crn or "")
+
+
+async def mark_processed(session: AsyncSession, consumer: str, event: Event) -> bool:
+    """Record that `consumer` handled `event` in this transaction; False if it already had."""
+    table = ProcessedEvent.__table__
+    inserted = await session.exec(
+        insert_if_new(session, table, table.c.id),
+        params={
+            "consumer": consumer,
+            "event_id": str(event.id),
+            "event_type": event.event_type,
+            "processed_at": datetime.now(UTC),
+        },
+    )
+    return inserted.first() is not None
 
 
 async def already_processed(session: AsyncSession, consumer: str, event_id: str) -> bool:

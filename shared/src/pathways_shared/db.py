@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Table, event, insert
+from sqlalchemy import Column, Table, event, insert
 from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -95,6 +96,23 @@ def is_postgres(session_or_engine: AsyncSession | AsyncEngine) -> bool:
     return bind is not None and bind.dialect.name == "postgresql"
 
 
+_INSERT_IF_NEW: dict[tuple[str, Table, Column], Any] = {}
+
+
+def insert_if_new(session: AsyncSession, table: Table, returning: Column) -> Any:
+    """`INSERT ... ON CONFLICT DO NOTHING RETURNING returning` in this session's dialect.
+
+    One round trip for "insert unless a unique key already holds a row": no row comes back
+    when one did. A conflicting row another transaction has not yet committed is waited for.
+    """
+    name = session.bind.dialect.name
+    key = (name, table, returning)
+    if key not in _INSERT_IF_NEW:
+        dialect = postgresql if name == "postgresql" else sqlite
+        _INSERT_IF_NEW[key] = dialect.insert(table).on_conflict_do_nothing().returning(returning)
+    return _INSERT_IF_NEW[key]
+
+
 DEFERRED_KEY = "pathways_deferred_rows"
 
 
@@ -105,7 +123,10 @@ def defer_insert(session: AsyncSession | SyncSession, table: Table, row: dict[st
     one table in one multi-row INSERT at commit, with no ORM object per row (bench/README.md).
     A rolled-back transaction forgets them. Not visible to queries before the commit.
     """
-    session.info.setdefault(DEFERRED_KEY, {}).setdefault(table, []).append(row)
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    if not sync.in_transaction():
+        sync.begin()  # no I/O: it makes the rollback that would forget these rows a real one
+    sync.info.setdefault(DEFERRED_KEY, {}).setdefault(table, []).append(row)
 
 
 @event.listens_for(SyncSession, "before_commit")
@@ -117,9 +138,10 @@ def _insert_deferred(session: SyncSession) -> None:
             connection.execute(insert(table), rows)
 
 
-@event.listens_for(SyncSession, "after_rollback")
-def _forget_deferred(session: SyncSession) -> None:
-    session.info.pop(DEFERRED_KEY, None)
+@event.listens_for(SyncSession, "after_soft_rollback")
+def _forget_deferred(session: SyncSession, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint
+        session.info.pop(DEFERRED_KEY, None)
 
 
 @asynccontextmanager

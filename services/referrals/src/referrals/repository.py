@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from pathways_shared.db import insert_if_new
 from pathways_shared.vocabulary import (
     Complexity,
     NeedStatus,
@@ -18,7 +19,6 @@ from pathways_shared.vocabulary import (
     WithdrawalReason,
 )
 from sqlalchemy import and_, exists, insert, or_, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -196,16 +196,6 @@ def _history_values(referral_id: UUID, entry: HistoryEntry) -> dict[str, Any]:
     }
 
 
-_INSERT_NEW = {
-    name: dialect.insert(ReferralRow.__table__).on_conflict_do_nothing().returning(ReferralRow.id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-
-
-def _insert_new(session: AsyncSession) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, in this database's dialect."""
-    return _INSERT_NEW[session.bind.dialect.name]
-
 
 def history_to_domain(row: HistoryRow) -> HistoryEntry:
     return HistoryEntry(
@@ -273,7 +263,7 @@ class ReferralRepository:
         one multi-row INSERT each for the needs and the history.
         """
         inserted = await self.session.exec(
-            _insert_new(self.session),
+            insert_if_new(self.session, ReferralRow.__table__, ReferralRow.__table__.c.id),
             params=_referral_values(referral, fingerprint, idempotency_key),
         )
         if inserted.first() is None:
