@@ -36,12 +36,17 @@ SERVICE_ROOT = Path(__file__).resolve().parents[1]
 
 
 class SmtpSink:
-    """Keeps every message; can refuse the next N with a given reply code."""
+    """Keeps every message, with the connection it came over (the client's address and
+    port) and the name the client gave in EHLO; can refuse the next N with a given reply
+    code, and hang up right after accepting the next N."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.connections: list[tuple[str, int]] = []
+        self.ehlo_names: list[str] = []
         self.refuse_next = 0
         self.refuse_code = "451 4.3.0 try again later"
+        self.hang_up_after_next = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refuse_next > 0:
@@ -51,6 +56,12 @@ class SmtpSink:
             envelope.original_content or envelope.content, policy=email.policy.default
         )
         self.messages.append(message)  # type: ignore[arg-type]
+        self.connections.append(tuple(session.peer))
+        self.ehlo_names.append(session.host_name)
+        if self.hang_up_after_next > 0:
+            self.hang_up_after_next -= 1
+            # Runs once the reply below is written: the client sees 250, then the line drop.
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:

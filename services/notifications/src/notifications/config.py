@@ -41,6 +41,8 @@ class NotificationsSettings(ServiceSettings):
     smtp_use_tls: bool = False
     smtp_starttls: bool | None = None
     smtp_timeout_seconds: float = 30.0
+    # The name given in EHLO; unset: the machine's FQDN, looked up once.
+    smtp_local_hostname: str | None = None
     mail_from: str = "Pathways <no-reply@pathways.example>"
     message_id_domain: str = "notifications.pathways.example"
     # JSON objects in the environment: {"NACRO": "referrals@nacro.org.uk", ...}

@@ -7,13 +7,15 @@ the delivery worker records every attempt the same way. Nothing here touches the
 from __future__ import annotations
 
 import asyncio
+import email.header
+import email.quoprimime
 import email.utils
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 import aiosmtplib
@@ -46,45 +48,205 @@ class SmtpSettings:
     use_tls: bool = False
     start_tls: bool | None = None  # None: upgrade when the server offers it
     timeout: float = 30.0
+    # The name given in EHLO; None: the machine's FQDN, looked up when the first session opens.
+    local_hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """One message as it goes on the wire: the envelope and the bytes of the message."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    utf8: bool = False  # an address is not ASCII: the server must offer SMTPUTF8
 
 
 def build_email(
     smtp: SmtpSettings, *, to: str, content: EmailContent, message_id: str, sent_at: datetime
-) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = smtp.sender
-    message["To"] = to
-    message["Subject"] = content.subject
-    # The same Message-ID on a resend after a crash lets mail systems drop the copy.
-    message["Message-ID"] = message_id
-    message["Date"] = email.utils.format_datetime(sent_at)
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(content.body)
-    return message
+) -> OutgoingEmail:
+    """A plain-text UTF-8 message, written directly rather than through ``EmailMessage``,
+    whose header objects re-parse every value (most of the CPU of a send). Non-ASCII in the
+    subject or the sender's name is RFC 2047 encoded; a body that is not short-lined ASCII
+    goes quoted-printable, which any server takes."""
+    sender = _envelope_address(smtp.sender)
+    utf8 = not (sender.isascii() and to.isascii())
+    body_lines = content.body.encode().splitlines()
+    if all(len(line) <= MAX_LINE and line.isascii() for line in body_lines):
+        transfer_encoding = "7bit"
+        body = b"\r\n".join(body_lines) + b"\r\n"
+    else:
+        transfer_encoding = "quoted-printable"
+        text = (b"\n".join(body_lines) + b"\n").decode("latin-1")
+        body = email.quoprimime.body_encode(text, MAX_LINE - 2, eol="\r\n").encode("ascii")
+    headers = (
+        ("From", smtp.sender if utf8 else _ascii_mailbox(smtp.sender)),
+        ("To", to),
+        ("Subject", content.subject),
+        # The same Message-ID on a resend after a crash lets mail systems drop the copy.
+        ("Message-ID", message_id),
+        ("Date", email.utils.format_datetime(sent_at)),
+        ("Auto-Submitted", "auto-generated"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", 'text/plain; charset="utf-8"'),
+        ("Content-Transfer-Encoding", transfer_encoding),
+    )
+    head = "".join(_header_line(name, value, utf8=utf8) for name, value in headers)
+    return OutgoingEmail(
+        sender=sender,
+        recipient=to,
+        data=head.encode() + b"\r\n" + body,
+        utf8=utf8,
+    )
 
 
-async def send_email(smtp: SmtpSettings, message: EmailMessage) -> AttemptOutcome:
-    try:
-        await aiosmtplib.send(
-            message,
-            hostname=smtp.host,
-            port=smtp.port,
-            username=smtp.username,
-            password=smtp.password,
-            use_tls=smtp.use_tls,
-            start_tls=smtp.start_tls,
-            timeout=smtp.timeout,
+MAX_LINE = 78
+
+
+def _header_line(name: str, value: str, *, utf8: bool) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"the {name} header may not contain a line break")
+    too_long = len(name) + len(value) + 2 > MAX_LINE
+    if name == "Subject" and not utf8 and (too_long or not value.isascii()):
+        charset = "us-ascii" if value.isascii() else "utf-8"
+        value = email.header.Header(value, charset, MAX_LINE, header_name=name).encode(
+            linesep="\r\n"
         )
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        refusals = list(exc.recipients)
-        if refusals:
-            return classify_smtp_reply(refusals[0].code, "recipient refused")
-        return permanent_failure("recipient refused")
-    except aiosmtplib.SMTPResponseException as exc:
-        return classify_smtp_reply(exc.code, exc.message[:200])
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        return transport_failure(f"SMTP unreachable: {type(exc).__name__}: {exc}"[:300])
-    return classify_smtp_reply(250, "accepted")
+    elif too_long:  # an address or an identifier: folded whole onto a line of its own
+        return f"{name}:\r\n {value}\r\n"
+    return f"{name}: {value}\r\n"
+
+
+def _ascii_mailbox(mailbox: str) -> str:
+    if mailbox.isascii():
+        return mailbox
+    name, address = email.utils.parseaddr(mailbox)
+    return email.utils.formataddr((name, address), charset="utf-8")
+
+
+def _envelope_address(mailbox: str) -> str:
+    return email.utils.parseaddr(mailbox)[1] or mailbox.strip()
+
+
+class SmtpSession:
+    """The emails of one worker round over one SMTP connection, opened at the first message,
+    reopened when it breaks, closed (QUIT) at the end of the round.
+
+    Messages go one at a time. Each is given the outcome it would have had on a connection
+    of its own: a reply (4xx, 5xx, refused recipient) is its own; a connection that turns
+    out to have dropped, or is closed by the server (421), is reopened and the message sent
+    once more on the fresh one. If the server cannot be reached at all, the rest of the
+    round's messages get the same outcome without trying again. A message whose turn comes
+    after ``start_by`` (``loop.time()``) is not started, so a slow server cannot keep
+    messages in flight past their lease."""
+
+    def __init__(self, smtp: SmtpSettings, *, start_by: float | None = None) -> None:
+        self.smtp = smtp
+        self.start_by = start_by
+        self.connections_opened = 0
+        self._client: aiosmtplib.SMTP | None = None
+        self._unreachable: AttemptOutcome | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                pass
+        client.close()
+
+    async def send(self, message: OutgoingEmail) -> AttemptOutcome:
+        async with self._lock:
+            if self._unreachable is not None:
+                return self._unreachable
+            if self.start_by is not None and asyncio.get_running_loop().time() > self.start_by:
+                return transport_failure(
+                    "not sent: the mail server was too slow to reach this message in time"
+                )
+            reused = self._client is not None and self._client.is_connected
+            outcome, connection_broke = await self._send_once(message)
+            if reused and connection_broke:
+                outcome, _ = await self._send_once(message)
+            return outcome
+
+    async def _send_once(self, message: OutgoingEmail) -> tuple[AttemptOutcome, bool]:
+        """The outcome, and whether the connection broke under it."""
+        client = self._client
+        if client is None or not client.is_connected:
+            try:
+                client = await self._connect()
+            except aiosmtplib.SMTPResponseException as exc:
+                self._unreachable = classify_smtp_reply(exc.code, exc.message[:200])
+                return self._unreachable, True
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                self._unreachable = _no_answer(exc)
+                return self._unreachable, True
+        try:
+            await client.sendmail(
+                message.sender,
+                [message.recipient],
+                message.data,
+                mail_options=["SMTPUTF8"] if message.utf8 else None,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refusals = list(exc.recipients)
+            if refusals:
+                return classify_smtp_reply(refusals[0].code, "recipient refused"), False
+            return permanent_failure("recipient refused"), False
+        except aiosmtplib.SMTPResponseException as exc:
+            closing = exc.code == SERVICE_CLOSING
+            if closing:
+                self._drop()
+            return classify_smtp_reply(exc.code, exc.message[:200]), closing
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self._drop()
+            return _no_answer(exc), isinstance(exc, ConnectionError)
+        return classify_smtp_reply(250, "accepted"), False
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        self._drop()
+        client = aiosmtplib.SMTP(
+            hostname=self.smtp.host,
+            port=self.smtp.port,
+            username=self.smtp.username,
+            password=self.smtp.password,
+            use_tls=self.smtp.use_tls,
+            start_tls=self.smtp.start_tls,
+            timeout=self.smtp.timeout,
+            local_hostname=self.smtp.local_hostname,
+        )
+        self.connections_opened += 1
+        await client.connect()
+        self._client = client
+        return client
+
+    def _drop(self) -> None:
+        """Forget a connection in an unknown state; the next message opens a new one."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+SERVICE_CLOSING = 421
+
+
+def _no_answer(exc: BaseException) -> AttemptOutcome:
+    return transport_failure(f"SMTP unreachable: {type(exc).__name__}: {exc}"[:300])
+
+
+async def machine_hostname() -> str:
+    """The FQDN given in EHLO when none is configured (a DNS lookup: off the event loop)."""
+    return await asyncio.to_thread(socket.getfqdn)
 
 
 # --------------------------------------------------------------------------- webhooks

@@ -4,7 +4,8 @@ Each round, in order:
 1. one transaction claims due deliveries (``FOR UPDATE SKIP LOCKED``), marks each
    ``sending`` with a lease and writes its attempt row: the intent is recorded before
    anything leaves the process;
-2. the sends run concurrently, outside any transaction (SMTP, HTTP);
+2. the sends run concurrently, outside any transaction (SMTP, HTTP); the round's emails share
+   one SMTP connection, and each referral they need is read once for the round;
 3. one transaction per delivery records the outcome: delivered, retry later (backoff with
    jitter) or failed; for a webhook, the subscription's health, and its disabling; the events
    that follow (``notifications.duty-to-refer.sent``, ``notifications.delivery.failed``) go
@@ -19,8 +20,8 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -37,7 +38,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications import repository
 from notifications.config import NotificationsSettings
-from notifications.contacts import ContactsMissing, ContactsUnavailable, ReferralsClient
+from notifications.contacts import (
+    ContactsMissing,
+    ContactsUnavailable,
+    ReferralRecord,
+    ReferralsClient,
+)
 from notifications.delivery import (
     AttemptOutcome,
     Delivery,
@@ -73,13 +79,14 @@ from notifications.subscriptions import SubscriptionHealth, record_webhook_attem
 from notifications.templates import RenderContext, render_email
 from notifications.transports import (
     Resolver,
+    SmtpSession,
     SmtpSettings,
     build_email,
     check_destination,
+    machine_hostname,
     make_http_client,
     post_webhook,
     resolve_host,
-    send_email,
 )
 from notifications.webhooks import webhook_headers
 
@@ -142,6 +149,16 @@ class AttemptResult:
     cancel_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class DeliveryRound:
+    """What the deliveries of one round share, and forget when it ends: the answer about
+    each referral its emails need (held in memory for the round only: this service does not
+    store the person's details) and one SMTP connection."""
+
+    referrals: Mapping[uuid.UUID, ReferralRecord | Exception]
+    mail: SmtpSession
+
+
 class Deliverer:
     def __init__(
         self,
@@ -172,6 +189,7 @@ class Deliverer:
             use_tls=settings.smtp_use_tls,
             start_tls=settings.smtp_starttls,
             timeout=settings.smtp_timeout_seconds,
+            local_hostname=settings.smtp_local_hostname,
         )
         self.lease = timedelta(seconds=settings.delivery_lease_seconds)
         self.retry_policy = settings.retry_policy
@@ -201,8 +219,42 @@ class Deliverer:
     async def run_once(self) -> int:
         claimed = await self._claim()
         if claimed:
-            await asyncio.gather(*(self._deliver(row) for row in claimed))
+            await self._deliver_round(claimed)
         return len(claimed)
+
+    async def _deliver_round(self, claimed: list[NotificationRow]) -> None:
+        # A message whose turn on the shared connection comes too late is not started, so
+        # no send outlasts its lease (another worker may take the delivery over then).
+        start_by = (
+            asyncio.get_running_loop().time()
+            + self.settings.delivery_lease_seconds
+            - self.settings.smtp_timeout_seconds
+        )
+        emails = [row for row in claimed if row.channel == Channel.EMAIL.value]
+        referrals = await self._read_referrals(emails)
+        smtp = await self._smtp_settings() if emails else self.smtp
+        async with SmtpSession(smtp, start_by=start_by) as mail:
+            round_ = DeliveryRound(referrals=referrals, mail=mail)
+            await asyncio.gather(*(self._deliver(row, round_) for row in claimed))
+
+    async def _read_referrals(
+        self, emails: list[NotificationRow]
+    ) -> dict[uuid.UUID, ReferralRecord | Exception]:
+        ids = list(dict.fromkeys(r.referral_id for r in emails if r.referral_id is not None))
+        answers = await asyncio.gather(
+            *(self.referrals.referral(i) for i in ids), return_exceptions=True
+        )
+        read: dict[uuid.UUID, ReferralRecord | Exception] = {}
+        for referral_id, answer in zip(ids, answers, strict=True):
+            if not isinstance(answer, ReferralRecord | Exception):
+                raise answer  # cancelled: the round stops here, as any send would
+            read[referral_id] = answer
+        return read
+
+    async def _smtp_settings(self) -> SmtpSettings:
+        if self.smtp.local_hostname is None:  # looked up once, not for every connection
+            self.smtp = replace(self.smtp, local_hostname=await machine_hostname())
+        return self.smtp
 
     async def _claim(self) -> list[NotificationRow]:
         now = self.clock()
@@ -235,12 +287,12 @@ class Deliverer:
             attempt.outcome = "interrupted"
             attempt.detail = "no outcome was recorded (the worker stopped mid-send); sent again"
 
-    async def _deliver(self, row: NotificationRow) -> None:
+    async def _deliver(self, row: NotificationRow, round_: DeliveryRound) -> None:
         try:
             if row.channel == Channel.WEBHOOK.value:
                 result = await self._send_webhook(row)
             else:
-                result = await self._send_email(row)
+                result = await self._send_email(row, round_)
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the loop; it is recorded
             log.error("delivery.crashed", notification_id=str(row.id), error=repr(exc))
             result = AttemptResult(transport_failure(f"internal error: {type(exc).__name__}"))
@@ -254,7 +306,7 @@ class Deliverer:
 
     # ----------------------------------------------------------------------- sending
 
-    async def _send_email(self, row: NotificationRow) -> AttemptResult:
+    async def _send_email(self, row: NotificationRow, round_: DeliveryRound) -> AttemptResult:
         intent = intent_of(row)
         try:
             event = parse_envelope(json.loads(row.event_payload))
@@ -262,12 +314,14 @@ class Deliverer:
             return AttemptResult(permanent_failure(exc.detail))
         record = None
         if intent.referral_id is not None:
-            try:
-                record = await self.referrals.referral(intent.referral_id)
-            except ContactsUnavailable as exc:
-                return AttemptResult(transport_failure(str(exc)))
-            except ContactsMissing as exc:
-                return AttemptResult(permanent_failure(str(exc)))
+            answer = round_.referrals[intent.referral_id]
+            if isinstance(answer, ContactsUnavailable):
+                return AttemptResult(transport_failure(str(answer)))
+            if isinstance(answer, ContactsMissing):
+                return AttemptResult(permanent_failure(str(answer)))
+            if isinstance(answer, Exception):
+                raise answer
+            record = answer
         if record is not None:
             context = record.render_context(intent.kind)
             contacts = record.contacts(
@@ -291,7 +345,7 @@ class Deliverer:
             message_id=email_message_id(intent.idempotency_key, self.settings.message_id_domain),
             sent_at=self.clock(),
         )
-        outcome = await send_email(self.smtp, message)
+        outcome = await round_.mail.send(message)
         return AttemptResult(outcome, address=address, crn=event.crn)
 
     async def _send_webhook(self, row: NotificationRow) -> AttemptResult:
