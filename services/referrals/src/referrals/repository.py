@@ -18,8 +18,7 @@ from pathways_shared.vocabulary import (
     SupervisionStatus,
     WithdrawalReason,
 )
-from sqlalchemy import and_, exists, insert, or_, tuple_
-from sqlmodel import select
+from sqlalchemy import Row, and_, bindparam, case, exists, insert, or_, select, tuple_, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from referrals import domain
@@ -34,10 +33,16 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+REFERRALS = ReferralRow.__table__
+NEEDS = NeedRow.__table__
+HISTORY = HistoryRow.__table__
+
 # --------------------------------------------------------------------------- mapping
+# Rows are read and written as Core rows (columns by name), not ORM objects: no identity
+# map or unit of work to pay for on every request and event (bench/README.md).
 
 
-def _need_to_domain(row: NeedRow) -> domain.Need:
+def _need_to_domain(row: Any) -> domain.Need:
     return domain.Need(
         id=row.id,
         pathway=Pathway(row.pathway),
@@ -59,7 +64,7 @@ def _need_to_domain(row: NeedRow) -> domain.Need:
     )
 
 
-def _to_domain(row: ReferralRow, needs: Sequence[NeedRow]) -> domain.Referral:
+def _to_domain(row: Any, needs: Sequence[Any]) -> domain.Referral:
     withdrawal = None
     if row.withdrawn_at is not None:
         withdrawal = domain.Withdrawal(
@@ -101,19 +106,22 @@ def _to_domain(row: ReferralRow, needs: Sequence[NeedRow]) -> domain.Referral:
     )
 
 
-def _copy_need(need: domain.Need, row: NeedRow) -> None:
-    row.status = need.status.value
-    row.service_code = need.service_code
-    row.provider_code = need.provider_code
-    row.programme = need.programme
-    row.provider_referral_id = need.provider_referral_id
-    row.status_reason = need.status_reason
-    row.allocated_at = need.allocated_at
-    row.acknowledge_by = need.acknowledge_by
-    row.respond_by = need.respond_by
-    row.updated_at = need.updated_at
-    row.last_event_at = need.last_event_at
-    row.missed_deadlines = sorted(need.missed_deadlines)
+def _need_changes(need: domain.Need) -> dict[str, Any]:
+    """The columns of a need a decision may change (`_NEED_CHANGES`), by name."""
+    return {
+        "status": need.status.value,
+        "service_code": need.service_code,
+        "provider_code": need.provider_code,
+        "programme": need.programme,
+        "provider_referral_id": need.provider_referral_id,
+        "status_reason": need.status_reason,
+        "allocated_at": need.allocated_at,
+        "acknowledge_by": need.acknowledge_by,
+        "respond_by": need.respond_by,
+        "updated_at": need.updated_at,
+        "last_event_at": need.last_event_at,
+        "missed_deadlines": sorted(need.missed_deadlines),
+    }
 
 
 def _referral_values(
@@ -170,19 +178,22 @@ def _need_values(referral_id: UUID, position: int, need: domain.Need) -> dict[st
         "complexity": need.complexity.value,
         "details": need.details,
         "flags": [f.value for f in need.flags],
-        "status": need.status.value,
-        "service_code": need.service_code,
-        "provider_code": need.provider_code,
-        "programme": need.programme,
-        "provider_referral_id": need.provider_referral_id,
-        "status_reason": need.status_reason,
-        "allocated_at": need.allocated_at,
-        "acknowledge_by": need.acknowledge_by,
-        "respond_by": need.respond_by,
-        "updated_at": need.updated_at,
-        "last_event_at": need.last_event_at,
-        "missed_deadlines": sorted(need.missed_deadlines),
+        **_need_changes(need),
     }
+
+
+_NEED_CHANGES = (
+    "status", "service_code", "provider_code", "programme", "provider_referral_id",
+    "status_reason", "allocated_at", "acknowledge_by", "respond_by", "updated_at",
+    "last_event_at", "missed_deadlines",
+)
+# One statement for every need of a referral (executemany). Parameters are `new_<column>`:
+# a bound parameter may not share its name with a column being set.
+_UPDATE_NEED = (
+    update(NEEDS)
+    .where(NEEDS.c.id == bindparam("need_id"))
+    .values({name: bindparam(f"new_{name}") for name in _NEED_CHANGES})
+)
 
 
 def _history_values(referral_id: UUID, entry: HistoryEntry) -> dict[str, Any]:
@@ -197,7 +208,7 @@ def _history_values(referral_id: UUID, entry: HistoryEntry) -> dict[str, Any]:
 
 
 
-def history_to_domain(row: HistoryRow) -> HistoryEntry:
+def history_to_domain(row: Any) -> HistoryEntry:
     return HistoryEntry(
         at=_aware(row.at), actor=row.actor, event=row.event, need_id=row.need_id, detail=row.detail
     )
@@ -219,28 +230,29 @@ class ReferralFilter:
 
 def list_query(where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID] | None) -> Any:
     """Keyset query, newest first: each filter leads an index that ends (submitted_at, id)."""
+    r, n = REFERRALS.c, NEEDS.c
     conditions: list[Any] = []
     if where.visible_areas is not None:
-        conditions.append(ReferralRow.area.in_(sorted(where.visible_areas)))
+        conditions.append(r.area.in_(sorted(where.visible_areas)))
     if where.area is not None:
-        conditions.append(ReferralRow.area == where.area)
+        conditions.append(r.area == where.area)
     if where.crn is not None:
-        conditions.append(ReferralRow.crn == where.crn)
+        conditions.append(r.crn == where.crn)
     if where.status is not None:
-        conditions.append(ReferralRow.status == where.status)
+        conditions.append(r.status == where.status)
     need_conditions = []
     if where.pathway is not None:
-        need_conditions.append(NeedRow.pathway == where.pathway)
+        need_conditions.append(n.pathway == where.pathway)
     if where.provider_code is not None:
-        need_conditions.append(NeedRow.provider_code == where.provider_code)
+        need_conditions.append(n.provider_code == where.provider_code)
     if need_conditions:
-        conditions.append(exists().where(NeedRow.referral_id == ReferralRow.id, *need_conditions))
+        conditions.append(exists().where(n.referral_id == r.id, *need_conditions))
     if after is not None:
-        conditions.append(tuple_(ReferralRow.submitted_at, ReferralRow.id) < tuple_(*after))
-    query = select(ReferralRow)
+        conditions.append(tuple_(r.submitted_at, r.id) < tuple_(*after))
+    query = select(REFERRALS)
     if conditions:
         query = query.where(and_(*conditions))
-    return query.order_by(ReferralRow.submitted_at.desc(), ReferralRow.id.desc()).limit(limit)
+    return query.order_by(r.submitted_at.desc(), r.id.desc()).limit(limit)
 
 
 class ReferralRepository:
@@ -283,61 +295,75 @@ class ReferralRepository:
                 params=[_history_values(referral_id, entry) for entry in history],
             )
 
-    async def _needs_of(self, referral_ids: Sequence[UUID]) -> dict[UUID, list[NeedRow]]:
-        out: dict[UUID, list[NeedRow]] = {rid: [] for rid in referral_ids}
+    async def _needs_of(self, referral_ids: Sequence[UUID]) -> dict[UUID, list[Row]]:
+        out: dict[UUID, list[Row]] = {rid: [] for rid in referral_ids}
         if referral_ids:
             result = await self.session.exec(
-                select(NeedRow).where(NeedRow.referral_id.in_(list(referral_ids)))
+                select(NEEDS).where(NEEDS.c.referral_id.in_(list(referral_ids)))
             )
             for row in result:
                 out[row.referral_id].append(row)
         return out
 
+    async def _with_needs(self, rows: Sequence[Row]) -> list[domain.Referral]:
+        needs = await self._needs_of([row.id for row in rows])
+        return [_to_domain(row, needs[row.id]) for row in rows]
+
     async def get(self, referral_id: UUID, *, for_update: bool = False) -> domain.Referral | None:
         """The referral; `for_update` locks its row so concurrent changes queue behind us."""
-        query = select(ReferralRow).where(ReferralRow.id == referral_id)
+        query = select(REFERRALS).where(REFERRALS.c.id == referral_id)
         if for_update:
-            query = query.with_for_update().execution_options(populate_existing=True)
+            query = query.with_for_update()
         row = (await self.session.exec(query)).first()
         if row is None:
             return None
-        needs = await self._needs_of([row.id])
-        return _to_domain(row, needs[row.id])
+        [referral] = await self._with_needs([row])
+        return referral
 
     async def find_existing(
         self, *, source_reference: str, idempotency_key: str | None
     ) -> tuple[domain.Referral, str, str | None] | None:
         """The referral already made with this key or source reference, its fingerprint and key."""
-        conditions = [ReferralRow.source_reference == source_reference]
+        conditions = [REFERRALS.c.source_reference == source_reference]
         if idempotency_key is not None:
-            conditions.insert(0, ReferralRow.idempotency_key == idempotency_key)
-        rows = list((await self.session.exec(select(ReferralRow).where(or_(*conditions)))).all())
+            conditions.insert(0, REFERRALS.c.idempotency_key == idempotency_key)
+        rows = list((await self.session.exec(select(REFERRALS).where(or_(*conditions)))).all())
         if not rows:
             return None
         # The idempotency key wins over the source reference when both match different rows.
         rows.sort(key=lambda r: r.idempotency_key != idempotency_key or idempotency_key is None)
         row = rows[0]
-        needs = await self._needs_of([row.id])
-        return _to_domain(row, needs[row.id]), row.fingerprint, row.idempotency_key
+        [referral] = await self._with_needs([row])
+        return referral, row.fingerprint, row.idempotency_key
 
     async def save(self, referral: domain.Referral, history: Sequence[HistoryEntry]) -> None:
         """Write back what a decision changed: status, withdrawal and needs; add history."""
-        row = await self.session.get(ReferralRow, referral.id)
-        if row is None:
-            raise LookupError(f"referral {referral.id} is not stored")
-        row.status = referral.status.value
-        row.updated_at = max([n.updated_at for n in referral.needs] + [_aware(row.updated_at)])
+        latest = max(n.updated_at for n in referral.needs)
+        values: dict[str, Any] = {
+            "status": referral.status.value,
+            # Never backwards: a stale event must not make the referral look older.
+            "updated_at": case((REFERRALS.c.updated_at < latest, latest),
+                               else_=REFERRALS.c.updated_at),
+        }
         if referral.withdrawal is not None:
-            row.withdrawal_reason = referral.withdrawal.reason_code.value
-            row.withdrawal_comments = referral.withdrawal.comments
-            row.withdrawn_at = referral.withdrawal.withdrawn_at
-            row.withdrawn_by = referral.withdrawal.withdrawn_by
-        for need in referral.needs:
-            need_row = await self.session.get(NeedRow, need.id)
-            if need_row is None:
-                raise LookupError(f"need {need.id} is not stored")
-            _copy_need(need, need_row)
-        await self.session.flush()
+            values.update(
+                withdrawal_reason=referral.withdrawal.reason_code.value,
+                withdrawal_comments=referral.withdrawal.comments,
+                withdrawn_at=referral.withdrawal.withdrawn_at,
+                withdrawn_by=referral.withdrawal.withdrawn_by,
+            )
+        updated = await self.session.exec(
+            update(REFERRALS).where(REFERRALS.c.id == referral.id).values(**values)
+        )
+        if updated.rowcount != 1:
+            raise LookupError(f"referral {referral.id} is not stored")
+        await self.session.exec(
+            _UPDATE_NEED,
+            params=[
+                {"need_id": need.id} | {f"new_{k}": v for k, v in _need_changes(need).items()}
+                for need in referral.needs
+            ],
+        )
         await self.add_history(referral.id, history)
 
     async def list(
@@ -345,34 +371,33 @@ class ReferralRepository:
     ) -> list[domain.Referral]:
         """Newest first; up to `limit` referrals strictly after the keyset `after`."""
         rows = list((await self.session.exec(list_query(where, limit=limit, after=after))).all())
-        needs = await self._needs_of([r.id for r in rows])
-        return [_to_domain(r, needs[r.id]) for r in rows]
+        return await self._with_needs(rows)
 
     async def history(
         self, referral_id: UUID, *, limit: int, after: tuple[datetime, int] | None
     ) -> list[tuple[int, HistoryEntry]]:
         """Oldest first by when it happened, then by when it was recorded."""
-        query = select(HistoryRow).where(HistoryRow.referral_id == referral_id)
+        h = HISTORY.c
+        query = select(HISTORY).where(h.referral_id == referral_id)
         if after is not None:
-            query = query.where(tuple_(HistoryRow.at, HistoryRow.id) > tuple_(*after))
-        query = query.order_by(HistoryRow.at, HistoryRow.id).limit(limit)
+            query = query.where(tuple_(h.at, h.id) > tuple_(*after))
+        query = query.order_by(h.at, h.id).limit(limit)
         rows = (await self.session.exec(query)).all()
         return [(row.id, history_to_domain(row)) for row in rows]
 
     async def all_for_crn(self, crn: str) -> list[tuple[domain.Referral, list[HistoryEntry]]]:
         result = await self.session.exec(
-            select(ReferralRow)
-            .where(ReferralRow.crn == crn)
-            .order_by(ReferralRow.submitted_at, ReferralRow.id)
+            select(REFERRALS)
+            .where(REFERRALS.c.crn == crn)
+            .order_by(REFERRALS.c.submitted_at, REFERRALS.c.id)
         )
-        rows = list(result.all())
-        needs = await self._needs_of([r.id for r in rows])
+        referrals = await self._with_needs(list(result.all()))
         out = []
-        for row in rows:
+        for referral in referrals:
             history = await self.session.exec(
-                select(HistoryRow)
-                .where(HistoryRow.referral_id == row.id)
-                .order_by(HistoryRow.at, HistoryRow.id)
+                select(HISTORY)
+                .where(HISTORY.c.referral_id == referral.id)
+                .order_by(HISTORY.c.at, HISTORY.c.id)
             )
-            out.append((_to_domain(row, needs[row.id]), [history_to_domain(h) for h in history]))
+            out.append((referral, [history_to_domain(h) for h in history]))
         return out
