@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from pathways_shared.db import is_postgres
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -136,6 +136,19 @@ async def get_notification(
     return (await session.exec(query)).first()
 
 
+async def notifications_by_id(
+    session: AsyncSession, notification_ids: Sequence[uuid.UUID], *, for_update: bool = False
+) -> dict[uuid.UUID, NotificationRow]:
+    query = (
+        select(NotificationRow)
+        .where(col(NotificationRow.id).in_(list(notification_ids)))
+        .order_by(col(NotificationRow.id))  # locks taken in one order by every worker
+    )
+    if for_update and is_postgres(session):
+        query = query.with_for_update()
+    return {row.id: row for row in (await session.exec(query)).all()}
+
+
 async def list_notifications(
     session: AsyncSession,
     *,
@@ -215,6 +228,20 @@ async def open_attempt(
         DeliveryAttemptRow.number == number,
     )
     return (await session.exec(query)).first()
+
+
+async def attempts_numbered(
+    session: AsyncSession, numbered: Sequence[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], DeliveryAttemptRow]:
+    """The attempts with these (notification id, number)."""
+    if not numbered:
+        return {}
+    query = select(DeliveryAttemptRow).where(
+        tuple_(col(DeliveryAttemptRow.notification_id), col(DeliveryAttemptRow.number)).in_(
+            list(numbered)
+        )
+    )
+    return {(a.notification_id, a.number): a for a in (await session.exec(query)).all()}
 
 
 async def attempts_of(

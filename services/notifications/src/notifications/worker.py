@@ -6,10 +6,11 @@ Each round, in order:
    anything leaves the process;
 2. the sends run concurrently, outside any transaction (SMTP, HTTP); the round's emails share
    one SMTP connection, and each referral they need is read once for the round;
-3. one transaction per delivery records the outcome: delivered, retry later (backoff with
-   jitter) or failed; for a webhook, the subscription's health, and its disabling; the events
-   that follow (``notifications.duty-to-refer.sent``, ``notifications.delivery.failed``) go
-   to the outbox in that same transaction.
+3. a transaction records the outcome: delivered, retry later (backoff with jitter) or
+   failed; for a webhook, the subscription's health, and its disabling; the events that
+   follow (``notifications.duty-to-refer.sent``, ``notifications.delivery.failed``) go to
+   the outbox in that same transaction. One per webhook, as soon as it has been sent; one
+   for all the round's emails once the last has been sent.
 A crash between 2 and 3 leaves the delivery ``sending``; when its lease expires it is sent
 again with the same ``webhook-id`` / ``Message-ID``, so receivers can drop the copy.
 """
@@ -20,7 +21,7 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -231,11 +232,33 @@ class Deliverer:
             - self.settings.smtp_timeout_seconds
         )
         emails = [row for row in claimed if row.channel == Channel.EMAIL.value]
-        referrals = await self._read_referrals(emails)
-        smtp = await self._smtp_settings() if emails else self.smtp
-        async with SmtpSession(smtp, start_by=start_by) as mail:
+        webhooks = [row for row in claimed if row.channel != Channel.EMAIL.value]
+        await asyncio.gather(
+            self._deliver_emails(emails, start_by),
+            *(self._deliver_webhook(row) for row in webhooks),
+        )
+
+    async def _deliver_emails(self, rows: list[NotificationRow], start_by: float) -> None:
+        """The round's emails over one connection, their outcomes recorded together once
+        the last has been sent (or, should that fail, each on its own)."""
+        if not rows:
+            return
+        referrals = await self._read_referrals(rows)
+        async with SmtpSession(await self._smtp_settings(), start_by=start_by) as mail:
             round_ = DeliveryRound(referrals=referrals, mail=mail)
-            await asyncio.gather(*(self._deliver(row, round_) for row in claimed))
+            results = await asyncio.gather(
+                *(self._attempt(row, self._send_email(row, round_)) for row in rows)
+            )
+            outcomes = list(zip(rows, results, strict=True))
+            try:
+                await self._record_all(outcomes)
+            except Exception as exc:  # noqa: BLE001 - each is then tried on its own
+                log.error("delivery.record_all_failed", count=len(outcomes), error=repr(exc))
+                for row, result in outcomes:
+                    await self._record_or_log(row, result)
+
+    async def _deliver_webhook(self, row: NotificationRow) -> None:
+        await self._record_or_log(row, await self._attempt(row, self._send_webhook(row)))
 
     async def _read_referrals(
         self, emails: list[NotificationRow]
@@ -287,17 +310,19 @@ class Deliverer:
             attempt.outcome = "interrupted"
             attempt.detail = "no outcome was recorded (the worker stopped mid-send); sent again"
 
-    async def _deliver(self, row: NotificationRow, round_: DeliveryRound) -> None:
+    async def _attempt(
+        self, row: NotificationRow, sending: Awaitable[AttemptResult]
+    ) -> AttemptResult:
         try:
-            if row.channel == Channel.WEBHOOK.value:
-                result = await self._send_webhook(row)
-            else:
-                result = await self._send_email(row, round_)
+            result = await sending
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the loop; it is recorded
             log.error("delivery.crashed", notification_id=str(row.id), error=repr(exc))
             result = AttemptResult(transport_failure(f"internal error: {type(exc).__name__}"))
         if self.attempts_counter is not None:
             self.attempts_counter.labels(row.channel, result.outcome.kind.value).inc()
+        return result
+
+    async def _record_or_log(self, row: NotificationRow, result: AttemptResult) -> None:
         try:
             await self._record(row, result)
         except Exception as exc:  # noqa: BLE001
@@ -385,62 +410,94 @@ class Deliverer:
     # ----------------------------------------------------------------------- recording
 
     async def _record(self, claimed: NotificationRow, result: AttemptResult) -> None:
+        """One delivery's outcome, in its own transaction."""
         now = self.clock()
         async with transaction(self.sessionmaker) as session:
             row = await repository.get_notification(session, claimed.id, for_update=True)
             attempt = await repository.open_attempt(session, claimed.id, claimed.attempts)
-            if attempt is not None:
-                attempt.finished_at = now
-                attempt.outcome = result.outcome.kind.value
-                attempt.status_code = result.outcome.status_code
-                attempt.detail = result.outcome.detail[:2000]
-            if (
-                row is None
-                or row.status != DeliveryStatus.SENDING.value
-                or (row.attempts != claimed.attempts)
-            ):
-                return  # another worker took it over after the lease expired
-            if result.address:
-                row.address = result.address
-            if result.cancel_reason:
-                state = record_outcome(
-                    delivery_of(row), result.outcome, now, self.random, self.retry_policy
+            await self._apply_result(session, claimed, row, attempt, result, now)
+
+    async def _record_all(self, outcomes: list[tuple[NotificationRow, AttemptResult]]) -> None:
+        """Several deliveries' outcomes in one transaction: two reads, then the changes."""
+        now = self.clock()
+        async with transaction(self.sessionmaker) as session:
+            rows = await repository.notifications_by_id(
+                session, [claimed.id for claimed, _ in outcomes], for_update=True
+            )
+            attempts = await repository.attempts_numbered(
+                session, [(claimed.id, claimed.attempts) for claimed, _ in outcomes]
+            )
+            for claimed, result in outcomes:
+                await self._apply_result(
+                    session,
+                    claimed,
+                    rows.get(claimed.id),
+                    attempts.get((claimed.id, claimed.attempts)),
+                    result,
+                    now,
                 )
-                if state.status is DeliveryStatus.RETRYING:
-                    state = cancel(state, result.cancel_reason)
-                apply_delivery(row, state, now)
-                return
+
+    async def _apply_result(
+        self,
+        session: AsyncSession,
+        claimed: NotificationRow,
+        row: NotificationRow | None,
+        attempt: DeliveryAttemptRow | None,
+        result: AttemptResult,
+        now: datetime,
+    ) -> None:
+        if attempt is not None:
+            attempt.finished_at = now
+            attempt.outcome = result.outcome.kind.value
+            attempt.status_code = result.outcome.status_code
+            attempt.detail = result.outcome.detail[:2000]
+        if (
+            row is None
+            or row.status != DeliveryStatus.SENDING.value
+            or (row.attempts != claimed.attempts)
+        ):
+            return  # another worker took it over after the lease expired
+        if result.address:
+            row.address = result.address
+        if result.cancel_reason:
             state = record_outcome(
                 delivery_of(row), result.outcome, now, self.random, self.retry_policy
             )
-            if row.subscription_id is not None:
-                state = await self._after_webhook_attempt(session, row, state, result, now)
+            if state.status is DeliveryStatus.RETRYING:
+                state = cancel(state, result.cancel_reason)
             apply_delivery(row, state, now)
-            intent = intent_of(row)
-            event = parse_envelope(json.loads(row.event_payload))
-            if state.status is DeliveryStatus.DELIVERED:
-                for outbound in events_after_delivery(intent, event):
-                    add_event(session, shared_event(outbound))
-                if row.channel == Channel.EMAIL.value and result.crn:
-                    record_access(
-                        session,
-                        actor=SYSTEM_ACTOR,
-                        action=Action.DISCLOSURE,
-                        resource=f"notification/{row.id}",
-                        crn=result.crn,
-                        purpose=f"{row.kind} email to the {row.recipient_role.replace('_', ' ')}",
-                    )
-            elif state.status is DeliveryStatus.FAILED:
-                for outbound in events_after_final_failure(
-                    intent, event, notification_id=row.id, attempts=state.attempts
-                ):
-                    add_event(session, shared_event(outbound))
-                log.warning(
-                    "delivery.failed",
-                    notification_id=str(row.id),
-                    kind=row.kind,
-                    error=state.last_error,
+            return
+        state = record_outcome(
+            delivery_of(row), result.outcome, now, self.random, self.retry_policy
+        )
+        if row.subscription_id is not None:
+            state = await self._after_webhook_attempt(session, row, state, result, now)
+        apply_delivery(row, state, now)
+        intent = intent_of(row)
+        event = parse_envelope(json.loads(row.event_payload))
+        if state.status is DeliveryStatus.DELIVERED:
+            for outbound in events_after_delivery(intent, event):
+                add_event(session, shared_event(outbound))
+            if row.channel == Channel.EMAIL.value and result.crn:
+                record_access(
+                    session,
+                    actor=SYSTEM_ACTOR,
+                    action=Action.DISCLOSURE,
+                    resource=f"notification/{row.id}",
+                    crn=result.crn,
+                    purpose=f"{row.kind} email to the {row.recipient_role.replace('_', ' ')}",
                 )
+        elif state.status is DeliveryStatus.FAILED:
+            for outbound in events_after_final_failure(
+                intent, event, notification_id=row.id, attempts=state.attempts
+            ):
+                add_event(session, shared_event(outbound))
+            log.warning(
+                "delivery.failed",
+                notification_id=str(row.id),
+                kind=row.kind,
+                error=state.last_error,
+            )
 
     async def _after_webhook_attempt(
         self,

@@ -12,12 +12,14 @@ from datetime import UTC, datetime
 import httpx
 from notifications import service
 from notifications.app import create_app
+from notifications.models import NotificationRow
 from notifications.templates import EmailContent
 from notifications.transports import SmtpSession, SmtpSettings, build_email
 from notifications.worker import Deliverer
 from pathways_shared.db import transaction
 from pathways_shared.events import make_event
 from pathways_shared.testing import auth, free_port, running
+from sqlmodel import select
 
 SOLIHULL = "E08000029"
 REFERRAL_ID = "11111111-1111-4111-8111-111111111111"
@@ -218,3 +220,22 @@ async def test_a_message_whose_turn_comes_too_late_is_not_started(smtp_server):
     assert outcome.kind.value == "retryable"
     assert outcome.detail.startswith("not sent:")
     assert smtp_server.messages == []
+
+
+async def test_one_outcome_that_cannot_be_recorded_does_not_hold_back_the_others(
+    make_settings, smtp_server
+):
+    """The round's outcomes are recorded together; if that fails, each on its own."""
+    async with worker_by_hand(make_settings) as (deliverer, take, client):
+        await take(allocated())
+        async with transaction(deliverer.sessionmaker) as session:
+            query = select(NotificationRow).where(NotificationRow.recipient_role == "practitioner")
+            practitioner = (await session.exec(query)).one()
+            practitioner.event_payload = "{}"  # fails to send, and then to be recorded
+
+        assert await deliverer.run_once() == 2
+
+        log = {n["recipient_role"]: n for n in await delivery_log(client)}
+    assert log["provider_mailbox"]["status"] == "delivered"
+    assert log["practitioner"]["status"] == "sending"  # sent again when its lease expires
+    assert len(smtp_server.messages) == 1
