@@ -11,9 +11,7 @@ async def test_ready_live_and_metrics(client):
     ready = await client.get("/health/ready")
     assert ready.status_code == 200, ready.text
     assert "pathways_http_requests_total" in (await client.get("/metrics")).text
-    assert (await client.get("/openapi.json")).json()["info"][
-        "title"
-    ] == "Pathways notifications service"
+    assert (await client.get("/openapi.json")).json()["info"]["title"] == "Pathways notifications service"
 
 
 async def test_outbox_reaches_nats_and_a_consumer_sees_it(app, nc, subject_prefix):
