@@ -340,6 +340,10 @@ def needs_duty_to_refer(need: SubmittedNeed) -> bool:
     return need.pathway == Pathway.ACCOMMODATION.value and AT_RISK_OF_HOMELESSNESS in need.flags
 
 
+# The events whose rules may need to know who holds a need (``allocations``).
+NEEDS_ALLOCATIONS = frozenset({EventType.DEADLINE_MISSED, EventType.REFERRAL_WITHDRAWN})
+
+
 def decide_notifications(
     event: InboundEvent, *, allocations: Mapping[uuid.UUID, str] | None = None
 ) -> tuple[NotificationIntent, ...]:
@@ -347,7 +351,8 @@ def decide_notifications(
 
     ``allocations`` maps a need id to the provider code holding it, as known to the caller
     (the referral read from its owner, or what this service saw allocated); it names the
-    provider where the event itself does not. Event types without rules give no intents.
+    provider where the event itself does not, and is read only for ``NEEDS_ALLOCATIONS``.
+    Event types without rules give no intents.
     """
     known = allocations or {}
     if event.event_type not in INFO_MODELS:

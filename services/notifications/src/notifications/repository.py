@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from pathways_shared.db import is_postgres
-from sqlalchemy import and_, or_, tuple_, update
+from sqlalchemy import and_, delete, or_, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -78,22 +78,22 @@ async def active_subscriptions(session: AsyncSession) -> list[SubscriptionRow]:
 # --------------------------------------------------------------------------- notifications
 
 
-async def add_notification_if_new(session: AsyncSession, row: NotificationRow) -> bool:
-    """Insert unless a row with the same idempotency key exists; True when inserted."""
-    values = {
-        c.name: getattr(row, c.name)
-        for c in NotificationRow.__table__.columns  # type: ignore[attr-defined]
-    }
+async def add_notifications_if_new(session: AsyncSession, rows: Sequence[NotificationRow]) -> int:
+    """Insert, in one statement, each row unless one with the same idempotency key exists;
+    answers how many were inserted."""
+    if not rows:
+        return 0
+    columns = NotificationRow.__table__.columns  # type: ignore[attr-defined]
+    values = [{c.name: getattr(row, c.name) for c in columns} for row in rows]
     dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
     statement = (
         dialect_insert(NotificationRow)
-        .values(**values)
+        .values(values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(NotificationRow.id)  # type: ignore[arg-type]
     )
     connection = await session.connection()
-    inserted = (await connection.execute(statement)).first()
-    return inserted is not None
+    return len((await connection.execute(statement)).all())
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[NotificationRow]:
@@ -264,21 +264,24 @@ async def attempts_of(
 
 
 async def record_allocation(session: AsyncSession, row: NeedAllocationRow) -> None:
-    existing = await session.get(NeedAllocationRow, row.need_id)
-    if existing is None:
-        session.add(row)
-        return
-    existing.referral_id = row.referral_id
-    existing.provider_code = row.provider_code
-    existing.service_code = row.service_code
-    existing.provider_referral_id = row.provider_referral_id
-    existing.updated_at = row.updated_at
+    """Insert or replace the allocation of the row's need, in one statement."""
+    columns = NeedAllocationRow.__table__.columns  # type: ignore[attr-defined]
+    values = {c.name: getattr(row, c.name) for c in columns}
+    dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
+    statement = dialect_insert(NeedAllocationRow).values(values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["need_id"],
+        set_={name: statement.excluded[name] for name in values if name != "need_id"},
+    )
+    connection = await session.connection()
+    await connection.execute(statement)
 
 
 async def forget_allocation(session: AsyncSession, need_id: uuid.UUID) -> None:
-    existing = await session.get(NeedAllocationRow, need_id)
-    if existing is not None:
-        await session.delete(existing)
+    connection = await session.connection()
+    await connection.execute(
+        delete(NeedAllocationRow).where(col(NeedAllocationRow.need_id) == need_id)
+    )
 
 
 async def providers_of(

@@ -23,6 +23,7 @@ from notifications.config import NotificationsSettings
 from notifications.delivery import DeliveryStatus
 from notifications.domain import (
     AllocatedInfo,
+    NEEDS_ALLOCATIONS,
     EventType,
     InboundEvent,
     NotificationIntent,
@@ -102,7 +103,11 @@ async def take_event(session: AsyncSession, event: Event, *, now: datetime | Non
     try:
         inbound = parse_envelope(json.loads(payload))
         await _project_allocation(session, inbound, now)
-        allocations = await repository.providers_of(session, _need_ids(inbound))
+        allocations = (
+            await repository.providers_of(session, _need_ids(inbound))
+            if inbound.event_type in NEEDS_ALLOCATIONS
+            else {}
+        )
         intents = list(decide_notifications(inbound, allocations=allocations))
     except UnparseableEvent as exc:
         raise PermanentError(exc.detail) from exc
@@ -111,12 +116,9 @@ async def take_event(session: AsyncSession, event: Event, *, now: datetime | Non
         # never tell a failing subscriber about its own failures
         subscriptions = [s for s in subscriptions if str(s.id) != inbound.info.get("recipientKey")]
     intents += decide_webhooks(inbound, subscriptions)
-    recorded = 0
-    for intent in intents:
-        recorded += await repository.add_notification_if_new(
-            session, _notification_row(intent, inbound, payload, now)
-        )
-    return recorded
+    return await repository.add_notifications_if_new(
+        session, [_notification_row(intent, inbound, payload, now) for intent in intents]
+    )
 
 
 async def _project_allocation(session: AsyncSession, inbound: InboundEvent, now: datetime) -> None:
