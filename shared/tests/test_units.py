@@ -106,3 +106,21 @@ def test_urls_are_redacted_for_logs():
 
     assert redact("nats://referrals:s3cret@nats:4222") == "nats://***@nats:4222"
     assert redact("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+
+
+def test_a_verified_token_is_remembered_only_until_it_expires():
+    import time as clock
+
+    from pathways_shared.auth import Authenticator, mint_token
+    from pathways_shared.problems import Unauthorized
+    from pathways_shared.testing import TEST_JWT_SECRET
+
+    authenticator = Authenticator(ServiceSettings(environment="test", jwt_secret=TEST_JWT_SECRET))
+    token = mint_token(TEST_JWT_SECRET, sub="someone", roles=["probation"], ttl_seconds=1)
+    first = authenticator.verify(token)
+    assert authenticator.verify(token) == first and first.sub == "someone"
+    clock.sleep(2.1)  # past `exp`: checked again, and refused
+    with pytest.raises(Unauthorized):
+        authenticator.verify(token)
+    with pytest.raises(Unauthorized):  # a bad token is never remembered as good
+        authenticator.verify(token[:-2] + "xx")

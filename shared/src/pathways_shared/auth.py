@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -45,12 +46,29 @@ class Principal:
 
 
 class Authenticator:
+    # A client sends the same token with every request until it expires: the signature is
+    # checked once, and the answer kept (bounded) until the token's `exp`.
+    CACHE_SIZE = 1024
+
     def __init__(self, settings: ServiceSettings) -> None:
         self.secret = settings.jwt_secret
         self.audience = settings.jwt_audience
         self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None and time.time() < cached[1]:
+            self._verified.move_to_end(token)
+            return cached[0]
+        self._verified.pop(token, None)
+        principal, expires = self._verify(token)
+        self._verified[token] = (principal, expires)
+        if len(self._verified) > self.CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
             alg = header.get("alg")
@@ -66,7 +84,7 @@ class Authenticator:
                 raise Unauthorized("token algorithm not accepted here")
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

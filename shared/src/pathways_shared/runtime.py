@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -109,6 +110,12 @@ def build_app(
                 runtime.tasks.append(asyncio.create_task(_supervised(worker, runtime)))
         if on_startup:
             await on_startup(runtime)
+        if settings.environment != "test":
+            # What start-up made (modules, routes, pools) lives as long as the process: move
+            # it out of the collector's sight, so a full collection does not stall requests
+            # (tail latency, bench/README.md). Tests start many apps in one process: not there.
+            gc.collect()
+            gc.freeze()
         log.info("service.started", url=settings.base_url)
         try:
             yield
