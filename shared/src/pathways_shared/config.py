@@ -64,6 +64,8 @@ class ServiceSettings(BaseSettings):
     relay_poll_seconds: float = 1.0
     consumer_max_deliveries: int = 5
     consumer_batch_size: int = 20
+    # People whose events one consumer handles at once (each person's stay in order).
+    consumer_concurrency: int = Field(default=4, ge=1, le=32)
     # Where this service's peers answer (for detail fetches with a service token).
     referrals_url: str = Field(
         default="http://127.0.0.1:8001",

@@ -96,6 +96,7 @@ def build_app(
                 sub, sessionmaker, broker, metrics=app.state.metrics,
                 max_deliveries=settings.consumer_max_deliveries,
                 batch_size=settings.consumer_batch_size,
+                concurrency=settings.consumer_concurrency,
             )
             for sub in subscriptions
         ]
