@@ -1,11 +1,13 @@
 """Transactional outbox: events leave a service only through a row written with the change.
 
-`add_event(session, event)` adds the row in the caller's transaction. `OutboxRelay` publishes
-unpublished rows in order to JetStream with `Nats-Msg-Id` = event id, a batch at a time (sent in
-order, acks awaited together), and marks the acked rows published. If the relay dies between the ack and the mark, the row goes again
-and JetStream's duplicate window absorbs the repeat. On PostgreSQL one relay at a time holds
-a transaction-scoped advisory lock (the others wait their turn), so replicas never publish
-out of order or twice; rows are also taken `FOR UPDATE SKIP LOCKED` for good measure.
+`add_event(session, event)` adds the row in the caller's transaction (inserted at commit).
+`OutboxRelay` publishes unpublished rows in order to JetStream with `Nats-Msg-Id` = event id,
+a batch at a time (sent in order, acks awaited together), and marks the acked rows published.
+If the relay dies between the ack and the mark, the row goes again and JetStream's duplicate
+window absorbs the repeat. If one message of a batch fails while later ones are stored, it
+goes again after them: order is kept unless a publish fails. On PostgreSQL one relay at a time
+holds a transaction-scoped advisory lock (the others wait their turn), so replicas never
+publish out of order or twice; rows are also taken `FOR UPDATE SKIP LOCKED` for good measure.
 The relay wakes on commit (an in-process signal) and polls slowly for rows written elsewhere.
 """
 
