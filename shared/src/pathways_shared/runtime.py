@@ -96,7 +96,8 @@ def build_app(
                 sub, sessionmaker, broker, metrics=app.state.metrics,
                 max_deliveries=settings.consumer_max_deliveries,
                 batch_size=settings.consumer_batch_size,
-                concurrency=settings.consumer_concurrency,
+                # SQLite has one writer: concurrent handlers would only fight for its lock.
+                concurrency=settings.consumer_concurrency if engine.dialect.name != "sqlite" else 1,
             )
             for sub in subscriptions
         ]
