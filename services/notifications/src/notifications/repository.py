@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from pathways_shared.db import is_postgres
 from sqlalchemy import and_, delete, or_, tuple_, update
@@ -78,17 +79,15 @@ async def active_subscriptions(session: AsyncSession) -> list[SubscriptionRow]:
 # --------------------------------------------------------------------------- notifications
 
 
-async def add_notifications_if_new(session: AsyncSession, rows: Sequence[NotificationRow]) -> int:
-    """Insert, in one statement, each row unless one with the same idempotency key exists;
-    answers how many were inserted."""
+async def add_notifications_if_new(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert, in one statement, each row (its column values) unless one with the same
+    idempotency key exists; answers how many were inserted."""
     if not rows:
         return 0
-    columns = NotificationRow.__table__.columns  # type: ignore[attr-defined]
-    values = [{c.name: getattr(row, c.name) for c in columns} for row in rows]
     dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
     statement = (
         dialect_insert(NotificationRow)
-        .values(values)
+        .values(list(rows))
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(NotificationRow.id)  # type: ignore[arg-type]
     )
@@ -263,10 +262,9 @@ async def attempts_of(
 # --------------------------------------------------------------------------- allocations
 
 
-async def record_allocation(session: AsyncSession, row: NeedAllocationRow) -> None:
-    """Insert or replace the allocation of the row's need, in one statement."""
-    columns = NeedAllocationRow.__table__.columns  # type: ignore[attr-defined]
-    values = {c.name: getattr(row, c.name) for c in columns}
+async def record_allocation(session: AsyncSession, values: Mapping[str, Any]) -> None:
+    """Insert or replace the allocation of a need (the row's column values), in one
+    statement."""
     dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
     statement = dialect_insert(NeedAllocationRow).values(values)
     statement = statement.on_conflict_do_update(
