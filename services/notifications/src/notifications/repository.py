@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pathways_shared.db import is_postgres
-from sqlalchemy import and_, delete, or_, tuple_, update
+from pathways_shared.db import insert_if_new, is_postgres
+from sqlalchemy import Table, and_, delete, or_, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -23,6 +24,8 @@ from notifications.models import (
 )
 
 WAITING = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
+NOTIFICATIONS: Table = NotificationRow.__table__  # type: ignore[attr-defined]
+NEED_ALLOCATIONS: Table = NeedAllocationRow.__table__  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- subscriptions
@@ -84,15 +87,10 @@ async def add_notifications_if_new(session: AsyncSession, rows: Sequence[Mapping
     idempotency key exists; answers how many were inserted."""
     if not rows:
         return 0
-    dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
-    statement = (
-        dialect_insert(NotificationRow)
-        .values(list(rows))
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(NotificationRow.id)  # type: ignore[arg-type]
-    )
+    # One cached statement, the rows as its parameters: nothing is built per call or per row.
+    statement = insert_if_new(session, NOTIFICATIONS, NOTIFICATIONS.c.id)
     connection = await session.connection()
-    return len((await connection.execute(statement)).all())
+    return len((await connection.execute(statement, list(rows))).all())
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[NotificationRow]:
@@ -265,14 +263,19 @@ async def attempts_of(
 async def record_allocation(session: AsyncSession, values: Mapping[str, Any]) -> None:
     """Insert or replace the allocation of a need (the row's column values), in one
     statement."""
-    dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
-    statement = dialect_insert(NeedAllocationRow).values(values)
-    statement = statement.on_conflict_do_update(
-        index_elements=["need_id"],
-        set_={name: statement.excluded[name] for name in values if name != "need_id"},
-    )
     connection = await session.connection()
-    await connection.execute(statement)
+    await connection.execute(_upsert_allocation(connection.dialect.name), dict(values))
+
+
+@functools.cache
+def _upsert_allocation(dialect_name: str) -> Any:
+    statement = (pg_insert if dialect_name == "postgresql" else sqlite_insert)(NEED_ALLOCATIONS)
+    return statement.on_conflict_do_update(
+        index_elements=[NEED_ALLOCATIONS.c.need_id],
+        set_={
+            c.name: statement.excluded[c.name] for c in NEED_ALLOCATIONS.c if c.name != "need_id"
+        },
+    )
 
 
 async def forget_allocation(session: AsyncSession, need_id: uuid.UUID) -> None:
