@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from pathways_shared.db import insert_if_new, is_postgres
-from sqlalchemy import Table, and_, delete, or_, tuple_, update
+from sqlalchemy import Row, Table, and_, delete, or_, tuple_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -72,11 +73,22 @@ async def list_subscriptions(
     return list((await session.exec(query)).all())
 
 
-async def active_subscriptions(session: AsyncSession) -> list[SubscriptionRow]:
-    query = select(SubscriptionRow).where(
-        col(SubscriptionRow.active).is_(True), col(SubscriptionRow.deleted_at).is_(None)
-    )
-    return list((await session.exec(query)).all())
+async def active_subscriptions(session: AsyncSession) -> Sequence[Row[Any]]:
+    """What routing needs of every active subscription: read for every consumed event, so
+    plain rows rather than model instances."""
+    connection = await session.connection()
+    return (await connection.execute(_ACTIVE_SUBSCRIPTIONS)).all()
+
+
+_SUBSCRIPTIONS: Table = SubscriptionRow.__table__  # type: ignore[attr-defined]
+_ACTIVE_SUBSCRIPTIONS = sa_select(
+    _SUBSCRIPTIONS.c.id,
+    _SUBSCRIPTIONS.c.event_types,
+    _SUBSCRIPTIONS.c.areas,
+    _SUBSCRIPTIONS.c.cohort_events_only,
+    _SUBSCRIPTIONS.c.active,
+    _SUBSCRIPTIONS.c.deleted_at,
+).where(_SUBSCRIPTIONS.c.active.is_(True), _SUBSCRIPTIONS.c.deleted_at.is_(None))
 
 
 # --------------------------------------------------------------------------- notifications

@@ -16,6 +16,7 @@ from pathways_shared.consumer import PermanentError
 from pathways_shared.events import Event
 from pathways_shared.pagination import decode_cursor, page_of
 from pathways_shared.problems import NotFound, ValidationProblem
+from sqlalchemy import Row
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications import repository
@@ -80,7 +81,7 @@ def _need_ids(inbound: InboundEvent) -> list[uuid.UUID]:
     return found
 
 
-def subscription_of(row: SubscriptionRow) -> Subscription:
+def subscription_of(row: SubscriptionRow | Row[Any]) -> Subscription:
     return Subscription(
         id=row.id,
         patterns=tuple(EventPattern.parse(text) for text in row.event_types),
