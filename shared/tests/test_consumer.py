@@ -155,3 +155,49 @@ async def test_a_batch_keeps_each_persons_order_and_does_not_wait_on_another_per
     assert finished.index("B1") < finished.index("A1") < finished.index("A2")
     assert finished.index("none") < finished.index("A1")
     assert len(finished) == len(events)
+
+
+async def test_a_share_fails_together_then_each_event_is_handled_on_its_own(app, nc, subject_prefix):
+    from pathways_shared.consumer import Consumer, Subscription
+    from pathways_shared.events import stream_name
+
+    from .conftest import record_effect
+
+    runtime = app.state.runtime
+    sm = runtime.sessionmaker
+    # One worker: the whole batch is one share, tried in one transaction.
+    consumer = Consumer(
+        Subscription(stream="PATHWAYS", durable="shared-share", handlers={"pathways.test.ping": record_effect}),
+        sm, runtime.broker, concurrency=1,
+    )
+    await consumer.declare()
+    js = nc.jetstream()
+    good = [make_event("pathways.test.ping", {"note": f"good{n}"}, crn=f"G00000{n}") for n in range(3)]
+    bad = make_event("pathways.test.ping", {"poison": True}, crn="P000001")
+    events = [good[0], bad, good[1], good[2]]
+    for event in events:
+        await publish(js, subject_prefix, event)
+    psub = await js.pull_subscribe_bind("shared-share", stream=stream_name("PATHWAYS", subject_prefix))
+    messages = await psub.fetch(len(events), timeout=5)
+    assert len(messages) == len(events)
+
+    outcomes = await consumer.handle_batch(messages)
+
+    # The poisoned event rolled the shared transaction back; each then went on its own.
+    assert outcomes == ["handled", "retried", "handled", "handled"]
+    for event in good:  # (the app's own consumer also takes these pings: count ours only)
+        assert await count(sm, ProcessedEvent, ProcessedEvent.consumer == "shared-share",
+                           ProcessedEvent.event_id == str(event.id)) == 1
+    assert await count(sm, ProcessedEvent, ProcessedEvent.consumer == "shared-share",
+                       ProcessedEvent.event_id == str(bad.id)) == 0
+
+    # A batch of good events only: one transaction, all handled, each recorded once.
+    more = [make_event("pathways.test.ping", {"note": f"more{n}"}, crn=f"M00000{n}") for n in range(3)]
+    for event in more:
+        await publish(js, subject_prefix, event)
+    messages = await psub.fetch(3, timeout=5)
+    assert [m.metadata.num_delivered for m in messages] == [1, 1, 1]
+    assert await consumer.handle_batch(messages) == ["handled"] * 3
+    for event in more:
+        assert await count(sm, ProcessedEvent, ProcessedEvent.consumer == "shared-share",
+                           ProcessedEvent.event_id == str(event.id)) == 1

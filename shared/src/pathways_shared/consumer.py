@@ -11,7 +11,9 @@ flowing; other failures are retried with backoff.
 Messages are fetched in batches. Within a batch, the events of one person (the CRN of the
 envelope's person reference; events without one share a lane) are handled one after another
 in stream order, and different people's concurrently, up to `concurrency` at a time: order
-is kept where it matters, and one slow event does not hold up everyone else's.
+is kept where it matters, and one slow event does not hold up everyone else's. The events a
+worker takes from one batch share a transaction (fewer commits under load); if one fails,
+they are handled again one by one, each in its own.
 """
 
 from __future__ import annotations
@@ -136,24 +138,72 @@ class Consumer:
                 await asyncio.sleep(1)
 
     async def handle_batch(self, messages: list[Msg]) -> list[str]:
-        """Handle a fetched batch: each person's events in order, people concurrently."""
+        """Handle a fetched batch: each person's events in order, people concurrently.
+
+        The batch's people are shared out among up to `concurrency` workers. A worker handles
+        its share in stream order in one transaction (one commit for several events); if any
+        of them fails, that transaction is rolled back and each of its events is handled
+        again on its own, so one bad event never takes the others down with it.
+        """
         parsed = [(msg, _parse(msg)) for msg in messages]
         lanes: dict[str, list[tuple[Msg, Event | Exception]]] = {}
         for msg, event in parsed:
             lanes.setdefault(_lane(event), []).append((msg, event))
-        outcomes: dict[int, str] = {}
-        slots = asyncio.Semaphore(self.concurrency)
-
-        async def run(lane: list[tuple[Msg, Event | Exception]]) -> None:
-            async with slots:
-                for msg, event in lane:
-                    outcomes[id(msg)] = await self.handle(msg, event)
-
-        if len(lanes) == 1:
-            await run(parsed)
-        else:
-            await asyncio.gather(*(run(lane) for lane in lanes.values()))
+        shares: list[list[tuple[Msg, Event | Exception]]] = [
+            [] for _ in range(min(self.concurrency, len(lanes)))
+        ]
+        for n, lane in enumerate(lanes.values()):
+            shares[n % len(shares)].extend(lane)
+        done = await asyncio.gather(*(self._handle_share(share) for share in shares))
+        outcomes = {id(msg): outcome for share in done for msg, outcome in share}
         return [outcomes[id(msg)] for msg in messages]
+
+    async def _handle_share(
+        self, share: list[tuple[Msg, Event | Exception]]
+    ) -> list[tuple[Msg, str]]:
+        # Together only first deliveries of well-formed events; anything else (a retry, a
+        # poison message) is handled one by one, as is a share of one.
+        if len(share) > 1 and all(
+            isinstance(event, Event) and _deliveries(msg) == 1 for msg, event in share
+        ):
+            together = await self._handle_together(share)  # type: ignore[arg-type]
+            if together is not None:
+                return together
+        return [(msg, await self.handle(msg, event)) for msg, event in share]
+
+    async def _handle_together(self, share: list[tuple[Msg, Event]]) -> list[tuple[Msg, str]] | None:
+        """Several events in one transaction; None (nothing kept) if any of them failed."""
+        outcomes: list[str] = []
+        try:
+            async with transaction(self.sessionmaker) as session:
+                for msg, event in share:
+                    handler = self.subscription.handler_for(event.event_type)
+                    if handler is None:
+                        outcomes.append("ignored")
+                        continue
+                    token = correlation_id.set((msg.headers or {}).get(CORRELATION_HEADER))
+                    try:
+                        if await mark_processed(session, self.name, event):
+                            await handler(session, event)
+                            outcomes.append("handled")
+                        else:
+                            outcomes.append("duplicate")
+                    finally:
+                        correlation_id.reset(token)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("consumer.share_failed", consumer=self.name, events=len(share),
+                     error=str(exc), then="each handled on its own")
+            return None
+        for (msg, event), outcome in zip(share, outcomes, strict=True):
+            await msg.ack()
+            if outcome != "ignored":
+                log.info(f"consumer.{outcome}", consumer=self.name, event_id=str(event.id),
+                         event_type=event.event_type)
+            if self.metrics:
+                self.metrics.consumer_messages.labels(consumer=self.name, outcome=outcome).inc()
+        return [(msg, outcome) for (msg, _), outcome in zip(share, outcomes, strict=True)]
 
     async def handle(self, msg: Msg, parsed: Event | Exception | None = None) -> str:
         """Handle one message; returns the outcome (for tests and metrics)."""
@@ -167,7 +217,7 @@ class Consumer:
         return outcome
 
     async def _handle(self, msg: Msg, event: Event | Exception) -> str:
-        deliveries = msg.metadata.num_delivered if msg.metadata else 1
+        deliveries = _deliveries(msg)
         if isinstance(event, Exception):
             await self._dead_letter(msg, None, f"unparseable event: {event}", deliveries)
             await msg.ack()
@@ -223,6 +273,10 @@ class Consumer:
                     created_at=datetime.now(UTC),
                 )
             )
+
+
+def _deliveries(msg: Msg) -> int:
+    return msg.metadata.num_delivered if msg.metadata else 1
 
 
 def _parse(msg: Msg) -> Event | Exception:
