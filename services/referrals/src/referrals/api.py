@@ -6,6 +6,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
@@ -91,8 +92,8 @@ async def list_referrals(
     limit: LimitParam = DEFAULT_LIMIT,
     cursor: CursorParam = None,
     purpose: Purpose = None,
-) -> ReferralsPublic:
-    referrals, next_cursor = await service.list_referrals(
+) -> JSONResponse:
+    documents, next_cursor = await service.list_referrals(
         session,
         principal,
         ReferralFilter(
@@ -106,7 +107,8 @@ async def list_referrals(
         cursor=cursor,
         purpose=purpose or "referral search",
     )
-    return ReferralsPublic(data=[ReferralPublic.of(r) for r in referrals], next_cursor=next_cursor)
+    # Built as JSON straight from the rows (see `referral_document`), so not validated again.
+    return JSONResponse({"data": documents, "next_cursor": next_cursor})
 
 
 @router.get(

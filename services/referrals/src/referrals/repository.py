@@ -366,12 +366,14 @@ class ReferralRepository:
         )
         await self.add_history(referral.id, history)
 
-    async def list(
+    async def list_rows(
         self, where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID] | None
-    ) -> list[domain.Referral]:
-        """Newest first; up to `limit` referrals strictly after the keyset `after`."""
+    ) -> list[tuple[Row, list[Row]]]:
+        """Newest first; up to `limit` referrals strictly after the keyset `after`, as stored
+        rows with their needs' rows (in order): listing builds its answer straight from them."""
         rows = list((await self.session.exec(list_query(where, limit=limit, after=after))).all())
-        return await self._with_needs(rows)
+        needs = await self._needs_of([row.id for row in rows])
+        return [(row, sorted(needs[row.id], key=lambda n: n.position)) for row in rows]
 
     async def history(
         self, referral_id: UUID, *, limit: int, after: tuple[datetime, int] | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from pathways_shared.access import Action, access_log_for, record_access
@@ -32,7 +33,7 @@ from referrals.provider_events import (
     parse_provider_event,
 )
 from referrals.repository import ReferralFilter, ReferralRepository
-from referrals.schemas import ReferralCreate, WithdrawalCreate
+from referrals.schemas import ReferralCreate, WithdrawalCreate, referral_document
 
 log = get_logger(__name__)
 
@@ -194,10 +195,6 @@ async def withdraw(
     return decision.referral
 
 
-def _referral_cursor(referral: Referral) -> list[str]:
-    return [referral.submitted_at.isoformat(), str(referral.id)]
-
-
 def _cursor_time(value: object) -> datetime:
     moment = datetime.fromisoformat(str(value))
     if moment.tzinfo is None:
@@ -223,16 +220,27 @@ async def list_referrals(
     limit: int,
     cursor: str | None,
     purpose: str,
-) -> tuple[list[Referral], str | None]:
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of referrals, as the JSON documents of `ReferralPublic`, and the next cursor."""
     repo = ReferralRepository(session)
     # The caller's areas bound every search, whatever the filters ask for.
     where = replace(where, visible_areas=principal.areas)
-    rows = await repo.list(where, limit=limit + 1, after=_parse_keyset(cursor))
+    rows = await repo.list_rows(where, limit=limit + 1, after=_parse_keyset(cursor))
     page = rows[:limit]
-    next_cursor = encode_cursor(_referral_cursor(page[-1])) if len(rows) > limit else None
-    for referral in page:
-        _log_access(session, principal, Action.CONSULTATION, referral, purpose)
-    return page, next_cursor
+    next_cursor = None
+    if len(rows) > limit:
+        last, _ = page[-1]
+        next_cursor = encode_cursor([last.submitted_at.isoformat(), str(last.id)])
+    for row, _ in page:
+        record_access(
+            session,
+            actor=principal,
+            action=Action.CONSULTATION,
+            resource=f"referrals/{row.id}",
+            crn=row.crn,
+            purpose=purpose,
+        )
+    return [referral_document(row, needs) for row, needs in page], next_cursor
 
 
 async def history(

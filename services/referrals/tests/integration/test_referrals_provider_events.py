@@ -298,3 +298,46 @@ async def test_a_provider_event_is_logged_as_an_alteration(
         rows = list(await session.exec(select(AccessLog).order_by(AccessLog.id)))
     assert [(r.action, r.actor) for r in rows][-1] == ("alteration", "providers-service")
     assert rows[-1].purpose == "provider event providers.referral.allocated"
+
+
+async def test_a_listed_referral_is_the_same_document_as_its_read(
+    client, referral_body, js, subject_prefix, sessionmaker
+):
+    """Listing builds its documents straight from the rows (`referral_document`); reading one
+    goes through the domain and `ReferralPublic`. Every field must come out the same."""
+    busy = await submit(
+        client,
+        referral_body(
+            source_reference="LIST-1",
+            person={**referral_body()["person"], "needs_interpreter": True,
+                    "interpreter_language": "Polish", "pnc_number": "2001/0000123Z"},
+            supervision={"status": "custody_pre_release", "expected_release_date": "2027-03-01"},
+            risk={"rosh": "high", "mappa_level": 1},
+            needs=[
+                {"pathway": "accommodation", "complexity": "high", "details": "NFA",
+                 "flags": ["at_risk_of_homelessness"]},
+                {"pathway": "health", "complexity": "low"},
+            ],
+        ),
+    )
+    await publish_all_and_wait(js, subject_prefix, sessionmaker, [
+        provider_event("allocated", busy, minutes=1, provider_referral_id=PR1),
+        provider_event("declined", busy, minutes=2, provider_referral_id=PR1,
+                       reasonCode="capacity", comments="full"),
+    ])
+    withdrawn = await submit(client, referral_body(
+        source_reference="LIST-2", consent={"given": True, "recorded_at": None}))
+    response = await client.post(
+        f"/referrals/{withdrawn['id']}/withdraw",
+        json={"reason_code": "other", "comments": "moved on"},
+        headers=auth("probation"),
+    )
+    assert response.status_code == 200, response.text
+
+    listed = (await client.get("/referrals", headers=auth("probation"))).json()["data"]
+    assert [r["id"] for r in listed] == [withdrawn["id"], busy["id"]]
+    for document in listed:
+        assert document == await read(client, document)
+    # The two cover what could differ: provider fields and times, a withdrawal, empty fields.
+    assert listed[1]["needs"][0]["status_reason"] and listed[1]["needs"][0]["allocated_at"]
+    assert listed[0]["withdrawal"]["comments"] == "moved on" and listed[0]["status"] == "withdrawn"
