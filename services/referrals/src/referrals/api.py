@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
@@ -92,7 +92,7 @@ async def list_referrals(
     limit: LimitParam = DEFAULT_LIMIT,
     cursor: CursorParam = None,
     purpose: Purpose = None,
-) -> JSONResponse:
+) -> Response:
     documents, next_cursor = await service.list_referrals(
         session,
         principal,
@@ -108,7 +108,10 @@ async def list_referrals(
         purpose=purpose or "referral search",
     )
     # Built as JSON straight from the rows (see `referral_document`), so not validated again.
-    return JSONResponse({"data": documents, "next_cursor": next_cursor})
+    return Response(
+        orjson.dumps({"data": documents, "next_cursor": next_cursor}),
+        media_type="application/json",
+    )
 
 
 @router.get(

@@ -182,6 +182,11 @@ def _need_values(referral_id: UUID, position: int, need: domain.Need) -> dict[st
     }
 
 
+# What a listed need shows (`schemas.referral_document`): not the bookkeeping columns.
+_LISTED_NEED_COLUMNS = [
+    c for c in NEEDS.c if c.name not in ("missed_deadlines", "last_event_at")
+]
+
 _NEED_CHANGES = (
     "status", "service_code", "provider_code", "programme", "provider_referral_id",
     "status_reason", "allocated_at", "acknowledge_by", "respond_by", "updated_at",
@@ -295,11 +300,13 @@ class ReferralRepository:
                 params=[_history_values(referral_id, entry) for entry in history],
             )
 
-    async def _needs_of(self, referral_ids: Sequence[UUID]) -> dict[UUID, list[Row]]:
+    async def _needs_of(
+        self, referral_ids: Sequence[UUID], columns: Sequence[Any] = NEEDS.c
+    ) -> dict[UUID, list[Row]]:
         out: dict[UUID, list[Row]] = {rid: [] for rid in referral_ids}
         if referral_ids:
             result = await self.session.exec(
-                select(NEEDS).where(NEEDS.c.referral_id.in_(list(referral_ids)))
+                select(*columns).where(NEEDS.c.referral_id.in_(list(referral_ids)))
             )
             for row in result:
                 out[row.referral_id].append(row)
@@ -372,7 +379,7 @@ class ReferralRepository:
         """Newest first; up to `limit` referrals strictly after the keyset `after`, as stored
         rows with their needs' rows (in order): listing builds its answer straight from them."""
         rows = list((await self.session.exec(list_query(where, limit=limit, after=after))).all())
-        needs = await self._needs_of([row.id for row in rows])
+        needs = await self._needs_of([row.id for row in rows], _LISTED_NEED_COLUMNS)
         return [(row, sorted(needs[row.id], key=lambda n: n.position)) for row in rows]
 
     async def history(
