@@ -121,12 +121,12 @@ async def submit(
         raise Forbidden(f"area {body.area} is not among the caller's areas", field="area")
     repo = ReferralRepository(session)
     fingerprint = body.fingerprint()
-    invalid: ValidationProblem | None = None
+    invalid: domain.InvalidSubmission | None = None
     try:
         decision = domain.submit_referral(
             body.to_domain(), actor=principal.actor, now=now, new_id=uuid.uuid4
         )
-    except ValidationProblem as error:
+    except domain.InvalidSubmission as error:
         # Checked against the stored referrals first: a replay is answered with what it made,
         # even if the rules would refuse it today (its release date now past, say).
         invalid = error

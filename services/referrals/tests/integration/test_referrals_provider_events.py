@@ -341,3 +341,42 @@ async def test_a_listed_referral_is_the_same_document_as_its_read(
     # The two cover what could differ: provider fields and times, a withdrawal, empty fields.
     assert listed[1]["needs"][0]["status_reason"] and listed[1]["needs"][0]["allocated_at"]
     assert listed[0]["withdrawal"]["comments"] == "moved on" and listed[0]["status"] == "withdrawn"
+
+
+async def test_a_replay_is_answered_even_when_todays_rules_would_refuse_its_body(
+    referral_body, sessionmaker
+):
+    """Submission inserts first and reads the stored referral only when the insert is refused;
+    a body the rules refuse is still checked against what was stored, so the replay of a
+    referral made yesterday (its release day now past) gets yesterday's answer."""
+    from pathways_shared.auth import Principal
+    from pathways_shared.db import transaction
+    from pathways_shared.problems import ValidationProblem
+    from referrals import service
+    from referrals.domain import InvalidSubmission
+    from referrals.schemas import ReferralCreate
+
+    body = ReferralCreate.model_validate(referral_body(
+        source_reference="REPLAY-1",
+        supervision={"status": "custody_pre_release", "expected_release_date": "2026-11-24"},
+    ))
+    probation = Principal(sub="officer", roles=frozenset({"probation"}))
+
+    async def submit_on(now: datetime, submitted: ReferralCreate) -> service.Submitted:
+        async with transaction(sessionmaker) as session:
+            return await service.submit(session, probation, submitted, idempotency_key=None,
+                                        now=now, base_url="http://test", purpose="test")
+
+    first = await submit_on(T0, body)
+    the_next_day = T0 + timedelta(days=1)
+    again = await submit_on(the_next_day, body)
+    assert (first.created, again.created, again.referral.id) == (True, False, first.referral.id)
+    # Another body on that source reference is refused as such, even if also invalid today...
+    changed = body.model_copy(update={"area": "E08000025"})
+    with pytest.raises(ValidationProblem) as refused:
+        await submit_on(the_next_day, changed)
+    assert "different body" in str(refused.value.detail)
+    # ...and a new one that the rules refuse is refused by the rules.
+    fresh = body.model_copy(update={"source_reference": "REPLAY-2"})
+    with pytest.raises(InvalidSubmission):
+        await submit_on(the_next_day, fresh)
