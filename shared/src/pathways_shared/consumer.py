@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -32,7 +32,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.broker import Broker
@@ -177,44 +176,23 @@ class Consumer:
         try:
             async with transaction(self.sessionmaker) as session:
                 for msg, event in share:
-                    handler = self.subscription.handler_for(event.event_type)
-                    if handler is None:
-                        outcomes.append("ignored")
-                        continue
-                    token = correlation_id.set((msg.headers or {}).get(CORRELATION_HEADER))
-                    try:
-                        if await mark_processed(session, self.name, event):
-                            await handler(session, event)
-                            outcomes.append("handled")
-                        else:
-                            outcomes.append("duplicate")
-                    finally:
-                        correlation_id.reset(token)
+                    with _correlated(msg):
+                        outcomes.append(await self._apply(session, event))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.info("consumer.share_failed", consumer=self.name, events=len(share),
                      error=str(exc), then="each handled on its own")
             return None
+        done = []
         for (msg, event), outcome in zip(share, outcomes, strict=True):
-            await msg.ack()
-            if outcome != "ignored":
-                log.info(f"consumer.{outcome}", consumer=self.name, event_id=str(event.id),
-                         event_type=event.event_type)
-            if self.metrics:
-                self.metrics.consumer_messages.labels(consumer=self.name, outcome=outcome).inc()
-        return [(msg, outcome) for (msg, _), outcome in zip(share, outcomes, strict=True)]
+            done.append((msg, self._count(await self._settled(msg, event, outcome))))
+        return done
 
     async def handle(self, msg: Msg, parsed: Event | Exception | None = None) -> str:
         """Handle one message; returns the outcome (for tests and metrics)."""
-        token = correlation_id.set((msg.headers or {}).get(CORRELATION_HEADER))
-        try:
-            outcome = await self._handle(msg, _parse(msg) if parsed is None else parsed)
-        finally:
-            correlation_id.reset(token)
-        if self.metrics:
-            self.metrics.consumer_messages.labels(consumer=self.name, outcome=outcome).inc()
-        return outcome
+        with _correlated(msg):
+            return self._count(await self._handle(msg, _parse(msg) if parsed is None else parsed))
 
     async def _handle(self, msg: Msg, event: Event | Exception) -> str:
         deliveries = _deliveries(msg)
@@ -222,17 +200,9 @@ class Consumer:
             await self._dead_letter(msg, None, f"unparseable event: {event}", deliveries)
             await msg.ack()
             return "dead_lettered"
-
-        handler = self.subscription.handler_for(event.event_type)
-        if handler is None:
-            await msg.ack()
-            return "ignored"
-
         try:
             async with transaction(self.sessionmaker) as session:
-                duplicate = not await mark_processed(session, self.name, event)
-                if not duplicate:
-                    await handler(session, event)
+                outcome = await self._apply(session, event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -249,13 +219,30 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=retry_delay(deliveries))
             return "retried"
-        await msg.ack()
-        if duplicate:
-            log.info("consumer.duplicate", consumer=self.name, event_id=str(event.id))
+        return await self._settled(msg, event, outcome)
+
+    async def _apply(self, session: AsyncSession, event: Event) -> str:
+        """The event's effect, once, in the caller's transaction: handled, duplicate or ignored."""
+        handler = self.subscription.handler_for(event.event_type)
+        if handler is None:
+            return "ignored"
+        if not await mark_processed(session, self.name, event):
             return "duplicate"
-        log.info("consumer.handled", consumer=self.name, event_id=str(event.id),
-                 event_type=event.event_type)
+        await handler(session, event)
         return "handled"
+
+    async def _settled(self, msg: Msg, event: Event, outcome: str) -> str:
+        """After the commit: ack, and say what happened."""
+        await msg.ack()
+        if outcome != "ignored":
+            log.info(f"consumer.{outcome}", consumer=self.name, event_id=str(event.id),
+                     event_type=event.event_type)
+        return outcome
+
+    def _count(self, outcome: str) -> str:
+        if self.metrics:
+            self.metrics.consumer_messages.labels(consumer=self.name, outcome=outcome).inc()
+        return outcome
 
     async def _dead_letter(self, msg: Msg, event_id: str | None, error: str, deliveries: int) -> None:
         async with transaction(self.sessionmaker) as session:
@@ -273,6 +260,16 @@ class Consumer:
                     created_at=datetime.now(UTC),
                 )
             )
+
+
+@contextlib.contextmanager
+def _correlated(msg: Msg) -> Iterator[None]:
+    """The message's correlation id on every log line and event written while handling it."""
+    token = correlation_id.set((msg.headers or {}).get(CORRELATION_HEADER))
+    try:
+        yield
+    finally:
+        correlation_id.reset(token)
 
 
 def _deliveries(msg: Msg) -> int:
@@ -304,12 +301,3 @@ async def mark_processed(session: AsyncSession, consumer: str, event: Event) -> 
         },
     )
     return inserted.first() is not None
-
-
-async def already_processed(session: AsyncSession, consumer: str, event_id: str) -> bool:
-    found = await session.scalar(
-        select(ProcessedEvent.id).where(
-            ProcessedEvent.consumer == consumer, ProcessedEvent.event_id == event_id
-        )
-    )
-    return found is not None
