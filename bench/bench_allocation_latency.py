@@ -54,6 +54,15 @@ CREATE TRIGGER bench_need_allocated AFTER UPDATE OF status ON needs FOR EACH ROW
 """
 
 
+async def install_trigger(system) -> None:
+    """The `pg_notify` on a need becoming allocated, in the system's referrals database."""
+    conn = await asyncpg.connect(asyncpg_dsn(system.urls["referrals"]))
+    try:
+        await conn.execute(TRIGGER)
+    finally:
+        await conn.close()
+
+
 async def one_run(system, index: int, *, seconds: float, rate: float, drain: float) -> dict:
     run = f"{uuid.uuid4().hex[:6]}r{index}"
     base = system.url("referrals")
@@ -182,14 +191,7 @@ def main() -> None:
     results = []
     with system_running(workdir, ["referrals", "providers", "cohorts", "notifications"]) as system:
 
-        async def install_trigger() -> None:
-            conn = await asyncpg.connect(asyncpg_dsn(system.urls["referrals"]))
-            try:
-                await conn.execute(TRIGGER)
-            finally:
-                await conn.close()
-
-        asyncio.run(install_trigger())
+        asyncio.run(install_trigger(system))
         # A short warm-up (imports, pools, prepared statements, consumers' first fetch).
         asyncio.run(one_run(system, 0, seconds=3, rate=min(args.rate, 10.0), drain=5))
         for i in range(1, args.runs + 1):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
@@ -24,12 +25,13 @@ import asyncpg
 import httpx
 from _system import (
     asyncpg_dsn,
+    cpu_seconds,
     machine_report,
     referral_body,
     system_running,
     token,
 )
-from bench_allocation_latency import TRIGGER
+from bench_allocation_latency import install_trigger
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -38,16 +40,10 @@ def _proc_cpu() -> dict[int, tuple[str, float]]:
     """Every process's command name and CPU seconds (user + system) so far."""
     out: dict[int, tuple[str, float]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
+        if entry.isdigit():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                name = Path(f"/proc/{entry}/comm").read_text().strip()
+                out[int(entry)] = (name, cpu_seconds(int(entry)))
     return out
 
 
@@ -115,14 +111,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="pathways-bench-cpu-"))
     with system_running(workdir, ["referrals", "providers", "cohorts", "notifications"]) as system:
 
-        async def install_trigger() -> None:
-            conn = await asyncpg.connect(asyncpg_dsn(system.urls["referrals"]))
-            try:
-                await conn.execute(TRIGGER)
-            finally:
-                await conn.close()
-
-        asyncio.run(install_trigger())
+        asyncio.run(install_trigger(system))
         asyncio.run(_drive(system, min(args.rate, 10.0), 3))  # warm-up
         time.sleep(args.settle)
         services = {p.pid: s for s, p in system.processes.items()}

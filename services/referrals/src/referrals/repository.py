@@ -106,22 +106,20 @@ def _to_domain(row: Any, needs: Sequence[Any]) -> domain.Referral:
     )
 
 
+# The columns of a need a decision may change; each is the domain field of the same name.
+_NEED_CHANGES = (
+    "status", "service_code", "provider_code", "programme", "provider_referral_id",
+    "status_reason", "allocated_at", "acknowledge_by", "respond_by", "updated_at",
+    "last_event_at", "missed_deadlines",
+)
+
+
 def _need_changes(need: domain.Need) -> dict[str, Any]:
-    """The columns of a need a decision may change (`_NEED_CHANGES`), by name."""
-    return {
-        "status": need.status.value,
-        "service_code": need.service_code,
-        "provider_code": need.provider_code,
-        "programme": need.programme,
-        "provider_referral_id": need.provider_referral_id,
-        "status_reason": need.status_reason,
-        "allocated_at": need.allocated_at,
-        "acknowledge_by": need.acknowledge_by,
-        "respond_by": need.respond_by,
-        "updated_at": need.updated_at,
-        "last_event_at": need.last_event_at,
-        "missed_deadlines": sorted(need.missed_deadlines),
-    }
+    """`_NEED_CHANGES` of `need`, by name, as stored."""
+    changes = {name: getattr(need, name) for name in _NEED_CHANGES}
+    changes["status"] = need.status.value
+    changes["missed_deadlines"] = sorted(need.missed_deadlines)
+    return changes
 
 
 def _referral_values(
@@ -187,11 +185,6 @@ _LISTED_NEED_COLUMNS = [
     c for c in NEEDS.c if c.name not in ("missed_deadlines", "last_event_at")
 ]
 
-_NEED_CHANGES = (
-    "status", "service_code", "provider_code", "programme", "provider_referral_id",
-    "status_reason", "allocated_at", "acknowledge_by", "respond_by", "updated_at",
-    "last_event_at", "missed_deadlines",
-)
 # One statement for every need of a referral (executemany). Parameters are `new_<column>`:
 # a bound parameter may not share its name with a column being set.
 _UPDATE_NEED = (
@@ -210,7 +203,6 @@ def _history_values(referral_id: UUID, entry: HistoryEntry) -> dict[str, Any]:
         "need_id": entry.need_id,
         "detail": dict(entry.detail),
     }
-
 
 
 def history_to_domain(row: Any) -> HistoryEntry:
