@@ -8,6 +8,11 @@
 - `nc`: a live NATS connection; `token(...)`/`auth(...)`: bearer tokens for any role.
 - `running(app)`: run an app's lifespan (relay, consumers) around a block.
 - `NatsServer`: a private nats-server process that a fault test may stop and start.
+- The calendar pass: with `PATHWAYS_TEST_CLOCK=2028-02-29T12:00:00Z` the whole session runs
+  on a Python clock moved to that instant (time-machine, ticking), so every test that reads
+  the real clock meets that day. PostgreSQL's `now()` and nats-server keep the real time.
+  A test that cannot hold on a moved clock says why with `@pytest.mark.real_clock("reason")`
+  and is left out of that pass only.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,61 @@ PG_ADMIN_URL = os.environ.get(
 NATS_URL = os.environ.get("PATHWAYS_TEST_NATS_URL", os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
 RUN_ID = uuid.uuid4().hex[:6]
 _counter = itertools.count(1)
+TEST_CLOCK_ENV = "PATHWAYS_TEST_CLOCK"
+_clock_traveller: Any = None
+
+
+def test_clock() -> datetime | None:
+    """The instant the calendar pass moves the clock to, or None on the real clock."""
+    value = os.environ.get(TEST_CLOCK_ENV, "").strip()
+    if not value:
+        return None
+    moved = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moved.tzinfo is None:
+        raise pytest.UsageError(f"{TEST_CLOCK_ENV} needs a time zone, e.g. 2028-02-29T12:00:00Z")
+    return moved
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _clock_traveller
+    config.addinivalue_line(
+        "markers",
+        "real_clock(reason): the test cannot run with the Python clock moved away from the "
+        "real one (left out of the calendar pass only); the reason says why",
+    )
+    moved = test_clock()
+    if moved is not None and _clock_traveller is None:
+        import time_machine
+
+        _clock_traveller = time_machine.travel(moved, tick=True)
+        _clock_traveller.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _clock_traveller
+    if _clock_traveller is not None:
+        _clock_traveller.stop()
+        _clock_traveller = None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    moved = test_clock()
+    return f"calendar pass: the clock starts at {moved.isoformat()}" if moved else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if test_clock() is None:
+        return
+    kept, left_out = [], []
+    for item in items:
+        marker = item.get_closest_marker("real_clock")
+        (left_out if marker is not None else kept).append(item)
+    for item in left_out:
+        if not item.get_closest_marker("real_clock").args:
+            raise pytest.UsageError(f"{item.nodeid}: real_clock needs its reason")
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 def _asyncpg_dsn(url: str) -> str:
