@@ -6,7 +6,7 @@ VENV := .venv
 SERVICES := referrals providers cohorts notifications
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test infra token demo bench lint clean docs $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy
+.PHONY: help install run test infra token demo bench lint clean docs $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy test-calendar
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
@@ -21,8 +21,11 @@ $(VENV)/.installed: uv.lock pyproject.toml shared/pyproject.toml $(wildcard serv
 run: install ## Start NATS and all four services on SQLite (Ctrl-C stops everything)
 	@scripts/run.sh
 
-test: install infra ## Install, start PostgreSQL and NATS if needed, run every test
+test: install infra ## Install, start PostgreSQL and NATS if needed, run every test (and the calendar pass)
 	@scripts/test.sh
+
+test-calendar: install infra ## The shared and service tests again, the clock moved a year on, to 29 Feb 2028, past a clock change
+	@scripts/test.sh --calendar
 
 infra: ## Make sure PostgreSQL and NATS (JetStream) are up
 	@scripts/ensure-infra.sh

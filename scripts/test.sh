@@ -1,14 +1,39 @@
 #!/usr/bin/env bash
 # Run every suite, each in its own pytest process (each service is its own program with its
-# own tables), then print one total. Usage: scripts/test.sh [suite ...]
+# own tables), then print one total over every pass.
+# Usage: scripts/test.sh [--calendar] [suite ...]
 # Suites: shared, referrals, providers, cohorts, notifications, deploy (deploy/tests), system (tests/).
+# With no suite: every suite on the real clock, then the calendar pass. With --calendar: only the
+# calendar pass (of the named suites, or of shared and every service): the same tests with the
+# Python clock moved to each instant of CALENDAR_CLOCKS (see pathways_shared.testing). The system
+# tests run the services as processes on the real clock, and deploy has no dates: both stay out.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PYTEST=("$ROOT/.venv/bin/python" -m pytest -p no:cacheprovider)
 REPORTS=$(mktemp -d)
+trap 'rm -rf "$REPORTS"' EXIT
+# a day more than a year ahead; a leap day; the hour after the spring clock change (01:00 UTC
+# on 2027-03-28 is 02:00 BST)
+CALENDAR_CLOCKS=${CALENDAR_CLOCKS:-"2028-06-30T23:30:00Z 2028-02-29T12:00:00Z 2027-03-28T01:30:00Z"}
+CALENDAR_SUITES=(shared referrals providers cohorts notifications)
+
+real_clock=1
+calendar=0
+if [ "${1:-}" = "--calendar" ]; then
+  shift
+  real_clock=0
+  calendar=1
+fi
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(shared referrals providers cohorts notifications deploy system)
+if [ ${#suites[@]} -eq 0 ]; then
+  if [ $real_clock -eq 1 ]; then
+    suites=(shared referrals providers cohorts notifications deploy system)
+    calendar=1
+  else
+    suites=("${CALENDAR_SUITES[@]}")
+  fi
+fi
 
 path_of() {
   case "$1" in
@@ -19,18 +44,41 @@ path_of() {
   esac
 }
 
-failed_suites=()
-for suite in "${suites[@]}"; do
+has_tests() {
+  [ -d "$1" ] && [ -n "$(find "$1" -name 'test_*.py' -print -quit)" ]
+}
+
+failed=()
+run_suite() {  # run_suite <label> <suite> [pytest args...]
+  local label=$1 suite=$2 path start
+  shift 2
   path=$(path_of "$suite")
-  if [ ! -d "$path" ] || [ -z "$(find "$path" -name 'test_*.py' -print -quit)" ]; then
-    echo "==> $suite: no tests in $path"
-    continue
+  if ! has_tests "$path"; then
+    echo "==> $label: no tests in $path"
+    return
   fi
-  echo "==> $suite ($path)"
+  echo "==> $label ($path)"
   start=$(date +%s)
-  "${PYTEST[@]}" "$path" --junitxml="$REPORTS/$suite.xml" || failed_suites+=("$suite")
-  echo "    $suite took $(( $(date +%s) - start ))s"
-done
+  "${PYTEST[@]}" "$path" --junitxml="$REPORTS/$label.xml" "$@" || failed+=("$label")
+  echo "    $label took $(( $(date +%s) - start ))s"
+}
+
+if [ $real_clock -eq 1 ]; then
+  for suite in "${suites[@]}"; do
+    run_suite "$suite" "$suite"
+  done
+fi
+
+if [ $calendar -eq 1 ]; then
+  calendar_start=$(date +%s)
+  for clock in $CALENDAR_CLOCKS; do
+    for suite in "${suites[@]}"; do
+      case " ${CALENDAR_SUITES[*]} " in *" $suite "*) ;; *) continue ;; esac
+      PATHWAYS_TEST_CLOCK=$clock run_suite "$suite@$clock" "$suite"
+    done
+  done
+  echo "    the calendar pass took $(( $(date +%s) - calendar_start ))s"
+fi
 
 "$ROOT/.venv/bin/python" - "$REPORTS" <<'PYEOF'
 import sys, pathlib, xml.etree.ElementTree as ET
@@ -44,8 +92,7 @@ passed = totals["tests"] - failed - totals["skipped"]
 print()
 print(f"{passed} passed, {failed} failed" + (f", {totals['skipped']} skipped" if totals["skipped"] else ""))
 PYEOF
-rm -rf "$REPORTS"
-if [ ${#failed_suites[@]} -gt 0 ]; then
-  echo "failed suites: ${failed_suites[*]}" >&2
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "failed: ${failed[*]}" >&2
   exit 1
 fi

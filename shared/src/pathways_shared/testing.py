@@ -53,7 +53,7 @@ TEST_CLOCK_ENV = "PATHWAYS_TEST_CLOCK"
 _clock_traveller: Any = None
 
 
-def test_clock() -> datetime | None:
+def calendar_clock() -> datetime | None:
     """The instant the calendar pass moves the clock to, or None on the real clock."""
     value = os.environ.get(TEST_CLOCK_ENV, "").strip()
     if not value:
@@ -71,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "real_clock(reason): the test cannot run with the Python clock moved away from the "
         "real one (left out of the calendar pass only); the reason says why",
     )
-    moved = test_clock()
+    moved = calendar_clock()
     if moved is not None and _clock_traveller is None:
         import time_machine
 
@@ -87,12 +87,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    moved = test_clock()
+    moved = calendar_clock()
     return f"calendar pass: the clock starts at {moved.isoformat()}" if moved else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if test_clock() is None:
+    if calendar_clock() is None:
         return
     kept, left_out = [], []
     for item in items:
