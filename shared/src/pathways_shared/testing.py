@@ -6,6 +6,8 @@
 - `subject_prefix`: a prefix unique to each test, so its streams, subjects and durable
   consumers are its own; the streams are deleted afterwards.
 - `nc`: a live NATS connection; `token(...)`/`auth(...)`: bearer tokens for any role.
+- `london_today()`, `years_before(day, n)`, `age_today(dob)`: dates derived from the clock,
+  for tests that go through it (never a fixed date that the calendar will overtake).
 - `running(app)`: run an app's lifespan (relay, consumers) around a block.
 - `NatsServer`: a private nats-server process that a fault test may stop and start.
 - The calendar pass: with `PATHWAYS_TEST_CLOCK=2028-02-29T12:00:00Z` the whole session runs
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import itertools
 import os
@@ -28,9 +31,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import nats
@@ -58,10 +62,35 @@ def calendar_clock() -> datetime | None:
     value = os.environ.get(TEST_CLOCK_ENV, "").strip()
     if not value:
         return None
-    moved = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    moved = datetime.fromisoformat(value)
     if moved.tzinfo is None:
         raise pytest.UsageError(f"{TEST_CLOCK_ENV} needs a time zone, e.g. 2028-02-29T12:00:00Z")
     return moved
+
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def london_today() -> date:
+    """Today in Europe/London on the (possibly moved) clock: the day the services count in."""
+    return datetime.now(LONDON).date()
+
+
+def years_before(day: date, years: int) -> date:
+    """The same calendar day `years` earlier; 29 February becomes 28 February in a common
+    year (`day.replace(year=...)` raises there)."""
+    year = day.year - years
+    if (day.month, day.day) == (2, 29) and not calendar.isleap(year):
+        return date(year, 2, 28)
+    return day.replace(year=year)
+
+
+def age_today(date_of_birth: date) -> int:
+    """Completed years today in Europe/London (a 29 February birthday comes on 1 March)."""
+    today = london_today()
+    return today.year - date_of_birth.year - int(
+        (today.month, today.day) < (date_of_birth.month, date_of_birth.day)
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import pytest
 
-from pathways_shared.testing import auth
+from pathways_shared.testing import auth, london_today, years_before
 
 ADMIN = auth("admin")
 PROBATION = auth("probation")
@@ -291,8 +290,7 @@ async def test_eligibility_chooses_by_the_routing_rule(client, changes, chosen):
 
 
 async def test_eligibility_for_someone_under_18_says_why(client):
-    today = date.today()
-    born = today.replace(year=today.year - 17)
+    born = years_before(london_today(), 17)  # 17 today (or yesterday, on 29 February)
     body = eligibility_body(person={"date_of_birth": born.isoformat(), "sex": "male"})
     answer = (await client.post("/eligibility", json=body, headers=PROBATION)).json()
     assert answer["chosen"] is None and answer["age"] == 17

@@ -10,12 +10,14 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from pathways_shared.events import Event, make_event
+from pathways_shared.events import Event, iso_z, make_event
 from pathways_shared.infra_models import DeadLetter, ProcessedEvent
-from pathways_shared.testing import auth, wait_until
+from pathways_shared.testing import auth, london_today, wait_until
 from sqlalchemy import func
 from sqlmodel import select
 
+# `now` injected into the service (the replay test); the events below are timed from each
+# referral's own submission instead, so they follow it on whatever day the clock shows.
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 
@@ -34,6 +36,8 @@ def provider_event(
     need_index: int = 0,
     **extra: Any,
 ) -> Event:
+    """A provider event `minutes` after the referral was submitted (on the clock it was)."""
+    submitted = datetime.fromisoformat(referral["submitted_at"])
     info: dict[str, Any] = {
         "referralId": referral["id"],
         "needId": referral["needs"][need_index]["id"],
@@ -45,15 +49,15 @@ def provider_event(
             "serviceCode": "CRS-ACC-M",
             "providerCode": "NACRO",
             "programme": "CRS",
-            "acknowledgeBy": "2026-11-26T23:59:59Z",
-            "respondBy": "2026-12-01T23:59:59Z",
+            "acknowledgeBy": iso_z(submitted + timedelta(days=2)),
+            "respondBy": iso_z(submitted + timedelta(days=7)),
         }
     info |= extra
     return make_event(
         f"providers.referral.{kind}",
         info,
         crn=referral["person"]["crn"],
-        occurred_at=T0 + timedelta(minutes=minutes),
+        occurred_at=submitted + timedelta(minutes=minutes),
     )
 
 
@@ -104,7 +108,8 @@ async def test_an_allocation_updates_the_need_and_its_history(
         "NACRO",
         "CRS",
     )
-    assert need["allocated_at"] == "2026-11-24T10:01:00.000Z"
+    submitted = datetime.fromisoformat(referral["submitted_at"])
+    assert need["allocated_at"] == iso_z(submitted + timedelta(minutes=1))
     history = (
         await client.get(f"/referrals/{referral['id']}/history", headers=auth("probation"))
     ).json()["data"]
@@ -305,13 +310,14 @@ async def test_a_listed_referral_is_the_same_document_as_its_read(
 ):
     """Listing builds its documents straight from the rows (`referral_document`); reading one
     goes through the domain and `ReferralPublic`. Every field must come out the same."""
+    in_three_months = (london_today() + timedelta(days=91)).isoformat()  # release is ahead
     busy = await submit(
         client,
         referral_body(
             source_reference="LIST-1",
             person={**referral_body()["person"], "needs_interpreter": True,
                     "interpreter_language": "Polish", "pnc_number": "2001/0000123Z"},
-            supervision={"status": "custody_pre_release", "expected_release_date": "2027-03-01"},
+            supervision={"status": "custody_pre_release", "expected_release_date": in_three_months},
             risk={"rosh": "high", "mappa_level": 1},
             needs=[
                 {"pathway": "accommodation", "complexity": "high", "details": "NFA",
