@@ -290,6 +290,37 @@ async def stream_events(
     return events
 
 
+async def outbox_published(sessionmaker: Any, event_id: Any) -> bool:
+    """Whether the relay has published (and marked) the outbox row of that event."""
+    from sqlmodel import select
+
+    from pathways_shared.infra_models import OutboxMessage
+
+    async with sessionmaker() as session:
+        published_at = await session.scalar(
+            select(OutboxMessage.published_at).where(OutboxMessage.event_id == str(event_id))
+        )
+    return published_at is not None
+
+
+async def settle_outbox(sessionmaker: Any, *, timeout: float = 10) -> Event:
+    """Write a sentinel event to a service's outbox after the events under test and wait until
+    the relay has published it. The relay publishes rows in order and marks a batch only when
+    every message of it is acked, so every event written before the sentinel is then in its
+    stream: what is not there was never written. Use it to assert that nothing more arrives,
+    instead of sleeping. The sentinel (`pathways.test.ping`, in the PATHWAYS stream) is
+    returned, so a test reading that stream can leave it out."""
+    from pathways_shared.db import transaction
+    from pathways_shared.events import make_event
+    from pathways_shared.outbox import add_event
+
+    sentinel = make_event("pathways.test.ping", {"note": "sentinel"})
+    async with transaction(sessionmaker) as session:
+        add_event(session, sentinel)
+    await wait_until(lambda: outbox_published(sessionmaker, sentinel.id), timeout=timeout)
+    return sentinel
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
-from pathways_shared.testing import age_today, auth, stream_events
-from referrals.models import NeedRow, ReferralRow
 from sqlalchemy import func
 from sqlmodel import select
+
+from pathways_shared.testing import (
+    age_today,
+    auth,
+    london_today,
+    settle_outbox,
+    stream_events,
+    years_before,
+)
+from referrals.models import NeedRow, ReferralRow
 
 PROBLEM = "application/problem+json"
 
@@ -132,7 +140,7 @@ async def test_the_same_body_again_answers_200_and_creates_nothing(
     assert again.json()["id"] == first.json()["id"]
     assert again.headers["location"] == first.headers["location"]
     assert await count_referrals(sessionmaker) == 1
-    await asyncio.sleep(0.5)  # give a second event every chance to show up
+    await settle_outbox(sessionmaker)  # a second event, had it been written, is out by now
     assert len(await stream_events(js, "REFERRALS", subject_prefix)) == 1
 
 
@@ -182,18 +190,25 @@ async def test_identical_submissions_racing_create_one_referral(
     assert statuses == [200] * 7 + [201], [r.text for r in responses]
     assert len({r.json()["id"] for r in responses}) == 1
     assert await count_referrals(sessionmaker) == 1
-    await asyncio.sleep(0.5)
+    await settle_outbox(sessionmaker)
     assert len(await stream_events(js, "REFERRALS", subject_prefix)) == 1
 
 
 # ----------------------------------------------------------------------------- validation
 
 
+# derived from the clock, so that the case stays at the edge on any day (29 February included)
+EIGHTEEN_TOMORROW = (years_before(london_today(), 18) + timedelta(days=1)).isoformat()
+
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("bad CRN", {"person": {"crn": "12345"}}, "person.crn"),
     ("bad NOMS number", {"person": {"noms_number": "A12BC"}}, "person.noms_number"),
     ("bad PNC number", {"person": {"pnc_number": "PNC"}}, "person.pnc_number"),
-    ("under 18", {"person": {"date_of_birth": "2015-01-01"}}, "person.date_of_birth"),
+    (
+        "under 18 (18 tomorrow)",
+        {"person": {"date_of_birth": EIGHTEEN_TOMORROW}},
+        "person.date_of_birth",
+    ),
     ("born in the future", {"person": {"date_of_birth": "2099-01-01"}}, "person.date_of_birth"),
     ("not a date", {"person": {"date_of_birth": "01/04/1990"}}, "person.date_of_birth"),
     ("unknown sex", {"person": {"sex": "unknown"}}, "person.sex"),

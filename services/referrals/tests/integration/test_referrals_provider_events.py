@@ -10,11 +10,12 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
 from pathways_shared.events import Event, iso_z, make_event
 from pathways_shared.infra_models import DeadLetter, ProcessedEvent
 from pathways_shared.testing import auth, london_today, wait_until
-from sqlalchemy import func
-from sqlmodel import select
 
 # `now` injected into the service (the replay test); the events below are timed from each
 # referral's own submission instead, so they follow it on whatever day the clock shows.
