@@ -11,7 +11,8 @@ import pytest
 from sqlmodel import select
 
 from pathways_shared.db import transaction
-from providers import service
+from pathways_shared.testing import settle_outbox
+from providers import scheduler, service
 from providers.models import ProviderReferralRow
 from providers.scheduler import run_deadline_check
 from providers.working_days import WorkingCalendar
@@ -20,6 +21,15 @@ CALENDAR = WorkingCalendar()
 CHRISTMAS_EVE = datetime(2026, 12, 24, 10, 0, tzinfo=UTC)  # a Thursday
 ACK_BY = datetime(2026, 12, 30, 23, 59, 59, tzinfo=UTC)
 RESPOND_BY = datetime(2027, 1, 5, 23, 59, 59, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(settings, monkeypatch):
+    """The app's own deadline scheduler runs beside these tests. On the real clock it would
+    find these Christmas deadlines long missed and race the checks each test runs at its own
+    `now`: it reads Christmas Eve instead, when nothing is due, and polls once an hour."""
+    monkeypatch.setattr(scheduler, "utc_now", lambda: CHRISTMAS_EVE)
+    return settings.model_copy(update={"deadline_poll_seconds": 3600.0})
 
 
 def ctx(now: datetime) -> service.Context:
@@ -102,7 +112,7 @@ async def test_each_missed_deadline_is_published_once(app, sessionmaker, provide
     )
     events = await missed(provider_events, expect=3)
     assert sorted(events) == [(str(referral.id), "acknowledge"), (str(referral.id), "respond")]
-    await asyncio.sleep(0.5)
+    await settle_outbox(sessionmaker)  # a third event, had it been written, is out by now
     assert len(await missed(provider_events)) == 2
 
 
