@@ -401,8 +401,15 @@ async def test_retries_then_success(app, client, nc, subject_prefix, receiver):
         ("retryable", 500), ("retryable", 503), ("success", 200),
     ]  # fmt: skip
     assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
-    await asyncio.sleep(0.5)  # a few more rounds of the worker
-    assert len(receiver.requests) == 3  # never again after the 2xx
+    # A marker published after the success is delivered by a later round of the worker: had
+    # the delivered row stayed due, that round would have sent it again.
+    marker = cohort_selected(crn="X654321")
+    await publish(nc, subject_prefix, marker)
+    await wait_until(lambda: _received(receiver, 4))
+    await settled(client, 2)
+    assert [r.headers["webhook-id"] for r in receiver.requests].count(str(row["event_id"])) == 3
+    assert [r.headers["webhook-id"] for r in receiver.requests][-1] == str(marker.id)
+    assert len(receiver.requests) == 4  # never again after the 2xx
 
 
 async def test_persistent_failure_disables_the_subscription_with_a_reason(
