@@ -13,7 +13,7 @@ from pathways_shared.db import make_engine, make_sessionmaker, transaction
 from pathways_shared.events import make_event, stream_name
 from pathways_shared.infra_models import OutboxMessage
 from pathways_shared.outbox import OutboxRelay, add_event, pending_count
-from pathways_shared.testing import stream_events, wait_until
+from pathways_shared.testing import outbox_published, settle_outbox, stream_events, wait_until
 
 
 async def write_events(sessionmaker, n: int, start: int = 0) -> list[str]:
@@ -47,23 +47,28 @@ async def test_rolled_back_transaction_publishes_nothing(app, nc, subject_prefix
     except RuntimeError:
         pass
     await write_events(runtime.sessionmaker, 1)
-    events = await stream_events(nc.jetstream(), "PATHWAYS", subject_prefix, expect=1)
-    await asyncio.sleep(0.3)
+    sentinel = await settle_outbox(runtime.sessionmaker)  # everything written is out now
     events = await stream_events(nc.jetstream(), "PATHWAYS", subject_prefix)
-    assert [e.additional_information["note"] for e in events] == ["n0"]
+    assert [e.additional_information["note"] for e in events] == ["n0", "sentinel"]
+    assert events[-1].id == sentinel.id
 
 
 async def test_relay_is_woken_by_the_commit_not_by_its_poll(settings, app_factory, nc, subject_prefix):
     """With a 60-second poll, only the commit's signal can explain a publish within seconds."""
     from pathways_shared.testing import running
 
+    # A row written before the app starts, by a session that wakes no relay: only the relay's
+    # first pass publishes it, so once it is marked that pass has taken its rows and is over.
+    engine = make_engine(settings.database_url)
+    [first_pass] = await write_events(make_sessionmaker(engine), 1)
+    await engine.dispose()
     app = app_factory(settings.model_copy(update={"relay_poll_seconds": 60.0}))
     async with running(app):
         runtime = app.state.runtime
-        await asyncio.sleep(0.5)  # the relay's first pass is done; it now waits
-        await write_events(runtime.sessionmaker, 1)
-        events = await stream_events(nc.jetstream(), "PATHWAYS", subject_prefix, expect=1, timeout=30)
-    assert len(events) == 1
+        await wait_until(lambda: outbox_published(runtime.sessionmaker, first_pass))
+        [woken] = await write_events(runtime.sessionmaker, 1, start=1)
+        events = await stream_events(nc.jetstream(), "PATHWAYS", subject_prefix, expect=2, timeout=30)
+    assert [str(e.id) for e in events] == [first_pass, woken]
 
 
 async def test_no_event_lost_when_nats_stops_during_publishing(settings, private_nats):
