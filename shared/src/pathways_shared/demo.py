@@ -41,6 +41,25 @@ SAMPLES: list[dict[str, Any]] = [
 ]
 
 
+def settled_after_decline(need: dict[str, Any], declined_service: str) -> bool:
+    """Whether the referrals service has seen a decline through: the need routed again to
+    another service, or unallocated (a service that declined is never chosen again). Until
+    the decline reaches it, the need still shows the service that declined."""
+    if need["status"] == "unallocated":
+        return True
+    return need["status"] != "declined" and need.get("service_code") not in (None, declined_service)
+
+
+def after_decline(need: dict[str, Any], declined_service: str) -> str:
+    """What became of a declined need, as the referrals service tells it."""
+    if need["status"] == "unallocated":
+        return f"unallocated: {need.get('status_reason') or 'no reason given'}"
+    if settled_after_decline(need, declined_service):
+        return (f"routed again: {need['service_code']} ({need.get('provider_code')}, "
+                f"{need.get('programme')}), {need['status']}")
+    return f"not settled yet: still {need['status']} with {need.get('service_code') or 'no service'}"
+
+
 def say(text: str = "", *, indent: int = 0) -> None:
     print(" " * indent + text, flush=True)
 
@@ -125,6 +144,17 @@ class Demo:
                 return referral
             await asyncio.sleep(0.2)
 
+    async def until_settled_after_decline(
+        self, referral_id: str, need_id: str, declined_service: str, timeout: float = 20
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            referral = await self.referral(referral_id)
+            need = next(n for n in referral["needs"] if n["id"] == need_id)
+            if settled_after_decline(need, declined_service) or time.monotonic() > deadline:
+                return need
+            await asyncio.sleep(0.2)
+
     async def inbox_entry(self, provider: str, need_id: str) -> dict[str, Any] | None:
         r = await self.client.get(f"{self.at.providers}/provider-referrals", params={"limit": 200},
                                   headers=self.headers("provider", provider=provider))
@@ -168,10 +198,9 @@ class Demo:
                     declined_once = True
                     await self.act(provider, entry["id"], "decline",
                                    {"reason_code": "capacity", "comments": "Caseload full this month"})
-                    rerouted = await self.until_routed(submitted["id"])
-                    again = next(n for n in rerouted["needs"] if n["id"] == need["id"])
-                    say(f"-> routed again: {again['status']} {again.get('service_code') or ''} "
-                        f"{again.get('provider_code') or again.get('status_reason') or ''}", indent=6)
+                    again = await self.until_settled_after_decline(
+                        submitted["id"], need["id"], need["service_code"])
+                    say(f"-> {after_decline(again, need['service_code'])}", indent=6)
                 else:
                     await self.act(provider, entry["id"], "accept")
             say()
