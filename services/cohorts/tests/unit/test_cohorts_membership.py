@@ -347,6 +347,39 @@ def test_deselection_is_suggested_after_twelve_quiet_months(
     assert should_suggest_deselection(last_offence, TODAY, POLICY) is suggest
 
 
+@pytest.mark.parametrize(
+    ("today", "last_offence", "suggest"),
+    [
+        # on a leap day the 12 months run from 1 March of the year before
+        (date(2028, 2, 29), date(2027, 2, 28), True),
+        (date(2028, 2, 29), date(2027, 3, 1), False),
+        # the day after, likewise (1 March 2027 is the anniversary, outside)
+        (date(2028, 3, 1), date(2027, 3, 1), True),
+        (date(2028, 3, 1), date(2027, 3, 2), False),
+        # a month end: from 1 April
+        (date(2027, 3, 31), date(2026, 3, 31), True),
+        (date(2027, 3, 31), date(2026, 4, 1), False),
+        # a leap day a year back is clamped to 28 February
+        (date(2029, 2, 28), date(2028, 2, 28), True),
+        (date(2029, 2, 28), date(2028, 2, 29), False),
+    ],
+)
+def test_the_quiet_year_over_leap_days_and_month_ends(
+    today: date, last_offence: date, suggest: bool
+) -> None:
+    assert should_suggest_deselection(last_offence, today, POLICY) is suggest
+
+
+def test_the_review_cycle_is_in_instants_across_the_clock_changes() -> None:
+    """Twelve weeks are twelve weeks of elapsed time: a review due at 10:00 UTC stays due at
+    10:00 UTC whether London is on GMT or BST."""
+    adopted = datetime(2027, 3, 1, 10, 0, tzinfo=UTC)  # GMT
+    after_spring = next_review_due(adopted, adopted, POLICY)
+    assert after_spring == datetime(2027, 5, 24, 10, 0, tzinfo=UTC)  # BST by then
+    after_autumn = next_review_due(adopted, datetime(2027, 10, 31, 1, 30, tzinfo=UTC), POLICY)
+    assert after_autumn == datetime(2027, 11, 8, 10, 0, tzinfo=UTC)  # GMT again
+
+
 def test_the_quiet_period_comes_from_the_policy() -> None:
     policy = SelectionPolicy(deselection_after_months=6)
     assert should_suggest_deselection(date(2026, 5, 24), TODAY, policy) is True

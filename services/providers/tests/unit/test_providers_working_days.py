@@ -35,6 +35,10 @@ def utc(*parts: int) -> datetime:
         (date(2026, 11, 30), True),  # St Andrew's Day: Scotland only
         (date(2027, 12, 27), False),  # Christmas Day (substitute) 2027
         (date(2027, 12, 28), False),  # Boxing Day (substitute) 2027
+        (date(2028, 2, 29), True),  # a leap day, Tuesday
+        (date(2027, 3, 26), False),  # Good Friday 2027
+        (date(2027, 3, 29), False),  # Easter Monday 2027, the day after the clocks go forward
+        (date(2027, 5, 3), False),  # Early May bank holiday 2027
     ],
 )
 def test_working_days_of_england_and_wales(day: date, working: bool) -> None:
@@ -67,6 +71,23 @@ def test_working_days_of_england_and_wales(day: date, working: bool) -> None:
         (utc(2026, 10, 23, 9, 0), 2, utc(2026, 10, 27, 23, 59, 59)),
         # allocated in BST, deadline in BST, across the spring bank holiday
         (utc(2026, 5, 22, 9, 0), 1, utc(2026, 5, 26, 22, 59, 59)),
+        # a leap day is a working day like another (Tuesday 29 February 2028)
+        (utc(2028, 2, 28, 9, 0), 1, utc(2028, 2, 29, 23, 59, 59)),
+        (utc(2028, 2, 29, 9, 0), 2, utc(2028, 3, 2, 23, 59, 59)),
+        # month ends: February of a common year, January, and April into the May bank holiday
+        (utc(2027, 2, 26, 9, 0), 1, utc(2027, 3, 1, 23, 59, 59)),
+        (utc(2028, 1, 31, 9, 0), 1, utc(2028, 2, 1, 23, 59, 59)),
+        (utc(2027, 4, 30, 9, 0), 1, utc(2027, 5, 4, 22, 59, 59)),
+        # the clocks go forward on Easter Sunday 2027 (28 March, 01:00 UTC): Good Friday and
+        # Easter Monday skipped, the deadline ends at 23:59:59 BST
+        (utc(2027, 3, 26, 12, 0), 1, utc(2027, 3, 30, 22, 59, 59)),
+        (utc(2027, 3, 27, 23, 59), 1, utc(2027, 3, 30, 22, 59, 59)),  # Saturday, still GMT
+        (utc(2027, 3, 28, 1, 30), 1, utc(2027, 3, 30, 22, 59, 59)),  # 02:30 BST, just after
+        # the clocks go back on 31 October 2027: allocated in BST, the deadline in GMT
+        (utc(2027, 10, 29, 9, 0), 1, utc(2027, 11, 1, 23, 59, 59)),
+        (utc(2027, 10, 31, 0, 30), 1, utc(2027, 11, 1, 23, 59, 59)),  # the first 01:30 BST
+        # Christmas 2027 falls on a Saturday: both substitute days skipped
+        (utc(2027, 12, 24, 9, 0), 1, utc(2027, 12, 29, 23, 59, 59)),
     ],
 )
 def test_deadline_is_end_of_nth_working_day_after_allocation(
@@ -103,6 +124,17 @@ def test_deadline_needs_at_least_one_working_day(days: int) -> None:
         (utc(2026, 6, 30, 22, 59, 59), date(2026, 6, 30)),
         (utc(2026, 12, 31, 23, 59, 59), date(2026, 12, 31)),
         (utc(2026, 3, 29, 0, 30), date(2026, 3, 29)),
+        # around the spring change of 2027 (01:00 UTC on 28 March)
+        (utc(2027, 3, 27, 23, 59, 59), date(2027, 3, 27)),  # GMT: the same day as UTC
+        (utc(2027, 3, 28, 22, 59, 59), date(2027, 3, 28)),
+        (utc(2027, 3, 28, 23, 0), date(2027, 3, 29)),  # BST: London is an hour ahead
+        # around the autumn change (01:00 UTC on 31 October 2027)
+        (utc(2027, 10, 30, 23, 0), date(2027, 10, 31)),  # BST
+        (utc(2027, 10, 31, 23, 0), date(2027, 10, 31)),  # GMT again
+        # month and year ends, leap day
+        (utc(2028, 2, 28, 23, 59, 59), date(2028, 2, 28)),
+        (utc(2028, 2, 29, 23, 59, 59), date(2028, 2, 29)),
+        (utc(2028, 6, 30, 23, 30), date(2028, 7, 1)),
     ],
 )
 def test_london_day(moment: datetime, day: date) -> None:
@@ -116,6 +148,9 @@ def test_london_day(moment: datetime, day: date) -> None:
         (date(2026, 7, 15), utc(2026, 7, 15, 22, 59, 59)),
         (date(2026, 3, 29), utc(2026, 3, 29, 22, 59, 59)),  # the day the clocks go forward
         (date(2026, 10, 25), utc(2026, 10, 25, 23, 59, 59)),  # the day the clocks go back
+        (date(2027, 3, 27), utc(2027, 3, 27, 23, 59, 59)),  # the last day of GMT
+        (date(2027, 3, 28), utc(2027, 3, 28, 22, 59, 59)),  # the clocks go forward
+        (date(2028, 2, 29), utc(2028, 2, 29, 23, 59, 59)),
     ],
 )
 def test_end_of_london_day(day: date, end: datetime) -> None:

@@ -90,6 +90,19 @@ def test_london_day_refuses_a_naive_time():
         (date(1906, 11, 24), NOW, True),  # 120
         (date(1905, 11, 24), NOW, False),  # 121: not plausible
         (date(2026, 11, 25), NOW, False),  # born tomorrow
+        # on a leap day: someone born on 1 March is not 18 until 1 March
+        (date(2010, 2, 28), datetime(2028, 2, 29, 12, 0, tzinfo=UTC), True),
+        (date(2010, 3, 1), datetime(2028, 2, 29, 23, 59, tzinfo=UTC), False),  # GMT: still 29th
+        (date(2010, 3, 1), datetime(2028, 3, 1, 0, 0, tzinfo=UTC), True),
+        (date(2010, 2, 28), datetime(2028, 2, 27, 23, 59, tzinfo=UTC), False),  # month end, GMT
+        # the night the clocks go forward (28 March 2027, 01:00 UTC): 23:00 UTC is midnight BST
+        (date(2009, 3, 29), datetime(2027, 3, 28, 22, 59, tzinfo=UTC), False),
+        (date(2009, 3, 29), datetime(2027, 3, 28, 23, 0, tzinfo=UTC), True),
+        (date(2009, 3, 28), datetime(2027, 3, 28, 1, 30, tzinfo=UTC), True),  # 02:30 BST
+        # the night the clocks go back (31 October 2027): midnight is 00:00 UTC again
+        (date(2009, 11, 1), datetime(2027, 10, 31, 23, 30, tzinfo=UTC), False),
+        (date(2009, 11, 1), datetime(2027, 11, 1, 0, 0, tzinfo=UTC), True),
+        (date(2009, 10, 31), datetime(2027, 10, 30, 23, 30, tzinfo=UTC), True),  # BST: the 31st
     ],
 )
 def test_the_person_must_be_18_on_the_submission_day_in_london(build, date_of_birth, now, valid):
