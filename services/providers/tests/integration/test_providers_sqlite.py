@@ -3,12 +3,13 @@ its inbox and checks deadlines there too, with times that stay aware UTC."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from pathways_shared.events import utc_now
 from pathways_shared.migrations import upgrade
 from pathways_shared.testing import TEST_JWT_SECRET, auth, free_port, running
 from providers.app import create_app
@@ -58,7 +59,8 @@ async def test_the_service_works_on_sqlite(
                 f"/provider-referrals/{entry['id']}/acknowledge", headers=nacro
             )
             assert accepted.status_code == 200, accepted.text
-            late = datetime(2030, 1, 1, tzinfo=UTC)
+            # allocated on the real clock just now: a month on, both deadlines have passed
+            late = utc_now() + timedelta(days=31)
             runtime = app.state.runtime
             count = await run_deadline_check(
                 runtime.sessionmaker,
