@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -13,10 +12,19 @@ import httpx
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlmodel import select
 
+from pathways_shared.db import make_engine, make_sessionmaker
 from pathways_shared.event_payloads import FORBIDDEN_KEYS, PAYLOADS
 from pathways_shared.events import Event
-from pathways_shared.testing import auth, wait_until
+from pathways_shared.infra_models import ProcessedEvent
+from pathways_shared.testing import (
+    auth,
+    database_url_for,
+    settle_outbox,
+    stream_events,
+    wait_until,
+)
 
 NACRO = auth("provider", provider="NACRO", sub="nacro-user")
 MAXIMUS = auth("provider", provider="MAXIMUS", sub="maximus-user")
@@ -179,6 +187,31 @@ async def test_a_referral_is_routed_need_by_need_and_followed_to_its_end(system)
         assert len(ids) == len(set(ids))
 
 
+async def outsider_settled_in_cohorts(system, js, crn: str) -> None:
+    """A sentinel instead of a sleep: once the cohorts service has handled the allocation of
+    this person's need (its processed-event record is written with any effect) and its outbox
+    has published a marker written after that, whatever it would say of the person is out."""
+    async def allocation():
+        events = await stream_events(js, "PROVIDERS", system.prefix)
+        return [e for e in events
+                if e.event_type == "providers.referral.allocated" and e.crn == crn]
+
+    [allocated] = await wait_until(allocation, timeout=40)
+    engine = make_engine(database_url_for(system.databases["cohorts"]), pool_size=1)
+    try:
+        cohorts_db = make_sessionmaker(engine)
+
+        async def handled():
+            async with cohorts_db() as session:
+                return await session.scalar(select(ProcessedEvent.event_id).where(
+                    ProcessedEvent.event_id == str(allocated.id)))
+
+        await wait_until(handled, timeout=40)
+        await settle_outbox(cohorts_db, timeout=40)
+    finally:
+        await engine.dispose()
+
+
 async def test_police_see_members_and_their_pathway_activity_only(system):
     member, outsider = new_crn(), new_crn()
     prefix = system.prefix
@@ -227,7 +260,7 @@ async def test_police_see_members_and_their_pathway_activity_only(system):
                 and e.additional_information.get("status") == "allocated" for e in seen)
 
         await wait_until(member_activity_seen, timeout=40)
-        await asyncio.sleep(1.0)
+        await outsider_settled_in_cohorts(system, js, outsider)
         await member_activity_seen()
         assert all(e.crn != outsider for e in seen), "the police must learn nothing of non-members"
         for event in seen:
