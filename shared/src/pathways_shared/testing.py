@@ -121,16 +121,14 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if calendar_clock() is None:
-        return
+    """Every `real_clock` marker gives its reason; the calendar pass leaves those tests out."""
     kept, left_out = [], []
     for item in items:
         marker = item.get_closest_marker("real_clock")
-        (left_out if marker is not None else kept).append(item)
-    for item in left_out:
-        if not item.get_closest_marker("real_clock").args:
+        if marker is not None and not (marker.args and str(marker.args[0]).strip()):
             raise pytest.UsageError(f"{item.nodeid}: real_clock needs its reason")
-    if left_out:
+        (left_out if marker is not None else kept).append(item)
+    if calendar_clock() is not None and left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = kept
 
