@@ -48,10 +48,8 @@ has_tests() {
   [ -d "$1" ] && [ -n "$(find "$1" -name 'test_*.py' -print -quit)" ]
 }
 
-failed=()
-run_suite() {  # run_suite <label> <suite> [pytest args...]
+run_suite() {  # run_suite <label> <suite>: one pytest process; a failure is noted in $REPORTS/failed
   local label=$1 suite=$2 path start
-  shift 2
   path=$(path_of "$suite")
   if ! has_tests "$path"; then
     echo "==> $label: no tests in $path"
@@ -59,8 +57,16 @@ run_suite() {  # run_suite <label> <suite> [pytest args...]
   fi
   echo "==> $label ($path)"
   start=$(date +%s)
-  "${PYTEST[@]}" "$path" --junitxml="$REPORTS/$label.xml" "$@" || failed+=("$label")
+  "${PYTEST[@]}" "$path" --junitxml="$REPORTS/$label.xml" || echo "$label" >> "$REPORTS/failed"
   echo "    $label took $(( $(date +%s) - start ))s"
+}
+
+calendar_day() {  # calendar_day <clock>: the calendar suites among those asked for, on that clock
+  local clock=$1 suite
+  for suite in "${suites[@]}"; do
+    case " ${CALENDAR_SUITES[*]} " in *" $suite "*) ;; *) continue ;; esac
+    PATHWAYS_TEST_CLOCK=$clock run_suite "$suite@$clock" "$suite"
+  done
 }
 
 if [ $real_clock -eq 1 ]; then
@@ -70,13 +76,30 @@ if [ $real_clock -eq 1 ]; then
 fi
 
 if [ $calendar -eq 1 ]; then
+  # The tests mostly wait (on the relay, the consumers, the broker), so the days run side by
+  # side, CALENDAR_JOBS at a time; each day's log is printed when it ends. Every pytest process
+  # has its own database and subject prefixes, so they cannot meet.
   calendar_start=$(date +%s)
-  for clock in $CALENDAR_CLOCKS; do
-    for suite in "${suites[@]}"; do
-      case " ${CALENDAR_SUITES[*]} " in *" $suite "*) ;; *) continue ;; esac
-      PATHWAYS_TEST_CLOCK=$clock run_suite "$suite@$clock" "$suite"
+  jobs_at_once=${CALENDAR_JOBS:-3}
+  echo "==> the calendar pass: ${CALENDAR_CLOCKS// /, } ($jobs_at_once at a time)"
+  if [ "$jobs_at_once" -le 1 ]; then
+    for clock in $CALENDAR_CLOCKS; do calendar_day "$clock"; done
+  else
+    day_logs=()
+    running=0
+    for clock in $CALENDAR_CLOCKS; do
+      if [ $running -ge "$jobs_at_once" ]; then
+        wait -n
+        running=$((running - 1))
+      fi
+      log="$REPORTS/day-${#day_logs[@]}.log"
+      day_logs+=("$log")
+      calendar_day "$clock" > "$log" 2>&1 &
+      running=$((running + 1))
     done
-  done
+    wait
+    for log in "${day_logs[@]}"; do cat "$log"; done
+  fi
   echo "    the calendar pass took $(( $(date +%s) - calendar_start ))s"
 fi
 
@@ -92,7 +115,7 @@ passed = totals["tests"] - failed - totals["skipped"]
 print()
 print(f"{passed} passed, {failed} failed" + (f", {totals['skipped']} skipped" if totals["skipped"] else ""))
 PYEOF
-if [ ${#failed[@]} -gt 0 ]; then
-  echo "failed: ${failed[*]}" >&2
+if [ -s "$REPORTS/failed" ]; then
+  echo "failed: $(tr '\n' ' ' < "$REPORTS/failed")" >&2
   exit 1
 fi
