@@ -6,22 +6,32 @@ VENV := .venv
 SERVICES := referrals providers cohorts notifications
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test infra token demo bench lint clean docs $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy
+.PHONY: help install run test infra browser token demo bench lint clean docs $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
 
-install: $(VENV)/.installed ## Install uv and the workspace (locked)
+install: $(VENV)/.installed node_modules/.installed ## Install uv, the workspace (locked) and the front-end packages (npm, locked)
 
 $(VENV)/.installed: uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@PY=$(PY) scripts/ensure-uv.sh
 	$(UV) sync --all-packages --frozen --quiet
 	@touch $@
 
+# GOV.UK Frontend (served by the insights dashboard) and axe-core (its browser tests), pinned in
+# package-lock.json; `npm ci` installs exactly the lock, dev packages included.
+node_modules/.installed: package.json package-lock.json
+	@scripts/ensure-node.sh
+	npm ci --include=dev --no-audit --no-fund --loglevel=error
+	@touch $@
+
+browser: ## Make sure Debian's Chromium is installed (the dashboard's browser tests)
+	@scripts/ensure-browser.sh
+
 run: install ## Start NATS and all four services on SQLite (Ctrl-C stops everything)
 	@scripts/run.sh
 
-test: install infra ## Install, start PostgreSQL and NATS if needed, run every test
+test: install infra browser ## Install, start PostgreSQL and NATS (and Chromium) if needed, run every test
 	@scripts/test.sh
 
 infra: ## Make sure PostgreSQL and NATS (JetStream) are up
