@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 UV := $(PY) -m uv
 VENV := .venv
-SERVICES := referrals providers cohorts notifications
+SERVICES := referrals providers cohorts notifications insights
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test infra token demo bench lint clean docs $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy
@@ -18,7 +18,7 @@ $(VENV)/.installed: uv.lock pyproject.toml shared/pyproject.toml $(wildcard serv
 	$(UV) sync --all-packages --frozen --quiet
 	@touch $@
 
-run: install ## Start NATS and all four services on SQLite (Ctrl-C stops everything)
+run: install ## Start NATS and all five services on SQLite (Ctrl-C stops everything)
 	@scripts/run.sh
 
 test: install infra ## Install, start PostgreSQL and NATS if needed, run every test
