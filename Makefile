@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 UV := $(PY) -m uv
 VENV := .venv
-SERVICES := referrals providers cohorts notifications
+SERVICES := referrals providers cohorts notifications insights
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test infra browser token demo bench lint clean docs $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy
@@ -28,7 +28,7 @@ node_modules/.installed: package.json package-lock.json
 browser: ## Make sure Debian's Chromium is installed (the dashboard's browser tests)
 	@scripts/ensure-browser.sh
 
-run: install ## Start NATS and all four services on SQLite (Ctrl-C stops everything)
+run: install ## Start NATS and all five services on SQLite (Ctrl-C stops everything)
 	@scripts/run.sh
 
 test: install infra browser ## Install, start PostgreSQL and NATS (and Chromium) if needed, run every test

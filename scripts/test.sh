@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Run every suite, each in its own pytest process (each service is its own program with its
 # own tables), then print one total. Usage: scripts/test.sh [suite ...]
-# Suites: shared, referrals, providers, cohorts, notifications, deploy (deploy/tests), system (tests/).
+# Suites: shared, referrals, providers, cohorts, notifications, insights, deploy (deploy/tests), system (tests/).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PYTEST=("$ROOT/.venv/bin/python" -m pytest -p no:cacheprovider)
 REPORTS=$(mktemp -d)
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(shared referrals providers cohorts notifications deploy system)
+[ ${#suites[@]} -gt 0 ] || suites=(shared referrals providers cohorts notifications insights deploy system)
 
 path_of() {
   case "$1" in

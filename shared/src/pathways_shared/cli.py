@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     token.set_defaults(func=cmd_token)
 
     migrate = sub.add_parser("migrate", help="migrate one service's database")
-    migrate.add_argument("service", choices=["referrals", "providers", "cohorts", "notifications"])
+    migrate.add_argument("service", choices=["referrals", "providers", "cohorts", "notifications", "insights"])
     migrate.add_argument("--url", help="database URL (default: <SERVICE>_DATABASE_URL or .data/<service>.db)")
     migrate.set_defaults(func=cmd_migrate)
 

@@ -1,0 +1,18 @@
+"""Settings of the insights service: every variable is `INSIGHTS_<NAME>` (see the README)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from pathways_shared.config import ServiceSettings
+
+
+class InsightsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INSIGHTS_")
+
+    service_name: str = "insights"
+    port: int = 8005
+    database_url: str = "sqlite+aiosqlite:///.data/insights.db"
+    # Statistical disclosure control: counts from 1 to threshold - 1 are never shown.
+    suppression_threshold: int = Field(default=5, ge=1, le=100)
