@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from pathways_shared.runtime import build_app
 
 from insights import api, consumers
+from insights.web import routes as dashboard
 from insights.config import InsightsSettings
 
 
@@ -24,6 +25,7 @@ def create_app(settings: InsightsSettings | None = None) -> FastAPI:
         routers=[api.router],
         subscriptions=consumers.subscriptions(settings),
     )
+    dashboard.install(app, settings)
     return app
 
 

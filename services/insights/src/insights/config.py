@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from pathways_shared.config import ServiceSettings
+from insights.web.config import DashboardSettings
 
 
-class InsightsSettings(ServiceSettings):
+class InsightsSettings(DashboardSettings):  # the dashboard's settings (web/config.py) too
     model_config = SettingsConfigDict(env_prefix="INSIGHTS_")
 
     service_name: str = "insights"
