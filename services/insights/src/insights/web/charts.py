@@ -112,6 +112,7 @@ def columns(
             f'fill="{MUTED}" font-size="13">{_fmt(value)}</text>'
         )
     every = max(1, round(n / 12))  # at most about twelve labels below
+    year = ""
     for i, bar in enumerate(bars):
         x = left + i * slot + (slot - bar_w) / 2
         cx = x + bar_w / 2
@@ -127,10 +128,18 @@ def columns(
                 f'height="{h:.1f}" fill="{BAR}"/>'
             )
         if i % every == 0:
+            # "Jan 2026": the month on one line, the year below it where the year changes
+            first, _, second = bar.label.partition(" ")
             parts.append(
                 f'<text x="{cx:.1f}" y="{top + plot_h + 18}" text-anchor="middle" fill="{TEXT}" '
-                f'font-size="13">{escape(_shorten(bar.label, 10))}</text>'
+                f'font-size="13">{escape(_shorten(first, 10))}</text>'
             )
+            if second and second != year:
+                parts.append(
+                    f'<text x="{cx:.1f}" y="{top + plot_h + 34}" text-anchor="middle" '
+                    f'fill="{MUTED}" font-size="13">{escape(second)}</text>'
+                )
+            year = second
     parts.append("</svg>")
     return Markup("".join(parts))
 

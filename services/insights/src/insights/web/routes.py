@@ -8,7 +8,6 @@ service function the `/figures/*` API answers from) and render; the rules live e
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +22,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from insights.web import source
 from insights.web.config import DashboardSettings
-from insights.web.filters import Filters, parse_filters
+from insights.web.filters import parse_filters
 from insights.web.labels import PROVIDER_NAMES
 from insights.web.pages import OVERVIEW, PAGES, TABLES, PageSpec, TableSpec, build_table
 from insights.web.signin import (
@@ -266,4 +265,3 @@ class _GovukFiles(StaticFiles):
         return await super().get_response(path, scope)
 
 
-__all__ = ["install", "router", "Filters"]
