@@ -8,6 +8,7 @@ service function the `/figures/*` API answers from) and render; the rules live e
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from insights.web import source
 from insights.web.config import DashboardSettings
-from insights.web.filters import parse_filters
+from insights.web.filters import Filters, parse_filters
 from insights.web.labels import PROVIDER_NAMES
 from insights.web.pages import OVERVIEW, PAGES, TABLES, PageSpec, TableSpec, build_table
 from insights.web.signin import (
@@ -69,6 +70,13 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int = 
 
 
 # --- pages ---------------------------------------------------------------------------------
+def _applicable(spec: PageSpec, filters: Filters) -> Filters:
+    """The filters a page's figures take (cohorts and Duty to Refer: no pathway or provider)."""
+    if spec.uses_pathway_provider:
+        return filters
+    return dataclasses.replace(filters, pathway=None, provider=None)
+
+
 async def _page(request: Request, spec: PageSpec, principal: Principal) -> HTMLResponse:
     filters, errors = parse_filters(
         request.query_params.multi_items(), allowed_areas=principal.areas, today=london_today()
@@ -81,7 +89,7 @@ async def _page(request: Request, spec: PageSpec, principal: Principal) -> HTMLR
     threshold = None
     if not errors:
         wanted = {(t.kind, t.by) for t in spec.tables}
-        answers = await source.answers(request, principal, filters, wanted)
+        answers = await source.answers(request, principal, _applicable(spec, filters), wanted)
         threshold = next(iter(answers.values()))["suppression"]["threshold"] if answers else None
         tables = [build_table(t, answers[(t.kind, t.by)], threshold=threshold or 5) for t in spec.tables]
     headline = None
@@ -123,7 +131,7 @@ async def download_csv(request: Request, table_id: str, principal: DashboardUser
         raise PageError(403, "You cannot see figures for that area", "Choose among your own areas.")
     if errors:
         raise PageError(400, "There is a problem with the filters", " ".join(errors.messages.values()))
-    body = await source.csv(request, principal, filters, table.kind, table.by)
+    body = await source.csv(request, principal, _applicable(found[0], filters), table.kind, table.by)
     name = f"pathways-{table_id}-{filters.date_from}-to-{filters.date_to}.csv"
     return Response(body, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store",
