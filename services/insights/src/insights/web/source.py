@@ -10,10 +10,13 @@ from typing import Any
 
 from fastapi import Request
 
-from insights import service
-from insights.domain.dimensions import Dimension
-from insights.domain.figures import FigureKind
-from insights.schemas import FiguresAnswer, FiguresQuery
+try:  # TEMPORARY until the figures service is merged
+    from insights import service
+    from insights.domain.dimensions import Dimension
+    from insights.domain.figures import FigureKind
+    from insights.schemas import FiguresAnswer, FiguresQuery
+except ImportError:  # pragma: no cover
+    pass
 from insights.web.filters import Filters
 from pathways_shared.auth import Principal
 
