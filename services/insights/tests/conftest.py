@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from pathways_shared.events import Event, iso_z, make_event
-from pathways_shared.testing import TEST_JWT_SECRET, running, truncate_database
-
 from insights.app import create_app
 from insights.config import InsightsSettings
+from pathways_shared.events import Event, iso_z, make_event
+from pathways_shared.testing import TEST_JWT_SECRET, running, truncate_database
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,15 +7,15 @@ from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+
+from insights import service
+from insights.domain.figures import FigureKind
+from insights.schemas import FiguresAnswer, problem_responses
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
 from pathways_shared.vocabulary import Role
 from pathways_shared.working_days import london_day
-
-from insights import service
-from insights.domain.figures import FigureKind
-from insights.schemas import FiguresAnswer, problem_responses
 
 router = APIRouter(tags=["figures"], responses=problem_responses(401, 403, 422))
 

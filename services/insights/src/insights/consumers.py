@@ -17,6 +17,10 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from insights import service
+from insights.config import InsightsSettings
+from insights.domain.cohorts import ACTIVITY, DESELECTED, SELECTED
+from insights.domain.projection import StepKind, unmet_reason
 from pathways_shared.consumer import Handler, PermanentError, Subscription
 from pathways_shared.event_payloads import (
     PAYLOADS,
@@ -36,11 +40,6 @@ from pathways_shared.event_payloads import (
 )
 from pathways_shared.events import Event
 from pathways_shared.working_days import WorkingCalendar
-
-from insights import service
-from insights.config import InsightsSettings
-from insights.domain.cohorts import ACTIVITY, DESELECTED, SELECTED
-from insights.domain.projection import StepKind, unmet_reason
 
 P = TypeVar("P", bound=Payload)
 TypedHandler = Callable[[AsyncSession, Event, Any], Awaitable[None]]

@@ -12,10 +12,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select as select_models
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.db import insert_if_new, is_postgres
-from pathways_shared.infra_models import ProcessedEvent
-from pathways_shared.working_days import end_of_london_day
-
 from insights.domain.cohorts import CohortFact as CohortFactValue
 from insights.domain.dimensions import Dimension
 from insights.domain.figures import RawRow
@@ -32,6 +28,9 @@ from insights.models import (
     NeedFact,
     StepFact,
 )
+from pathways_shared.db import insert_if_new, is_postgres
+from pathways_shared.infra_models import ProcessedEvent
+from pathways_shared.working_days import end_of_london_day
 
 CELLS: Table = FigureCell.__table__  # type: ignore[attr-defined]
 DETAILS: Table = FigureDetail.__table__  # type: ignore[attr-defined]

@@ -39,11 +39,6 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.auth import Principal
-from pathways_shared.problems import Forbidden, ValidationProblem
-from pathways_shared.vocabulary import AREAS, PROVIDER_CODES, REGIONS, Pathway
-from pathways_shared.working_days import WorkingCalendar
-
 from insights.domain import projection
 from insights.domain.cohorts import cohort_rows
 from insights.domain.dimensions import (
@@ -57,6 +52,10 @@ from insights.domain.projection import DetailMeasure, StepKind
 from insights.models import AllocationFact, CohortFact, NeedFact, StepFact
 from insights.repository import InsightsRepository
 from insights.schemas import FiguresAnswer, FiguresQuery, Suppression
+from pathways_shared.auth import Principal
+from pathways_shared.problems import Forbidden, ValidationProblem
+from pathways_shared.vocabulary import AREAS, PROVIDER_CODES, REGIONS, Pathway
+from pathways_shared.working_days import WorkingCalendar
 
 # Longest period one question may cover (a guard against accidental decades).
 MAX_PERIOD_DAYS = 366 * 10
@@ -201,9 +200,8 @@ def parse_query(
 ) -> FiguresQuery:
     """A `FiguresQuery` from raw parameters, refused with 422 naming the parameter at fault."""
     definition = DEFINITIONS[FigureKind(kind)]
-    default_start, default_end = default_period(today)
-    end = end or (default_end if start is None else max(start, default_end))
-    start = start or (end - timedelta(days=364))
+    end = end or today
+    start = start or default_period(end)[0]
     if start > end:
         raise ValidationProblem("`from` must be on or before `to`", field="from")
     if (end - start).days >= MAX_PERIOD_DAYS:

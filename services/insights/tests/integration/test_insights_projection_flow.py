@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy import func, select
 
-from pathways_shared.infra_models import ProcessedEvent
-from pathways_shared.testing import _asyncpg_dsn, wait_until
-
 from insights.domain.dimensions import Dimension
 from insights.domain.figures import FigureKind
-from insights.service import default_period, figures
 from insights.schemas import FiguresQuery
+from insights.service import default_period, figures
 from pathways_shared.events import utc_now
+from pathways_shared.infra_models import ProcessedEvent
+from pathways_shared.testing import _asyncpg_dsn, wait_until
 from pathways_shared.vocabulary import AREAS
 from pathways_shared.working_days import london_day
 

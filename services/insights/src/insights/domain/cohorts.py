@@ -13,11 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from pathways_shared.vocabulary import ENDED_NEED_STATUSES
-from pathways_shared.working_days import end_of_london_day, london_day
-
 from insights.domain.dimensions import Dimension
 from insights.domain.figures import RawRow
+from pathways_shared.vocabulary import ENDED_NEED_STATUSES
+from pathways_shared.working_days import end_of_london_day, london_day
 
 SELECTED = "selected"
 DESELECTED = "deselected"
