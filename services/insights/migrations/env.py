@@ -1,7 +1,7 @@
 from sqlmodel import SQLModel
 
-from pathways_shared.migrations import run_env
 from insights import models  # noqa: F401  (registers the tables)
+from pathways_shared.migrations import run_env
 
 run_env(
     SQLModel.metadata,

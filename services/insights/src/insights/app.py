@@ -6,11 +6,10 @@ from __future__ import annotations
 import uvicorn
 from fastapi import FastAPI
 
-from pathways_shared.runtime import build_app
-
 from insights import api, consumers
 from insights.web import routes as dashboard
 from insights.config import InsightsSettings
+from pathways_shared.runtime import build_app
 
 
 def create_app(settings: InsightsSettings | None = None) -> FastAPI:

@@ -16,3 +16,6 @@ class InsightsSettings(DashboardSettings):  # the dashboard's settings (web/conf
     database_url: str = "sqlite+aiosqlite:///.data/insights.db"
     # Statistical disclosure control: counts from 1 to threshold - 1 are never shown.
     suppression_threshold: int = Field(default=5, ge=1, le=100)
+    # Keys the pseudonym by which cohort members are counted (never stored). Default: derived
+    # from the JWT secret; set it to a secret of its own in production.
+    pseudonym_key: str | None = None

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from sqlalchemy import BigInteger, Column, Index, Integer, PrimaryKeyConstraint, String
+from sqlmodel import Field, SQLModel
+
 from pathways_shared.infra_models import (  # noqa: F401  (registers the infrastructure tables)
     AccessLog,
     BigIntPK,
@@ -34,8 +37,6 @@ from pathways_shared.infra_models import (  # noqa: F401  (registers the infrast
     ProcessedEvent,
     utc_column,
 )
-from sqlalchemy import BigInteger, Column, Index, Integer, PrimaryKeyConstraint, String
-from sqlmodel import Field, SQLModel
 
 # A dimension with no value (a step before any allocation has no provider) is stored as ""
 # in the aggregates, so it takes part in their unique keys, and answered as null.

@@ -1,0 +1,285 @@
+"""Every query of the insights service, and the mapping between rows and domain values."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import Table, and_, delete, func, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import select as select_models
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from insights.domain.cohorts import CohortFact as CohortFactValue
+from insights.domain.dimensions import Dimension
+from insights.domain.figures import RawRow
+from insights.domain.projection import Allocation, CellKey, Contribution, Need, Step, StepKind
+from insights.models import (
+    CELL_KEY,
+    CELL_MEASURES,
+    NO_VALUE,
+    PROJECTION_TABLES,
+    AllocationFact,
+    CohortFact,
+    FigureCell,
+    FigureDetail,
+    NeedFact,
+    StepFact,
+)
+from pathways_shared.db import insert_if_new, is_postgres
+from pathways_shared.infra_models import ProcessedEvent
+from pathways_shared.working_days import end_of_london_day
+
+CELLS: Table = FigureCell.__table__  # type: ignore[attr-defined]
+DETAILS: Table = FigureDetail.__table__  # type: ignore[attr-defined]
+
+_DIMENSION_COLUMNS = {
+    Dimension.PATHWAY: "pathway",
+    Dimension.AREA: "area",
+    Dimension.PROVIDER: "provider_code",
+    Dimension.SERVICE: "service_code",
+    Dimension.PROGRAMME: "programme",
+    Dimension.MONTH: "month",
+    Dimension.SEX: "sex",
+    Dimension.AGE_BAND: "age_band",
+    Dimension.SUPERVISION: "supervision",
+    Dimension.COMPLEXITY: "complexity",
+    Dimension.REASON: "detail",
+}
+# Dimensions that may have no value (a step before any allocation).
+_OPTIONAL = frozenset({Dimension.PROVIDER, Dimension.SERVICE, Dimension.PROGRAMME})
+
+
+def split_period(start: date, end: date) -> tuple[list[date], list[tuple[date, date]]]:
+    """[start, end] as whole calendar months (their first days) and the days left over."""
+    months: list[date] = []
+    first = start if start.day == 1 else (start.replace(day=1) + timedelta(days=32)).replace(day=1)
+    current = first
+    while True:
+        next_month = (current + timedelta(days=32)).replace(day=1)
+        if next_month - timedelta(days=1) > end:
+            break
+        months.append(current)
+        current = next_month
+    if not months:
+        return [], [(start, end)]
+    ranges = []
+    if start < months[0]:
+        ranges.append((start, months[0] - timedelta(days=1)))
+    after = (months[-1] + timedelta(days=32)).replace(day=1)
+    if after <= end:
+        ranges.append((after, end))
+    return months, ranges
+
+
+def _period_filter(table: Table, start: date, end: date) -> Any:
+    months, ranges = split_period(start, end)
+    conditions = []
+    if months:
+        conditions.append(and_(table.c.grain == "M", table.c.period.in_(months)))
+    for low, high in ranges:
+        conditions.append(and_(table.c.grain == "D", table.c.period.between(low, high)))
+    return or_(*conditions)
+
+
+def _dimension_value(dimension: Dimension, value: Any) -> Any:
+    if dimension in _OPTIONAL and value == NO_VALUE:
+        return None
+    return value
+
+
+class InsightsRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @property
+    def _dialect(self) -> Any:
+        return postgresql if is_postgres(self.session) else sqlite
+
+    # --- facts ---------------------------------------------------------------------------
+
+    async def lock_need(self, need_id: str) -> None:
+        """Serialise the changes to one need's facts until the transaction ends.
+
+        Two events of one need can arrive at once on different streams; each computes the
+        need's contribution before and after its fact, so they must not interleave. SQLite
+        has a single writer already.
+        """
+        if is_postgres(self.session):
+            await self.session.exec(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                params={"key": f"insights-need:{need_id}"},
+            )
+
+    async def history(self, need_id: str) -> tuple[Need | None, list[Allocation], list[Step]]:
+        need_row = await self.session.get(NeedFact, need_id)
+        allocations = (await self.session.exec(
+            select_models(AllocationFact).where(AllocationFact.need_id == need_id)
+        )).all()
+        steps = (await self.session.exec(
+            select_models(StepFact).where(StepFact.need_id == need_id)
+        )).all()
+        need = None
+        if need_row is not None:
+            need = Need(
+                need_id=need_row.need_id, area=need_row.area, pathway=need_row.pathway,
+                complexity=need_row.complexity, sex=need_row.sex, age_band=need_row.age_band,
+                supervision=need_row.supervision,
+                at_risk_of_homelessness=need_row.at_risk_of_homelessness,
+                submitted_at=need_row.submitted_at,
+            )
+        return (
+            need,
+            [Allocation(a.provider_referral_id, a.service_code, a.provider_code, a.programme,
+                        a.allocated_at, a.acknowledge_by, a.respond_by) for a in allocations],
+            [Step(s.event_id, StepKind(s.step), s.occurred_at, s.provider_referral_id, s.detail)
+             for s in steps],
+        )
+
+    async def _insert_if_new(self, table: Table, key: Any, values: dict[str, Any]) -> bool:
+        inserted = await self.session.exec(insert_if_new(self.session, table, key), params=values)
+        return inserted.first() is not None
+
+    async def add_need(self, row: NeedFact) -> bool:
+        table = NeedFact.__table__  # type: ignore[attr-defined]
+        return await self._insert_if_new(table, table.c.need_id, row.model_dump())
+
+    async def add_allocation(self, row: AllocationFact) -> bool:
+        table = AllocationFact.__table__  # type: ignore[attr-defined]
+        return await self._insert_if_new(table, table.c.provider_referral_id, row.model_dump())
+
+    async def add_step(self, row: StepFact) -> bool:
+        table = StepFact.__table__  # type: ignore[attr-defined]
+        return await self._insert_if_new(table, table.c.event_id, row.model_dump())
+
+    async def add_cohort_fact(self, row: CohortFact) -> bool:
+        table = CohortFact.__table__  # type: ignore[attr-defined]
+        return await self._insert_if_new(table, table.c.event_id, row.model_dump())
+
+    # --- aggregates ----------------------------------------------------------------------
+
+    async def apply(self, delta: Contribution) -> None:
+        """Add a difference of contributions to the daily and monthly aggregates."""
+        cells: dict[tuple, dict[str, int]] = defaultdict(dict)
+        details: dict[tuple, int] = defaultdict(int)
+        for (key, measure, detail), change in delta.items():
+            for grain_key in _grains(key):
+                if detail is None:
+                    row = cells[grain_key]
+                    row[measure] = row.get(measure, 0) + change
+                else:
+                    details[(*grain_key, measure, detail)] += change
+        if cells:
+            rows = [
+                dict(zip(CELL_KEY, key, strict=True)) | {m: counts.get(m, 0) for m in CELL_MEASURES}
+                for key, counts in sorted(cells.items())
+            ]
+            insert = self._dialect.insert(CELLS)
+            await self.session.exec(
+                insert.on_conflict_do_update(
+                    index_elements=list(CELL_KEY),
+                    set_={m: CELLS.c[m] + insert.excluded[m] for m in CELL_MEASURES},
+                ),
+                params=rows,
+            )
+        if details:
+            rows = [
+                dict(zip((*CELL_KEY, "measure", "detail"), key, strict=True)) | {"count": n}
+                for key, n in sorted(details.items())
+            ]
+            insert = self._dialect.insert(DETAILS)
+            await self.session.exec(
+                insert.on_conflict_do_update(
+                    index_elements=[*CELL_KEY, "measure", "detail"],
+                    set_={"count": DETAILS.c["count"] + insert.excluded["count"]},
+                ),
+                params=rows,
+            )
+
+    async def read_counts(
+        self, measures: Sequence[str], *, areas: Sequence[str], start: date, end: date,
+        by: Sequence[Dimension], pathway: str | None = None, provider: str | None = None,
+    ) -> list[RawRow]:
+        group = [CELLS.c[_DIMENSION_COLUMNS[d]] for d in by]
+        query = (
+            select(*group, *(func.sum(CELLS.c[m]).label(m) for m in measures))
+            .where(CELLS.c.area.in_(list(areas)), _period_filter(CELLS, start, end))
+        )
+        query = self._filters(query, CELLS, pathway, provider)
+        if group:
+            query = query.group_by(*group)
+        result = await self.session.exec(query)
+        out = []
+        for row in result.all():
+            counts = {m: int(row._mapping[m] or 0) for m in measures}
+            if not any(counts.values()):
+                continue
+            key = tuple(_dimension_value(d, row[i]) for i, d in enumerate(by))
+            out.append(RawRow(key=key, counts=counts))
+        return out
+
+    async def read_details(
+        self, measure: str, *, areas: Sequence[str], start: date, end: date,
+        by: Sequence[Dimension], pathway: str | None = None, provider: str | None = None,
+    ) -> list[tuple[tuple, str, int]]:
+        """(dimension values, detail, count) for one detail measure."""
+        group = [DETAILS.c[_DIMENSION_COLUMNS[d]] for d in by if d is not Dimension.REASON]
+        by_plain = [d for d in by if d is not Dimension.REASON]
+        query = (
+            select(*group, DETAILS.c.detail, func.sum(DETAILS.c["count"]).label("n"))
+            .where(DETAILS.c.measure == measure, DETAILS.c.area.in_(list(areas)),
+                   _period_filter(DETAILS, start, end))
+            .group_by(*group, DETAILS.c.detail)
+        )
+        query = self._filters(query, DETAILS, pathway, provider)
+        result = await self.session.exec(query)
+        out = []
+        for row in result.all():
+            values = dict(zip(by_plain, row[: len(by_plain)], strict=True))
+            detail, n = row[len(by_plain)], int(row[len(by_plain) + 1] or 0)
+            if n:
+                values[Dimension.REASON] = detail
+                key = tuple(_dimension_value(d, values[d]) for d in by)
+                out.append((key, detail, n))
+        return out
+
+    @staticmethod
+    def _filters(query: Any, table: Table, pathway: str | None, provider: str | None) -> Any:
+        if pathway is not None:
+            query = query.where(table.c.pathway == pathway)
+        if provider is not None:
+            query = query.where(table.c.provider_code == provider)
+        return query
+
+    async def cohort_facts(self, areas: Sequence[str], end: date) -> list[CohortFactValue]:
+        rows = (await self.session.exec(
+            select_models(CohortFact).where(
+                CohortFact.area.in_(list(areas)),  # type: ignore[attr-defined]
+                CohortFact.occurred_at <= end_of_london_day(end),  # type: ignore[arg-type]
+            )
+        )).all()
+        return [
+            CohortFactValue(r.event_id, r.kind, r.member_key, r.area, r.cohort, r.occurred_at,
+                            r.reason, r.pathway, r.status)
+            for r in rows
+        ]
+
+    # --- rebuild -------------------------------------------------------------------------
+
+    async def clear(self, consumers: Sequence[str]) -> None:
+        """Empty the projection and forget which events the consumers had handled."""
+        for name in PROJECTION_TABLES:
+            await self.session.exec(text(f"DELETE FROM {name}"))
+        await self.session.exec(
+            delete(ProcessedEvent).where(ProcessedEvent.consumer.in_(list(consumers)))  # type: ignore[attr-defined]
+        )
+
+
+def _grains(key: CellKey) -> list[tuple]:
+    """The daily and the monthly aggregate a count on `key.day` belongs to."""
+    dims = (key.area, key.pathway, key.complexity, key.sex, key.age_band, key.supervision,
+            key.service_code, key.provider_code, key.programme)
+    month = key.day.strftime("%Y-%m")
+    return [("D", key.day, month, *dims), ("M", key.day.replace(day=1), month, *dims)]
