@@ -217,13 +217,13 @@ def test_sign_in_filter_and_read_the_same_figures_as_the_api(dashboard, browser)
         # The chart beside the table is an accessible image drawn from the same rows.
         chart = page.locator("#needs-by-pathway svg[role=img]")
         assert chart.get_attribute("aria-labelledby")
-        assert "Allocation rate by pathway" in chart.locator("title").inner_content()
+        assert "Allocation rate by pathway" in chart.locator("title").text_content()
 
         # Filter: Solihull only, accommodation, a period; the form is a plain GET.
         page.locator('input[name="area"][value="E08000029"]').check()
-        page.get_by_label("Pathway").select_option("accommodation")
+        page.get_by_label("Pathway", exact=True).select_option("accommodation")
         start = (date.today() - timedelta(days=400)).isoformat()
-        page.get_by_label("From").fill(start)
+        page.get_by_label("From", exact=True).fill(start)
         page.get_by_role("button", name="Apply filters").click()
         page.wait_for_load_state()
         query = parse_qs(urlsplit(page.url).query)
@@ -244,7 +244,7 @@ def test_every_table_downloads_as_the_apis_csv(dashboard, browser):
                 link = page.locator(f'#{table.id} a[download]')
                 with page.expect_download() as info:
                     link.click()
-                body = Path(info.value.path()).read_text()
+                body = Path(info.value.path()).read_bytes().decode()
                 params = [("area", SOLIHULL), ("area", COVENTRY), ("by", ",".join(table.by)),
                           ("format", "csv")]
                 api = dashboard.api(f"/figures/{table.kind}", params)
@@ -305,7 +305,7 @@ def test_tables_and_filters_work_with_javascript_off(dashboard, browser):
         for table_id in ("needs-by-sex", "needs-by-age-band", "needs-by-supervision"):
             assert read_table(page, table_id) == expected_table(dashboard, table_id, params), table_id
         # A bad date is sent back to the form with its message, not a failure.
-        page.get_by_label("From").fill("not a date")
+        page.get_by_label("From", exact=True).fill("not a date")
         page.get_by_role("button", name="Apply filters").click()
         page.wait_for_load_state()
         summary = page.locator(".govuk-error-summary")

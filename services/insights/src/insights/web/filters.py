@@ -5,15 +5,13 @@ query string and checked here, so a bad value is shown back on the form with its
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
-from pathways_shared.vocabulary import AREAS, REGIONS, Pathway
+from pathways_shared.vocabulary import AREAS, PROVIDER_CODES, REGIONS, Pathway
 
-PROVIDER_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
 LONGEST_PERIOD_DAYS = 366 * 5
 
 
@@ -113,7 +111,7 @@ def parse_filters(
         errors.messages["pathway"] = "Choose a pathway from the list"
         pathway = None
     provider = (values.get("provider", [""])[0] or "").strip() or None
-    if provider is not None and not PROVIDER_CODE.match(provider):
+    if provider is not None and provider not in PROVIDER_CODES:
         errors.messages["provider"] = "Choose a provider from the list"
         provider = None
 

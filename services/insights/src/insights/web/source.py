@@ -10,24 +10,21 @@ from typing import Any
 
 from fastapi import Request
 
-try:  # TEMPORARY until the figures service is merged
-    from insights import service
-    from insights.domain.dimensions import Dimension
-    from insights.domain.figures import FigureKind
-    from insights.schemas import FiguresAnswer, FiguresQuery
-except ImportError:  # pragma: no cover
-    pass
+from insights import service
+from insights.domain.figures import FigureKind
+from insights.schemas import FiguresAnswer, FiguresQuery
 from insights.web.filters import Filters
 from pathways_shared.auth import Principal
 
 Wanted = tuple[str, tuple[str, ...]]
 
 
-def _query(principal: Principal, filters: Filters, by: tuple[str, ...]) -> FiguresQuery:
-    return FiguresQuery(
-        areas=service.resolve_areas(principal, list(filters.areas)),
-        **{"from": filters.date_from}, to=filters.date_to,
-        by=tuple(Dimension(d) for d in by), pathway=filters.pathway, provider=filters.provider,
+def _query(principal: Principal, filters: Filters, kind: str, by: tuple[str, ...]) -> FiguresQuery:
+    """The API's own validation and area scoping (a 422 or 403 problem if ever at fault)."""
+    return service.parse_query(
+        kind, areas=service.resolve_areas(principal, list(filters.areas)),
+        start=filters.date_from, end=filters.date_to, by=",".join(by),
+        pathway=filters.pathway, provider=filters.provider, today=filters.date_to,
     )
 
 
@@ -36,7 +33,7 @@ async def _answer(request: Request, principal: Principal, filters: Filters, kind
     runtime = request.app.state.runtime
     threshold = request.app.state.settings.suppression_threshold
     async with runtime.sessionmaker() as session:
-        return await service.figures(session, FigureKind(kind), _query(principal, filters, by),
+        return await service.figures(session, FigureKind(kind), _query(principal, filters, kind, by),
                                      threshold=threshold)
 
 
