@@ -1,7 +1,7 @@
 """A partnership's worth of events, as the other four services' relays would publish them:
 referrals submitted, routed (allocated or unallocated with their structured reasons),
 acknowledged, accepted or declined, started, completed; Duty to Refer notices; IOM cohort
-adoptions and deselections. Deterministic (a seeded generator), all within the last 300 days
+adoptions and deselections. Deterministic (a seeded generator), all within the last 240 days
 of whatever day the test runs, so the dashboard's default period holds every one of them."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Feed:
     notices: int = 0
 
 
-def partnership_events(now: datetime | None = None, *, needs: int = 140, seed: int = 16) -> Feed:
+def partnership_events(now: datetime | None = None, *, needs: int = 320, seed: int = 16) -> Feed:
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
     feed = Feed()
@@ -55,7 +55,7 @@ def partnership_events(now: datetime | None = None, *, needs: int = 140, seed: i
         at_risk = pathway == "accommodation" and rng.random() < 0.6
         crn = f"X{100000 + n}"
         referral_id, need_id = str(uuid.uuid4()), str(uuid.uuid4())
-        submitted = now - timedelta(days=rng.randint(3, 300), hours=rng.randint(0, 12))
+        submitted = now - timedelta(days=rng.randint(3, 240), hours=rng.randint(0, 12))
         feed.events.append(_event("referrals.referral.submitted", {
             "referralId": referral_id, "area": area, "sex": sex,
             "ageOnSubmission": rng.choice([19, 23, 28, 31, 38, 44, 52, 58, 67]),
@@ -114,7 +114,7 @@ def partnership_events(now: datetime | None = None, *, needs: int = 140, seed: i
                     **pr, "outcome": rng.choices(
                         ["achieved", "partially_achieved", "not_achieved"], weights=[5, 3, 2])[0],
                 }, step + timedelta(days=20)))
-    for m in range(30):
+    for m in range(60):
         area = rng.choice([SOLIHULL, SOLIHULL, COVENTRY])
         cohort = rng.choice(["fixed", "flex", "flex", "free"])
         crn = f"Y{200000 + m}"
@@ -124,6 +124,11 @@ def partnership_events(now: datetime | None = None, *, needs: int = 140, seed: i
             "reviewDueAt": (adopted + timedelta(days=90)).isoformat(),
         }, adopted, crn))
         feed.adoptions += 1
+        if m % 2 == 0:
+            feed.events.append(_event("cohorts.member.pathway-activity", {
+                "area": area, "cohort": cohort, "pathway": rng.choice(list(SERVICES)),
+                "status": "allocated",
+            }, adopted + timedelta(days=3), crn))
         if m % 4 == 0:
             feed.events.append(_event("cohorts.member.deselected", {
                 "area": area, "cohort": cohort, "reason": rng.choice(["desisted", "sentence_ended"]),

@@ -217,7 +217,7 @@ def test_sign_in_filter_and_read_the_same_figures_as_the_api(dashboard, browser)
         # The chart beside the table is an accessible image drawn from the same rows.
         chart = page.locator("#needs-by-pathway svg[role=img]")
         assert chart.get_attribute("aria-labelledby")
-        assert "Allocation rate by pathway" in chart.locator("title").text_content()
+        assert chart.locator("title").text_content() == "Needs submitted by pathway"
 
         # Filter: Solihull only, accommodation, a period; the form is a plain GET.
         page.locator('input[name="area"][value="E08000029"]').check()

@@ -51,7 +51,7 @@ def horizontal_bars(
     maximum: float | None = None, width: int = 640,
 ) -> Markup:
     """One bar per row, the label left and the value at the end of the bar."""
-    label_w = 230
+    label_w = 280
     value_w = 70
     row_h = 30
     top = 8
@@ -68,7 +68,7 @@ def horizontal_bars(
         y = top + i * row_h
         parts.append(
             f'<text x="{label_w - 8}" y="{y + 19}" text-anchor="end" fill="{TEXT}" '
-            f'font-size="15">{escape(_shorten(bar.label, 30))}</text>'
+            f'font-size="15">{escape(_shorten(bar.label, 36))}</text>'
         )
         if bar.value is None:
             parts.append(

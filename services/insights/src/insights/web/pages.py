@@ -71,11 +71,11 @@ ALLOCATION_RATE = Column(
     ratio=("allocated", ("allocated", "unallocated")),
 )
 ACK_ON_TIME = Column(
-    "acknowledged_on_time_share", "Acknowledged on time", "percent",
+    "acknowledged_on_time_share", "Share on time", "percent",
     ratio=("acknowledged_on_time", ("acknowledged_on_time", "acknowledged_late")),
 )
 RESPONDED_ON_TIME = Column(
-    "responded_on_time_share", "Responded on time", "percent",
+    "responded_on_time_share", "Share on time", "percent",
     ratio=("responded_on_time", ("responded_on_time", "responded_late")),
 )
 DTR_SHARE = Column(
@@ -104,7 +104,7 @@ OVERVIEW = PageSpec(
         TableSpec(
             "needs-by-pathway", "needs", ("pathway",),
             "Needs submitted, allocated and left unallocated, by pathway", FLOW,
-            ChartSpec("allocation_rate", "Allocation rate by pathway"),
+            ChartSpec("submitted", "Needs submitted by pathway"),
         ),
         TableSpec(
             "unmet-need-by-reason", "unmet-need", ("reason",),
@@ -128,13 +128,21 @@ PROVIDERS = PageSpec(
     "decline within 5), what they accept and decline, and the outcomes of completed work.",
     (
         TableSpec(
-            "service-levels-by-provider", "service-levels", ("provider",),
-            "Service levels by provider",
+            "acknowledgements-by-provider", "service-levels", ("provider",),
+            "Acknowledging within 2 working days, by provider",
             (
                 _count("allocated", "Allocated"),
                 _count("acknowledged_on_time", "Acknowledged on time"),
                 _count("acknowledged_late", "Acknowledged late"),
                 ACK_ON_TIME,
+            ),
+            ChartSpec("acknowledged_on_time_share", "Share of referrals acknowledged on time, by provider"),
+            note="An acceptance or decline that comes before any acknowledgement counts as one.",
+        ),
+        TableSpec(
+            "responses-by-provider", "service-levels", ("provider",),
+            "Accepting or declining within 5 working days, by provider",
+            (
                 _count("responded_on_time", "Responded on time"),
                 _count("responded_late", "Responded late"),
                 RESPONDED_ON_TIME,
@@ -381,7 +389,8 @@ def _pivot(spec: TableSpec, answer: Mapping[str, Any]) -> TableView:
             r = index.get((d, a))
             cells.append(cell(r, figure) if r is not None else Cell("0", value=0.0))
         body.append((dimension_value(down, d, kind=spec.kind), cells))
-    head = [DIMENSION_NAMES.get(down, down), *(dimension_value(across, a, kind=spec.kind) for a in across_values)]
+    head = [DIMENSION_NAMES.get(down, down),
+            *(dimension_value(across, a, kind=spec.kind).split(" (")[0] for a in across_values)]
     return TableView(spec, head, body, None, numeric_head=[False] + [True] * len(across_values))
 
 
@@ -392,7 +401,7 @@ def _chart(spec: TableSpec, view: TableView, *, threshold: int) -> Markup | None
     column = spec.columns[position]
     bars = [
         charts.Bar(
-            label, cells[position].value if cells[position].code == "" else None,
+            label.split(" (")[0], cells[position].value if cells[position].code == "" else None,
             cells[position].code, cells[position].text,
         )
         for label, cells in view.rows
