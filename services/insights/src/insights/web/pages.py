@@ -367,6 +367,12 @@ def _plain(spec: TableSpec, answer: Mapping[str, Any]) -> TableView:
         (dimension_value(dimension, r.get(dimension), kind=spec.kind), [cell(r, c) for c in spec.columns])
         for r in rows
     ]
+    # A row with no value for its dimension and nothing in it (adoptions have no deselection
+    # reason; needs never allocated have no provider) only says "none": leave it out.
+    body = [
+        (label, cells) for (label, cells), r in zip(body, rows, strict=True)
+        if r.get(dimension) is not None or any(c.value != 0 or c.code for c in cells)
+    ]
     total = answer.get("total")
     head = [DIMENSION_NAMES.get(dimension, dimension.title()), *(c.heading for c in spec.columns)]
     return TableView(
