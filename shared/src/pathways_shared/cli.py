@@ -6,6 +6,7 @@
     pathways demo
     pathways sar X123456
     pathways offences import extract.csv [--cohorts-url http://127.0.0.1:8003]
+    pathways insights rebuild
 
 The local HS256 secret comes from PATHWAYS_JWT_SECRET, or `.data/jwt-secret` as written by
 `make run`.
@@ -161,6 +162,20 @@ def cmd_sar(args: argparse.Namespace) -> None:
         sys.exit("some services could not answer: the response above is incomplete")
 
 
+def cmd_insights_rebuild(args: argparse.Namespace) -> None:
+    """Empty the insights projection and replay the streams (the service's own code does it:
+    imported by name here, so the shared package does not depend on the service)."""
+    import importlib
+
+    os.environ.setdefault("PATHWAYS_JWT_SECRET", local_secret())
+    if args.url:
+        os.environ["INSIGHTS_DATABASE_URL"] = args.url
+    os.environ.setdefault(
+        "INSIGHTS_DATABASE_URL", f"sqlite+aiosqlite:///{ROOT / '.data' / 'insights.db'}"
+    )
+    importlib.import_module("insights.rebuild").main()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pathways", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +211,12 @@ def main(argv: list[str] | None = None) -> None:
     load.add_argument("file")
     load.add_argument("--cohorts-url", default=os.environ.get("PATHWAYS_COHORTS_URL", "http://127.0.0.1:8003"))
     load.set_defaults(func=cmd_offences_import)
+
+    insights = sub.add_parser("insights", help="the insights service's projection")
+    insights_sub = insights.add_subparsers(dest="insights_command", required=True)
+    rebuild = insights_sub.add_parser("rebuild", help="empty the projection and replay every stream")
+    rebuild.add_argument("--url", help="database URL (default: INSIGHTS_DATABASE_URL or .data/insights.db)")
+    rebuild.set_defaults(func=cmd_insights_rebuild)
 
     sar = sub.add_parser("sar", help="answer a subject access request from all four services")
     sar.add_argument("crn")
