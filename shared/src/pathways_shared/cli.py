@@ -96,6 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         providers=os.environ.get("PATHWAYS_PROVIDERS_URL", Endpoints.providers),
         cohorts=os.environ.get("PATHWAYS_COHORTS_URL", Endpoints.cohorts),
         notifications=os.environ.get("PATHWAYS_NOTIFICATIONS_URL", Endpoints.notifications),
+        insights=os.environ.get("PATHWAYS_INSIGHTS_URL", Endpoints.insights),
     )
     prefix = os.environ.get("PATHWAYS_SUBJECT_PREFIX", "")
     asyncio.run(Demo(local_secret(), endpoints, args.nats_url, prefix).run())
@@ -137,11 +138,12 @@ SERVICE_URLS = {
     "providers": ("PATHWAYS_PROVIDERS_URL", "http://127.0.0.1:8002"),
     "cohorts": ("PATHWAYS_COHORTS_URL", "http://127.0.0.1:8003"),
     "notifications": ("PATHWAYS_NOTIFICATIONS_URL", "http://127.0.0.1:8004"),
+    "insights": ("PATHWAYS_INSIGHTS_URL", "http://127.0.0.1:8005"),
 }
 
 
 def cmd_sar(args: argparse.Namespace) -> None:
-    """One subject access request answered from all four services, as one JSON document."""
+    """One subject access request answered from all five services, as one JSON document."""
     import json
 
     import httpx
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     rebuild.add_argument("--url", help="database URL (default: INSIGHTS_DATABASE_URL or .data/insights.db)")
     rebuild.set_defaults(func=cmd_insights_rebuild)
 
-    sar = sub.add_parser("sar", help="answer a subject access request from all four services")
+    sar = sub.add_parser("sar", help="answer a subject access request from all five services")
     sar.add_argument("crn")
     sar.add_argument("--requested-by", default="dpo", help="who asks (recorded in each access log)")
     sar.set_defaults(func=cmd_sar)
