@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from insights import service
 from insights.domain.figures import FigureKind
 from insights.schemas import FiguresAnswer, problem_responses
+from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
@@ -77,6 +78,23 @@ def _route(kind: FigureKind, summary: str) -> None:
         f"/figures/{kind.value}", endpoint, methods=["GET"], summary=summary,
         response_model=FiguresAnswer, response_model_by_alias=True, responses=CSV_RESPONSE,
     )
+
+
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+CrnParam = Annotated[str, Query(pattern=r"^[A-Z][0-9]{6}$", description="the person's CRN")]
+
+
+@router.get("/subject-access-requests", tags=["data protection"])
+async def subject_access_request(
+    request: Request, session: SessionDep, principal: Admin, crn: CrnParam
+) -> dict:
+    """Everything the service holds on a person (DPA 2018 s.45): cohort events only, kept under
+    a keyed pseudonym; the disclosure is logged (s.62) under that pseudonym, not the CRN."""
+    answer = await service.subject_access(session, crn, request.app.state.settings)
+    record_access(session, actor=principal, action=Action.DISCLOSURE,
+                  resource=f"subject-access-request:{answer['pseudonym']}", crn=None,
+                  purpose="subject access request")
+    return answer
 
 
 _route(FigureKind.NEEDS, "Needs: submitted, allocated, ... by up to two dimensions")

@@ -10,7 +10,6 @@ members are known by a keyed pseudonym.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -72,9 +71,7 @@ class Projector:
 
     def __init__(self, settings: InsightsSettings) -> None:
         self.calendar = WorkingCalendar()
-        self.pseudonym_secret = settings.pseudonym_key or hashlib.sha256(
-            f"pathways-insights:{settings.jwt_secret or settings.jwks_url or ''}".encode()
-        ).hexdigest()
+        self.pseudonym_secret = service.pseudonym_secret(settings)
 
     async def on_submitted(self, session: AsyncSession, event: Event, p: ReferralSubmitted) -> None:
         await service.record_submission(

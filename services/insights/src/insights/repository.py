@@ -266,6 +266,17 @@ class InsightsRepository:
             for r in rows
         ]
 
+    async def cohort_facts_of(self, member_key: str) -> list[CohortFactValue]:
+        rows = (await self.session.exec(
+            select_models(CohortFact).where(CohortFact.member_key == member_key)
+            .order_by(CohortFact.occurred_at)  # type: ignore[arg-type]
+        )).all()
+        return [
+            CohortFactValue(r.event_id, r.kind, r.member_key, r.area, r.cohort, r.occurred_at,
+                            r.reason, r.pathway, r.status)
+            for r in rows
+        ]
+
     # --- rebuild -------------------------------------------------------------------------
 
     async def clear(self, consumers: Sequence[str]) -> None:

@@ -39,6 +39,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from insights.config import InsightsSettings
 from insights.domain import projection
 from insights.domain.cohorts import cohort_rows
 from insights.domain.dimensions import (
@@ -144,6 +145,13 @@ async def record_step(
     await _change_need(session, need_id, fact, calendar)
 
 
+def pseudonym_secret(settings: InsightsSettings) -> str:
+    """The key of member pseudonyms: INSIGHTS_PSEUDONYM_KEY, else derived from the JWT secret."""
+    return settings.pseudonym_key or hashlib.sha256(
+        f"pathways-insights:{settings.jwt_secret or settings.jwks_url or ''}".encode()
+    ).hexdigest()
+
+
 def member_key(crn: str, secret: str) -> str:
     """A keyed pseudonym for a cohort member: the same person gets the same key, and the CRN
     cannot be recovered from the store (the key is not in it)."""
@@ -159,6 +167,28 @@ async def record_cohort_fact(
         event_id=event_id, kind=kind, member_key=member, area=area, cohort=cohort,
         reason=reason, pathway=pathway, status=status, occurred_at=occurred_at,
     ))
+
+
+async def subject_access(session: AsyncSession, crn: str, settings: InsightsSettings) -> dict:
+    """What the service holds on a person: only cohort events, under the person's pseudonym."""
+    key = member_key(crn, pseudonym_secret(settings))
+    facts = await InsightsRepository(session).cohort_facts_of(key)
+    return {
+        "crn": crn,
+        "service": "insights",
+        "pseudonym": key,
+        "note": (
+            "The insights service holds no names, dates of birth, contact details or CRNs. "
+            "Needs are kept by id with their categories; IOM cohort events are kept under a "
+            "keyed pseudonym of the person, listed here."
+        ),
+        "cohort_events": [
+            {"event_id": f.event_id, "kind": f.kind, "area": f.area, "cohort": f.cohort,
+             "reason": f.reason, "pathway": f.pathway, "status": f.status,
+             "occurred_at": f.occurred_at}
+            for f in facts
+        ],
+    }
 
 
 # --- questions -------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from insights.schemas import FiguresQuery
 from insights.service import default_period, figures
 from pathways_shared.events import utc_now
 from pathways_shared.infra_models import ProcessedEvent
-from pathways_shared.testing import _asyncpg_dsn, wait_until
+from pathways_shared.testing import _asyncpg_dsn, auth, wait_until
 from pathways_shared.vocabulary import AREAS
 from pathways_shared.working_days import london_day
 
 ALL_AREAS = tuple(sorted(AREAS))
+CRNS = ("X100001", "X100002", "X100003")  # the scenario's people (conftest)
 
 
 async def projected(sessionmaker, expected: int) -> None:
@@ -92,12 +93,22 @@ async def test_every_step_is_counted_once_from_the_streams(app, sessionmaker, fa
 
 
 async def test_no_personal_identifier_reaches_the_database(
-    app, sessionmaker, factory, publish, database_url, personal_identifiers
+    app, client, sessionmaker, factory, publish, database_url, personal_identifiers
 ):
     events = factory.scenario()
     await publish(*events)
     await projected(sessionmaker, len(events))
     identifiers = personal_identifiers
+    # A subject access request is answered (and logged) without storing the CRN either.
+    sar = await client.get("/subject-access-requests", params={"crn": CRNS[2]}, headers=auth("admin"))
+    assert sar.status_code == 200, sar.text
+    assert [e["kind"] for e in sar.json()["cohort_events"]] == ["selected", "activity"]
+    none = await client.get("/subject-access-requests", params={"crn": "Z999999"}, headers=auth("admin"))
+    assert none.json()["cohort_events"] == []
+    assert (await client.get("/subject-access-requests", params={"crn": CRNS[2]},
+                             headers=auth("partnership"))).status_code == 403
+    assert (await client.get("/subject-access-requests", params={"crn": "nope"},
+                             headers=auth("admin"))).status_code == 422
     conn = await asyncpg.connect(_asyncpg_dsn(database_url))
     try:
         tables = [r["tablename"] for r in await conn.fetch(
