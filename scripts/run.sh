@@ -101,7 +101,7 @@ Pathways is running (Ctrl-C stops it):
   cohorts        http://127.0.0.1:8003/docs
   notifications  http://127.0.0.1:8004/docs
   insights       http://127.0.0.1:8005/docs
-  dashboard      http://127.0.0.1:8005/
+  dashboard      http://127.0.0.1:8005/   (development sign-in: pick a role and areas; no password)
   NATS           $NATS_URL
   logs           .data/logs/   databases .data/*.db   mail sink .data/mail/ (SMTP 127.0.0.1:$NOTIFICATIONS_SMTP_PORT)
 

@@ -190,6 +190,7 @@ def axe_violations(page: Page) -> list[dict[str, Any]]:
         """async () => await axe.run(document, {runOnly: {type: 'tag', values:
             ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']}})"""
     )
+    assert len(result["passes"]) > 10, "axe did not run its rules"
     return [
         {"id": v["id"], "impact": v["impact"], "help": v["help"],
          "nodes": [n["target"] for n in v["nodes"]][:5]}
