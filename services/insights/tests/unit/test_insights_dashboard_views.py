@@ -54,6 +54,8 @@ def test_a_region_expands_and_areas_outside_the_callers_are_named():
         ([("to", "yesterday")], "to"),
         ([("from", "2026-06-01"), ("to", "2026-05-01")], "from"),
         ([("from", "2019-01-01"), ("to", "2026-01-01")], "from"),
+        ([("to", "0001-01-01")], "to"),
+        ([("from", "9999-12-31")], "from"),
         ([("pathway", "housing")], "pathway"),
         ([("provider", "<script>")], "provider"),
         ([("area", "E99999999")], "area"),

@@ -152,7 +152,6 @@ def _open(chart_id: str, title: str, description: str, width: int, height: int) 
         f'aria-labelledby="{cid}-title {cid}-desc" focusable="false">'
         f'<title id="{cid}-title">{escape(title)}</title>'
         f'<desc id="{cid}-desc">{escape(description)}</desc>'
-        f'<style>text{{font-family:"GDS Transport",arial,sans-serif}}</style>'
     )
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from pathways_shared.vocabulary import AREAS, PROVIDER_CODES, REGIONS, Pathway
 
 LONGEST_PERIOD_DAYS = 366 * 5
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)  # beyond: a typing slip, not a period
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ def parse_filters(
         date_to = _parse_date(values.get("to", [None])[0])
     except ValueError:
         errors.messages["to"] = "The end of the period must be a real date, like 2026-12-06"
+    for name, value in (("from", date_from), ("to", date_to)):
+        if value is not None and not EARLIEST <= value <= LATEST:
+            errors.messages[name] = f"The period must lie between {EARLIEST.year} and {LATEST.year}"
+    if errors.messages.get("from") or errors.messages.get("to"):
+        date_from = date_to = None
     if date_from is None and date_to is None:
         date_from, date_to = default_from, default_to
     elif date_to is None:

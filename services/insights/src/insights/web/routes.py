@@ -48,6 +48,19 @@ templates.env.globals.update(
 )
 templates.env.filters["area_name"] = lambda code: AREAS.get(code, code)
 
+# Pages load only this service's own styles and scripts (GOV.UK Frontend is served from here),
+# never sit in another site's frame, and are not kept by caches: they show a signed-in view.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
 router = APIRouter(include_in_schema=False)
 development_router = APIRouter(include_in_schema=False)
 DashboardUser = Annotated[Principal, Depends(dashboard_principal)]
@@ -65,7 +78,7 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int = 
     principal = principal_of(request)
     base = {"user": principal, "development": _settings(request).development_sign_in}
     response = templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(PAGE_HEADERS)
     return response
 
 
@@ -135,6 +148,7 @@ async def download_csv(request: Request, table_id: str, principal: DashboardUser
     name = f"pathways-{table_id}-{filters.date_from}-to-{filters.date_to}.csv"
     return Response(body, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
     })
 
 
