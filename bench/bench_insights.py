@@ -199,25 +199,30 @@ COUNT_MEASURES = (
     "responded_late", "deadlines_missed", "outcome_achieved", "outcome_partially_achieved",
     "outcome_not_achieved", "duty_to_refer_sent", "accommodation_at_risk",
 )
-DIMS = "area, pathway, complexity, sex, age_band, supervision, svc, prov, prog"
+CUBES = {
+    "F": "area, pathway, complexity, sex, age_band, supervision, svc, prov, prog",
+    "S": "area, pathway, ''::text, ''::text, ''::text, ''::text, svc, prov, prog",
+    "P": "area, pathway, complexity, sex, age_band, supervision, ''::text, ''::text, ''::text",
+}
 
 
-def aggregate_sql(grain: str) -> tuple[str, str]:
+def aggregate_sql(cube: str, grain: str) -> tuple[str, str]:
     period = "day" if grain == "D" else "date_trunc('month', day)::date"
+    dims = CUBES[cube]
     sums = ", ".join(f"count(*) FILTER (WHERE measure = '{m}')" for m in COUNT_MEASURES)
     cells = f"""
-    INSERT INTO figure_cells (grain, period, month, area, pathway, complexity, sex, age_band,
+    INSERT INTO figure_cells (cube, grain, period, month, area, pathway, complexity, sex, age_band,
         supervision, service_code, provider_code, programme, {", ".join(COUNT_MEASURES)})
-    SELECT '{grain}', {period}, to_char(day, 'YYYY-MM'), {DIMS}, {sums}
+    SELECT '{cube}', '{grain}', {period}, to_char(day, 'YYYY-MM'), {dims}, {sums}
     FROM steps WHERE detail IS NULL AND day <= $1
-    GROUP BY {period}, to_char(day, 'YYYY-MM'), {DIMS}
+    GROUP BY {period}, to_char(day, 'YYYY-MM'), {dims}
     """
     details = f"""
-    INSERT INTO figure_details (grain, period, month, area, pathway, complexity, sex, age_band,
+    INSERT INTO figure_details (cube, grain, period, month, area, pathway, complexity, sex, age_band,
         supervision, service_code, provider_code, programme, measure, detail, count)
-    SELECT '{grain}', {period}, to_char(day, 'YYYY-MM'), {DIMS}, measure, detail, count(*)
+    SELECT '{cube}', '{grain}', {period}, to_char(day, 'YYYY-MM'), {dims}, measure, detail, count(*)
     FROM steps WHERE detail IS NOT NULL AND day <= $1
-    GROUP BY {period}, to_char(day, 'YYYY-MM'), {DIMS}, measure, detail
+    GROUP BY {period}, to_char(day, 'YYYY-MM'), {dims}, measure, detail
     """
     return cells, details
 
@@ -249,10 +254,11 @@ async def load(url: str, needs: int) -> None:
         await conn.execute(GENERATE_NEEDS, needs, AREA_CODES, today)
         await conn.execute(GENERATE_STEPS)
         generated = time.perf_counter()
-        for grain in ("D", "M"):
-            cells, details = aggregate_sql(grain)
-            await conn.execute(cells, today)
-            await conn.execute(details, today)
+        for cube in CUBES:
+            for grain in ("D", "M"):
+                cells, details = aggregate_sql(cube, grain)
+                await conn.execute(cells, today)
+                await conn.execute(details, today)
         await conn.execute(COHORT_FACTS, 2100, AREA_CODES, datetime.now(UTC))
         await conn.execute("DROP TABLE steps")
         await conn.execute("DROP TABLE gen")
@@ -262,7 +268,7 @@ async def load(url: str, needs: int) -> None:
         await conn.execute("CHECKPOINT")
         rows = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM figure_cells) AS c, (SELECT count(*) FROM figure_details) AS d,"
-            " (SELECT sum(submitted) FROM figure_cells WHERE grain = 'M') AS n")
+            " (SELECT sum(submitted) FROM figure_cells WHERE cube = 'F' AND grain = 'M') AS n")
         print(f"generated {rows['n']} needs' steps ({generated - started:.0f}s); aggregates: "
               f"{rows['c']} figure_cells rows, {rows['d']} figure_details rows "
               f"({time.perf_counter() - generated:.0f}s)", flush=True)

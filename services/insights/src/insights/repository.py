@@ -7,7 +7,23 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, event, func, or_, select, text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as SyncSession
 from sqlmodel import select as select_models
@@ -57,6 +73,28 @@ _DIMENSION_COLUMNS = {
 }
 # Dimensions that may have no value (a step before any allocation).
 _OPTIONAL = frozenset({Dimension.PROVIDER, Dimension.SERVICE, Dimension.PROGRAMME})
+
+
+def _history_query() -> Any:
+    """need_facts, allocation_facts and step_facts of one need as one UNION ALL (typed by
+    its first branch, so times come back as aware datetimes on SQLite too)."""
+    need_id = bindparam("need_id")
+    no_text, no_time = null().cast(String), null().cast(DateTime(timezone=True))
+    return union_all(
+        select(literal(0).label("kind"), NEEDS.c.need_id, NEEDS.c.area, NEEDS.c.pathway,
+               NEEDS.c.complexity, NEEDS.c.sex, NEEDS.c.age_band, NEEDS.c.supervision,
+               NEEDS.c.at_risk_of_homelessness, NEEDS.c.submitted_at, no_time, no_time)
+        .where(NEEDS.c.need_id == need_id),
+        select(literal(1), ALLOCATIONS.c.provider_referral_id, ALLOCATIONS.c.service_code,
+               ALLOCATIONS.c.provider_code, ALLOCATIONS.c.programme, no_text, no_text, no_text,
+               null().cast(Boolean), ALLOCATIONS.c.allocated_at, ALLOCATIONS.c.acknowledge_by,
+               ALLOCATIONS.c.respond_by)
+        .where(ALLOCATIONS.c.need_id == need_id),
+        select(literal(2), STEPS.c.event_id, STEPS.c.step, STEPS.c.provider_referral_id,
+               STEPS.c.detail, no_text, no_text, no_text, null().cast(Boolean),
+               STEPS.c.occurred_at, no_time, no_time)
+        .where(STEPS.c.need_id == need_id),
+    )
 
 
 def split_period(start: date, end: date) -> tuple[list[date], list[tuple[date, date]]]:
@@ -117,30 +155,19 @@ class InsightsRepository:
             )
 
     async def history(self, need_id: str) -> tuple[Need | None, list[Allocation], list[Step]]:
-        # Plain rows, not ORM objects: this runs for every event projected.
-        need_row = (await self.session.exec(
-            select(NEEDS).where(NEEDS.c.need_id == need_id)
-        )).first()
-        allocations = (await self.session.exec(
-            select(ALLOCATIONS).where(ALLOCATIONS.c.need_id == need_id)
-        )).all()
-        steps = (await self.session.exec(select(STEPS).where(STEPS.c.need_id == need_id))).all()
+        """Every fact of a need, in one round trip (it runs for every event projected)."""
+        rows = (await self.session.exec(_history_query(), params={"need_id": need_id})).all()
         need = None
-        if need_row is not None:
-            need = Need(
-                need_id=need_row.need_id, area=need_row.area, pathway=need_row.pathway,
-                complexity=need_row.complexity, sex=need_row.sex, age_band=need_row.age_band,
-                supervision=need_row.supervision,
-                at_risk_of_homelessness=need_row.at_risk_of_homelessness,
-                submitted_at=need_row.submitted_at,
-            )
-        return (
-            need,
-            [Allocation(a.provider_referral_id, a.service_code, a.provider_code, a.programme,
-                        a.allocated_at, a.acknowledge_by, a.respond_by) for a in allocations],
-            [Step(s.event_id, StepKind(s.step), s.occurred_at, s.provider_referral_id, s.detail)
-             for s in steps],
-        )
+        allocations: list[Allocation] = []
+        steps: list[Step] = []
+        for kind, key, a, b, c, d, e, f, flag, t1, t2, t3 in rows:
+            if kind == 0:
+                need = Need(key, a, b, c, d, e, f, bool(flag), t1)
+            elif kind == 1:
+                allocations.append(Allocation(key, a, b, c, t1, t2, t3))
+            else:
+                steps.append(Step(key, StepKind(a), t1, b, c))
+        return need, allocations, steps
 
     async def _insert_if_new(self, table: Table, key: Any, values: dict[str, Any]) -> bool:
         inserted = await self.session.exec(insert_if_new(self.session, table, key), params=values)
