@@ -44,6 +44,7 @@ def upgrade() -> None:
     op.create_index('ix_cohort_facts_area_at', 'cohort_facts', ['area', 'occurred_at'], unique=False)
     op.create_index(op.f('ix_cohort_facts_member_key'), 'cohort_facts', ['member_key'], unique=False)
     op.create_table('figure_cells',
+    sa.Column('cube', sa.String(length=1), nullable=False),
     sa.Column('grain', sa.String(length=1), nullable=False),
     sa.Column('period', sa.Date(), nullable=False),
     sa.Column('month', sa.String(length=7), nullable=False),
@@ -74,10 +75,11 @@ def upgrade() -> None:
     sa.Column('outcome_not_achieved', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), server_default='0', nullable=False),
     sa.Column('duty_to_refer_sent', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), server_default='0', nullable=False),
     sa.Column('accommodation_at_risk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), server_default='0', nullable=False),
-    sa.PrimaryKeyConstraint('grain', 'period', 'month', 'area', 'pathway', 'complexity', 'sex', 'age_band', 'supervision', 'service_code', 'provider_code', 'programme', name='pk_figure_cells')
+    sa.PrimaryKeyConstraint('cube', 'grain', 'period', 'month', 'area', 'pathway', 'complexity', 'sex', 'age_band', 'supervision', 'service_code', 'provider_code', 'programme', name='pk_figure_cells')
     )
-    op.create_index('ix_figure_cells_area_period', 'figure_cells', ['grain', 'area', 'period'], unique=False)
+    op.create_index('ix_figure_cells_area_period', 'figure_cells', ['cube', 'grain', 'area', 'period'], unique=False)
     op.create_table('figure_details',
+    sa.Column('cube', sa.String(length=1), nullable=False),
     sa.Column('grain', sa.String(length=1), nullable=False),
     sa.Column('period', sa.Date(), nullable=False),
     sa.Column('month', sa.String(length=7), nullable=False),
@@ -93,9 +95,9 @@ def upgrade() -> None:
     sa.Column('measure', sa.String(length=40), nullable=False),
     sa.Column('detail', sa.String(length=40), nullable=False),
     sa.Column('count', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), server_default='0', nullable=False),
-    sa.PrimaryKeyConstraint('grain', 'period', 'month', 'area', 'pathway', 'complexity', 'sex', 'age_band', 'supervision', 'service_code', 'provider_code', 'programme', 'measure', 'detail', name='pk_figure_details')
+    sa.PrimaryKeyConstraint('cube', 'grain', 'period', 'month', 'area', 'pathway', 'complexity', 'sex', 'age_band', 'supervision', 'service_code', 'provider_code', 'programme', 'measure', 'detail', name='pk_figure_details')
     )
-    op.create_index('ix_figure_details_measure_area_period', 'figure_details', ['measure', 'grain', 'area', 'period'], unique=False)
+    op.create_index('ix_figure_details_measure_area_period', 'figure_details', ['measure', 'cube', 'grain', 'area', 'period'], unique=False)
     op.create_table('need_facts',
     sa.Column('need_id', sa.String(length=36), nullable=False),
     sa.Column('referral_id', sa.String(length=36), nullable=False),

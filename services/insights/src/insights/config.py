@@ -14,6 +14,8 @@ class InsightsSettings(DashboardSettings):  # the dashboard's settings (web/conf
     service_name: str = "insights"
     port: int = 8005
     database_url: str = "sqlite+aiosqlite:///.data/insights.db"
+    # A projection handles many small events: more of them per fetch and per transaction.
+    consumer_batch_size: int = 100
     # Statistical disclosure control: counts from 1 to threshold - 1 are never shown.
     suppression_threshold: int = Field(default=5, ge=1, le=100)
     # Keys the pseudonym by which cohort members are counted (never stored). Default: derived

@@ -14,7 +14,11 @@ nothing:
 
 Figures are read from pre-aggregates, never from the facts, so a query over a million needs
 costs the same as over a thousand: `figure_cells` holds the counts of each step per day
-(`grain` "D") and per calendar month ("M") for each combination of the dimensions;
+(`grain` "D") and per calendar month ("M") for each combination of the dimensions, in three
+cubes: "F" every dimension, "S" without the person's (sex, age band, supervision, complexity:
+stored as ""), "P" without the allocation's (service, provider, programme); a question reads
+the smallest cube that has its dimensions, a few thousand rows a year instead of a hundred
+thousand. A period is read as its whole months plus the days left over at either end;
 `figure_details` the counts of categorical details (unmet-need reason, decline reason, whole
 working days to acknowledge and to respond, for medians). A need's contribution to both is a
 pure function of its facts (`insights.domain.projection`); each change to a need's facts
@@ -101,7 +105,7 @@ class CohortFact(SQLModel, table=True):
 
 
 CELL_KEY = (
-    "grain", "period", "month", "area", "pathway", "complexity", "sex", "age_band",
+    "cube", "grain", "period", "month", "area", "pathway", "complexity", "sex", "age_band",
     "supervision", "service_code", "provider_code", "programme",
 )
 
@@ -122,9 +126,10 @@ class FigureCell(SQLModel, table=True):
     __tablename__ = "figure_cells"
     __table_args__ = (
         PrimaryKeyConstraint(*CELL_KEY, name="pk_figure_cells"),
-        Index("ix_figure_cells_area_period", "grain", "area", "period"),
+        Index("ix_figure_cells_area_period", "cube", "grain", "area", "period"),
     )
 
+    cube: str = Field(sa_column=Column(String(1), nullable=False))  # F, S or P: see CUBES
     grain: str = Field(sa_column=Column(String(1), nullable=False))  # D: a day, M: a month
     period: date  # the day, or the first day of the month
     month: str = Field(max_length=7)  # YYYY-MM of the period
@@ -161,9 +166,10 @@ class FigureDetail(SQLModel, table=True):
     __tablename__ = "figure_details"
     __table_args__ = (
         PrimaryKeyConstraint(*CELL_KEY, "measure", "detail", name="pk_figure_details"),
-        Index("ix_figure_details_measure_area_period", "measure", "grain", "area", "period"),
+        Index("ix_figure_details_measure_area_period", "measure", "cube", "grain", "area", "period"),
     )
 
+    cube: str = Field(sa_column=Column(String(1), nullable=False))
     grain: str = Field(sa_column=Column(String(1), nullable=False))
     period: date
     month: str = Field(max_length=7)
@@ -181,6 +187,14 @@ class FigureDetail(SQLModel, table=True):
     detail: str = Field(max_length=40)
     count: int = Field(sa_column=_count())
 
+
+# cube -> the dimensions it keeps ("" in the others)
+CUBES: dict[str, frozenset[str]] = {
+    "F": frozenset({"area", "pathway", "complexity", "sex", "age_band", "supervision",
+                    "service_code", "provider_code", "programme"}),
+    "S": frozenset({"area", "pathway", "service_code", "provider_code", "programme"}),
+    "P": frozenset({"area", "pathway", "complexity", "sex", "age_band", "supervision"}),
+}
 
 PROJECTION_TABLES = (
     "need_facts", "allocation_facts", "step_facts", "cohort_facts", "figure_cells",

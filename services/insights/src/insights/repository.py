@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, or_, select, text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session as SyncSession
 from sqlmodel import select as select_models
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,6 +36,7 @@ from insights.domain.projection import Allocation, CellKey, Contribution, Need, 
 from insights.models import (
     CELL_KEY,
     CELL_MEASURES,
+    CUBES,
     NO_VALUE,
     PROJECTION_TABLES,
     AllocationFact,
@@ -33,6 +51,11 @@ from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.working_days import end_of_london_day
 
 CELLS: Table = FigureCell.__table__  # type: ignore[attr-defined]
+NEEDS: Table = NeedFact.__table__  # type: ignore[attr-defined]
+ALLOCATIONS: Table = AllocationFact.__table__  # type: ignore[attr-defined]
+STEPS: Table = StepFact.__table__  # type: ignore[attr-defined]
+COHORT_FACTS: Table = CohortFact.__table__  # type: ignore[attr-defined]
+PENDING_KEY = "insights_pending_contribution"
 DETAILS: Table = FigureDetail.__table__  # type: ignore[attr-defined]
 
 _DIMENSION_COLUMNS = {
@@ -50,6 +73,28 @@ _DIMENSION_COLUMNS = {
 }
 # Dimensions that may have no value (a step before any allocation).
 _OPTIONAL = frozenset({Dimension.PROVIDER, Dimension.SERVICE, Dimension.PROGRAMME})
+
+
+def _history_query() -> Any:
+    """need_facts, allocation_facts and step_facts of one need as one UNION ALL (typed by
+    its first branch, so times come back as aware datetimes on SQLite too)."""
+    need_id = bindparam("need_id")
+    no_text, no_time = null().cast(String), null().cast(DateTime(timezone=True))
+    return union_all(
+        select(literal(0).label("kind"), NEEDS.c.need_id, NEEDS.c.area, NEEDS.c.pathway,
+               NEEDS.c.complexity, NEEDS.c.sex, NEEDS.c.age_band, NEEDS.c.supervision,
+               NEEDS.c.at_risk_of_homelessness, NEEDS.c.submitted_at, no_time, no_time)
+        .where(NEEDS.c.need_id == need_id),
+        select(literal(1), ALLOCATIONS.c.provider_referral_id, ALLOCATIONS.c.service_code,
+               ALLOCATIONS.c.provider_code, ALLOCATIONS.c.programme, no_text, no_text, no_text,
+               null().cast(Boolean), ALLOCATIONS.c.allocated_at, ALLOCATIONS.c.acknowledge_by,
+               ALLOCATIONS.c.respond_by)
+        .where(ALLOCATIONS.c.need_id == need_id),
+        select(literal(2), STEPS.c.event_id, STEPS.c.step, STEPS.c.provider_referral_id,
+               STEPS.c.detail, no_text, no_text, no_text, null().cast(Boolean),
+               STEPS.c.occurred_at, no_time, no_time)
+        .where(STEPS.c.need_id == need_id),
+    )
 
 
 def split_period(start: date, end: date) -> tuple[list[date], list[tuple[date, date]]]:
@@ -94,10 +139,6 @@ class InsightsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    @property
-    def _dialect(self) -> Any:
-        return postgresql if is_postgres(self.session) else sqlite
-
     # --- facts ---------------------------------------------------------------------------
 
     async def lock_need(self, need_id: str) -> None:
@@ -114,29 +155,19 @@ class InsightsRepository:
             )
 
     async def history(self, need_id: str) -> tuple[Need | None, list[Allocation], list[Step]]:
-        need_row = await self.session.get(NeedFact, need_id)
-        allocations = (await self.session.exec(
-            select_models(AllocationFact).where(AllocationFact.need_id == need_id)
-        )).all()
-        steps = (await self.session.exec(
-            select_models(StepFact).where(StepFact.need_id == need_id)
-        )).all()
+        """Every fact of a need, in one round trip (it runs for every event projected)."""
+        rows = (await self.session.exec(_history_query(), params={"need_id": need_id})).all()
         need = None
-        if need_row is not None:
-            need = Need(
-                need_id=need_row.need_id, area=need_row.area, pathway=need_row.pathway,
-                complexity=need_row.complexity, sex=need_row.sex, age_band=need_row.age_band,
-                supervision=need_row.supervision,
-                at_risk_of_homelessness=need_row.at_risk_of_homelessness,
-                submitted_at=need_row.submitted_at,
-            )
-        return (
-            need,
-            [Allocation(a.provider_referral_id, a.service_code, a.provider_code, a.programme,
-                        a.allocated_at, a.acknowledge_by, a.respond_by) for a in allocations],
-            [Step(s.event_id, StepKind(s.step), s.occurred_at, s.provider_referral_id, s.detail)
-             for s in steps],
-        )
+        allocations: list[Allocation] = []
+        steps: list[Step] = []
+        for kind, key, a, b, c, d, e, f, flag, t1, t2, t3 in rows:
+            if kind == 0:
+                need = Need(key, a, b, c, d, e, f, bool(flag), t1)
+            elif kind == 1:
+                allocations.append(Allocation(key, a, b, c, t1, t2, t3))
+            else:
+                steps.append(Step(key, StepKind(a), t1, b, c))
+        return need, allocations, steps
 
     async def _insert_if_new(self, table: Table, key: Any, values: dict[str, Any]) -> bool:
         inserted = await self.session.exec(insert_if_new(self.session, table, key), params=values)
@@ -160,43 +191,19 @@ class InsightsRepository:
 
     # --- aggregates ----------------------------------------------------------------------
 
-    async def apply(self, delta: Contribution) -> None:
-        """Add a difference of contributions to the daily and monthly aggregates."""
-        cells: dict[tuple, dict[str, int]] = defaultdict(dict)
-        details: dict[tuple, int] = defaultdict(int)
-        for (key, measure, detail), change in delta.items():
-            for grain_key in _grains(key):
-                if detail is None:
-                    row = cells[grain_key]
-                    row[measure] = row.get(measure, 0) + change
-                else:
-                    details[(*grain_key, measure, detail)] += change
-        if cells:
-            rows = [
-                dict(zip(CELL_KEY, key, strict=True)) | {m: counts.get(m, 0) for m in CELL_MEASURES}
-                for key, counts in sorted(cells.items())
-            ]
-            insert = self._dialect.insert(CELLS)
-            await self.session.exec(
-                insert.on_conflict_do_update(
-                    index_elements=list(CELL_KEY),
-                    set_={m: CELLS.c[m] + insert.excluded[m] for m in CELL_MEASURES},
-                ),
-                params=rows,
-            )
-        if details:
-            rows = [
-                dict(zip((*CELL_KEY, "measure", "detail"), key, strict=True)) | {"count": n}
-                for key, n in sorted(details.items())
-            ]
-            insert = self._dialect.insert(DETAILS)
-            await self.session.exec(
-                insert.on_conflict_do_update(
-                    index_elements=[*CELL_KEY, "measure", "detail"],
-                    set_={"count": DETAILS.c["count"] + insert.excluded["count"]},
-                ),
-                params=rows,
-            )
+    def apply(self, delta: Contribution) -> None:
+        """Add a difference of contributions to the aggregates, when the transaction commits.
+
+        The changes of every event handled in the transaction are summed first, then written
+        in one statement per table, rows in key order: concurrent transactions take the row
+        locks of the aggregates in the same order (no deadlock) and hold them only while
+        committing.
+        """
+        sync = self.session.sync_session
+        if not sync.in_transaction():
+            sync.begin()
+        pending: Contribution = sync.info.setdefault(PENDING_KEY, Counter())
+        pending.update(delta)
 
     async def read_counts(
         self, measures: Sequence[str], *, areas: Sequence[str], start: date, end: date,
@@ -205,7 +212,8 @@ class InsightsRepository:
         group = [CELLS.c[_DIMENSION_COLUMNS[d]] for d in by]
         query = (
             select(*group, *(func.sum(CELLS.c[m]).label(m) for m in measures))
-            .where(CELLS.c.area.in_(list(areas)), _period_filter(CELLS, start, end))
+            .where(CELLS.c.cube == cube_for(by, provider), CELLS.c.area.in_(list(areas)),
+                   _period_filter(CELLS, start, end))
         )
         query = self._filters(query, CELLS, pathway, provider)
         if group:
@@ -229,8 +237,8 @@ class InsightsRepository:
         by_plain = [d for d in by if d is not Dimension.REASON]
         query = (
             select(*group, DETAILS.c.detail, func.sum(DETAILS.c["count"]).label("n"))
-            .where(DETAILS.c.measure == measure, DETAILS.c.area.in_(list(areas)),
-                   _period_filter(DETAILS, start, end))
+            .where(DETAILS.c.measure == measure, DETAILS.c.cube == cube_for(by, provider),
+                   DETAILS.c.area.in_(list(areas)), _period_filter(DETAILS, start, end))
             .group_by(*group, DETAILS.c.detail)
         )
         query = self._filters(query, DETAILS, pathway, provider)
@@ -255,9 +263,9 @@ class InsightsRepository:
 
     async def cohort_facts(self, areas: Sequence[str], end: date) -> list[CohortFactValue]:
         rows = (await self.session.exec(
-            select_models(CohortFact).where(
-                CohortFact.area.in_(list(areas)),  # type: ignore[attr-defined]
-                CohortFact.occurred_at <= end_of_london_day(end),  # type: ignore[arg-type]
+            select(COHORT_FACTS).where(
+                COHORT_FACTS.c.area.in_(list(areas)),
+                COHORT_FACTS.c.occurred_at <= end_of_london_day(end),
             )
         )).all()
         return [
@@ -288,9 +296,84 @@ class InsightsRepository:
         )
 
 
-def _grains(key: CellKey) -> list[tuple]:
-    """The daily and the monthly aggregate a count on `key.day` belongs to."""
-    dims = (key.area, key.pathway, key.complexity, key.sex, key.age_band, key.supervision,
-            key.service_code, key.provider_code, key.programme)
+_PERSON = ("complexity", "sex", "age_band", "supervision")
+_ALLOCATION = ("service_code", "provider_code", "programme")
+_PERSON_DIMENSIONS = frozenset({Dimension.COMPLEXITY, Dimension.SEX, Dimension.AGE_BAND,
+                                Dimension.SUPERVISION})
+_ALLOCATION_DIMENSIONS = frozenset({Dimension.PROVIDER, Dimension.SERVICE, Dimension.PROGRAMME})
+
+
+def cube_for(by: Sequence[Dimension], provider: str | None = None) -> str:
+    """The smallest cube holding every dimension the question breaks down or filters by."""
+    person = any(d in _PERSON_DIMENSIONS for d in by)
+    allocation = provider is not None or any(d in _ALLOCATION_DIMENSIONS for d in by)
+    if person and allocation:
+        return "F"
+    return "P" if person else "S"
+
+
+def _cells_of(key: CellKey) -> list[tuple]:
+    """Every aggregate row (cube, grain, ...) a count on `key.day` belongs to."""
+    values = {
+        "area": key.area, "pathway": key.pathway, "complexity": key.complexity, "sex": key.sex,
+        "age_band": key.age_band, "supervision": key.supervision,
+        "service_code": key.service_code, "provider_code": key.provider_code,
+        "programme": key.programme,
+    }
     month = key.day.strftime("%Y-%m")
-    return [("D", key.day, month, *dims), ("M", key.day.replace(day=1), month, *dims)]
+    out = []
+    for cube, kept in CUBES.items():
+        dims = tuple(values[c] if c in kept else NO_VALUE for c in CELL_KEY[4:])
+        out.append((cube, "D", key.day, month, *dims))
+        out.append((cube, "M", key.day.replace(day=1), month, *dims))
+    return out
+
+
+def _flush(connection: Any, pending: Contribution) -> None:
+    """Write summed changes to the aggregates: one statement per table, rows in key order."""
+    cells: dict[tuple, dict[str, int]] = defaultdict(dict)
+    details: dict[tuple, int] = defaultdict(int)
+    for (key, measure, detail), change in pending.items():
+        if not change:
+            continue
+        for cell in _cells_of(key):
+            if detail is None:
+                row = cells[cell]
+                row[measure] = row.get(measure, 0) + change
+            else:
+                details[(*cell, measure, detail)] += change
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    if cells:
+        insert = dialect.insert(CELLS)
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=list(CELL_KEY),
+                set_={m: CELLS.c[m] + insert.excluded[m] for m in CELL_MEASURES},
+            ),
+            [dict(zip(CELL_KEY, key, strict=True)) | {m: counts.get(m, 0) for m in CELL_MEASURES}
+             for key, counts in sorted(cells.items())],
+        )
+    if details:
+        insert = dialect.insert(DETAILS)
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=[*CELL_KEY, "measure", "detail"],
+                set_={"count": DETAILS.c["count"] + insert.excluded["count"]},
+            ),
+            [dict(zip((*CELL_KEY, "measure", "detail"), key, strict=True)) | {"count": n}
+             for key, n in sorted(details.items()) if n],
+        )
+
+
+@event.listens_for(SyncSession, "before_commit")
+def _write_pending(session: SyncSession) -> None:
+    # Runs inside AsyncSession.commit's greenlet (as pathways_shared.db's deferred inserts).
+    pending = session.info.pop(PENDING_KEY, None)
+    if pending:
+        _flush(session.connection(), pending)
+
+
+@event.listens_for(SyncSession, "after_soft_rollback")
+def _forget_pending(session: SyncSession, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(PENDING_KEY, None)

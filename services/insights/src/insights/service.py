@@ -96,7 +96,7 @@ async def _change_need(
     after = projection.contribution(need, allocations, steps, calendar)
     delta = projection.difference(after, before)
     if delta:
-        await repository.apply(delta)
+        repository.apply(delta)
     return True
 
 

@@ -48,37 +48,23 @@ def months_between(start: date, end: date) -> list[tuple[date, date]]:
     return out
 
 
-def _members_at(facts: Sequence[CohortFact], moment: datetime) -> set[tuple[str, str, str]]:
-    """(area, cohort, member) of everyone who was a member at `moment`."""
-    latest: dict[tuple[str, str, str], tuple[datetime, str, str]] = {}
-    for fact in facts:
-        if fact.kind not in (SELECTED, DESELECTED) or fact.occurred_at > moment:
-            continue
-        key = (fact.area, fact.cohort, fact.member_key)
-        # On the same instant a deselection is taken as the later (then the event id).
-        candidate = (fact.occurred_at, "1" if fact.kind == DESELECTED else "0", fact.event_id)
-        if key not in latest or candidate > latest[key]:
-            latest[key] = candidate
-    return {key for key, (_, kind, _) in latest.items() if kind == "0"}
-
-
-def _with_open_need(facts: Sequence[CohortFact], moment: datetime) -> set[str]:
-    latest: dict[tuple[str, str], tuple[datetime, str, str]] = {}
-    for fact in facts:
-        if fact.kind != ACTIVITY or fact.occurred_at > moment or not fact.pathway:
-            continue
-        key = (fact.member_key, fact.pathway)
-        candidate = (fact.occurred_at, fact.event_id, fact.status or "")
-        if key not in latest or candidate > latest[key]:
-            latest[key] = candidate
-    return {member for (member, _), (_, _, status) in latest.items() if status not in _ENDED}
+def _membership_order(fact: CohortFact) -> tuple:
+    # On the same instant a deselection is taken as the later (then the event id).
+    return (fact.occurred_at, fact.kind == DESELECTED, fact.event_id)
 
 
 def cohort_rows(
     facts: Iterable[CohortFact], start: date, end: date, by: Sequence[Dimension]
 ) -> tuple[list[RawRow], dict[str, int]]:
-    """Raw rows for `by` (from area, cohort, month, reason), and the period's stock counts."""
+    """Raw rows for `by` (from area, cohort, month, reason), and the period's stock counts.
+
+    One sweep through the events in time order: at the end of each month (or of the period)
+    the members are those whose latest adoption or deselection was an adoption, and a member
+    has an open need when the latest activity of one of their pathways is not an ended status.
+    """
     facts = list(facts)
+    membership = sorted((f for f in facts if f.kind in (SELECTED, DESELECTED)), key=_membership_order)
+    activity = sorted((f for f in facts if f.kind == ACTIVITY), key=lambda f: (f.occurred_at, f.event_id))
     counts: dict[tuple, dict[str, int]] = {}
 
     def add(values: dict[Dimension, str | None], column: str, n: int = 1) -> None:
@@ -87,30 +73,41 @@ def cohort_rows(
         row[column] = row.get(column, 0) + n
 
     periods = months_between(start, end) if Dimension.MONTH in by else [(start, end)]
+    member: dict[tuple[str, str, str], bool] = {}
+    status: dict[tuple[str, str], str] = {}
+    i = j = 0
+    members: list[tuple[str, str, str]] = []
+    open_need: set[str] = set()
     for first, last in periods:
         moment = end_of_london_day(last)
+        while i < len(membership) and membership[i].occurred_at <= moment:
+            fact = membership[i]
+            member[(fact.area, fact.cohort, fact.member_key)] = fact.kind == SELECTED
+            i += 1
+        while j < len(activity) and activity[j].occurred_at <= moment:
+            fact = activity[j]
+            if fact.pathway:
+                status[(fact.member_key, fact.pathway)] = fact.status or ""
+            j += 1
+        members = [key for key, current in member.items() if current]
+        open_need = {m for (m, _), s in status.items() if s not in _ENDED}
         month = first.strftime("%Y-%m")
-        members = _members_at(facts, moment)
-        open_need = _with_open_need(facts, moment)
-        for area, cohort, member in members:
+        for area, cohort, key in members:
             values = {Dimension.AREA: area, Dimension.COHORT: cohort, Dimension.MONTH: month,
                       Dimension.REASON: None}
             add(values, "members")
-            if member in open_need:
+            if key in open_need:
                 add(values, "members_with_open_need")
-        for fact in facts:
-            if fact.kind not in (SELECTED, DESELECTED) or not first <= london_day(fact.occurred_at) <= last:
-                continue
-            values = {Dimension.AREA: fact.area, Dimension.COHORT: fact.cohort,
-                      Dimension.MONTH: month,
-                      Dimension.REASON: fact.reason if fact.kind == DESELECTED else None}
-            add(values, "adopted" if fact.kind == SELECTED else "deselected")
-
-    end_moment = end_of_london_day(end)
-    final_members = _members_at(facts, end_moment)
-    final_open = _with_open_need(facts, end_moment)
+    for fact in membership:
+        day = london_day(fact.occurred_at)
+        if not start <= day <= end:
+            continue
+        values = {Dimension.AREA: fact.area, Dimension.COHORT: fact.cohort,
+                  Dimension.MONTH: day.strftime("%Y-%m"),
+                  Dimension.REASON: fact.reason if fact.kind == DESELECTED else None}
+        add(values, "adopted" if fact.kind == SELECTED else "deselected")
     stock = {
-        "members": len(final_members),
-        "members_with_open_need": sum(1 for _, _, m in final_members if m in final_open),
+        "members": len(members),
+        "members_with_open_need": sum(1 for _, _, m in members if m in open_need),
     }
     return [RawRow(key=key, counts=row) for key, row in counts.items()], stock
