@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from insights.web.config import DashboardSettings
+from insights.web import config as dashboard  # (a module: tools look for the one *Settings here)
 
 
-class InsightsSettings(DashboardSettings):  # the dashboard's settings (web/config.py) too
+class InsightsSettings(dashboard.DashboardSettings):  # the dashboard's settings (web/config.py) too
     model_config = SettingsConfigDict(env_prefix="INSIGHTS_")
 
     service_name: str = "insights"
