@@ -9,11 +9,9 @@ service function the `/figures/*` API answers from) and render; the rules live e
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -38,10 +36,11 @@ from insights.web.signin import (
     visible_areas,
 )
 from pathways_shared.auth import Principal
+from pathways_shared.events import utc_now
+from pathways_shared.working_days import london_day
 from pathways_shared.vocabulary import AREAS, PATHWAY_NAMES
 
 HERE = Path(__file__).resolve().parent
-LONDON = ZoneInfo("Europe/London")
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(
     PAGES=PAGES, AREAS=AREAS, PATHWAY_NAMES=PATHWAY_NAMES, PROVIDER_NAMES=PROVIDER_NAMES,
@@ -67,7 +66,7 @@ DashboardUser = Annotated[Principal, Depends(dashboard_principal)]
 
 
 def london_today():
-    return datetime.now(LONDON).date()
+    return london_day(utc_now())
 
 
 def _settings(request: Request) -> DashboardSettings:
@@ -105,7 +104,7 @@ async def _page(request: Request, spec: PageSpec, principal: Principal) -> HTMLR
         answers = await source.answers(request, principal, _applicable(spec, filters), wanted)
         threshold = next(iter(answers.values()))["suppression"]["threshold"] if answers else None
         tables = [build_table(t, answers[(t.kind, t.by)], threshold=threshold or 5) for t in spec.tables]
-    headline = None
+    headline = None  # the overview's key figures: the total row of its first table
     if spec is OVERVIEW and tables:
         month = tables[0]
         if month.total is not None:
