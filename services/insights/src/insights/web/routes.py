@@ -37,8 +37,8 @@ from insights.web.signin import (
 )
 from pathways_shared.auth import Principal
 from pathways_shared.events import utc_now
-from pathways_shared.working_days import london_day
 from pathways_shared.vocabulary import AREAS, PATHWAY_NAMES
+from pathways_shared.working_days import london_day
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
