@@ -46,7 +46,7 @@ test-deploy: install infra ## Deployment checks: manifests, images, NATS permiss
 test-system: install infra ## Cross-service tests (tests/)
 	@scripts/test.sh system
 
-$(addprefix test-,$(SERVICES)): test-%: install infra ## Tests of one service
+$(addprefix test-,$(SERVICES)): test-%: install infra browser ## Tests of one service
 	@scripts/test.sh $*
 
 token: install ## Mint a local token: make token ROLE=probation [PROVIDER=NACRO] [AREAS=E08000029]
