@@ -47,8 +47,7 @@ CASES = [  # name, path, role, areas ticked on the sign-in page
 
 def signed_in_client(base_url: str, role: str, areas: list[str]) -> httpx.Client:
     client = httpx.Client(base_url=base_url, timeout=60)
-    body = [("role", role), *(("areas", a) for a in areas), ("next", "/")]
-    response = client.post("/dev/sign-in", data=body)
+    response = client.post("/dev/sign-in", data={"role": role, "areas": areas, "next": "/"})
     if response.status_code != 303:
         raise RuntimeError(f"sign-in: {response.status_code} {response.text[:300]}")
     return client
