@@ -58,8 +58,10 @@ from pathways_shared.problems import Forbidden, ValidationProblem
 from pathways_shared.vocabulary import AREAS, PROVIDER_CODES, REGIONS, Pathway
 from pathways_shared.working_days import WorkingCalendar
 
-# Longest period one question may cover (a guard against accidental decades).
+# Longest period one question may cover (a guard against accidental decades), and the dates
+# a question may name at all.
 MAX_PERIOD_DAYS = 366 * 10
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
 
 
 # --- projection ------------------------------------------------------------------------------
@@ -231,6 +233,9 @@ def parse_query(
     """A `FiguresQuery` from raw parameters, refused with 422 naming the parameter at fault."""
     definition = DEFINITIONS[FigureKind(kind)]
     end = end or today
+    for name, day in (("from", start), ("to", end)):
+        if day is not None and not EARLIEST <= day <= LATEST:
+            raise ValidationProblem(f"`{name}` must be between {EARLIEST} and {LATEST}", field=name)
     start = start or default_period(end)[0]
     if start > end:
         raise ValidationProblem("`from` must be on or before `to`", field="from")
