@@ -269,22 +269,22 @@ async def figures(
         facts = await repository.cohort_facts(query.areas, query.to)
         raw, total_counts = cohort_rows(facts, query.from_, query.to, query.by)
     elif kind is FigureKind.UNMET_NEED:
-        details = await repository.read_details(str(DetailMeasure.UNMET_REASON), **scope)
+        details = await repository.read_details([str(DetailMeasure.UNMET_REASON)], **scope)
         merged: dict[tuple, int] = {}
-        for key, _, n in details:
+        for _, key, _, n in details:
             merged[key] = merged.get(key, 0) + n
         raw = [RawRow(key=key, counts={"unallocated": n}) for key, n in merged.items()]
     else:
         raw = await repository.read_counts(definition.read, **scope)
         if definition.histograms:
             by_key = {row.key: row for row in raw}
-            for measure in definition.histograms:
-                for key, detail, n in await repository.read_details(str(measure), **scope):
-                    row = by_key.get(key)
-                    if row is None:
-                        continue
-                    histogram = row.histograms.setdefault(str(measure), {})
-                    histogram[int(detail)] = histogram.get(int(detail), 0) + n
+            measures = [str(m) for m in definition.histograms]
+            for measure, key, detail, n in await repository.read_details(measures, **scope):
+                row = by_key.get(key)
+                if row is None:
+                    continue
+                histogram = row.histograms.setdefault(measure, {})
+                histogram[int(detail)] = histogram.get(int(detail), 0) + n
     rows, total = assemble(definition, query.by, raw, threshold, total_counts=total_counts)
     return FiguresAnswer(
         kind=str(kind), areas=list(query.areas), **{"from": query.from_}, to=query.to,
