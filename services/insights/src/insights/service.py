@@ -2,9 +2,10 @@
 
 Interface for the dashboard (stable; the HTML layer calls these without HTTP):
 
-    from insights.service import figures, render_csv
+    from insights.service import figures, parse_query, render_csv, resolve_areas
     from insights.schemas import FiguresQuery, FiguresAnswer
-    from insights.domain.figures import FigureKind
+    from insights.domain.figures import DEFINITIONS, FigureKind
+    from insights.domain.dimensions import Dimension
 
     query = FiguresQuery(areas=("E08000029",), **{"from": date(2026, 1, 1)}, to=date(2026, 12, 6),
                          by=(Dimension.PATHWAY,), pathway=None, provider=None)
@@ -21,6 +22,11 @@ Interface for the dashboard (stable; the HTML layer calls these without HTTP):
   `columns` (dimensions then figures, the CSV's header order).
 - `render_csv(answer)`: the CSV the API answers (a suppressed cell is empty).
 - `default_period(today)`: the 365 days up to today.
+- `DEFINITIONS[kind]`: what each kind counts (`counts`), derives (`derived`) and may be broken
+  down by (`dimensions`); the threshold of a deployment is `settings.suppression_threshold`.
+- A count is `None` in `rows`/`total` when suppressed (and named in that row's `suppressed`),
+  a rate or median is `None` when drawn from a suppressed count (or there is nothing to
+  measure); a dimension value is `None` when the count has none (no allocation).
 
 Projection: every consumer handler calls one of the `record_*` functions inside the
 consumer's transaction; each adds facts (unless already there) and applies the change of the
