@@ -229,28 +229,28 @@ class InsightsRepository:
         return out
 
     async def read_details(
-        self, measure: str, *, areas: Sequence[str], start: date, end: date,
+        self, measures: Sequence[str], *, areas: Sequence[str], start: date, end: date,
         by: Sequence[Dimension], pathway: str | None = None, provider: str | None = None,
-    ) -> list[tuple[tuple, str, int]]:
-        """(dimension values, detail, count) for one detail measure."""
+    ) -> list[tuple[str, tuple, str, int]]:
+        """(measure, dimension values, detail, count) for detail measures, in one scan."""
         group = [DETAILS.c[_DIMENSION_COLUMNS[d]] for d in by if d is not Dimension.REASON]
         by_plain = [d for d in by if d is not Dimension.REASON]
         query = (
-            select(*group, DETAILS.c.detail, func.sum(DETAILS.c["count"]).label("n"))
-            .where(DETAILS.c.measure == measure, DETAILS.c.cube == cube_for(by, provider),
+            select(DETAILS.c.measure, *group, DETAILS.c.detail, func.sum(DETAILS.c["count"]).label("n"))
+            .where(DETAILS.c.measure.in_(list(measures)), DETAILS.c.cube == cube_for(by, provider),
                    DETAILS.c.area.in_(list(areas)), _period_filter(DETAILS, start, end))
-            .group_by(*group, DETAILS.c.detail)
+            .group_by(DETAILS.c.measure, *group, DETAILS.c.detail)
         )
         query = self._filters(query, DETAILS, pathway, provider)
         result = await self.session.exec(query)
         out = []
+        width = len(by_plain)
         for row in result.all():
-            values = dict(zip(by_plain, row[: len(by_plain)], strict=True))
-            detail, n = row[len(by_plain)], int(row[len(by_plain) + 1] or 0)
+            measure, detail, n = row[0], row[width + 1], int(row[width + 2] or 0)
             if n:
+                values = dict(zip(by_plain, row[1: width + 1], strict=True))
                 values[Dimension.REASON] = detail
-                key = tuple(_dimension_value(d, values[d]) for d in by)
-                out.append((key, detail, n))
+                out.append((measure, tuple(_dimension_value(d, values[d]) for d in by), detail, n))
         return out
 
     @staticmethod
@@ -262,17 +262,13 @@ class InsightsRepository:
         return query
 
     async def cohort_facts(self, areas: Sequence[str], end: date) -> list[CohortFactValue]:
+        c = COHORT_FACTS.c
         rows = (await self.session.exec(
-            select(COHORT_FACTS).where(
-                COHORT_FACTS.c.area.in_(list(areas)),
-                COHORT_FACTS.c.occurred_at <= end_of_london_day(end),
-            )
+            select(c.event_id, c.kind, c.member_key, c.area, c.cohort, c.occurred_at, c.reason,
+                   c.pathway, c.status)
+            .where(c.area.in_(list(areas)), c.occurred_at <= end_of_london_day(end))
         )).all()
-        return [
-            CohortFactValue(r.event_id, r.kind, r.member_key, r.area, r.cohort, r.occurred_at,
-                            r.reason, r.pathway, r.status)
-            for r in rows
-        ]
+        return [CohortFactValue(*row) for row in rows]
 
     async def cohort_facts_of(self, member_key: str) -> list[CohortFactValue]:
         rows = (await self.session.exec(

@@ -2,9 +2,10 @@
 
 Interface for the dashboard (stable; the HTML layer calls these without HTTP):
 
-    from insights.service import figures, render_csv
+    from insights.service import figures, parse_query, render_csv, resolve_areas
     from insights.schemas import FiguresQuery, FiguresAnswer
-    from insights.domain.figures import FigureKind
+    from insights.domain.figures import DEFINITIONS, FigureKind
+    from insights.domain.dimensions import Dimension
 
     query = FiguresQuery(areas=("E08000029",), **{"from": date(2026, 1, 1)}, to=date(2026, 12, 6),
                          by=(Dimension.PATHWAY,), pathway=None, provider=None)
@@ -21,6 +22,11 @@ Interface for the dashboard (stable; the HTML layer calls these without HTTP):
   `columns` (dimensions then figures, the CSV's header order).
 - `render_csv(answer)`: the CSV the API answers (a suppressed cell is empty).
 - `default_period(today)`: the 365 days up to today.
+- `DEFINITIONS[kind]`: what each kind counts (`counts`), derives (`derived`) and may be broken
+  down by (`dimensions`); the threshold of a deployment is `settings.suppression_threshold`.
+- A count is `None` in `rows`/`total` when suppressed (and named in that row's `suppressed`),
+  a rate or median is `None` when drawn from a suppressed count (or there is nothing to
+  measure); a dimension value is `None` when the count has none (no allocation).
 
 Projection: every consumer handler calls one of the `record_*` functions inside the
 consumer's transaction; each adds facts (unless already there) and applies the change of the
@@ -58,8 +64,10 @@ from pathways_shared.problems import Forbidden, ValidationProblem
 from pathways_shared.vocabulary import AREAS, PROVIDER_CODES, REGIONS, Pathway
 from pathways_shared.working_days import WorkingCalendar
 
-# Longest period one question may cover (a guard against accidental decades).
+# Longest period one question may cover (a guard against accidental decades), and the dates
+# a question may name at all.
 MAX_PERIOD_DAYS = 366 * 10
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
 
 
 # --- projection ------------------------------------------------------------------------------
@@ -231,6 +239,9 @@ def parse_query(
     """A `FiguresQuery` from raw parameters, refused with 422 naming the parameter at fault."""
     definition = DEFINITIONS[FigureKind(kind)]
     end = end or today
+    for name, day in (("from", start), ("to", end)):
+        if day is not None and not EARLIEST <= day <= LATEST:
+            raise ValidationProblem(f"`{name}` must be between {EARLIEST} and {LATEST}", field=name)
     start = start or default_period(end)[0]
     if start > end:
         raise ValidationProblem("`from` must be on or before `to`", field="from")
@@ -264,22 +275,22 @@ async def figures(
         facts = await repository.cohort_facts(query.areas, query.to)
         raw, total_counts = cohort_rows(facts, query.from_, query.to, query.by)
     elif kind is FigureKind.UNMET_NEED:
-        details = await repository.read_details(str(DetailMeasure.UNMET_REASON), **scope)
+        details = await repository.read_details([str(DetailMeasure.UNMET_REASON)], **scope)
         merged: dict[tuple, int] = {}
-        for key, _, n in details:
+        for _, key, _, n in details:
             merged[key] = merged.get(key, 0) + n
         raw = [RawRow(key=key, counts={"unallocated": n}) for key, n in merged.items()]
     else:
         raw = await repository.read_counts(definition.read, **scope)
         if definition.histograms:
             by_key = {row.key: row for row in raw}
-            for measure in definition.histograms:
-                for key, detail, n in await repository.read_details(str(measure), **scope):
-                    row = by_key.get(key)
-                    if row is None:
-                        continue
-                    histogram = row.histograms.setdefault(str(measure), {})
-                    histogram[int(detail)] = histogram.get(int(detail), 0) + n
+            measures = [str(m) for m in definition.histograms]
+            for measure, key, detail, n in await repository.read_details(measures, **scope):
+                row = by_key.get(key)
+                if row is None:
+                    continue
+                histogram = row.histograms.setdefault(measure, {})
+                histogram[int(detail)] = histogram.get(int(detail), 0) + n
     rows, total = assemble(definition, query.by, raw, threshold, total_counts=total_counts)
     return FiguresAnswer(
         kind=str(kind), areas=list(query.areas), **{"from": query.from_}, to=query.to,

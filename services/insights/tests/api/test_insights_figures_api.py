@@ -84,6 +84,8 @@ async def test_a_partnership_sees_its_own_areas_only(client, projected):
         ({"to": "yesterday"}, "to"),
         ({"from": "2026-06-02", "to": "2026-06-01"}, "from"),
         ({"from": "1990-01-01", "to": "2026-01-01"}, "from"),
+        ({"to": "9999-12-31"}, "to"),
+        ({"from": "0001-01-01", "to": "0001-01-02"}, "from"),
         ({"pathway": "knitting"}, "pathway"),
         ({"provider": "ACME"}, "provider"),
         ({"format": "xml"}, "format"),
