@@ -103,9 +103,11 @@ def columns(
     shown = [b.value for b in bars if b.value is not None]
     scale_max = _nice_max(max(shown, default=0))
     parts = [_open(chart_id, title, description, width, height)]
-    for k in range(5):
-        value = scale_max * k / 4
-        y = top + plot_h - plot_h * k / 4
+    # gridlines at whole numbers where the scale allows: 0-50 in tens, 0-20 in fives
+    steps = next((n for n in (4, 5) if float(scale_max / n).is_integer()), 4)
+    for k in range(steps + 1):
+        value = scale_max * k / steps
+        y = top + plot_h - plot_h * k / steps
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}" stroke="{GRID}" '
             f'stroke-width="1"/><text x="{left - 6}" y="{y + 5:.1f}" text-anchor="end" '
