@@ -314,13 +314,14 @@ def test_tables_and_filters_work_with_javascript_off(dashboard, browser):
         params = [("area", COVENTRY), ("to", to)]
         for table_id in ("needs-by-sex", "needs-by-age-band", "needs-by-supervision"):
             assert read_table(page, table_id) == expected_table(dashboard, table_id, params), table_id
+        shot(page, "equality-no-javascript")
         # A bad date is sent back to the form with its message, not a failure.
         page.get_by_label("From", exact=True).fill("not a date")
         page.get_by_role("button", name="Apply filters").click()
         page.wait_for_load_state()
         summary = page.locator(".govuk-error-summary")
         assert "must be a real date" in summary.inner_text()
-        shot(page, "equality-no-javascript")
+        shot(page, "equality-no-javascript-error")
 
 
 def test_keyboard_reaches_the_skip_link_first_and_sees_focus(dashboard, browser):
