@@ -3,28 +3,38 @@ SHELL := /bin/bash
 PY ?= python3
 UV := $(PY) -m uv
 VENV := .venv
-SERVICES := referrals providers cohorts notifications
+SERVICES := referrals providers cohorts notifications insights
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test infra token demo bench lint clean docs $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy test-calendar
+.PHONY: help install run test infra browser token demo bench lint clean docs $(addprefix test-,$(SERVICES)) test-shared test-system test-deploy test-calendar
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
 
-install: $(VENV)/.installed ## Install uv and the workspace (locked)
+install: $(VENV)/.installed node_modules/.installed ## Install uv, the workspace (locked) and the front-end packages (npm, locked)
 
 $(VENV)/.installed: uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@PY=$(PY) scripts/ensure-uv.sh
 	$(UV) sync --all-packages --frozen --quiet
 	@touch $@
 
-run: install ## Start NATS and all four services on SQLite (Ctrl-C stops everything)
+# GOV.UK Frontend (served by the insights dashboard) and axe-core (its browser tests), pinned in
+# package-lock.json; `npm ci` installs exactly the lock, dev packages included.
+node_modules/.installed: package.json package-lock.json
+	@scripts/ensure-node.sh
+	npm ci --include=dev --no-audit --no-fund --loglevel=error
+	@touch $@
+
+browser: ## Make sure Debian's Chromium is installed (the dashboard's browser tests)
+	@scripts/ensure-browser.sh
+
+run: install ## Start NATS and all five services on SQLite (Ctrl-C stops everything)
 	@scripts/run.sh
 
-test: install infra ## Install, start PostgreSQL and NATS if needed, run every test (and the calendar pass)
+test: install infra browser ## Install, start PostgreSQL and NATS (and Chromium) if needed, run every test (and the calendar pass)
 	@scripts/test.sh
 
-test-calendar: install infra ## The shared and service tests again, the clock moved a year on, to 29 Feb 2028, past a clock change
+test-calendar: install infra browser ## The shared and service tests again, the clock moved a year on, to 29 Feb 2028, past a clock change
 	@scripts/test.sh --calendar
 
 infra: ## Make sure PostgreSQL and NATS (JetStream) are up
@@ -39,7 +49,7 @@ test-deploy: install infra ## Deployment checks: manifests, images, NATS permiss
 test-system: install infra ## Cross-service tests (tests/)
 	@scripts/test.sh system
 
-$(addprefix test-,$(SERVICES)): test-%: install infra ## Tests of one service
+$(addprefix test-,$(SERVICES)): test-%: install infra browser ## Tests of one service
 	@scripts/test.sh $*
 
 token: install ## Mint a local token: make token ROLE=probation [PROVIDER=NACRO] [AREAS=E08000029]

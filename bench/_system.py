@@ -35,7 +35,7 @@ PG_ADMIN_URL = os.environ.get(
 )
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 JWT_SECRET = "pathways-bench-secret-0123456789abcdef0123456789"
-SERVICES = ["referrals", "providers", "cohorts", "notifications"]
+SERVICES = ["referrals", "providers", "cohorts", "notifications", "insights"]
 
 
 # --------------------------------------------------------------------------- machine
@@ -217,7 +217,7 @@ def system_running(
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("REFERRALS_", "PROVIDERS_", "COHORTS_", "NOTIFICATIONS_"))
+        if not k.startswith(("REFERRALS_", "PROVIDERS_", "COHORTS_", "NOTIFICATIONS_", "INSIGHTS_"))
     }
     env.update(
         PATHWAYS_ENV="development",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ["referrals", "providers", "cohorts", "notifications"]
+SERVICES = ["referrals", "providers", "cohorts", "notifications", "insights"]
 
 
 def render(service: str) -> str:

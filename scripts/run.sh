@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: NATS (the one at NATS_URL, or a local one we start), SQLite databases under
-# .data/ (or whatever <SERVICE>_DATABASE_URL says), all four services with their relays and
+# .data/ (or whatever <SERVICE>_DATABASE_URL says), all five services with their relays and
 # consumers, and a development mail sink. Ctrl-C stops everything we started.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,8 +9,8 @@ DATA="$ROOT/.data"
 LOGS="$DATA/logs"
 mkdir -p "$DATA" "$LOGS"
 PY="$ROOT/.venv/bin/python"
-SERVICES=(referrals providers cohorts notifications)
-declare -A PORTS=([referrals]=8001 [providers]=8002 [cohorts]=8003 [notifications]=8004)
+SERVICES=(referrals providers cohorts notifications insights)
+declare -A PORTS=([referrals]=8001 [providers]=8002 [cohorts]=8003 [notifications]=8004 [insights]=8005)
 PIDS=()
 
 cleanup() {
@@ -100,6 +100,8 @@ Pathways is running (Ctrl-C stops it):
   providers      http://127.0.0.1:8002/docs
   cohorts        http://127.0.0.1:8003/docs
   notifications  http://127.0.0.1:8004/docs
+  insights       http://127.0.0.1:8005/docs
+  dashboard      http://127.0.0.1:8005/   (development sign-in: pick a role and areas; no password)
   NATS           $NATS_URL
   logs           .data/logs/   databases .data/*.db   mail sink .data/mail/ (SMTP 127.0.0.1:$NOTIFICATIONS_SMTP_PORT)
 

@@ -2,7 +2,7 @@
 # Run every suite, each in its own pytest process (each service is its own program with its
 # own tables), then print one total over every pass.
 # Usage: scripts/test.sh [--calendar] [suite ...]
-# Suites: shared, referrals, providers, cohorts, notifications, deploy (deploy/tests), system (tests/).
+# Suites: shared, referrals, providers, cohorts, notifications, insights, deploy (deploy/tests), system (tests/).
 # With no suite: every suite on the real clock, then the calendar pass. With --calendar: only the
 # calendar pass (of the named suites, or of shared and every service): the same tests with the
 # Python clock moved to each instant of CALENDAR_CLOCKS (see pathways_shared.testing). The system
@@ -16,7 +16,7 @@ trap 'rm -rf "$REPORTS"' EXIT
 # a day more than a year ahead; a leap day; the hour after the spring clock change (01:00 UTC
 # on 2027-03-28 is 02:00 BST)
 CALENDAR_CLOCKS=${CALENDAR_CLOCKS:-"2028-06-30T23:30:00Z 2028-02-29T12:00:00Z 2027-03-28T01:30:00Z"}
-CALENDAR_SUITES=(shared referrals providers cohorts notifications)
+CALENDAR_SUITES=(shared referrals providers cohorts notifications insights)
 
 real_clock=1
 calendar=0
@@ -28,7 +28,7 @@ fi
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
   if [ $real_clock -eq 1 ]; then
-    suites=(shared referrals providers cohorts notifications deploy system)
+    suites=(shared referrals providers cohorts notifications insights deploy system)
     calendar=1
   else
     suites=("${CALENDAR_SUITES[@]}")

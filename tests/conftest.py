@@ -1,4 +1,4 @@
-"""The whole system as outside systems see it: the four services as real processes
+"""The whole system as outside systems see it: the five services as real processes
 (`python -m <service>`, uvicorn) on PostgreSQL and NATS, a real SMTP sink and a real webhook
 receiver, all on loopback. Tests drive it only through HTTP and NATS."""
 
@@ -30,7 +30,7 @@ from pathways_shared.testing import (
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-SERVICES = ["referrals", "providers", "cohorts", "notifications"]
+SERVICES = ["referrals", "providers", "cohorts", "notifications", "insights"]
 NATS_URL = os.environ.get("PATHWAYS_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
@@ -113,7 +113,7 @@ def system_running(workdir: Path, nats_url: str = NATS_URL, extra_env: dict[str,
     prefix = f"sys{run}."
     ports = {s: free_port() for s in SERVICES}
     smtp_port, webhook_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REFERRALS_", "PROVIDERS_", "COHORTS_", "NOTIFICATIONS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REFERRALS_", "PROVIDERS_", "COHORTS_", "NOTIFICATIONS_", "INSIGHTS_"))}
     env.update(
         PATHWAYS_ENV="development",
         PATHWAYS_JWT_SECRET=TEST_JWT_SECRET,

@@ -18,7 +18,7 @@ from pathways_shared.testing import TEST_JWT_SECRET, auth, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
-ROLES = ["probation", "provider", "police", "iom_panel", "admin", "service"]
+ROLES = ["probation", "provider", "police", "iom_panel", "admin", "service", "partnership"]
 ALL = frozenset(ROLES)
 PUBLIC = "public"
 SOLIHULL, BIRMINGHAM = "E08000029", "E08000025"
@@ -81,6 +81,9 @@ MATRIX: dict[tuple[str, str, str], set[str] | frozenset[str]] = {
     ("notifications", "POST", "/subscriptions/{subscription_id}/enable"): {"admin"},
     ("notifications", "GET", "/notifications"): {"admin", "service"},
     ("notifications", "GET", "/notifications/{notification_id}"): {"admin", "service"},
+    **{("insights", m, p): r for (m, p), r in ADMIN_OPS.items()},
+    **{("insights", "GET", f"/figures/{kind}"): {"partnership", "admin"}
+       for kind in ("needs", "unmet-need", "service-levels", "cohorts", "duty-to-refer")},
 }
 
 PATH_VALUES = {

@@ -4,7 +4,7 @@
 # Passwords come from the environment of the postgres container (deploy/compose.yaml).
 set -eu
 
-for service in referrals providers cohorts notifications; do
+for service in referrals providers cohorts notifications insights; do
   var=$(echo "${service}_DB_PASSWORD" | tr '[:lower:]' '[:upper:]')
   eval "password=\${$var:?$var is not set}"
   psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \

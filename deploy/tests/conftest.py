@@ -17,7 +17,7 @@ from deploy_nats_server import ConfiguredNats
 
 DEPLOY = Path(__file__).resolve().parents[1]
 ROOT = DEPLOY.parent
-SERVICES = ("referrals", "providers", "cohorts", "notifications")
+SERVICES = ("referrals", "providers", "cohorts", "notifications", "insights")
 
 
 @pytest.fixture(scope="module")

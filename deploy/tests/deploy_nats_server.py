@@ -22,6 +22,7 @@ NATS_PASSWORD_VARS = {
     "providers": "PROVIDERS_NATS_PASSWORD",
     "cohorts": "COHORTS_NATS_PASSWORD",
     "notifications": "NOTIFICATIONS_NATS_PASSWORD",
+    "insights": "INSIGHTS_NATS_PASSWORD",
     "pathways-admin": "ADMIN_NATS_PASSWORD",
     "police-cohort-tool": "POLICE_NATS_PASSWORD",
     "sys": "SYS_NATS_PASSWORD",

@@ -20,6 +20,7 @@ SETTINGS = {
     "providers": "ProvidersSettings",
     "cohorts": "CohortsSettings",
     "notifications": "NotificationsSettings",
+    "insights": "InsightsSettings",
 }
 
 

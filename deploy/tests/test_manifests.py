@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[1]
-SERVICES = ("referrals", "providers", "cohorts", "notifications")
+SERVICES = ("referrals", "providers", "cohorts", "notifications", "insights")
 ENVIRONMENTS = ("base", "staging", "production")
 # The oldest Kubernetes minor we promise to run on (HPA v2, PDB v1, Job TTL are all GA).
 KUBERNETES_VERSION = "1.29"

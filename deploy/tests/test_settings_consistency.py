@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[1]
-SERVICES = ("referrals", "providers", "cohorts", "notifications")
+SERVICES = ("referrals", "providers", "cohorts", "notifications", "insights")
 # Read by something other than the settings: OpenSSL (the CA bundle for tls:// to NATS).
 NOT_SETTINGS = {"SSL_CERT_FILE"}
 ENVIRONMENTS = ("base", "staging", "production")
@@ -225,7 +225,7 @@ def test_compose_infrastructure(compose):
     init = [v for v in postgres["volumes"] if "docker-entrypoint-initdb.d" in v]
     script = DEPLOY / init[0].split(":")[0]
     text = script.read_text()
-    assert "for service in referrals providers cohorts notifications" in text
+    assert "for service in referrals providers cohorts notifications insights" in text
     for service in SERVICES:
         assert f"{service.upper()}_DB_PASSWORD" in postgres["environment"]
 

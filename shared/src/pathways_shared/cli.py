@@ -6,6 +6,7 @@
     pathways demo
     pathways sar X123456
     pathways offences import extract.csv [--cohorts-url http://127.0.0.1:8003]
+    pathways insights rebuild
 
 The local HS256 secret comes from PATHWAYS_JWT_SECRET, or `.data/jwt-secret` as written by
 `make run`.
@@ -95,6 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         providers=os.environ.get("PATHWAYS_PROVIDERS_URL", Endpoints.providers),
         cohorts=os.environ.get("PATHWAYS_COHORTS_URL", Endpoints.cohorts),
         notifications=os.environ.get("PATHWAYS_NOTIFICATIONS_URL", Endpoints.notifications),
+        insights=os.environ.get("PATHWAYS_INSIGHTS_URL", Endpoints.insights),
     )
     prefix = os.environ.get("PATHWAYS_SUBJECT_PREFIX", "")
     asyncio.run(Demo(local_secret(), endpoints, args.nats_url, prefix).run())
@@ -136,11 +138,12 @@ SERVICE_URLS = {
     "providers": ("PATHWAYS_PROVIDERS_URL", "http://127.0.0.1:8002"),
     "cohorts": ("PATHWAYS_COHORTS_URL", "http://127.0.0.1:8003"),
     "notifications": ("PATHWAYS_NOTIFICATIONS_URL", "http://127.0.0.1:8004"),
+    "insights": ("PATHWAYS_INSIGHTS_URL", "http://127.0.0.1:8005"),
 }
 
 
 def cmd_sar(args: argparse.Namespace) -> None:
-    """One subject access request answered from all four services, as one JSON document."""
+    """One subject access request answered from all five services, as one JSON document."""
     import json
 
     import httpx
@@ -161,6 +164,20 @@ def cmd_sar(args: argparse.Namespace) -> None:
         sys.exit("some services could not answer: the response above is incomplete")
 
 
+def cmd_insights_rebuild(args: argparse.Namespace) -> None:
+    """Empty the insights projection and replay the streams (the service's own code does it:
+    imported by name here, so the shared package does not depend on the service)."""
+    import importlib
+
+    os.environ.setdefault("PATHWAYS_JWT_SECRET", local_secret())
+    if args.url:
+        os.environ["INSIGHTS_DATABASE_URL"] = args.url
+    os.environ.setdefault(
+        "INSIGHTS_DATABASE_URL", f"sqlite+aiosqlite:///{ROOT / '.data' / 'insights.db'}"
+    )
+    importlib.import_module("insights.rebuild").main()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pathways", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     token.set_defaults(func=cmd_token)
 
     migrate = sub.add_parser("migrate", help="migrate one service's database")
-    migrate.add_argument("service", choices=["referrals", "providers", "cohorts", "notifications"])
+    migrate.add_argument("service", choices=["referrals", "providers", "cohorts", "notifications", "insights"])
     migrate.add_argument("--url", help="database URL (default: <SERVICE>_DATABASE_URL or .data/<service>.db)")
     migrate.set_defaults(func=cmd_migrate)
 
@@ -197,7 +214,13 @@ def main(argv: list[str] | None = None) -> None:
     load.add_argument("--cohorts-url", default=os.environ.get("PATHWAYS_COHORTS_URL", "http://127.0.0.1:8003"))
     load.set_defaults(func=cmd_offences_import)
 
-    sar = sub.add_parser("sar", help="answer a subject access request from all four services")
+    insights = sub.add_parser("insights", help="the insights service's projection")
+    insights_sub = insights.add_subparsers(dest="insights_command", required=True)
+    rebuild = insights_sub.add_parser("rebuild", help="empty the projection and replay every stream")
+    rebuild.add_argument("--url", help="database URL (default: INSIGHTS_DATABASE_URL or .data/insights.db)")
+    rebuild.set_defaults(func=cmd_insights_rebuild)
+
+    sar = sub.add_parser("sar", help="answer a subject access request from all five services")
     sar.add_argument("crn")
     sar.add_argument("--requested-by", default="dpo", help="who asks (recorded in each access log)")
     sar.set_defaults(func=cmd_sar)

@@ -24,6 +24,7 @@ class Endpoints:
     providers: str = "http://127.0.0.1:8002"
     cohorts: str = "http://127.0.0.1:8003"
     notifications: str = "http://127.0.0.1:8004"
+    insights: str = "http://127.0.0.1:8005"
 
 
 SAMPLES: list[dict[str, Any]] = [
@@ -225,4 +226,35 @@ class Demo:
                 say(f"{n['kind']:<28} to {n['recipient_role']:<14} {n['channel']:<8} {n['status']}", indent=2)
         say()
         say("The messages themselves are in .data/mail/ (make run's mail sink).")
+        await self.show_figures(sum(len(sample["needs"]) for sample in SAMPLES))
         await self.client.aclose()
+
+    async def show_figures(self, needs: int, timeout: float = 20) -> None:
+        """The partnership's figures for today, once the insights projection has the demo's
+        needs, and where the dashboard is."""
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        today = datetime.now(ZoneInfo("Europe/London")).date().isoformat()
+        url = f"{self.at.insights}/figures/needs"
+        params = {"from": today, "to": today, "area": "west-midlands"}
+        deadline = time.monotonic() + timeout
+        while True:
+            r = await self.client.get(url, params=params, headers=self.headers("admin"))
+            if r.status_code != 200:
+                say(f"(figures unavailable: {r.status_code} {r.text[:200]})")
+                return
+            total = r.json()["total"]
+            if (total.get("submitted") or 0) >= needs or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        threshold = r.json()["suppression"]["threshold"]
+        say()
+        say(f"The partnership's figures for today, all West Midlands areas ({url}):")
+        for name, value in total.items():
+            if name == "suppressed":
+                continue
+            shown = value if value is not None else f"suppressed (1 to {threshold - 1}, or would reveal one)"
+            say(f"{name:<28} {shown}", indent=2)
+        say()
+        say(f"The dashboard: {self.at.insights}/")

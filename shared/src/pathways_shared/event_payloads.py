@@ -72,8 +72,22 @@ class ReferralAllocated(ProviderReferralRef):
     respond_by: datetime
 
 
+class UnallocationReason(Payload):
+    """Why one service of the pathway could not take the need: its first failing criterion
+    (`active`, `pathway`, `area`, `sex`, `min_age`, `max_age`, `supervision_status`,
+    `complexity`, `required_flags`, `iom_membership`), or `previously_declined`."""
+
+    service_code: str
+    criterion: str
+
+
 class ReferralUnallocated(NeedRef):
     reason: str
+    # Every service of the pathway considered, in routing order (priority, then code); empty
+    # when no service delivers the pathway. None only on events from before it was added.
+    reasons: list[UnallocationReason] | None = None
+    area: str | None = None
+    pathway: Pathway | None = None
 
 
 class ReferralDeclined(ProviderReferralRef):

@@ -194,6 +194,8 @@ class Role(StrEnum):
     IOM_PANEL = "iom_panel"
     ADMIN = "admin"
     SERVICE = "service"
+    # Analysts of a partnership (CSP, PCC's office, MOPAC): the insights figures of their areas.
+    PARTNERSHIP = "partnership"
 
 
 PROVIDER_CODES: frozenset[str] = frozenset(

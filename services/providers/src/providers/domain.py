@@ -150,10 +150,15 @@ class ReferralUnallocated(NeedEvent):
     pathway: Pathway
     area: str
     duty_to_refer: bool = False
+    # (service code, first failing criterion) of every service of the pathway considered, in
+    # routing order, so unmet need can be counted by reason without parsing `reason`.
+    reasons: tuple[tuple[str, str], ...] = ()
 
     def additional_information(self) -> dict[str, Any]:
         return super().additional_information() | {
             "reason": self.reason,
+            "reasons": [{"serviceCode": code, "criterion": criterion}
+                        for code, criterion in self.reasons],
             "pathway": str(self.pathway),
             "area": self.area,
             "dutyToRefer": self.duty_to_refer,
@@ -460,6 +465,7 @@ def apply_decision(
         pathway=need.pathway,
         area=need.area,
         duty_to_refer=need.duty_to_refer,
+        reasons=tuple((a.service_code, a.criterion or "") for a in decision.assessments),
     )
 
 

@@ -67,6 +67,8 @@ async def test_each_need_is_allocated_or_unallocated_with_reasons(
     unallocated = by_type["providers.referral.unallocated"].additional_information
     assert unallocated["needId"] == str(drugs)
     assert "Birmingham" in unallocated["reason"]
+    assert unallocated["reasons"] == [{"serviceCode": "DA-SIAS", "criterion": "area"}]
+    assert (unallocated["area"], unallocated["pathway"]) == ("E08000025", "drugs_alcohol")
 
     [referral] = await _rows(sessionmaker, ProviderReferralRow)
     assert (referral.need_id, referral.status, referral.service_code) == (

@@ -398,6 +398,12 @@ def test_unallocated_need_carries_its_reason_and_the_duty_to_refer(
         duty,
     )
     assert "providerReferralId" not in info
+    # Every accommodation service, in routing order, with its first failing criterion.
+    assert info["reasons"] == [
+        {"serviceCode": "CRS-ACC-F", "criterion": "sex"},
+        {"serviceCode": "CRS-ACC-M", "criterion": "supervision_status"},
+    ]
+    assert (info["area"], info["pathway"]) == ("E08000029", "accommodation")
 
 
 @pytest.mark.parametrize(
@@ -469,6 +475,8 @@ def test_decline_then_reroute_goes_from_crs_to_cfo3() -> None:
         ete_need, third_decision, provider_referral_id=uuid.uuid4(), now=NOW, calendar=CALENDAR
     )
     assert isinstance(unallocated, ReferralUnallocated)
+    criteria = dict(unallocated.reasons)
+    assert criteria["CRS-ETE-M"] == criteria["CFO3-ETE"] == "previously_declined"
 
 
 # ---- service levels missed ----------------------------------------------------------------

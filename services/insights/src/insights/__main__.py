@@ -1,0 +1,3 @@
+from insights.app import main
+
+main()

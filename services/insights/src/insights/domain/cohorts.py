@@ -1,0 +1,113 @@
+"""IOM cohort figures from cohort facts (DOMAIN.md, "IOM"): members per cohort at the end of
+the period, adoptions and deselections in it (by reason), and members with at least one open
+need at the end of the period (from the pathway activity the cohorts service publishes).
+
+A person is known only by a keyed pseudonym. Membership at an instant is decided by the
+latest adoption or deselection of that person in that area and cohort at or before it, and
+an open need by the latest activity per pathway, so the order events arrived in is irrelevant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from insights.domain.dimensions import Dimension
+from insights.domain.figures import RawRow
+from pathways_shared.vocabulary import ENDED_NEED_STATUSES
+from pathways_shared.working_days import end_of_london_day, london_day
+
+SELECTED = "selected"
+DESELECTED = "deselected"
+ACTIVITY = "activity"
+_ENDED = frozenset(str(s) for s in ENDED_NEED_STATUSES)
+
+
+@dataclass(frozen=True)
+class CohortFact:
+    event_id: str
+    kind: str
+    member_key: str
+    area: str
+    cohort: str
+    occurred_at: datetime
+    reason: str | None = None
+    pathway: str | None = None
+    status: str | None = None
+
+
+def months_between(start: date, end: date) -> list[tuple[date, date]]:
+    """The calendar months touching [start, end], each clipped to it."""
+    out = []
+    current = start
+    while current <= end:
+        next_month = (current.replace(day=1) + timedelta(days=32)).replace(day=1)
+        out.append((current, min(end, next_month - timedelta(days=1))))
+        current = next_month
+    return out
+
+
+def _membership_order(fact: CohortFact) -> tuple:
+    # On the same instant a deselection is taken as the later (then the event id).
+    return (fact.occurred_at, fact.kind == DESELECTED, fact.event_id)
+
+
+def cohort_rows(
+    facts: Iterable[CohortFact], start: date, end: date, by: Sequence[Dimension]
+) -> tuple[list[RawRow], dict[str, int]]:
+    """Raw rows for `by` (from area, cohort, month, reason), and the period's stock counts.
+
+    One sweep through the events in time order: at the end of each month (or of the period)
+    the members are those whose latest adoption or deselection was an adoption, and a member
+    has an open need when the latest activity of one of their pathways is not an ended status.
+    """
+    facts = list(facts)
+    membership = sorted((f for f in facts if f.kind in (SELECTED, DESELECTED)), key=_membership_order)
+    activity = sorted((f for f in facts if f.kind == ACTIVITY), key=lambda f: (f.occurred_at, f.event_id))
+    counts: dict[tuple, dict[str, int]] = {}
+
+    def add(values: dict[Dimension, str | None], column: str, n: int = 1) -> None:
+        key = tuple(values.get(d) for d in by)
+        row = counts.setdefault(key, {})
+        row[column] = row.get(column, 0) + n
+
+    periods = months_between(start, end) if Dimension.MONTH in by else [(start, end)]
+    member: dict[tuple[str, str, str], bool] = {}
+    status: dict[tuple[str, str], str] = {}
+    i = j = 0
+    members: list[tuple[str, str, str]] = []
+    open_need: set[str] = set()
+    for first, last in periods:
+        moment = end_of_london_day(last)
+        while i < len(membership) and membership[i].occurred_at <= moment:
+            fact = membership[i]
+            member[(fact.area, fact.cohort, fact.member_key)] = fact.kind == SELECTED
+            i += 1
+        while j < len(activity) and activity[j].occurred_at <= moment:
+            fact = activity[j]
+            if fact.pathway:
+                status[(fact.member_key, fact.pathway)] = fact.status or ""
+            j += 1
+        members = [key for key, current in member.items() if current]
+        open_need = {m for (m, _), s in status.items() if s not in _ENDED}
+        month = first.strftime("%Y-%m")
+        for area, cohort, key in members:
+            values = {Dimension.AREA: area, Dimension.COHORT: cohort, Dimension.MONTH: month,
+                      Dimension.REASON: None}
+            add(values, "members")
+            if key in open_need:
+                add(values, "members_with_open_need")
+    for fact in membership:
+        day = london_day(fact.occurred_at)
+        if not start <= day <= end:
+            continue
+        values = {Dimension.AREA: fact.area, Dimension.COHORT: fact.cohort,
+                  Dimension.MONTH: day.strftime("%Y-%m"),
+                  Dimension.REASON: fact.reason if fact.kind == DESELECTED else None}
+        add(values, "adopted" if fact.kind == SELECTED else "deselected")
+    stock = {
+        "members": len(members),
+        "members_with_open_need": sum(1 for _, _, m in members if m in open_need),
+    }
+    return [RawRow(key=key, counts=row) for key, row in counts.items()], stock

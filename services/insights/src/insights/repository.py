@@ -1,0 +1,375 @@
+"""Every query of the insights service, and the mapping between rows and domain values."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session as SyncSession
+from sqlmodel import select as select_models
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from insights.domain.cohorts import CohortFact as CohortFactValue
+from insights.domain.dimensions import Dimension
+from insights.domain.figures import RawRow
+from insights.domain.projection import Allocation, CellKey, Contribution, Need, Step, StepKind
+from insights.models import (
+    CELL_KEY,
+    CELL_MEASURES,
+    CUBES,
+    NO_VALUE,
+    PROJECTION_TABLES,
+    AllocationFact,
+    CohortFact,
+    FigureCell,
+    FigureDetail,
+    NeedFact,
+    StepFact,
+)
+from pathways_shared.db import insert_if_new, is_postgres
+from pathways_shared.infra_models import ProcessedEvent
+from pathways_shared.working_days import end_of_london_day
+
+CELLS: Table = FigureCell.__table__  # type: ignore[attr-defined]
+NEEDS: Table = NeedFact.__table__  # type: ignore[attr-defined]
+ALLOCATIONS: Table = AllocationFact.__table__  # type: ignore[attr-defined]
+STEPS: Table = StepFact.__table__  # type: ignore[attr-defined]
+COHORT_FACTS: Table = CohortFact.__table__  # type: ignore[attr-defined]
+PENDING_KEY = "insights_pending_contribution"
+DETAILS: Table = FigureDetail.__table__  # type: ignore[attr-defined]
+
+_DIMENSION_COLUMNS = {
+    Dimension.PATHWAY: "pathway",
+    Dimension.AREA: "area",
+    Dimension.PROVIDER: "provider_code",
+    Dimension.SERVICE: "service_code",
+    Dimension.PROGRAMME: "programme",
+    Dimension.MONTH: "month",
+    Dimension.SEX: "sex",
+    Dimension.AGE_BAND: "age_band",
+    Dimension.SUPERVISION: "supervision",
+    Dimension.COMPLEXITY: "complexity",
+    Dimension.REASON: "detail",
+}
+# Dimensions that may have no value (a step before any allocation).
+_OPTIONAL = frozenset({Dimension.PROVIDER, Dimension.SERVICE, Dimension.PROGRAMME})
+
+
+def _history_query() -> Any:
+    """need_facts, allocation_facts and step_facts of one need as one UNION ALL (typed by
+    its first branch, so times come back as aware datetimes on SQLite too)."""
+    need_id = bindparam("need_id")
+    no_text, no_time = null().cast(String), null().cast(DateTime(timezone=True))
+    return union_all(
+        select(literal(0).label("kind"), NEEDS.c.need_id, NEEDS.c.area, NEEDS.c.pathway,
+               NEEDS.c.complexity, NEEDS.c.sex, NEEDS.c.age_band, NEEDS.c.supervision,
+               NEEDS.c.at_risk_of_homelessness, NEEDS.c.submitted_at, no_time, no_time)
+        .where(NEEDS.c.need_id == need_id),
+        select(literal(1), ALLOCATIONS.c.provider_referral_id, ALLOCATIONS.c.service_code,
+               ALLOCATIONS.c.provider_code, ALLOCATIONS.c.programme, no_text, no_text, no_text,
+               null().cast(Boolean), ALLOCATIONS.c.allocated_at, ALLOCATIONS.c.acknowledge_by,
+               ALLOCATIONS.c.respond_by)
+        .where(ALLOCATIONS.c.need_id == need_id),
+        select(literal(2), STEPS.c.event_id, STEPS.c.step, STEPS.c.provider_referral_id,
+               STEPS.c.detail, no_text, no_text, no_text, null().cast(Boolean),
+               STEPS.c.occurred_at, no_time, no_time)
+        .where(STEPS.c.need_id == need_id),
+    )
+
+
+def split_period(start: date, end: date) -> tuple[list[date], list[tuple[date, date]]]:
+    """[start, end] as whole calendar months (their first days) and the days left over."""
+    months: list[date] = []
+    first = start if start.day == 1 else (start.replace(day=1) + timedelta(days=32)).replace(day=1)
+    current = first
+    while True:
+        next_month = (current + timedelta(days=32)).replace(day=1)
+        if next_month - timedelta(days=1) > end:
+            break
+        months.append(current)
+        current = next_month
+    if not months:
+        return [], [(start, end)]
+    ranges = []
+    if start < months[0]:
+        ranges.append((start, months[0] - timedelta(days=1)))
+    after = (months[-1] + timedelta(days=32)).replace(day=1)
+    if after <= end:
+        ranges.append((after, end))
+    return months, ranges
+
+
+def _period_filter(table: Table, start: date, end: date) -> Any:
+    months, ranges = split_period(start, end)
+    conditions = []
+    if months:
+        conditions.append(and_(table.c.grain == "M", table.c.period.in_(months)))
+    for low, high in ranges:
+        conditions.append(and_(table.c.grain == "D", table.c.period.between(low, high)))
+    return or_(*conditions)
+
+
+def _dimension_value(dimension: Dimension, value: Any) -> Any:
+    if dimension in _OPTIONAL and value == NO_VALUE:
+        return None
+    return value
+
+
+class InsightsRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- facts ---------------------------------------------------------------------------
+
+    async def lock_need(self, need_id: str) -> None:
+        """Serialise the changes to one need's facts until the transaction ends.
+
+        Two events of one need can arrive at once on different streams; each computes the
+        need's contribution before and after its fact, so they must not interleave. SQLite
+        has a single writer already.
+        """
+        if is_postgres(self.session):
+            await self.session.exec(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                params={"key": f"insights-need:{need_id}"},
+            )
+
+    async def history(self, need_id: str) -> tuple[Need | None, list[Allocation], list[Step]]:
+        """Every fact of a need, in one round trip (it runs for every event projected)."""
+        rows = (await self.session.exec(_history_query(), params={"need_id": need_id})).all()
+        need = None
+        allocations: list[Allocation] = []
+        steps: list[Step] = []
+        for kind, key, a, b, c, d, e, f, flag, t1, t2, t3 in rows:
+            if kind == 0:
+                need = Need(key, a, b, c, d, e, f, bool(flag), t1)
+            elif kind == 1:
+                allocations.append(Allocation(key, a, b, c, t1, t2, t3))
+            else:
+                steps.append(Step(key, StepKind(a), t1, b, c))
+        return need, allocations, steps
+
+    async def _insert_if_new(self, table: Table, key: Any, values: dict[str, Any]) -> bool:
+        inserted = await self.session.exec(insert_if_new(self.session, table, key), params=values)
+        return inserted.first() is not None
+
+    async def add_need(self, row: NeedFact) -> bool:
+        table = NeedFact.__table__  # type: ignore[attr-defined]
+        return await self._insert_if_new(table, table.c.need_id, row.model_dump())
+
+    async def add_allocation(self, row: AllocationFact) -> bool:
+        table = AllocationFact.__table__  # type: ignore[attr-defined]
+        return await self._insert_if_new(table, table.c.provider_referral_id, row.model_dump())
+
+    async def add_step(self, row: StepFact) -> bool:
+        table = StepFact.__table__  # type: ignore[attr-defined]
+        return await self._insert_if_new(table, table.c.event_id, row.model_dump())
+
+    async def add_cohort_fact(self, row: CohortFact) -> bool:
+        table = CohortFact.__table__  # type: ignore[attr-defined]
+        return await self._insert_if_new(table, table.c.event_id, row.model_dump())
+
+    # --- aggregates ----------------------------------------------------------------------
+
+    def apply(self, delta: Contribution) -> None:
+        """Add a difference of contributions to the aggregates, when the transaction commits.
+
+        The changes of every event handled in the transaction are summed first, then written
+        in one statement per table, rows in key order: concurrent transactions take the row
+        locks of the aggregates in the same order (no deadlock) and hold them only while
+        committing.
+        """
+        sync = self.session.sync_session
+        if not sync.in_transaction():
+            sync.begin()
+        pending: Contribution = sync.info.setdefault(PENDING_KEY, Counter())
+        pending.update(delta)
+
+    async def read_counts(
+        self, measures: Sequence[str], *, areas: Sequence[str], start: date, end: date,
+        by: Sequence[Dimension], pathway: str | None = None, provider: str | None = None,
+    ) -> list[RawRow]:
+        group = [CELLS.c[_DIMENSION_COLUMNS[d]] for d in by]
+        query = (
+            select(*group, *(func.sum(CELLS.c[m]).label(m) for m in measures))
+            .where(CELLS.c.cube == cube_for(by, provider), CELLS.c.area.in_(list(areas)),
+                   _period_filter(CELLS, start, end))
+        )
+        query = self._filters(query, CELLS, pathway, provider)
+        if group:
+            query = query.group_by(*group)
+        result = await self.session.exec(query)
+        out = []
+        for row in result.all():
+            counts = {m: int(row._mapping[m] or 0) for m in measures}
+            if not any(counts.values()):
+                continue
+            key = tuple(_dimension_value(d, row[i]) for i, d in enumerate(by))
+            out.append(RawRow(key=key, counts=counts))
+        return out
+
+    async def read_details(
+        self, measures: Sequence[str], *, areas: Sequence[str], start: date, end: date,
+        by: Sequence[Dimension], pathway: str | None = None, provider: str | None = None,
+    ) -> list[tuple[str, tuple, str, int]]:
+        """(measure, dimension values, detail, count) for detail measures, in one scan."""
+        group = [DETAILS.c[_DIMENSION_COLUMNS[d]] for d in by if d is not Dimension.REASON]
+        by_plain = [d for d in by if d is not Dimension.REASON]
+        query = (
+            select(DETAILS.c.measure, *group, DETAILS.c.detail, func.sum(DETAILS.c["count"]).label("n"))
+            .where(DETAILS.c.measure.in_(list(measures)), DETAILS.c.cube == cube_for(by, provider),
+                   DETAILS.c.area.in_(list(areas)), _period_filter(DETAILS, start, end))
+            .group_by(DETAILS.c.measure, *group, DETAILS.c.detail)
+        )
+        query = self._filters(query, DETAILS, pathway, provider)
+        result = await self.session.exec(query)
+        out = []
+        width = len(by_plain)
+        for row in result.all():
+            measure, detail, n = row[0], row[width + 1], int(row[width + 2] or 0)
+            if n:
+                values = dict(zip(by_plain, row[1: width + 1], strict=True))
+                values[Dimension.REASON] = detail
+                out.append((measure, tuple(_dimension_value(d, values[d]) for d in by), detail, n))
+        return out
+
+    @staticmethod
+    def _filters(query: Any, table: Table, pathway: str | None, provider: str | None) -> Any:
+        if pathway is not None:
+            query = query.where(table.c.pathway == pathway)
+        if provider is not None:
+            query = query.where(table.c.provider_code == provider)
+        return query
+
+    async def cohort_facts(self, areas: Sequence[str], end: date) -> list[CohortFactValue]:
+        c = COHORT_FACTS.c
+        rows = (await self.session.exec(
+            select(c.event_id, c.kind, c.member_key, c.area, c.cohort, c.occurred_at, c.reason,
+                   c.pathway, c.status)
+            .where(c.area.in_(list(areas)), c.occurred_at <= end_of_london_day(end))
+        )).all()
+        return [CohortFactValue(*row) for row in rows]
+
+    async def cohort_facts_of(self, member_key: str) -> list[CohortFactValue]:
+        rows = (await self.session.exec(
+            select_models(CohortFact).where(CohortFact.member_key == member_key)
+            .order_by(CohortFact.occurred_at)  # type: ignore[arg-type]
+        )).all()
+        return [
+            CohortFactValue(r.event_id, r.kind, r.member_key, r.area, r.cohort, r.occurred_at,
+                            r.reason, r.pathway, r.status)
+            for r in rows
+        ]
+
+    # --- rebuild -------------------------------------------------------------------------
+
+    async def clear(self, consumers: Sequence[str]) -> None:
+        """Empty the projection and forget which events the consumers had handled."""
+        for name in PROJECTION_TABLES:
+            await self.session.exec(text(f"DELETE FROM {name}"))
+        await self.session.exec(
+            delete(ProcessedEvent).where(ProcessedEvent.consumer.in_(list(consumers)))  # type: ignore[attr-defined]
+        )
+
+
+_PERSON = ("complexity", "sex", "age_band", "supervision")
+_ALLOCATION = ("service_code", "provider_code", "programme")
+_PERSON_DIMENSIONS = frozenset({Dimension.COMPLEXITY, Dimension.SEX, Dimension.AGE_BAND,
+                                Dimension.SUPERVISION})
+_ALLOCATION_DIMENSIONS = frozenset({Dimension.PROVIDER, Dimension.SERVICE, Dimension.PROGRAMME})
+
+
+def cube_for(by: Sequence[Dimension], provider: str | None = None) -> str:
+    """The smallest cube holding every dimension the question breaks down or filters by."""
+    person = any(d in _PERSON_DIMENSIONS for d in by)
+    allocation = provider is not None or any(d in _ALLOCATION_DIMENSIONS for d in by)
+    if person and allocation:
+        return "F"
+    return "P" if person else "S"
+
+
+def _cells_of(key: CellKey) -> list[tuple]:
+    """Every aggregate row (cube, grain, ...) a count on `key.day` belongs to."""
+    values = {
+        "area": key.area, "pathway": key.pathway, "complexity": key.complexity, "sex": key.sex,
+        "age_band": key.age_band, "supervision": key.supervision,
+        "service_code": key.service_code, "provider_code": key.provider_code,
+        "programme": key.programme,
+    }
+    month = key.day.strftime("%Y-%m")
+    out = []
+    for cube, kept in CUBES.items():
+        dims = tuple(values[c] if c in kept else NO_VALUE for c in CELL_KEY[4:])
+        out.append((cube, "D", key.day, month, *dims))
+        out.append((cube, "M", key.day.replace(day=1), month, *dims))
+    return out
+
+
+def _flush(connection: Any, pending: Contribution) -> None:
+    """Write summed changes to the aggregates: one statement per table, rows in key order."""
+    cells: dict[tuple, dict[str, int]] = defaultdict(dict)
+    details: dict[tuple, int] = defaultdict(int)
+    for (key, measure, detail), change in pending.items():
+        if not change:
+            continue
+        for cell in _cells_of(key):
+            if detail is None:
+                row = cells[cell]
+                row[measure] = row.get(measure, 0) + change
+            else:
+                details[(*cell, measure, detail)] += change
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    if cells:
+        insert = dialect.insert(CELLS)
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=list(CELL_KEY),
+                set_={m: CELLS.c[m] + insert.excluded[m] for m in CELL_MEASURES},
+            ),
+            [dict(zip(CELL_KEY, key, strict=True)) | {m: counts.get(m, 0) for m in CELL_MEASURES}
+             for key, counts in sorted(cells.items())],
+        )
+    if details:
+        insert = dialect.insert(DETAILS)
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=[*CELL_KEY, "measure", "detail"],
+                set_={"count": DETAILS.c["count"] + insert.excluded["count"]},
+            ),
+            [dict(zip((*CELL_KEY, "measure", "detail"), key, strict=True)) | {"count": n}
+             for key, n in sorted(details.items()) if n],
+        )
+
+
+@event.listens_for(SyncSession, "before_commit")
+def _write_pending(session: SyncSession) -> None:
+    # Runs inside AsyncSession.commit's greenlet (as pathways_shared.db's deferred inserts).
+    pending = session.info.pop(PENDING_KEY, None)
+    if pending:
+        _flush(session.connection(), pending)
+
+
+@event.listens_for(SyncSession, "after_soft_rollback")
+def _forget_pending(session: SyncSession, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(PENDING_KEY, None)

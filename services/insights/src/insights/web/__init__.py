@@ -1,0 +1,1 @@
+"""The insights dashboard: server-rendered GOV.UK pages over the figures (see routes.py)."""
