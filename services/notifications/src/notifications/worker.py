@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from pathways_shared.access import Action, record_access
-from pathways_shared.auth import mint_token
 from pathways_shared.db import transaction
 from pathways_shared.events import Event, make_event
 from pathways_shared.observability import get_logger
@@ -180,7 +179,8 @@ class Deliverer:
         self.random = random_source
         self.clock = clock
         self.box = SecretBox(settings.secret_key)
-        self.referrals = ReferralsClient(http, settings.referrals_url, self._service_token)
+        # No retries here: a delivery whose contacts are unavailable is tried again later.
+        self.referrals = ReferralsClient(settings, settings.referrals_url, retries=0, http=http)
         self.smtp = SmtpSettings(
             host=settings.smtp_host,
             port=settings.smtp_port,
@@ -195,19 +195,6 @@ class Deliverer:
         self.lease = timedelta(seconds=settings.delivery_lease_seconds)
         self.retry_policy = settings.retry_policy
         self.disable_policy = settings.disable_policy
-
-    def _service_token(self) -> str:
-        if self.settings.service_token:
-            return self.settings.service_token
-        if self.settings.jwt_secret:
-            return mint_token(
-                self.settings.jwt_secret,
-                sub=self.settings.service_name,
-                roles=["service"],
-                ttl_seconds=300,
-                audience=self.settings.jwt_audience,
-            )
-        raise ContactsUnavailable("no service token: set NOTIFICATIONS_SERVICE_TOKEN")
 
     # ----------------------------------------------------------------------- the loop
 
