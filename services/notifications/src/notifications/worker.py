@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from pathways_shared.access import Action, record_access
 from pathways_shared.db import transaction
+from pathways_shared.errors import PathwaysError
 from pathways_shared.events import Event, make_event
 from pathways_shared.observability import get_logger
 from pathways_shared.outbox import add_event
@@ -70,7 +71,6 @@ from notifications.domain import (
 )
 from notifications.errors import (
     IllegalTransition,
-    NotificationsError,
     UnsafeSubscriberUrl,
 )
 from notifications.models import DeliveryAttemptRow, NotificationRow, SubscriptionRow
@@ -322,7 +322,7 @@ class Deliverer:
         intent = intent_of(row)
         try:
             event = parse_envelope(json.loads(row.event_payload))
-        except NotificationsError as exc:
+        except PathwaysError as exc:
             return AttemptResult(permanent_failure(exc.detail))
         record = None
         if intent.referral_id is not None:
@@ -348,7 +348,7 @@ class Deliverer:
         try:
             address = resolve_address(intent.recipient, contacts)
             content = render_email(intent, event, context)
-        except NotificationsError as exc:  # no address for the recipient; a template gap
+        except PathwaysError as exc:  # no address for the recipient; a template gap
             return AttemptResult(permanent_failure(exc.detail), crn=event.crn)
         message = build_email(
             self.smtp,

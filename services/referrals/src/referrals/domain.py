@@ -29,6 +29,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from pathways_shared.errors import FieldError, PathwaysError
 from pathways_shared.vocabulary import (
     AREAS,
     CRN_PATTERN,
@@ -70,54 +71,31 @@ class ReferralStatus(StrEnum):
 # --------------------------------------------------------------------------- errors
 
 
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    message: str
-
-
-class DomainError(Exception):
-    """A refusal with the HTTP status and problem `code`/`title` the API maps it to."""
-
-    status: int = 400
-    code: str = "domain-error"
-    title: str = "The request cannot be carried out"
-
-    def __init__(self, detail: str, errors: Iterable[FieldError] = ()) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.field_errors: tuple[FieldError, ...] = tuple(errors)
-        # The problem-details body: `errors: [{"field", "message"}]`, absent when empty.
-        self.errors: list[dict[str, str]] | None = [
-            {"field": e.field, "message": e.message} for e in self.field_errors
-        ] or None
-
-
-class InvalidSubmission(DomainError):
+class InvalidSubmission(PathwaysError):
     status = 422
     code = "invalid-referral"
     title = "The referral is not valid"
 
 
-class InvalidWithdrawal(DomainError):
+class InvalidWithdrawal(PathwaysError):
     status = 422
     code = "invalid-withdrawal"
     title = "The withdrawal is not valid"
 
 
-class ReferralAlreadyWithdrawn(DomainError):
+class ReferralAlreadyWithdrawn(PathwaysError):
     status = 409
     code = "referral-already-withdrawn"
     title = "The referral is already withdrawn"
 
 
-class ReferralClosed(DomainError):
+class ReferralClosed(PathwaysError):
     status = 409
     code = "referral-closed"
     title = "The referral is closed"
 
 
-class UnknownNeed(DomainError):
+class UnknownNeed(PathwaysError):
     status = 404
     code = "need-not-found"
     title = "The referral has no such need"
