@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -57,6 +56,7 @@ from cohorts.selection import (
     assess,
     select,
 )
+from pathways_shared.clock import london_today
 from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.events import iso_z, make_event
@@ -69,13 +69,6 @@ from pathways_shared.vocabulary import (
     DeselectionReason,
     SupervisionStatus,
 )
-
-LONDON = ZoneInfo("Europe/London")
-
-
-def london_today(now: datetime) -> date:
-    return now.astimezone(LONDON).date()
-
 
 def _known_area(area: str, field: str = "area") -> str:
     if area not in AREAS:

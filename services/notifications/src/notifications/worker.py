@@ -23,9 +23,10 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
+from pathways_shared.clock import utc_now
 from pathways_shared.access import Action, record_access
 from pathways_shared.db import transaction
 from pathways_shared.errors import PathwaysError
@@ -93,10 +94,6 @@ from notifications.webhooks import webhook_headers
 log = get_logger(__name__)
 
 SYSTEM_ACTOR = "notifications-service"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def delivery_of(row: NotificationRow) -> Delivery:

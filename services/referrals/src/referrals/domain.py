@@ -27,8 +27,8 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
+from pathways_shared.clock import age_on, london_day
 from pathways_shared.errors import FieldError, PathwaysError
 from pathways_shared.vocabulary import (
     AREAS,
@@ -45,7 +45,6 @@ from pathways_shared.vocabulary import (
     WithdrawalReason,
 )
 
-LONDON = ZoneInfo("Europe/London")
 MINIMUM_AGE = 18
 MAXIMUM_PLAUSIBLE_AGE = 120
 MIN_NEEDS = 1
@@ -107,20 +106,6 @@ class UnknownNeed(PathwaysError):
 def _require_aware(instant: datetime, name: str) -> None:
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware")
-
-
-def london_day(instant: datetime) -> date:
-    """The calendar day in Europe/London at that instant."""
-    _require_aware(instant, "instant")
-    return instant.astimezone(LONDON).date()
-
-
-def age_on(date_of_birth: date, day: date) -> int:
-    """Whole years completed on `day` (29 February birthdays fall on 1 March in other years)."""
-    years = day.year - date_of_birth.year
-    if (day.month, day.day) < (date_of_birth.month, date_of_birth.day):
-        years -= 1
-    return years
 
 
 # --------------------------------------------------------------------------- submission
