@@ -258,7 +258,7 @@ def system_running(
         if "notifications" in services:
             helpers.append(
                 subprocess.Popen(
-                    [PY, "-m", "notifications.mailsink", "--host", "127.0.0.1", "--port",
+                    [PY, str(ROOT / "scripts" / "mailsink.py"), "--host", "127.0.0.1", "--port",
                      str(smtp_port), "--directory", str(workdir / "mail")],
                     cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )

@@ -145,7 +145,7 @@ def system_running(workdir: Path, nats_url: str = NATS_URL, extra_env: dict[str,
     system.nats_url = nats_url
     system.databases = databases
     helpers = [
-        subprocess.Popen([PY, "-m", "notifications.mailsink", "--host", "127.0.0.1", "--port",
+        subprocess.Popen([PY, str(ROOT / "scripts" / "mailsink.py"), "--host", "127.0.0.1", "--port",
                           str(smtp_port), "--directory", str(system.mail_dir)], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen([PY, str(ROOT / "tests" / "support" / "webhook_receiver.py"), str(webhook_port),
