@@ -7,6 +7,9 @@
   consumers are its own; the streams are deleted afterwards.
 - `nc`: a live NATS connection; `token(...)`/`auth(...)`: bearer tokens for any role.
 - `running(app)`: run an app's lifespan (relay, consumers) around a block.
+- `app`, `client`, `sessionmaker`: the service's app running with the test's `settings`, an
+  HTTP client to it and its sessionmaker; a service's conftest gives `settings` and
+  `app_factory` (its `create_app`).
 - `NatsServer`: a private nats-server process that a fault test may stop and start.
 - `LocalIdentityProvider`: an RS256 JWKS and a client-credentials token endpoint on a local
   port, for tests that run a service with production-like (JWKS-only) settings.
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import jwt
 import nats
 import pytest
@@ -42,45 +46,23 @@ from sqlalchemy.engine import make_url
 
 from pathways_shared.auth import mint_token
 from pathways_shared.events import STREAMS, Event, stream_name
+from pathways_shared.harness import (  # noqa: F401  (free_port, TEST_JWT_SECRET: for the tests)
+    NATS_URL,
+    TEST_JWT_SECRET,
+    asyncpg_dsn,
+    drop_database,
+    free_port,
+    recreate_database,
+)
 from pathways_shared.migrations import upgrade
 
-TEST_JWT_SECRET = "pathways-test-secret-0123456789abcdef0123"  # 41 bytes
-PG_ADMIN_URL = os.environ.get(
-    "PATHWAYS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
-NATS_URL = os.environ.get("PATHWAYS_TEST_NATS_URL", os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
 RUN_ID = uuid.uuid4().hex[:6]
 _counter = itertools.count(1)
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def database_url_for(dbname: str) -> str:
-    return make_url(PG_ADMIN_URL).set(database=dbname).render_as_string(hide_password=False)
-
-
-async def _recreate_database(dbname: str) -> None:
-    conn = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{dbname}"')
-    finally:
-        await conn.close()
-
-
-async def _drop_database(dbname: str) -> None:
-    conn = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def truncate_database(url: str) -> None:
     """Empty every table but alembic_version, restarting identities."""
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
@@ -101,8 +83,7 @@ def make_database() -> Any:
     def _make(name: str, service_root: Path | None = None) -> str:
         if name not in made:
             dbname = f"pathways_test_{name}_{os.getpid()}"
-            asyncio.run(_recreate_database(dbname))
-            url = database_url_for(dbname)
+            url = asyncio.run(recreate_database(dbname))
             if service_root is not None:
                 upgrade(Path(service_root), url)
             made[name] = url
@@ -111,7 +92,7 @@ def make_database() -> Any:
     yield _make
     for url in made.values():
         with contextlib.suppress(Exception):
-            asyncio.run(_drop_database(make_url(url).database))
+            asyncio.run(drop_database(make_url(url).database))
 
 
 @pytest.fixture
@@ -160,6 +141,25 @@ async def running(app: Any, *, ready_timeout: float = 15) -> AsyncIterator[Any]:
         yield app
 
 
+@pytest.fixture
+async def app(settings: Any, app_factory: Callable[[Any], Any]) -> AsyncIterator[Any]:
+    app = app_factory(settings)
+    async with running(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def sessionmaker(app: Any) -> Any:
+    return app.state.runtime.sessionmaker
+
+
 async def wait_until(
     predicate: Callable[[], Awaitable[Any]], *, timeout: float = 10, interval: float = 0.05
 ) -> Any:
@@ -206,12 +206,6 @@ async def stream_events(
             return events
         await asyncio.sleep(0.05)
     return events
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NatsServer:
