@@ -33,6 +33,7 @@ from cohorts.service.policies import policy_for
 from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.clock import london_today
+from pathways_shared.consumer import RetryLater
 from pathways_shared.events import make_event
 from pathways_shared.outbox import add_event
 from pathways_shared.problems import Conflict, NotFound, ValidationProblem
@@ -367,7 +368,7 @@ async def note_need_activity(
             members = await repo.active_memberships_of(session, crn) if crn else []
             if members:
                 # The submitted event that names the pathway has not been seen yet: retry.
-                raise LookupError(f"need {need_id} of a member is not known yet")
+                raise RetryLater(f"need {need_id} of a member is not known yet")
             return 0
         need = ReferralNeedRecord(
             need_id=need_id,
