@@ -1,5 +1,5 @@
 """Shared helpers of the benchmarks: the machine report, scratch databases, the services as
-real processes (`python -m <service>`, uvicorn, as in tests/conftest.py), tokens, referral
+real processes (`pathways_shared.harness`, the system tests' harness), tokens, referral
 bodies and percentiles. Loopback only.
 
 PostgreSQL: `PATHWAYS_TEST_PG_URL` (default postgresql+asyncpg://postgres@127.0.0.1:5432/postgres).
@@ -14,39 +14,39 @@ import math
 import os
 import platform
 import signal
-import socket
-import subprocess
 import sys
-import time
-import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-import httpx
-from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = Path(__file__).resolve().parent
-PY = sys.executable
-PG_ADMIN_URL = os.environ.get(
-    "PATHWAYS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+from pathways_shared.harness import (  # noqa: F401  (the benchmarks import these from here)
+    NATS_URL,
+    PG_ADMIN_URL,
+    PY,
+    ROOT,
+    SERVICES,
+    TEST_JWT_SECRET,
+    System,
+    asyncpg_dsn,
+    database_url_for,
+    delete_streams,
+    drop_database,
+    free_port,
+    migrate,
+    recreate_database,
+    wait_port,
 )
-NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
-JWT_SECRET = "pathways-bench-secret-0123456789abcdef0123456789"
-SERVICES = ["referrals", "providers", "cohorts", "notifications", "insights"]
+from pathways_shared.harness import system_running as harness_system_running
+
+BENCH = Path(__file__).resolve().parent
+JWT_SECRET = TEST_JWT_SECRET
 
 
 # --------------------------------------------------------------------------- machine
 
 
-def asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def database_url(dbname: str) -> str:
-    return make_url(PG_ADMIN_URL).set(database=dbname).render_as_string(hide_password=False)
+database_url = database_url_for
 
 
 async def _pg_info() -> str:
@@ -105,24 +105,6 @@ def machine_report(title: str) -> str:
 # --------------------------------------------------------------------------- databases
 
 
-async def recreate_database(dbname: str) -> str:
-    conn = await asyncpg.connect(asyncpg_dsn(PG_ADMIN_URL))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{dbname}"')
-    finally:
-        await conn.close()
-    return database_url(dbname)
-
-
-async def drop_database(dbname: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(PG_ADMIN_URL))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def database_exists(dbname: str) -> bool:
     conn = await asyncpg.connect(asyncpg_dsn(PG_ADMIN_URL))
     try:
@@ -131,29 +113,7 @@ async def database_exists(dbname: str) -> bool:
         await conn.close()
 
 
-def migrate(service: str, url: str) -> None:
-    subprocess.run(
-        [PY, "-m", "pathways_shared.cli", "migrate", service, "--url", url],
-        cwd=ROOT, env=os.environ.copy(), check=True, capture_output=True,
-    )
-
-
 # --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -162,41 +122,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@dataclass
-class System:
-    workdir: Path
-    prefix: str
-    ports: dict[str, int]
-    env: dict[str, str]
-    urls: dict[str, str] = field(default_factory=dict)  # database URLs
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
-
-    def start(self, service: str) -> None:
-        log = open(self.workdir / f"{service}.log", "ab")  # noqa: SIM115 (the child keeps it)
-        self.processes[service] = subprocess.Popen(
-            [PY, "-m", service], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def wait_ready(self, service: str, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url(service)}/health/ready", timeout=1).status_code == 200:
-                    return
-            if self.processes[service].poll() is not None:
-                break
-            time.sleep(0.2)
-        log = (self.workdir / f"{service}.log").read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{service} did not become ready:\n{log}")
-
-    def pid(self, service: str) -> int:
-        return self.processes[service].pid
-
-
-@contextlib.contextmanager
 def system_running(
     workdir: Path,
     services: list[str],
@@ -204,102 +129,14 @@ def system_running(
     databases: dict[str, str] | None = None,
     extra_env: dict[str, str] | None = None,
 ):
-    """Start `services` as real processes, each on a fresh PostgreSQL database (or on the
-    database URL given in `databases`, kept afterwards), with a subject prefix of their own.
-    Everything started here is stopped (and the fresh databases dropped) on the way out."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """The system tests' harness (`pathways_shared.harness.system_running`) with `services`
+    only, quiet logs, and the services' own connection pools (as measured)."""
     # `kill <pid>` of a benchmark still stops its services and drops its databases.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    run = uuid.uuid4().hex[:6]
-    prefix = f"bench{run}."
-    ports = {s: free_port() for s in SERVICES}
-    smtp_port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("REFERRALS_", "PROVIDERS_", "COHORTS_", "NOTIFICATIONS_", "INSIGHTS_"))
-    }
-    env.update(
-        PATHWAYS_ENV="development",
-        PATHWAYS_JWT_SECRET=JWT_SECRET,
-        PATHWAYS_SUBJECT_PREFIX=prefix,
-        PATHWAYS_LOG_JSON="true",
-        PATHWAYS_LOG_LEVEL="WARNING",
-        NATS_URL=NATS_URL,
-        PATHWAYS_REFERRALS_URL=f"http://127.0.0.1:{ports['referrals']}",
-        PATHWAYS_PROVIDERS_URL=f"http://127.0.0.1:{ports['providers']}",
-        PATHWAYS_COHORTS_URL=f"http://127.0.0.1:{ports['cohorts']}",
-        NOTIFICATIONS_SMTP_HOST="127.0.0.1",
-        NOTIFICATIONS_SMTP_PORT=str(smtp_port),
+    return harness_system_running(
+        workdir, services, databases=databases, name="bench",
+        extra_env={"PATHWAYS_LOG_LEVEL": "WARNING", **(extra_env or {})},
     )
-    env.update(extra_env or {})
-    given = dict(databases or {})
-    made: list[str] = []
-    urls: dict[str, str] = {}
-    for service in services:
-        if service in given:
-            url = given[service]
-        else:
-            dbname = f"pathways_bench_{service}_{run}"
-            url = asyncio.run(recreate_database(dbname))
-            made.append(dbname)
-        urls[service] = url
-        env[f"{service.upper()}_DATABASE_URL"] = url
-        env[f"{service.upper()}_PORT"] = str(ports[service])
-        env[f"{service.upper()}_HOST"] = "127.0.0.1"
-        env.setdefault(f"{service.upper()}_RELAY_POLL_SECONDS", "0.5")
-        subprocess.run(
-            [PY, "-m", "pathways_shared.cli", "migrate", service, "--url", url],
-            cwd=ROOT, env=env, check=True, capture_output=True,
-        )
-    system = System(workdir, prefix, ports, env, urls)
-    helpers: list[subprocess.Popen] = []
-    try:
-        if "notifications" in services:
-            helpers.append(
-                subprocess.Popen(
-                    [PY, "-m", "notifications.mailsink", "--host", "127.0.0.1", "--port",
-                     str(smtp_port), "--directory", str(workdir / "mail")],
-                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )
-            )
-            wait_port(smtp_port)
-        for service in services:
-            system.start(service)
-        for service in services:
-            system.wait_ready(service)
-        yield system
-    finally:
-        for service, process in list(system.processes.items()):
-            with contextlib.suppress(Exception):
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
-        for helper in helpers:
-            helper.terminate()
-            with contextlib.suppress(Exception):
-                helper.wait(10)
-        for dbname in made:
-            with contextlib.suppress(Exception):
-                asyncio.run(drop_database(dbname))
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_streams(prefix))
-
-
-async def delete_streams(prefix: str) -> None:
-    import nats
-
-    from pathways_shared.events import STREAMS, stream_name
-
-    nc = await nats.connect(NATS_URL, connect_timeout=2)
-    js = nc.jetstream()
-    for name in STREAMS:
-        with contextlib.suppress(Exception):
-            await js.delete_stream(stream_name(name, prefix))
-    await nc.close()
 
 
 # --------------------------------------------------------------------------- requests

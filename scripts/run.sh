@@ -63,8 +63,8 @@ fi
 # --- development mail sink (keeps every message under .data/mail) --------------------------
 export NOTIFICATIONS_SMTP_HOST=${NOTIFICATIONS_SMTP_HOST:-127.0.0.1}
 export NOTIFICATIONS_SMTP_PORT=${NOTIFICATIONS_SMTP_PORT:-8025}
-if [ -f "$ROOT/services/notifications/src/notifications/mailsink.py" ] && ! port_open 127.0.0.1 "$NOTIFICATIONS_SMTP_PORT"; then
-  "$PY" -m notifications.mailsink --host 127.0.0.1 --port "$NOTIFICATIONS_SMTP_PORT" --directory "$DATA/mail" \
+if ! port_open 127.0.0.1 "$NOTIFICATIONS_SMTP_PORT"; then
+  "$PY" "$ROOT/scripts/mailsink.py" --host 127.0.0.1 --port "$NOTIFICATIONS_SMTP_PORT" --directory "$DATA/mail" \
     >"$LOGS/mailsink.log" 2>&1 &
   PIDS+=($!)
 fi

@@ -193,7 +193,7 @@ def test_nats_is_a_three_node_jetstream_cluster(rendered, env):
     job = find(resources, "Job", "nats-streams")
     container = job["spec"]["template"]["spec"]["containers"][0]
     env_vars = {e["name"]: e.get("value") for e in container["env"]}
-    assert env_vars["STREAM_REPLICAS"] == "3"
+    assert env_vars["PATHWAYS_STREAM_REPLICAS"] == "3"
     waves = {
         "nats": int(nats["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]),
         "streams": int(job["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]),
@@ -201,14 +201,14 @@ def test_nats_is_a_three_node_jetstream_cluster(rendered, env):
                        ["argocd.argoproj.io/sync-wave"]),
     }
     assert waves["nats"] < waves["streams"] < waves["migrate"]
-    script = find(resources, "ConfigMap", "nats-streams-script")["data"]
-    assert container["command"][-1].endswith("/" + next(iter(script)))
+    # the shared CLI from a service image (deploy/tests/test_nats_config runs the same command)
+    assert container["command"] == ["pathways", "streams", "ensure"]
     pdb = find(resources, "PodDisruptionBudget", "nats")
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
 def test_the_kubernetes_nats_files_are_the_deploy_nats_files():
-    for name in ("nats-server.conf", "accounts.conf", "ensure_streams.py"):
+    for name in ("nats-server.conf", "accounts.conf"):
         assert (DEPLOY / "k8s/base/nats" / name).read_text() == (DEPLOY / "nats" / name).read_text(), (
             f"deploy/k8s/base/nats/{name} differs from deploy/nats/{name}: copy it over")
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import importlib.util
 import ipaddress
+import os
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import nats
@@ -126,35 +128,41 @@ async def test_an_untrusted_server_certificate_is_refused(production_nats):
 
 # --- the stream set-up job ------------------------------------------------------------------------
 
-def load_ensure_streams():
-    spec = importlib.util.spec_from_file_location("pathways_ensure_streams", DEPLOY / "nats" / "ensure_streams.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def streams_ensure(url: str, replicas: int) -> list[str]:
+    """`pathways streams ensure`, the command the Kubernetes Job runs, as the Job runs it."""
+    env = {**os.environ, "NATS_URL": url, "PATHWAYS_STREAM_REPLICAS": str(replicas)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pathways_shared.cli", "streams", "ensure"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )
+    return done.stdout.splitlines()[1:]  # after the "streams at ..." line
 
 
 async def test_stream_setup_creates_every_stream_and_the_police_consumer(dev_nats):
-    from pathways_shared.broker import ensure_streams
+    from nats.js.api import StorageType
+
+    from pathways_shared.broker import DUPLICATE_WINDOW_SECONDS, ensure_streams
     from pathways_shared.events import STREAMS
 
-    script = load_ensure_streams()
     url = dev_nats.url("pathways-admin")
-    first = await script.ensure(url, replicas=1)
-    again = await script.ensure(url, replicas=1)  # every roll-out runs it: idempotent
+    first = await asyncio.to_thread(streams_ensure, url, 1)
+    again = await asyncio.to_thread(streams_ensure, url, 1)  # every roll-out runs it: idempotent
     assert len(first) == len(again) == len(STREAMS) + 1
+    assert all(line.startswith("created") for line in first[:-1])
+    assert all(line.startswith("updated") for line in again[:-1])
     nc = await nats.connect(url)
     try:
         js = nc.jetstream(timeout=5)
         for name, subjects in STREAMS.items():
             info = await js.stream_info(name)
             assert info.config.subjects == [subjects]
-            assert info.config.duplicate_window == script.DUPLICATE_WINDOW_SECONDS
+            assert info.config.duplicate_window == DUPLICATE_WINDOW_SECONDS
+            assert info.config.num_replicas == 1
         consumer = await js.consumer_info("COHORTS", "police-cohort-tool")
         assert consumer.config.filter_subject == "cohorts.>"
         # the services' own declaration at start-up accepts the streams as they are
         await ensure_streams(js)
-        assert (await js.stream_info("REFERRALS")).config.storage == script.StorageType.FILE
+        assert (await js.stream_info("REFERRALS")).config.storage == StorageType.FILE
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
-    assert "STREAM_REPLICAS" in (DEPLOY / "nats" / "ensure_streams.py").read_text()

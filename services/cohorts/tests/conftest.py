@@ -13,7 +13,7 @@ import pytest
 
 from cohorts.app import create_app
 from cohorts.config import CohortsSettings
-from pathways_shared.testing import TEST_JWT_SECRET, auth, running, truncate_database
+from pathways_shared.testing import TEST_JWT_SECRET, auth, truncate_database
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 SOLIHULL = "E08000029"
@@ -41,22 +41,8 @@ async def settings(database_url, subject_prefix, nats_url) -> CohortsSettings:
 
 
 @pytest.fixture
-async def app(settings):
-    app = create_app(settings)
-    async with running(app):
-        yield app
-
-
-@pytest.fixture
-async def client(app):
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-@pytest.fixture
-def sessionmaker(app):
-    return app.state.runtime.sessionmaker
+def app_factory():
+    return create_app
 
 
 @pytest.fixture

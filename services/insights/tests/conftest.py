@@ -8,13 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from insights.app import create_app
 from insights.config import InsightsSettings
 from pathways_shared.events import Event, iso_z, make_event
-from pathways_shared.testing import TEST_JWT_SECRET, running, truncate_database
+from pathways_shared.testing import TEST_JWT_SECRET, truncate_database
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,22 +38,8 @@ async def settings(database_url, subject_prefix, nats_url) -> InsightsSettings:
 
 
 @pytest.fixture
-async def app(settings):
-    app = create_app(settings)
-    async with running(app):
-        yield app
-
-
-@pytest.fixture
-async def client(app):
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-@pytest.fixture
-def sessionmaker(app):
-    return app.state.runtime.sessionmaker
+def app_factory():
+    return create_app
 
 
 @pytest.fixture

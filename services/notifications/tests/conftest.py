@@ -21,13 +21,12 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 from aiosmtpd.controller import Controller
 from notifications.app import create_app
 from notifications.config import NotificationsSettings
-from pathways_shared.testing import TEST_JWT_SECRET, free_port, running, truncate_database
+from pathways_shared.testing import TEST_JWT_SECRET, free_port, truncate_database
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -257,19 +256,5 @@ def settings(make_settings) -> NotificationsSettings:
 
 
 @pytest.fixture
-async def app(settings):
-    app = create_app(settings)
-    async with running(app):
-        yield app
-
-
-@pytest.fixture
-async def client(app):
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-@pytest.fixture
-def sessionmaker(app):
-    return app.state.runtime.sessionmaker
+def app_factory():
+    return create_app

@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from pathways_shared.db import transaction
@@ -56,18 +55,6 @@ async def app(settings):
         async with transaction(app.state.runtime.sessionmaker) as session:
             await seed_catalogue(session, load_seed_catalogue(), utc_now())
         yield app
-
-
-@pytest.fixture
-async def client(app):
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-@pytest.fixture
-def sessionmaker(app):
-    return app.state.runtime.sessionmaker
 
 
 def submitted_event(

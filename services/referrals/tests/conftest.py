@@ -7,10 +7,9 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from pathways_shared.testing import TEST_JWT_SECRET, running, truncate_database
+from pathways_shared.testing import TEST_JWT_SECRET, truncate_database
 
 from referrals.app import create_app
 from referrals.config import ReferralsSettings
@@ -82,22 +81,8 @@ async def settings(database_url, subject_prefix, nats_url) -> ReferralsSettings:
 
 
 @pytest.fixture
-async def app(settings):
-    app = create_app(settings)
-    async with running(app):
-        yield app
-
-
-@pytest.fixture
-async def client(app):
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-@pytest.fixture
-def sessionmaker(app):
-    return app.state.runtime.sessionmaker
+def app_factory():
+    return create_app
 
 
 @pytest.fixture

@@ -9,13 +9,25 @@ import contextlib
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
 
 from pathways_shared.events import STREAMS, stream_name
 from pathways_shared.observability import get_logger
 
 log = get_logger(__name__)
+
+DUPLICATE_WINDOW_SECONDS = 2 * 60 * 60
+# The police cohort tool's durable pull consumer of COHORTS (account POLICE fetches and acks).
+POLICE_CONSUMER = "police-cohort-tool"
 
 
 def redact(url: str) -> str:
@@ -30,11 +42,12 @@ async def ensure_streams(
     js: JetStreamContext,
     *,
     prefix: str = "",
-    duplicate_window_seconds: float = 7200,
+    duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS,
     replicas: int = 1,
-) -> None:
+) -> list[str]:
     """Create or update every stream: file storage, limits retention, a long dedup window,
-    `replicas` copies (3 on a JetStream cluster: PATHWAYS_STREAM_REPLICAS)."""
+    `replicas` copies (3 on a JetStream cluster: PATHWAYS_STREAM_REPLICAS). Says what it did."""
+    done = []
     for name, subjects in STREAMS.items():
         config = StreamConfig(
             name=stream_name(name, prefix),
@@ -50,8 +63,38 @@ async def ensure_streams(
             await js.stream_info(config.name)
         except NotFoundError:
             await js.add_stream(config)
+            done.append(f"created {config.name} (R{replicas})")
         else:
             await js.update_stream(config)
+            done.append(f"updated {config.name} (R{replicas})")
+    return done
+
+
+def police_consumer(replicas: int) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=POLICE_CONSUMER,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        filter_subject="cohorts.>",
+        ack_wait=60,
+        max_ack_pending=1000,
+        num_replicas=replicas,
+    )
+
+
+async def ensure_deployment_streams(url: str, replicas: int, *, timeout: float = 10) -> list[str]:
+    """What `pathways streams ensure` does once per roll-out, as the NATS user
+    `pathways-admin`, before the services start: every stream (as the services declare them)
+    with `replicas` copies, and the police tool's consumer. Idempotent."""
+    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+    try:
+        js = nc.jetstream(timeout=timeout)
+        done = await ensure_streams(js, replicas=replicas)
+        await js.add_consumer("COHORTS", police_consumer(replicas))
+        done.append(f"consumer COHORTS/{POLICE_CONSUMER}")
+    finally:
+        await nc.close()
+    return done
 
 
 class Broker:

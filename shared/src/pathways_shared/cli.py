@@ -3,6 +3,7 @@
     pathways token --role probation [--provider NACRO] [--areas E08000029,E08000025]
     pathways migrate referrals [--url sqlite+aiosqlite:///.data/referrals.db]
     pathways events tail referrals.> [--durable my-tool]
+    pathways streams ensure [--replicas 3]      (NATS_URL: the pathways-admin user)
     pathways demo
     pathways sar X123456
     pathways offences import extract.csv [--cohorts-url http://127.0.0.1:8003]
@@ -86,6 +87,16 @@ def cmd_events_tail(args: argparse.Namespace) -> None:
         asyncio.run(_tail(args.subject, args.durable, args.nats_url))
     except KeyboardInterrupt:
         pass
+
+
+def cmd_streams_ensure(args: argparse.Namespace) -> None:
+    from pathways_shared.broker import ensure_deployment_streams, redact
+
+    if not args.nats_url:
+        sys.exit("set NATS_URL (the pathways-admin user) or give --nats-url")
+    print(f"streams at {redact(args.nats_url)}", flush=True)
+    for line in asyncio.run(ensure_deployment_streams(args.nats_url, args.replicas)):
+        print(line, flush=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -202,6 +213,18 @@ def main(argv: list[str] | None = None) -> None:
     tail.add_argument("--durable", help="a durable name, to resume where you left off")
     tail.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     tail.set_defaults(func=cmd_events_tail)
+
+    streams = sub.add_parser("streams", help="the JetStream streams")
+    streams_sub = streams.add_subparsers(dest="streams_command", required=True)
+    ensure = streams_sub.add_parser(
+        "ensure", help="create or update every stream and the police consumer (once per roll-out)"
+    )
+    ensure.add_argument("--nats-url", default=os.environ.get("NATS_URL"))
+    ensure.add_argument(
+        "--replicas", type=int, default=int(os.environ.get("PATHWAYS_STREAM_REPLICAS", "3")),
+        help="copies of each stream (default: PATHWAYS_STREAM_REPLICAS, else 3)",
+    )
+    ensure.set_defaults(func=cmd_streams_ensure)
 
     demo = sub.add_parser("demo", help="submit sample referrals to the running system and narrate")
     demo.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))

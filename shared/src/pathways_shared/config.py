@@ -8,7 +8,7 @@ every service and read without a prefix: `PATHWAYS_ENV`, `PATHWAYS_JWT_SECRET`,
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +23,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PATHWAYS_", extra="ignore", validate_by_name=True, validate_by_alias=True
     )
+    # A service that calls its peers (pathways_shared.service_client) needs a token for them.
+    calls_peers: ClassVar[bool] = False
 
     service_name: str = "pathways"
     environment: Literal["development", "test", "production"] = Field(
@@ -52,6 +54,15 @@ class ServiceSettings(BaseSettings):
     jwt_audience: str | None = Field(
         default=None, validation_alias="PATHWAYS_JWT_AUDIENCE"
     )
+    # The identity provider's token endpoint: a service with a client id and secret of its own
+    # (`<SERVICE>_CLIENT_ID`, `<SERVICE>_CLIENT_SECRET`) gets its token for peers there.
+    client_credentials_url: str | None = Field(
+        default=None, validation_alias="PATHWAYS_CLIENT_CREDENTIALS_URL"
+    )
+    client_id: str | None = None
+    client_secret: str | None = None
+    # A fixed bearer token for calls to peers (`<SERVICE>_SERVICE_TOKEN`), before any other.
+    service_token: str | None = None
     log_level: str = Field(
         default="INFO", validation_alias="PATHWAYS_LOG_LEVEL"
     )
@@ -95,7 +106,22 @@ class ServiceSettings(BaseSettings):
             raise ValueError(
                 "set PATHWAYS_JWT_SECRET (local HS256 tokens) or PATHWAYS_JWKS_URL (RS256)"
             )
+        if self.calls_peers and not self.can_get_service_token:
+            prefix = (self.model_config.get("env_prefix") or "").upper()
+            raise ValueError(
+                f"{self.service_name} calls other services: set "
+                f"PATHWAYS_CLIENT_CREDENTIALS_URL with {prefix}CLIENT_ID and {prefix}CLIENT_SECRET, or {prefix}SERVICE_TOKEN, "
+                "or PATHWAYS_JWT_SECRET"
+            )
         return self
+
+    @property
+    def uses_identity_provider(self) -> bool:
+        return bool(self.client_credentials_url and self.client_id and self.client_secret)
+
+    @property
+    def can_get_service_token(self) -> bool:
+        return bool(self.service_token or self.uses_identity_provider or self.jwt_secret)
 
     @property
     def base_url(self) -> str:

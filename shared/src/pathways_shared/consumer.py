@@ -25,12 +25,13 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -47,6 +48,32 @@ Handler = Callable[[AsyncSession, Event], Awaitable[None]]
 
 class PermanentError(Exception):
     """Raised by a handler for an event that can never succeed: dead-letter it at once."""
+
+
+class RetryLater(Exception):
+    """Raised by a handler for an event that may succeed later (what it builds on has not
+    arrived yet): retried with backoff, and dead-lettered only after `max_deliveries`."""
+
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+
+def typed(
+    model: type[PayloadT], handle: Callable[[AsyncSession, Event, PayloadT], Awaitable[None]]
+) -> Handler:
+    """A handler that receives the event's payload validated as `model`, one of the shared
+    payload models (`pathways_shared.event_payloads`: unknown fields allowed). A payload that
+    does not validate can never succeed: `PermanentError`, dead-lettered."""
+
+    async def handler(session: AsyncSession, event: Event) -> None:
+        try:
+            payload = model.model_validate(event.additional_information)
+        except ValidationError as exc:
+            raise PermanentError(f"{event.event_type}: malformed payload: {exc}") from exc
+        await handle(session, event, payload)
+
+    handler.__name__ = getattr(handle, "__name__", "handler")
+    return handler
 
 
 @dataclass

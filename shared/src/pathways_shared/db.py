@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Column, Table, event, insert
+from sqlalchemy import Column, Table, event, func, insert, select
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
@@ -97,6 +97,15 @@ def is_postgres(session_or_engine: AsyncSession | AsyncEngine) -> bool:
 
 
 _INSERT_IF_NEW: dict[tuple[str, Table, Column], Any] = {}
+
+
+async def take_turn(session: AsyncSession, lock_key: int) -> bool:
+    """Whether this transaction may do a job that one replica at a time does (a relay pass, a
+    scheduler's scan): a PostgreSQL advisory lock held until the transaction ends. On SQLite
+    (one process) always yes."""
+    if not is_postgres(session):
+        return True
+    return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(lock_key))))
 
 
 def insert_if_new(session: AsyncSession, table: Table, returning: Column) -> Any:

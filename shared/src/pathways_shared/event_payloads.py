@@ -6,8 +6,9 @@ fields; producers may add more). The AsyncAPI document is generated from these m
 from __future__ import annotations
 
 from datetime import date, datetime
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from pathways_shared.vocabulary import (
@@ -30,7 +31,7 @@ class Payload(BaseModel):
 
 
 class SubmittedNeed(Payload):
-    need_id: str
+    need_id: UUID
     pathway: Pathway
     complexity: Complexity
     flags: list[str] = []
@@ -39,19 +40,19 @@ class SubmittedNeed(Payload):
 class ReferralSubmitted(Payload):
     """Routing facts only: no names, dates of birth or contact details."""
 
-    referral_id: str
+    referral_id: UUID
     area: str
-    needs: list[SubmittedNeed]
+    needs: list[SubmittedNeed] = Field(min_length=1)
     sex: Sex
-    age_on_submission: int
+    age_on_submission: int = Field(ge=0, le=150)
     supervision_status: SupervisionStatus
     rosh: Rosh | None = None
     mappa_level: int | None = None
 
 
 class ReferralWithdrawn(Payload):
-    referral_id: str
-    need_ids: list[str]
+    referral_id: UUID
+    need_ids: list[UUID]
     reason_code: WithdrawalReason
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
+from pathways_shared.clock import iso_z, utc_now  # noqa: F401  (re-exported: the envelope's times)
+
 
 @dataclass(frozen=True)
 class EventType:
@@ -60,15 +62,6 @@ STREAMS: dict[str, str] = {
     "NOTIFICATIONS": "notifications.>",
     "PATHWAYS": "pathways.>",
 }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso_z(moment: datetime) -> str:
-    """UTC ISO 8601 with milliseconds and a `Z`, as the contract shows."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Identifier(BaseModel):

@@ -28,7 +28,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.broker import Broker
-from pathways_shared.db import defer_insert, is_postgres
+from pathways_shared.db import defer_insert, is_postgres, take_turn
 from pathways_shared.events import Event, subject_for
 from pathways_shared.infra_models import OutboxMessage
 from pathways_shared.observability import (
@@ -154,10 +154,8 @@ class OutboxRelay:
         table = OutboxMessage.__table__
         async with self.sessionmaker() as session:
             async with session.begin():
-                if is_postgres(session):
-                    got = await session.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key)))
-                    if not got:
-                        return 0
+                if not await take_turn(session, self._lock_key):
+                    return 0
                 query = (
                     select(table.c.seq, table.c.subject, table.c.payload, table.c.headers,
                               table.c.created_at)

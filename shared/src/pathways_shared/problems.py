@@ -1,8 +1,9 @@
 """RFC 9457 problem details: every 4xx/5xx body is `application/problem+json`.
 
-Raise a `ProblemError` (or any exception with an integer `status` attribute, as the pure
-domain errors have) and the handlers here shape it. Validation errors list each field at
-fault as a dotted path inside the body (`needs.1.pathway`) or the parameter name.
+Raise a `PathwaysError` (`pathways_shared.errors`; every service's errors subclass it) and the
+handlers here shape it; `Problem` is the body's model for the OpenAPI documents. Validation
+errors list each field at fault as a dotted path inside the body (`needs.1.pathway`) or the
+parameter name.
 """
 
 from __future__ import annotations
@@ -12,8 +13,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pathways_shared.errors import (  # noqa: F401  (re-exported: raised by the API layers)
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    PathwaysError,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationProblem,
+)
 from pathways_shared.observability import get_logger
 
 log = get_logger(__name__)
@@ -22,66 +34,35 @@ PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://pathways.example/problems/"
 
 
-class ProblemError(Exception):
-    status: int = 400
-    title: str = "Bad request"
-    code: str = "bad-request"
-
-    def __init__(
-        self,
-        detail: str | None = None,
-        *,
-        status: int | None = None,
-        title: str | None = None,
-        code: str | None = None,
-        errors: list[dict[str, str]] | None = None,
-        field: str | None = None,
-    ) -> None:
-        super().__init__(detail or self.title)
-        self.detail = detail or title or self.title
-        if status is not None:
-            self.status = status
-        if title is not None:
-            self.title = title
-        if code is not None:
-            self.code = code
-        self.errors = errors or ([{"field": field, "message": self.detail}] if field else None)
+class FieldErrorPublic(BaseModel):
+    field: str
+    message: str
 
 
-class ValidationProblem(ProblemError):
-    status = 422
-    title = "Validation failed"
-    code = "validation"
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every 4xx/5xx body is (`application/problem+json`)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldErrorPublic] | None = None
 
 
-class NotFound(ProblemError):
-    status = 404
-    title = "Not found"
-    code = "not-found"
-
-
-class Conflict(ProblemError):
-    status = 409
-    title = "Conflict"
-    code = "conflict"
-
-
-class Unauthorized(ProblemError):
-    status = 401
-    title = "Unauthorized"
-    code = "unauthorized"
-
-
-class Forbidden(ProblemError):
-    status = 403
-    title = "Forbidden"
-    code = "forbidden"
-
-
-class ServiceUnavailable(ProblemError):
-    status = 503
-    title = "Service unavailable"
-    code = "unavailable"
+def problem_responses(
+    meanings: dict[int, str], *statuses: int
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these statuses, each a problem+json body described by
+    the service's own `meanings`."""
+    return {
+        status: {
+            "model": Problem,
+            "description": meanings[status],
+            "content": {PROBLEM_JSON: {}},
+        }
+        for status in statuses
+    }
 
 
 def problem_response(
@@ -150,23 +131,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, title, detail, instance=request.url.path,
                                 headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(ProblemError)
-    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+    @app.exception_handler(PathwaysError)
+    async def _problem(request: Request, exc: PathwaysError) -> JSONResponse:
         return exception_response(request, exc)
-
-
-def _plain_errors(errors: Any) -> list[dict[str, str]] | None:
-    """Field errors as plain dicts, whatever shape a domain error carried them in."""
-    if not errors:
-        return None
-    plain = []
-    for error in errors:
-        if isinstance(error, dict):
-            plain.append({"field": str(error.get("field", "body")), "message": str(error.get("message", ""))})
-        else:
-            plain.append({"field": str(getattr(error, "field", "body")),
-                          "message": str(getattr(error, "message", error))})
-    return plain
 
 
 def _is_unavailable(exc: Exception) -> bool:
@@ -180,21 +147,14 @@ def _is_unavailable(exc: Exception) -> bool:
 
 
 def exception_response(request: Request, exc: Exception) -> JSONResponse:
-    """Any exception as a problem: typed errors keep their status, the rest are a logged 500.
+    """Any exception as a problem: a `PathwaysError` keeps its status, the rest are a logged 500.
 
-    Called by the request middleware, so domain errors from any layer (anything with an
-    integer `status`) are mapped in this one place.
+    Called by the request middleware, so errors from any layer are mapped in this one place.
     """
-    status = getattr(exc, "status", None)
-    if isinstance(status, int) and 400 <= status < 600:
-        errors = getattr(exc, "errors", None)
-        field = getattr(exc, "field", None)
-        detail = getattr(exc, "detail", None) or str(exc)
-        if not errors and field:
-            errors = [{"field": field, "message": detail}]
+    if isinstance(exc, PathwaysError):
         return problem_response(
-            status, getattr(exc, "title", None) or "Error", detail,
-            code=getattr(exc, "code", None), errors=_plain_errors(errors), instance=request.url.path,
+            exc.status, exc.title, exc.detail,
+            code=exc.code, errors=exc.errors, instance=request.url.path,
         )
     from sqlalchemy.exc import DataError
 

@@ -9,48 +9,63 @@
 - `london_today()`, `years_before(day, n)`, `age_today(dob)`: dates derived from the clock,
   for tests that go through it (never a fixed date that the calendar will overtake).
 - `running(app)`: run an app's lifespan (relay, consumers) around a block.
+- `app`, `client`, `sessionmaker`: the service's app running with the test's `settings`, an
+  HTTP client to it and its sessionmaker; a service's conftest gives `settings` and
+  `app_factory` (its `create_app`).
 - `NatsServer`: a private nats-server process that a fault test may stop and start.
 - The calendar pass: with `PATHWAYS_TEST_CLOCK=2028-02-29T12:00:00Z` the whole session runs
   on a Python clock moved to that instant (time-machine, ticking), so every test that reads
   the real clock meets that day. PostgreSQL's `now()` and nats-server keep the real time.
   A test that cannot hold on a moved clock says why with `@pytest.mark.real_clock("reason")`
   and is left out of that pass only.
+- `LocalIdentityProvider`: an RS256 JWKS and a client-credentials token endpoint on a local
+  port, for tests that run a service with production-like (JWKS-only) settings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import calendar
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
+import httpx
+import jwt
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.engine import make_url
 
 from pathways_shared.auth import mint_token
+from pathways_shared.clock import london_today
 from pathways_shared.events import STREAMS, Event, stream_name
+from pathways_shared.harness import (
+    NATS_URL,
+    TEST_JWT_SECRET,
+    asyncpg_dsn,
+    drop_database,
+    free_port,
+    recreate_database,
+)
 from pathways_shared.migrations import upgrade
 
-TEST_JWT_SECRET = "pathways-test-secret-0123456789abcdef0123"  # 41 bytes
-PG_ADMIN_URL = os.environ.get(
-    "PATHWAYS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
-NATS_URL = os.environ.get("PATHWAYS_TEST_NATS_URL", os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
 RUN_ID = uuid.uuid4().hex[:6]
 _counter = itertools.count(1)
 TEST_CLOCK_ENV = "PATHWAYS_TEST_CLOCK"
@@ -66,14 +81,6 @@ def calendar_clock() -> datetime | None:
     if moved.tzinfo is None:
         raise pytest.UsageError(f"{TEST_CLOCK_ENV} needs a time zone, e.g. 2028-02-29T12:00:00Z")
     return moved
-
-
-LONDON = ZoneInfo("Europe/London")
-
-
-def london_today() -> date:
-    """Today in Europe/London on the (possibly moved) clock: the day the services count in."""
-    return datetime.now(LONDON).date()
 
 
 def years_before(day: date, years: int) -> date:
@@ -133,34 +140,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def database_url_for(dbname: str) -> str:
-    return make_url(PG_ADMIN_URL).set(database=dbname).render_as_string(hide_password=False)
-
-
-async def _recreate_database(dbname: str) -> None:
-    conn = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{dbname}"')
-    finally:
-        await conn.close()
-
-
-async def _drop_database(dbname: str) -> None:
-    conn = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def truncate_database(url: str) -> None:
     """Empty every table but alembic_version, restarting identities."""
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
@@ -181,8 +163,7 @@ def make_database() -> Any:
     def _make(name: str, service_root: Path | None = None) -> str:
         if name not in made:
             dbname = f"pathways_test_{name}_{os.getpid()}"
-            asyncio.run(_recreate_database(dbname))
-            url = database_url_for(dbname)
+            url = asyncio.run(recreate_database(dbname))
             if service_root is not None:
                 upgrade(Path(service_root), url)
             made[name] = url
@@ -191,7 +172,7 @@ def make_database() -> Any:
     yield _make
     for url in made.values():
         with contextlib.suppress(Exception):
-            asyncio.run(_drop_database(make_url(url).database))
+            asyncio.run(drop_database(make_url(url).database))
 
 
 @pytest.fixture
@@ -238,6 +219,25 @@ async def running(app: Any, *, ready_timeout: float = 15) -> AsyncIterator[Any]:
         for consumer in runtime.consumers:
             await consumer.declare()
         yield app
+
+
+@pytest.fixture
+async def app(settings: Any, app_factory: Callable[[Any], Any]) -> AsyncIterator[Any]:
+    app = app_factory(settings)
+    async with running(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def sessionmaker(app: Any) -> Any:
+    return app.state.runtime.sessionmaker
 
 
 async def wait_until(
@@ -317,12 +317,6 @@ async def settle_outbox(sessionmaker: Any, *, timeout: float = 10) -> Event:
         add_event(session, sentinel)
     await wait_until(lambda: outbox_published(sessionmaker, sentinel.id), timeout=timeout)
     return sentinel
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NatsServer:
@@ -412,3 +406,105 @@ async def check_outbox_round_trip(app: Any, nc: Any, prefix: str, service: str) 
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+# --- a local identity provider ----------------------------------------------------------------
+
+Route = Callable[[str, dict[str, str], bytes], tuple[int, dict[str, Any]]]
+
+
+@contextlib.contextmanager
+def serving_http(routes: dict[str, Route]) -> Iterator[str]:
+    """Serve `routes` ({path prefix: handler(path, headers, body) -> (status, json)}) from a
+    thread on a free local port; yields the base URL. A thread, not the test's event loop:
+    PyJWKClient fetches keys with blocking urllib from inside the app's request handling."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            path = urllib.parse.urlsplit(self.path).path
+            route = next((r for prefix, r in routes.items() if path.startswith(prefix)), None)
+            status, answer = (404, {"title": "not found"}) if route is None else route(
+                path, {k.lower(): v for k, v in self.headers.items()}, body
+            )
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class LocalIdentityProvider:
+    """An RS256 signing key, its JWKS (`jwks_url`) and an OAuth2 client-credentials token
+    endpoint (`client_credentials_url`, HTTP Basic client authentication) for the registered
+    `clients` ({client id: (secret, roles)}). `sign(...)` makes a user's token with the same
+    key."""
+
+    KID = "pathways-test-key"
+
+    def __init__(self, clients: dict[str, tuple[str, list[str]]], *, ttl_seconds: int = 300) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.clients = clients
+        self.ttl_seconds = ttl_seconds
+        self.issued: list[str] = []  # client ids, one per token issued
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._serving: contextlib.ExitStack | None = None
+        self.url = ""
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.url}/.well-known/jwks.json"
+
+    @property
+    def client_credentials_url(self) -> str:
+        return f"{self.url}/oauth/token"
+
+    def sign(self, *, sub: str, roles: list[str], **claims: Any) -> str:
+        now = int(time.time())
+        body = {"sub": sub, "roles": roles, "iat": now, "exp": now + self.ttl_seconds, **claims}
+        return jwt.encode(body, self._key, algorithm="RS256", headers={"kid": self.KID})
+
+    def _jwks(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
+        return 200, {"keys": [{**jwk, "kid": self.KID, "use": "sig", "alg": "RS256"}]}
+
+    def _token(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        form = urllib.parse.parse_qs(body.decode())
+        scheme, _, encoded = headers.get("authorization", "").partition(" ")
+        client_id, _, secret = (
+            base64.b64decode(encoded).decode().partition(":") if scheme.lower() == "basic" else ("", "", "")
+        )
+        if form.get("grant_type") != ["client_credentials"]:
+            return 400, {"error": "unsupported_grant_type"}
+        if client_id not in self.clients or self.clients[client_id][0] != secret:
+            return 401, {"error": "invalid_client"}
+        self.issued.append(client_id)
+        token = self.sign(sub=client_id, roles=self.clients[client_id][1])
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.ttl_seconds}
+
+    def __enter__(self) -> LocalIdentityProvider:
+        self._serving = contextlib.ExitStack()
+        self.url = self._serving.enter_context(
+            serving_http({"/.well-known/jwks.json": self._jwks, "/oauth/token": self._token})
+        )
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._serving is not None
+        self._serving.close()

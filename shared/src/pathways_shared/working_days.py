@@ -14,20 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 import holidays
 
-LONDON = ZoneInfo("Europe/London")
+from pathways_shared.clock import LONDON, london_day
+
 END_OF_DAY = time(23, 59, 59)
 SATURDAY = 5
-
-
-def london_day(moment: datetime) -> date:
-    """The calendar day in Europe/London of an aware instant ("on the day")."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("a naive datetime has no day in Europe/London; give it a time zone")
-    return moment.astimezone(LONDON).date()
 
 
 def end_of_london_day(day: date) -> datetime:

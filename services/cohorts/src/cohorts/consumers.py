@@ -4,14 +4,15 @@ person is a current cohort member (pathway, status and programme only)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cohorts import service
+from pathways_shared.clock import utc_now
 from pathways_shared.config import ServiceSettings
-from pathways_shared.consumer import Handler, PermanentError, Subscription
+from pathways_shared.consumer import Handler, PermanentError, Subscription, typed
+from pathways_shared.event_payloads import ReferralSubmitted, ReferralWithdrawn
 from pathways_shared.events import Event
 from pathways_shared.vocabulary import CRN_PATTERN, Pathway
 
@@ -55,36 +56,35 @@ def _pathway(value: Any) -> str:
 def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, Handler]]:
     base_url = settings.base_url
 
-    async def on_submitted(session: AsyncSession, event: Event) -> None:
-        info = event.additional_information
-        crn, needs = _crn(event), info.get("needs")
-        if crn is None or not isinstance(needs, list):
-            raise PermanentError("a submitted referral without a CRN or needs")
-        for need in needs:
-            if not isinstance(need, dict) or not need.get("needId") or not need.get("pathway"):
-                raise PermanentError("a need without needId or pathway")
+    async def on_submitted(
+        session: AsyncSession, event: Event, submitted: ReferralSubmitted
+    ) -> None:
+        crn = _crn(event)
+        if crn is None:
+            raise PermanentError("a submitted referral without a CRN")
+        for need in submitted.needs:
             await service.note_need_activity(
                 session,
                 crn=crn,
-                need_id=_text(need, "needId") or "",
+                need_id=str(need.need_id),
                 status="submitted",
-                now=datetime.now(UTC),
+                now=utc_now(),
                 base_url=base_url,
-                referral_id=_text(info, "referralId"),
-                pathway=_pathway(need["pathway"]),
+                referral_id=str(submitted.referral_id),
+                pathway=need.pathway.value,
             )
 
-    async def on_withdrawn(session: AsyncSession, event: Event) -> None:
-        crn, need_ids = _crn(event), event.additional_information.get("needIds")
-        if not isinstance(need_ids, list):
-            raise PermanentError("a withdrawn referral without needIds")
-        for need_id in need_ids:
+    async def on_withdrawn(
+        session: AsyncSession, event: Event, withdrawn: ReferralWithdrawn
+    ) -> None:
+        crn = _crn(event)
+        for need_id in withdrawn.need_ids:
             await service.note_need_activity(
                 session,
                 crn=crn,
-                need_id=_text({"needId": need_id}, "needId") or "",
+                need_id=str(need_id),
                 status="withdrawn",
-                now=datetime.now(UTC),
+                now=utc_now(),
                 base_url=base_url,
             )
 
@@ -100,7 +100,7 @@ def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, H
                 crn=_crn(event),
                 need_id=need_id,
                 status=status,
-                now=datetime.now(UTC),
+                now=utc_now(),
                 base_url=base_url,
                 referral_id=_text(info, "referralId"),
                 pathway=_pathway(pathway) if pathway else None,
@@ -110,8 +110,8 @@ def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, H
         return on_provider_event
 
     referral_handlers: dict[str, Handler] = {
-        "referrals.referral.submitted": on_submitted,
-        "referrals.referral.withdrawn": on_withdrawn,
+        "referrals.referral.submitted": typed(ReferralSubmitted, on_submitted),
+        "referrals.referral.withdrawn": typed(ReferralWithdrawn, on_withdrawn),
     }
     provider_handlers = {
         kind: provider_handler(status) for kind, status in PROVIDER_STATUSES.items()

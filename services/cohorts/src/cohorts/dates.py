@@ -1,16 +1,12 @@
-"""Calendar arithmetic the selection rules rest on: ages, and 'N years/months before'."""
+"""Calendar arithmetic the selection rules rest on: 'N years/months before' (ages:
+`pathways_shared.clock.age_on`)."""
 
 from __future__ import annotations
 
 import calendar
 from datetime import date, timedelta
 
-
-def age_on(date_of_birth: date, day: date) -> int:
-    """Completed years on `day`. Someone born on 29 February turns a year older on 1 March
-    in common years (the anniversary has not yet come on 28 February)."""
-    before_birthday = (day.month, day.day) < (date_of_birth.month, date_of_birth.day)
-    return day.year - date_of_birth.year - int(before_birthday)
+from pathways_shared.clock import age_on  # noqa: F401  (the selection rules' ages)
 
 
 def shift_months(day: date, months: int) -> date:

@@ -9,7 +9,7 @@ records whether the person met that cohort's criteria on the day.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +24,7 @@ from cohorts.errors import (
 )
 from cohorts.policy import SelectionPolicy
 from cohorts.selection import Assessment, ExclusionReason, SelectionRun
+from pathways_shared.clock import iso_z
 from pathways_shared.vocabulary import Cohort, DeselectionReason
 
 MAX_TEXT = 2000
@@ -60,10 +61,6 @@ class Membership:
 # --- events -------------------------------------------------------------------------------
 
 
-def _iso_z(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 @dataclass(frozen=True)
 class MemberSelected:
     crn: str
@@ -81,7 +78,7 @@ class MemberSelected:
             "area": self.area,
             "cohort": self.cohort.value,
             "score": self.score,
-            "reviewDueAt": _iso_z(self.review_due_at),
+            "reviewDueAt": iso_z(self.review_due_at),
             "metCriteria": self.met_criteria,
         }
         if self.moved_from is not None:
@@ -126,7 +123,7 @@ class MemberReviewDue:
         return {
             "area": self.area,
             "cohort": self.cohort.value,
-            "reviewDueAt": _iso_z(self.review_due_at),
+            "reviewDueAt": iso_z(self.review_due_at),
             "suggestDeselection": self.suggest_deselection,
         }
 

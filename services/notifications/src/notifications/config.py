@@ -28,6 +28,7 @@ DEFAULT_HOUSING_TEAMS = {
 
 class NotificationsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_")
+    calls_peers = True  # the referrals service, for contact details
 
     service_name: str = "notifications"
     port: int = 8004
@@ -54,8 +55,6 @@ class NotificationsSettings(ServiceSettings):
     # None: private and loopback subscriber URLs allowed everywhere but production.
     allow_private_webhook_urls: bool | None = None
     secret_key: str = DEV_SECRET_KEY
-    # A bearer token for calls to the other services; minted from PATHWAYS_JWT_SECRET if unset.
-    service_token: str | None = None
 
     # Delivery worker
     worker_poll_seconds: float = 0.5

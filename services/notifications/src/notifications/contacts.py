@@ -8,11 +8,11 @@ and the pathway of each need come from the referrals service (``GET /referrals/{
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+from pathways_shared.service_client import PeerUnavailable, ServiceClient
 
 from notifications.domain import Contacts, NotificationKind
 from notifications.templates import RenderContext
@@ -88,22 +88,12 @@ class ReferralRecord:
         )
 
 
-class ReferralsClient:
-    def __init__(self, client: httpx.AsyncClient, base_url: str, token: Callable[[], str]) -> None:
-        self._client = client
-        self._base_url = base_url.rstrip("/")
-        self._token = token
-
+class ReferralsClient(ServiceClient):
     async def referral(self, referral_id: uuid.UUID) -> ReferralRecord:
-        url = f"{self._base_url}/referrals/{referral_id}"
         try:
-            response = await self._client.get(
-                url, headers={"authorization": f"Bearer {self._token()}"}
-            )
-        except httpx.HTTPError as exc:
-            raise ContactsUnavailable(
-                f"referrals service unreachable: {type(exc).__name__}"
-            ) from exc
+            response = await self.get(f"/referrals/{referral_id}")
+        except PeerUnavailable as exc:
+            raise ContactsUnavailable(f"referrals service {exc}") from exc
         if response.status_code == 404:
             raise ContactsMissing(f"referral {referral_id} not found")
         if response.status_code != 200:

@@ -1,35 +1,15 @@
-"""Domain errors of the notifications service.
-
-Each error carries what a problem-details handler needs (RFC 9457): an HTTP-ish ``status``,
-a stable ``code`` (used as the problem ``type`` suffix), a ``title``, a ``detail`` and, for
-validation failures, the ``field`` at fault (a dotted path inside the request body).
-"""
+"""The notifications service's errors: each a `PathwaysError` with its own status, code and
+title; a validation failure names the ``field`` at fault (a dotted path inside the body)."""
 
 from __future__ import annotations
 
+from pathways_shared.errors import InvalidValue, PathwaysError
 
-class NotificationsError(Exception):
-    status: int = 400
-    code: str = "notifications-error"
-    title: str = "Notifications error"
-
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.field = field
-
-    @property
-    def errors(self) -> list[dict[str, str]]:
-        """Field errors in the contract's shape; empty when no single field is at fault."""
-        if self.field is None:
-            return []
-        return [{"field": self.field, "message": self.detail}]
-
-
-class InvalidValue(NotificationsError):
-    status = 422
-    code = "invalid-value"
-    title = "Invalid value"
+__all__ = [
+    "IllegalTransition", "InvalidEventPattern", "InvalidSignature", "InvalidValue",
+    "InvalidWebhookSecret", "RecipientUnresolvable", "SubscriptionForbidden", "TemplateError",
+    "UnparseableEvent", "UnsafeSubscriberUrl",
+]
 
 
 class InvalidEventPattern(InvalidValue):
@@ -47,7 +27,7 @@ class InvalidWebhookSecret(InvalidValue):
     title = "Invalid webhook secret"
 
 
-class InvalidSignature(NotificationsError):
+class InvalidSignature(PathwaysError):
     """A webhook signature that does not verify (used by verifiers, e.g. tests and partners)."""
 
     status = 401
@@ -62,19 +42,19 @@ class UnparseableEvent(InvalidValue):
     title = "Event cannot be parsed"
 
 
-class SubscriptionForbidden(NotificationsError):
+class SubscriptionForbidden(PathwaysError):
     status = 403
     code = "subscription-forbidden"
     title = "Subscription not allowed for this caller"
 
 
-class IllegalTransition(NotificationsError):
+class IllegalTransition(PathwaysError):
     status = 409
     code = "illegal-transition"
     title = "Transition not allowed"
 
 
-class RecipientUnresolvable(NotificationsError):
+class RecipientUnresolvable(PathwaysError):
     """No address is known for a recipient: the delivery fails visibly, it is never dropped."""
 
     status = 422
@@ -82,7 +62,7 @@ class RecipientUnresolvable(NotificationsError):
     title = "No address for recipient"
 
 
-class TemplateError(NotificationsError):
+class TemplateError(PathwaysError):
     status = 500
     code = "template-error"
     title = "Notification template cannot be rendered"

@@ -8,7 +8,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pathways_shared.db import insert_if_new, is_postgres
 from sqlalchemy import Row, Table, and_, delete, or_, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -16,13 +15,51 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from notifications.delivery import DeliveryStatus
+from notifications.delivery import Delivery, DeliveryStatus
+from notifications.domain import NotificationIntent, NotificationKind, Recipient, RecipientRole
 from notifications.models import (
     DeliveryAttemptRow,
     NeedAllocationRow,
     NotificationRow,
     SubscriptionRow,
 )
+from pathways_shared.db import insert_if_new, is_postgres
+
+# --------------------------------------------------------------------------- rows <-> domain
+
+
+def delivery_of(row: NotificationRow) -> Delivery:
+    return Delivery(
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        lease_expires_at=row.lease_expires_at,
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+    )
+
+
+def apply_delivery(row: NotificationRow, delivery: Delivery, now: datetime) -> None:
+    row.status = delivery.status.value
+    row.attempts = delivery.attempts
+    row.next_attempt_at = delivery.next_attempt_at
+    row.lease_expires_at = delivery.lease_expires_at
+    row.last_error = delivery.last_error
+    row.delivered_at = delivery.delivered_at
+    row.updated_at = now
+
+
+def intent_of(row: NotificationRow) -> NotificationIntent:
+    return NotificationIntent(
+        idempotency_key=row.idempotency_key,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        kind=NotificationKind(row.kind),
+        recipient=Recipient(RecipientRole(row.recipient_role), row.recipient_key),
+        referral_id=row.referral_id,
+        need_ids=tuple(uuid.UUID(n) for n in row.need_ids),
+    )
+
 
 WAITING = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
 NOTIFICATIONS: Table = NotificationRow.__table__  # type: ignore[attr-defined]

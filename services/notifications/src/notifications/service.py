@@ -7,9 +7,10 @@ import json
 import secrets
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from pathways_shared.clock import utc_now
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.consumer import PermanentError
@@ -62,10 +63,6 @@ from notifications.subscriptions import (
 )
 from notifications.transports import Resolver, check_destination
 from notifications.webhooks import generate_secret
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --------------------------------------------------------------------------- consuming events

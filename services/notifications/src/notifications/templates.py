@@ -17,8 +17,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
+from pathways_shared.clock import LONDON
 from pathways_shared.vocabulary import AREAS, PATHWAY_NAMES, Pathway
 
 from notifications.domain import (
@@ -34,7 +34,6 @@ from notifications.domain import (
 )
 from notifications.errors import TemplateError
 
-LONDON = ZoneInfo("Europe/London")
 NOT_GIVEN = "not given"
 MAX_FREE_TEXT = 300
 

@@ -484,7 +484,7 @@ async def test_a_crash_between_sending_and_recording_resends_with_the_same_id(
             assert await service.take_event(session, event) == 1
 
         (claimed,) = await deliverer._claim()  # the intent is recorded: "sending"
-        await deliverer._send_webhook(claimed)  # sent... and the process dies here
+        await deliverer.sender.send_webhook(claimed)  # sent... and the process dies here
         assert await deliverer.run_once() == 0  # within the lease nobody sends it again
 
         now[0] += timedelta(seconds=settings.delivery_lease_seconds + 1)

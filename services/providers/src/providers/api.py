@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from pathways_shared.auth import Principal, require_roles
+from pathways_shared.clock import age_on, london_day
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
 from pathways_shared.pagination import (
@@ -23,7 +24,7 @@ from pathways_shared.vocabulary import AREAS, CRN_PATTERN, Pathway, Role
 from providers import service
 from providers.catalogue import Service
 from providers.domain import ProviderReferralStatus
-from providers.routing import EligibilityQuery, age_on
+from providers.routing import EligibilityQuery
 from providers.schemas import (
     CompleteRequest,
     DeclineRequest,
@@ -43,7 +44,6 @@ from providers.schemas import (
     StartRequest,
     problem_responses,
 )
-from providers.working_days import london_day
 
 router = APIRouter(responses=problem_responses(401, 403, 422))
 

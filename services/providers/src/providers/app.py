@@ -20,8 +20,8 @@ def create_app(settings: ProvidersSettings | None = None) -> FastAPI:
     async def on_startup(runtime: Runtime) -> None:
         runtime.extras["calendar"] = calendar
         runtime.extras["referrals_client"] = ReferralsClient(
+            settings,
             settings.referrals_url,
-            jwt_secret=settings.jwt_secret,
             timeout=settings.referrals_timeout_seconds,
             retries=settings.referrals_retries,
         )

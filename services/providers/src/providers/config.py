@@ -10,6 +10,7 @@ from pathways_shared.config import ServiceSettings
 
 class ProvidersSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="PROVIDERS_")
+    calls_peers = True  # the referrals service, for a person's details
 
     service_name: str = "providers"
     port: int = 8002

@@ -11,10 +11,11 @@ import dataclasses
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from pathways_shared.clock import iso_z
 from pathways_shared.vocabulary import (
     Complexity,
     DeclineReason,
@@ -61,10 +62,6 @@ class Deadline(StrEnum):
 
 
 MAX_COMMENTS = 4000
-
-
-def _iso_z(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _require_aware(field: str, moment: datetime) -> None:
@@ -137,8 +134,8 @@ class ReferralAllocated(ProviderReferralEvent):
     def additional_information(self) -> dict[str, Any]:
         return super().additional_information() | {
             "area": self.area,
-            "acknowledgeBy": _iso_z(self.acknowledge_by),
-            "respondBy": _iso_z(self.respond_by),
+            "acknowledgeBy": iso_z(self.acknowledge_by),
+            "respondBy": iso_z(self.respond_by),
             "dutyToRefer": self.duty_to_refer,
         }
 
@@ -216,7 +213,7 @@ class DeadlineMissed(ProviderReferralEvent):
     def additional_information(self) -> dict[str, Any]:
         return super().additional_information() | {
             "deadline": str(self.deadline),
-            "dueAt": _iso_z(self.due_at),
+            "dueAt": iso_z(self.due_at),
         }
 
 

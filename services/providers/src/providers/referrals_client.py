@@ -1,20 +1,14 @@
 """The person's details for a provider's view, fetched from the referrals service over HTTP
-with a `service` token (never from the bus). Timeouts and a few retries; on failure the
-caller says the details are temporarily unavailable."""
+with a `service` token (never from the bus) by the shared service client (timeouts, a few
+retries); on failure the caller says the details are temporarily unavailable."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from pathways_shared.auth import mint_token
-from pathways_shared.observability import get_logger
-
-log = get_logger(__name__)
+from pathways_shared.service_client import PeerUnavailable, ServiceClient
 
 PERSON_FIELDS = (
     "crn",
@@ -28,7 +22,6 @@ PERSON_FIELDS = (
     "interpreter_language",
 )
 PRACTITIONER_FIELDS = ("name", "email", "team")
-RETRYABLE_STATUS = frozenset({502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -37,50 +30,13 @@ class PersonDetails:
     practitioner: dict[str, Any]
 
 
-class ReferralsClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        jwt_secret: str | None,
-        timeout: float = 2.0,
-        retries: int = 2,
-        backoff: float = 0.2,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.jwt_secret = jwt_secret
-        self.retries = retries
-        self.backoff = backoff
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
-
-    def _headers(self) -> dict[str, str]:
-        if not self.jwt_secret:
-            return {}
-        token = mint_token(
-            self.jwt_secret, sub="providers-service", roles=["service"], ttl_seconds=300
-        )
-        return {"Authorization": f"Bearer {token}"}
-
+class ReferralsClient(ServiceClient):
     async def person_details(self, referral_id: uuid.UUID) -> PersonDetails | None:
-        url = f"{self.base_url}/referrals/{referral_id}"
-        for attempt in range(self.retries + 1):
-            try:
-                response = await self._client.get(url, headers=self._headers())
-            except httpx.HTTPError as exc:
-                log.warning("referrals.fetch_failed", url=url, error=str(exc), attempt=attempt)
-            else:
-                if response.status_code == 200:
-                    return _details(response.json())
-                log.warning("referrals.fetch_status", url=url, status=response.status_code)
-                if response.status_code not in RETRYABLE_STATUS:
-                    return None
-            if attempt < self.retries:
-                await asyncio.sleep(self.backoff * (2**attempt))
-        return None
-
-    async def close(self) -> None:
-        await self._client.aclose()
+        try:
+            response = await self.get(f"/referrals/{referral_id}")
+        except PeerUnavailable:
+            return None
+        return _details(response.json()) if response.status_code == 200 else None
 
 
 def _details(body: Any) -> PersonDetails | None:

@@ -1,17 +1,28 @@
-"""Every query of the providers service."""
+"""Every query of the providers service, and the conversions between its rows and the domain."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.db import is_postgres
+from pathways_shared.vocabulary import (
+    Complexity,
+    DeclineReason,
+    Outcome,
+    Pathway,
+    WithdrawalReason,
+)
+from providers.catalogue import Service
+from providers.domain import ProviderReferral, ProviderReferralStatus
 from providers.models import (
     IomMemberRow,
     NeedRow,
@@ -23,6 +34,84 @@ from providers.models import (
 )
 
 AWAITING_RESPONSE = ("allocated", "acknowledged")
+
+
+# ---- conversions between rows and the domain ----------------------------------------------
+
+
+def service_from_row(row: ServiceRow) -> Service:
+    return Service.model_validate(
+        {
+            "code": row.code,
+            "name": row.name,
+            "provider_code": row.provider_code,
+            "programme": row.programme,
+            "pathway": row.pathway,
+            "areas": row.areas,
+            "priority": row.priority,
+            "eligibility": row.eligibility,
+            "acknowledge_days": row.acknowledge_days,
+            "respond_days": row.respond_days,
+            "active": row.active,
+        }
+    )
+
+
+def service_row(service: Service, now: datetime) -> ServiceRow:
+    data = service.model_dump(mode="json")
+    return ServiceRow(**data, updated_at=now)
+
+
+def referral_from_row(row: ProviderReferralRow) -> ProviderReferral:
+    def opt(enum: Any, value: str | None) -> Any:
+        return None if value is None else enum(value)
+
+    return ProviderReferral(
+        id=row.id,
+        referral_id=row.referral_id,
+        need_id=row.need_id,
+        crn=row.crn,
+        area=row.area,
+        pathway=Pathway(row.pathway),
+        complexity=Complexity(row.complexity),
+        flags=tuple(row.flags),
+        service_code=row.service_code,
+        provider_code=row.provider_code,
+        programme=row.programme,
+        status=ProviderReferralStatus(row.status),
+        allocated_at=row.allocated_at,
+        acknowledge_by=row.acknowledge_by,
+        respond_by=row.respond_by,
+        acknowledged_at=row.acknowledged_at,
+        responded_at=row.responded_at,
+        decline_reason=opt(DeclineReason, row.decline_reason),
+        decline_comments=row.decline_comments,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        outcome=opt(Outcome, row.outcome),
+        outcome_notes=row.outcome_notes,
+        withdrawn_at=row.withdrawn_at,
+        withdrawal_reason=opt(WithdrawalReason, row.withdrawal_reason),
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, str):
+        return str(value)  # StrEnum to its plain value
+    return value
+
+
+def copy_to_row(referral: ProviderReferral, row: ProviderReferralRow, now: datetime) -> None:
+    for field in dataclasses.fields(referral):
+        setattr(row, field.name, _plain(getattr(referral, field.name)))
+    row.updated_at = now
+
+
+def new_referral_row(referral: ProviderReferral, now: datetime) -> ProviderReferralRow:
+    data = {f.name: _plain(getattr(referral, f.name)) for f in dataclasses.fields(referral)}
+    return ProviderReferralRow(**data, updated_at=now)
 
 
 class CatalogueRepository:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
 
+from pathways_shared.clock import age_on  # noqa: F401  (routing's ages)
 from pathways_shared.vocabulary import (
     AREAS,
     STATUTORY_STATUSES,
@@ -21,12 +21,6 @@ from pathways_shared.vocabulary import (
     SupervisionStatus,
 )
 from providers.catalogue import Service
-
-
-def age_on(date_of_birth: date, day: date) -> int:
-    """Whole years on `day`; someone born on 29 February turns a year older on 1 March."""
-    before_birthday = (day.month, day.day) < (date_of_birth.month, date_of_birth.day)
-    return day.year - date_of_birth.year - int(before_birthday)
 
 
 @dataclass(frozen=True)

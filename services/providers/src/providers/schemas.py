@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pathways_shared.problems import problem_responses as shared_problem_responses
 from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
 from providers.catalogue import Eligibility, NeedFlag, Service
 from providers.domain import ProviderReferralStatus
@@ -180,22 +181,6 @@ class RoutingDecisionsPublic(Strict):
 # ---- problems (for the OpenAPI document) ---------------------------------------------------
 
 
-class FieldErrorPublic(BaseModel):
-    field: str
-    message: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, as every 4xx/5xx body is."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    errors: list[FieldErrorPublic] | None = None
-
-
 PROBLEM_MEANINGS: dict[int, str] = {
     401: "No token, or a bad one",
     403: "The caller's role does not allow this",
@@ -207,11 +192,4 @@ PROBLEM_MEANINGS: dict[int, str] = {
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for these statuses, each a problem+json body."""
-    return {
-        status: {
-            "model": Problem,
-            "description": PROBLEM_MEANINGS[status],
-            "content": {"application/problem+json": {}},
-        }
-        for status in statuses
-    }
+    return shared_problem_responses(PROBLEM_MEANINGS, *statuses)

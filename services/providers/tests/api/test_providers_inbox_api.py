@@ -349,8 +349,8 @@ async def test_details_come_from_the_referrals_service_with_a_service_token(app,
     runtime = app.state.runtime
     original = runtime.extras["referrals_client"]
     runtime.extras["referrals_client"] = ReferralsClient(
+        app.state.settings,
         "http://referrals.test",
-        jwt_secret=app.state.settings.jwt_secret,
         transport=httpx.MockTransport(referrals_service),
     )
     try:

@@ -133,7 +133,9 @@ async def test_deselection_ends_membership_for_later_referrals(
     app, sessionmaker, publish, make_submitted, provider_events
 ):
     selected = make_event(
-        "cohorts.member.selected", {"area": "E08000029", "cohort": "flex"}, crn="M333333"
+        "cohorts.member.selected",
+        {"area": "E08000029", "cohort": "flex", "reviewDueAt": "2027-02-16T00:00:00Z"},
+        crn="M333333",
     )
     deselected = make_event(
         "cohorts.member.deselected",

@@ -306,8 +306,8 @@ def test_allocation_computes_deadlines_over_the_christmas_bank_holidays() -> Non
         "programme": "CRS",
         "pathway": "accommodation",
         "area": "E08000029",
-        "acknowledgeBy": "2026-12-30T23:59:59Z",
-        "respondBy": "2027-01-05T23:59:59Z",
+        "acknowledgeBy": "2026-12-30T23:59:59.000Z",
+        "respondBy": "2027-01-05T23:59:59.000Z",
         "dutyToRefer": True,
     }
 
@@ -530,7 +530,7 @@ def test_deadline_missed_event() -> None:
     assert event.event_type == "providers.referral.deadline-missed"
     assert event.additional_information() == IDS | SERVICE_INFO | {
         "deadline": "respond",
-        "dueAt": "2027-01-05T23:59:59Z",
+        "dueAt": "2027-01-05T23:59:59.000Z",
     }
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pathways_shared.errors import FieldError
+from pathways_shared.errors import PathwaysError as DomainError
 from providers.errors import (
-    DomainError,
-    FieldError,
     IllegalTransition,
     InvalidService,
     InvalidValue,

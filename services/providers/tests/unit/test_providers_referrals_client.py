@@ -37,8 +37,8 @@ def client_answering(*answers: int | Exception, calls: list[httpx.Request]) -> R
         return httpx.Response(answer, json=REFERRAL if answer == 200 else {"title": "x"})
 
     return ReferralsClient(
+        ServiceSettings(jwt_secret=SECRET),
         "http://referrals.test/",
-        jwt_secret=SECRET,
         retries=2,
         backoff=0,
         transport=httpx.MockTransport(handler),

@@ -27,8 +27,9 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
+from pathways_shared.clock import age_on, london_day
+from pathways_shared.errors import FieldError, PathwaysError
 from pathways_shared.vocabulary import (
     AREAS,
     CRN_PATTERN,
@@ -44,7 +45,6 @@ from pathways_shared.vocabulary import (
     WithdrawalReason,
 )
 
-LONDON = ZoneInfo("Europe/London")
 MINIMUM_AGE = 18
 MAXIMUM_PLAUSIBLE_AGE = 120
 MIN_NEEDS = 1
@@ -70,54 +70,31 @@ class ReferralStatus(StrEnum):
 # --------------------------------------------------------------------------- errors
 
 
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    message: str
-
-
-class DomainError(Exception):
-    """A refusal with the HTTP status and problem `code`/`title` the API maps it to."""
-
-    status: int = 400
-    code: str = "domain-error"
-    title: str = "The request cannot be carried out"
-
-    def __init__(self, detail: str, errors: Iterable[FieldError] = ()) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.field_errors: tuple[FieldError, ...] = tuple(errors)
-        # The problem-details body: `errors: [{"field", "message"}]`, absent when empty.
-        self.errors: list[dict[str, str]] | None = [
-            {"field": e.field, "message": e.message} for e in self.field_errors
-        ] or None
-
-
-class InvalidSubmission(DomainError):
+class InvalidSubmission(PathwaysError):
     status = 422
     code = "invalid-referral"
     title = "The referral is not valid"
 
 
-class InvalidWithdrawal(DomainError):
+class InvalidWithdrawal(PathwaysError):
     status = 422
     code = "invalid-withdrawal"
     title = "The withdrawal is not valid"
 
 
-class ReferralAlreadyWithdrawn(DomainError):
+class ReferralAlreadyWithdrawn(PathwaysError):
     status = 409
     code = "referral-already-withdrawn"
     title = "The referral is already withdrawn"
 
 
-class ReferralClosed(DomainError):
+class ReferralClosed(PathwaysError):
     status = 409
     code = "referral-closed"
     title = "The referral is closed"
 
 
-class UnknownNeed(DomainError):
+class UnknownNeed(PathwaysError):
     status = 404
     code = "need-not-found"
     title = "The referral has no such need"
@@ -129,20 +106,6 @@ class UnknownNeed(DomainError):
 def _require_aware(instant: datetime, name: str) -> None:
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware")
-
-
-def london_day(instant: datetime) -> date:
-    """The calendar day in Europe/London at that instant."""
-    _require_aware(instant, "instant")
-    return instant.astimezone(LONDON).date()
-
-
-def age_on(date_of_birth: date, day: date) -> int:
-    """Whole years completed on `day` (29 February birthdays fall on 1 March in other years)."""
-    years = day.year - date_of_birth.year
-    if (day.month, day.day) < (date_of_birth.month, date_of_birth.day):
-        years -= 1
-    return years
 
 
 # --------------------------------------------------------------------------- submission

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from pathways_shared.events import iso_z
+from pathways_shared.problems import problem_responses as shared_problem_responses
 from pathways_shared.vocabulary import (
     Complexity,
     NeedStatus,
@@ -138,39 +139,18 @@ class WithdrawalCreate(_Request):
 # --------------------------------------------------------------------------- responses
 
 
-class FieldErrorPublic(BaseModel):
-    field: str
-    message: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, as every 4xx/5xx answers (`application/problem+json`)."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    errors: list[FieldErrorPublic] | None = None
+PROBLEM_MEANINGS: dict[int, str] = {
+    401: "No token, or a bad one",
+    403: "The caller's role or areas do not allow this",
+    404: "No such referral (or not in the caller's areas)",
+    409: "The referral is already withdrawn or closed",
+    422: "Invalid input: `errors` lists each field at fault",
+}
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for these statuses, each a problem+json body."""
-    meaning = {
-        401: "No token, or a bad one",
-        403: "The caller's role or areas do not allow this",
-        404: "No such referral (or not in the caller's areas)",
-        409: "The referral is already withdrawn or closed",
-        422: "Invalid input: `errors` lists each field at fault",
-    }
-    return {
-        status: {
-            "model": Problem,
-            "description": meaning[status],
-            "content": {"application/problem+json": {}},
-        }
-        for status in statuses
-    }
+    return shared_problem_responses(PROBLEM_MEANINGS, *statuses)
 
 
 class PersonPublic(BaseModel):

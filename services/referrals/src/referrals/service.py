@@ -27,7 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from referrals import domain
 from referrals.domain import HistoryEntry, Referral
-from referrals.provider_events import (
+from referrals.need_lifecycle import (
     MalformedProviderEvent,
     apply_to_referral,
     parse_provider_event,

@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 from pathways_shared.vocabulary import NeedStatus
 from referrals.domain import Need, ReferralStatus, UnknownNeed
-from referrals.provider_events import (
+from referrals.need_lifecycle import (
     Deadline,
     MalformedProviderEvent,
     ProviderEvent,

@@ -1,9 +1,10 @@
 """A development mail sink: an SMTP server on loopback that keeps every message it gets.
 
-    python -m notifications.mailsink --port 1025 --directory .data/mail
+    python scripts/mailsink.py --port 1025 --directory .data/mail
 
 Each message is written as ``<n>-<Message-ID>.eml`` to read with any mail client or a pager.
-For development and demonstrations only; tests start their own server.
+For development and demonstrations only (`make run`, the system tests and the benchmarks
+start it); it is no part of the notifications service, whose unit tests start their own server.
 """
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from pathways_shared.errors import PathwaysError
 from pathways_shared.vocabulary import NeedStatus
 
 from referrals.domain import (
-    DomainError,
     HistoryEntry,
     Need,
     Referral,
@@ -92,7 +92,7 @@ DEADLINE_OPEN_WHILE: dict[Deadline, frozenset[NeedStatus]] = {
 }
 
 
-class MalformedProviderEvent(DomainError):
+class MalformedProviderEvent(PathwaysError):
     """An event this service can never process: it goes to the dead letter store."""
 
     status = 422

@@ -1,0 +1,67 @@
+"""Use cases of the cohorts service: load, decide (pure domain), save and write the outbox, in
+the caller's transaction. Services never commit; the request's session (or the worker's
+transaction) does. The offence import is the exception that proves it: each batch is its
+own unit of work, so it takes the sessionmaker.
+
+One module per family of use cases; every public name is importable from here
+(`from cohorts import service; service.run_selection(...)`).
+"""
+
+from cohorts.service.members import (
+    adopt_member,
+    deselect_member,
+    list_members,
+    move_member,
+    note_need_activity,
+    read_member,
+    review_due_members,
+    suggestions,
+)
+from cohorts.service.nominals import (
+    add_offences,
+    assess_nominal,
+    list_offences,
+    read_nominal,
+    upsert_nominal,
+    visible_nominal,
+)
+from cohorts.service.offence_import import (
+    ParsedImport,
+    get_import,
+    parse_offence_csv,
+    run_import,
+    start_import,
+)
+from cohorts.service.policies import policy_for, policy_view, read_policy, replace_policy
+from cohorts.service.selection_runs import list_runs, read_run, run_selection
+from cohorts.service.subject_access import subject_access
+
+__all__ = [
+    "ParsedImport",
+    "add_offences",
+    "adopt_member",
+    "assess_nominal",
+    "deselect_member",
+    "get_import",
+    "list_members",
+    "list_offences",
+    "list_runs",
+    "move_member",
+    "note_need_activity",
+    "parse_offence_csv",
+    "policy_for",
+    "policy_view",
+    "read_member",
+    "read_nominal",
+    "read_policy",
+    "read_run",
+    "replace_policy",
+    "review_due_members",
+    "run_import",
+    "run_selection",
+    "start_import",
+    "subject_access",
+    "suggestions",
+    "upsert_nominal",
+    "visible_nominal",
+]

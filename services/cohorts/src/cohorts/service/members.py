@@ -1,0 +1,410 @@
+"""Cohort members: panel decisions (adopt, deselect, move), reviews, suggestions, and the
+pathway activity consumed from referral and provider events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from cohorts import repository as repo
+from cohorts.membership import (
+    Decision,
+    Membership,
+    MembershipStatus,
+    adopt,
+    deselect,
+    deselection_suggestions,
+    move,
+    pathway_activity,
+    review_if_due,
+)
+from cohorts.models import (
+    MembershipRecord,
+    ReferralNeedRecord,
+)
+from cohorts.policy import SelectionPolicy
+from cohorts.service.checks import checked_crn
+from cohorts.service.nominals import assessment_of
+from cohorts.service.policies import policy_for
+from pathways_shared.access import Action, record_access
+from pathways_shared.auth import Principal
+from pathways_shared.clock import london_today
+from pathways_shared.consumer import RetryLater
+from pathways_shared.events import make_event
+from pathways_shared.outbox import add_event
+from pathways_shared.problems import Conflict, NotFound, ValidationProblem
+from pathways_shared.vocabulary import (
+    AREAS,
+    Cohort,
+    DeselectionReason,
+)
+
+# --- members --------------------------------------------------------------------------------
+
+
+def _to_domain(record: MembershipRecord) -> Membership:
+    return Membership(
+        crn=record.crn,
+        area=record.area,
+        cohort=Cohort(record.cohort),
+        status=MembershipStatus(record.status),
+        adopted_at=record.adopted_at,
+        adopted_by=record.adopted_by,
+        rationale=record.rationale,
+        met_criteria=record.met_criteria,
+        criteria_reasons=tuple(record.criteria_reasons),
+        score_at_adoption=record.score_at_adoption,
+        review_due_at=record.review_due_at,
+        deselected_at=record.deselected_at,
+        deselected_by=record.deselected_by,
+        deselection_reason=DeselectionReason(record.deselection_reason)
+        if record.deselection_reason
+        else None,
+        deselection_comments=record.deselection_comments,
+    )
+
+
+def _apply(record: MembershipRecord | None, member: Membership) -> MembershipRecord:
+    record = record or MembershipRecord(id=str(uuid.uuid4()))
+    record.crn = member.crn
+    record.area = member.area
+    record.cohort = member.cohort.value
+    record.status = member.status.value
+    record.adopted_at = member.adopted_at
+    record.adopted_by = member.adopted_by
+    record.rationale = member.rationale
+    record.met_criteria = member.met_criteria
+    record.criteria_reasons = list(member.criteria_reasons)
+    record.score_at_adoption = member.score_at_adoption
+    record.review_due_at = member.review_due_at
+    record.deselected_at = member.deselected_at
+    record.deselected_by = member.deselected_by
+    record.deselection_reason = (
+        member.deselection_reason.value if member.deselection_reason else None
+    )
+    record.deselection_comments = member.deselection_comments
+    return record
+
+
+def _publish(session: AsyncSession, events: Any, base_url: str, now: datetime) -> None:
+    for event in events:
+        add_event(
+            session,
+            make_event(
+                event.event_type,
+                event.additional_information(),
+                crn=event.crn,
+                detail_url=f"{base_url}/cohorts/{event.area}/members/{event.crn}",
+                occurred_at=now,
+            ),
+        )
+
+
+async def _save(
+    session: AsyncSession, decision: Decision, current: MembershipRecord | None
+) -> list[MembershipRecord]:
+    saved = []
+    for member in decision.memberships:
+        same_spell = (
+            current is not None
+            and member.adopted_at == current.adopted_at
+            and member.cohort.value == current.cohort
+        )
+        record = _apply(current if same_spell else None, member)
+        repo.add(session, record)
+        saved.append(record)
+        # the ended spell must be written before the new active one (one active per area)
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            raise Conflict(f"{member.crn} is already a member in {member.area}") from exc
+    return saved
+
+
+def _area_for_panel(principal: Principal, area: str) -> str:
+    if area not in AREAS:
+        raise NotFound(f"no area {area}")
+    principal.require_area(area, hide=False)
+    return area
+
+
+async def adopt_member(
+    session: AsyncSession,
+    principal: Principal,
+    area: str,
+    *,
+    crn: str,
+    cohort: Cohort,
+    decided_by: str,
+    rationale: str,
+    now: datetime,
+    base_url: str,
+) -> MembershipRecord:
+    _area_for_panel(principal, area)
+    nominal = await repo.get_nominal(session, crn)
+    if nominal is None:
+        raise ValidationProblem(
+            f"no nominal {crn}: record it first (PUT /nominals/{crn})", field="crn"
+        )
+    if nominal.area != area:
+        raise ValidationProblem(
+            f"{crn} is recorded in area {nominal.area}, not {area}", field="crn"
+        )
+    current = await repo.active_membership(session, crn, area, for_update=True)
+    policy, _ = await policy_for(session, area)
+    assessment = await assessment_of(session, nominal, london_today(now), policy)
+    decision = adopt(
+        _to_domain(current) if current else None,
+        crn=crn,
+        area=area,
+        cohort=cohort,
+        decided_by=decided_by,
+        rationale=rationale,
+        now=now,
+        policy=policy,
+        assessment=assessment,
+    )
+    (saved,) = await _save(session, decision, None)
+    _publish(session, decision.events, base_url, now)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.ALTERATION,
+        resource=f"/cohorts/{area}/members/{crn}",
+        crn=crn,
+        purpose=f"IOM panel adoption into {cohort.value}",
+    )
+    return saved
+
+
+async def _current_member(
+    session: AsyncSession, principal: Principal, area: str, crn: str
+) -> MembershipRecord:
+    _area_for_panel(principal, area)
+    checked_crn(crn)
+    current = await repo.active_membership(session, crn, area, for_update=True)
+    if current is None:
+        raise NotFound(f"{crn} is not a current member of a cohort in {area}")
+    return current
+
+
+async def deselect_member(
+    session: AsyncSession,
+    principal: Principal,
+    area: str,
+    crn: str,
+    *,
+    reason: DeselectionReason,
+    decided_by: str,
+    comments: str | None,
+    now: datetime,
+    base_url: str,
+) -> MembershipRecord:
+    current = await _current_member(session, principal, area, crn)
+    decision = deselect(
+        _to_domain(current), reason=reason, decided_by=decided_by, now=now, comments=comments
+    )
+    (saved,) = await _save(session, decision, current)
+    _publish(session, decision.events, base_url, now)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.ALTERATION,
+        resource=f"/cohorts/{area}/members/{crn}/deselect",
+        crn=crn,
+        purpose=f"IOM panel deselection ({reason.value})",
+    )
+    return saved
+
+
+async def move_member(
+    session: AsyncSession,
+    principal: Principal,
+    area: str,
+    crn: str,
+    *,
+    cohort: Cohort,
+    decided_by: str,
+    rationale: str,
+    now: datetime,
+    base_url: str,
+) -> MembershipRecord:
+    current = await _current_member(session, principal, area, crn)
+    nominal = await repo.get_nominal(session, crn)
+    assert nominal is not None
+    policy, _ = await policy_for(session, area)
+    assessment = await assessment_of(session, nominal, london_today(now), policy)
+    decision = move(
+        _to_domain(current),
+        to=cohort,
+        decided_by=decided_by,
+        rationale=rationale,
+        now=now,
+        policy=policy,
+        assessment=assessment,
+    )
+    _ended, started = await _save(session, decision, current)
+    _publish(session, decision.events, base_url, now)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.ALTERATION,
+        resource=f"/cohorts/{area}/members/{crn}/move",
+        crn=crn,
+        purpose=f"IOM panel move to {cohort.value}",
+    )
+    return started
+
+
+async def list_members(
+    session: AsyncSession,
+    principal: Principal,
+    area: str,
+    *,
+    cohort: Cohort | None,
+    status: str | None,
+    limit: int,
+    after: list[Any] | None,
+) -> list[MembershipRecord]:
+    _area_for_panel(principal, area)
+    rows = await repo.list_members(
+        session,
+        area,
+        cohort=cohort.value if cohort else None,
+        status=status,
+        limit=limit,
+        after=after,
+    )
+    await repo.log_access_many(
+        session,
+        actor=principal,
+        action=Action.CONSULTATION,
+        crns=sorted({r.crn for r in rows[:limit]}),
+        resource=f"/cohorts/{area}/members",
+        purpose="view IOM cohort membership",
+    )
+    return rows
+
+
+async def suggestions(
+    session: AsyncSession, principal: Principal, area: str, *, now: datetime
+) -> list[tuple[MembershipRecord, date | None]]:
+    _area_for_panel(principal, area)
+    today = london_today(now)
+    policy, _ = await policy_for(session, area)
+    records = await repo.active_members_in(session, area)
+    last = await repo.last_offence_dates(session, [r.crn for r in records], today)
+    by_key = {(r.crn, r.cohort): r for r in records}
+    chosen = deselection_suggestions(
+        [(_to_domain(r), last.get(r.crn)) for r in records], today, policy
+    )
+    await repo.log_access_many(
+        session,
+        actor=principal,
+        action=Action.CONSULTATION,
+        crns=[m.crn for m in chosen],
+        resource=f"/cohorts/{area}/deselection-suggestions",
+        purpose="IOM panel review of members quiet for a year",
+    )
+    return [(by_key[(m.crn, m.cohort.value)], last.get(m.crn)) for m in chosen]
+
+
+async def review_due_members(
+    session: AsyncSession, *, now: datetime, base_url: str, limit: int = 200
+) -> int:
+    """The scheduler's step: publish a review-due event (with a deselection suggestion when
+    the member has been quiet for a year) for each member whose review has come, and move
+    their review on by one interval. Answers how many reviews were published."""
+    due = await repo.members_due_for_review(session, now, limit)
+    if not due:
+        return 0
+    published = 0
+    today = london_today(now)
+    last = await repo.last_offence_dates(session, sorted({r.crn for r in due}), today)
+    policies: dict[str, SelectionPolicy] = {}
+    for record in due:
+        if record.area not in policies:
+            policies[record.area], _ = await policy_for(session, record.area)
+        decision = review_if_due(
+            _to_domain(record),
+            last_offence_date=last.get(record.crn),
+            now=now,
+            today=today,
+            policy=policies[record.area],
+        )
+        if decision is None:
+            continue
+        record.review_due_at = decision.membership.review_due_at
+        repo.add(session, record)
+        _publish(session, [decision.event], base_url, now)
+        published += 1
+    return published
+
+
+# --- pathway activity (consumed events) -----------------------------------------------------
+
+
+async def note_need_activity(
+    session: AsyncSession,
+    *,
+    crn: str | None,
+    need_id: str,
+    status: str,
+    now: datetime,
+    base_url: str,
+    referral_id: str | None = None,
+    pathway: str | None = None,
+    programme: str | None = None,
+) -> int:
+    """Keep where a need stands; tell the police about it when the person is a current
+    member. Answers how many pathway-activity events were written."""
+    need = await repo.get_need(session, need_id)
+    if need is None:
+        if crn is None or pathway is None:
+            members = await repo.active_memberships_of(session, crn) if crn else []
+            if members:
+                # The submitted event that names the pathway has not been seen yet: retry.
+                raise RetryLater(f"need {need_id} of a member is not known yet")
+            return 0
+        need = ReferralNeedRecord(
+            need_id=need_id,
+            referral_id=referral_id or "",
+            crn=crn,
+            pathway=pathway,
+            status=status,
+            programme=programme,
+            updated_at=now,
+        )
+    need.status = status
+    if programme:
+        need.programme = programme
+    need.updated_at = now
+    repo.add(session, need)
+    published = 0
+    for record in await repo.active_memberships_of(session, need.crn):
+        event = pathway_activity(
+            _to_domain(record), pathway=need.pathway, status=need.status, programme=need.programme
+        )
+        if event is not None:
+            _publish(session, [event], base_url, now)
+            published += 1
+    return published
+
+
+async def read_member(
+    session: AsyncSession, principal: Principal, area: str, crn: str
+) -> MembershipRecord:
+    current = await _current_member(session, principal, area, crn)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.CONSULTATION,
+        resource=f"/cohorts/{area}/members/{crn}",
+        crn=crn,
+        purpose="view IOM cohort membership",
+    )
+    return current

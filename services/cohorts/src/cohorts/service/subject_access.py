@@ -1,0 +1,54 @@
+"""Subject access: everything the cohorts service holds about one person."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from cohorts import repository as repo
+from cohorts.service.checks import checked_crn
+from pathways_shared.access import Action, record_access
+from pathways_shared.auth import Principal
+
+# --- subject access -------------------------------------------------------------------------
+
+
+async def subject_access(session: AsyncSession, principal: Principal, crn: str) -> dict[str, Any]:
+    checked_crn(crn)
+    nominal = await repo.get_nominal(session, crn)
+    offences = await repo.offences_of(session, crn)
+    memberships = await repo.memberships_of(session, crn)
+    needs = await repo.needs_of(session, crn)
+    runs = await repo.runs_naming(session, crn)
+    log = await repo.access_log_of(session, crn)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.DISCLOSURE,
+        resource=f"/subject-access-requests?crn={crn}",
+        crn=crn,
+        purpose="subject access request",
+    )
+
+    def dump(record: Any) -> dict[str, Any]:
+        return record.model_dump(mode="json")
+
+    return {
+        "crn": crn,
+        "nominal": dump(nominal) if nominal else None,
+        "offences": [dump(o) for o in offences],
+        "memberships": [dump(m) for m in memberships],
+        "referral_needs": [dump(n) for n in needs],
+        "selection_runs": [
+            {
+                "id": run.id,
+                "area": run.area,
+                "as_of": run.as_of.isoformat(),
+                "candidate": [c for c in run.candidates if c.get("crn") == crn],
+                "excluded": [e for e in run.excluded if e.get("crn") == crn],
+            }
+            for run in runs
+        ],
+        "access_log": [dump(entry) for entry in log],
+    }
