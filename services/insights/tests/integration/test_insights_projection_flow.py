@@ -11,8 +11,8 @@ from insights.domain.figures import FigureKind
 from insights.schemas import FiguresQuery
 from insights.service import default_period, figures
 from pathways_shared.events import utc_now
-from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.harness import asyncpg_dsn as _asyncpg_dsn
+from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.testing import auth, wait_until
 from pathways_shared.vocabulary import AREAS
 from pathways_shared.working_days import london_day
