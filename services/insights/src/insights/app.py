@@ -7,8 +7,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from insights import api, consumers
-from insights.web import routes as dashboard
 from insights.config import InsightsSettings
+from insights.web import routes as dashboard
 from pathways_shared.runtime import build_app
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from insights import service
 from insights.config import InsightsSettings
 from insights.domain.cohorts import ACTIVITY, DESELECTED, SELECTED
 from insights.domain.projection import StepKind, unmet_reason
-from pathways_shared.consumer import Handler, PermanentError, Subscription
+from pathways_shared.consumer import Handler, PermanentError, Subscription, typed
 from pathways_shared.event_payloads import (
     PAYLOADS,
     DeadlineMissed,
@@ -49,21 +48,6 @@ DURABLES = {
     "COHORTS": "insights-cohorts",
     "NOTIFICATIONS": "insights-notifications",
 }
-
-
-def typed(handle: TypedHandler) -> Handler:
-    """Adapt `handle(session, event, payload)` to the consumer: the payload is the event
-    type's shared model, validated; one that does not validate is dead-lettered."""
-
-    async def handler(session: AsyncSession, event: Event) -> None:
-        model = PAYLOADS[event.event_type]
-        try:
-            payload = model.model_validate(event.additional_information)
-        except ValidationError as exc:
-            raise PermanentError(f"{event.event_type}: {exc}") from exc
-        await handle(session, event, payload)
-
-    return handler
 
 
 class Projector:
@@ -147,30 +131,35 @@ class Projector:
         )
 
     def handlers(self) -> dict[str, dict[str, Handler]]:
-        """Handlers by stream, then by event type."""
-        return {
+        """Handlers by stream, then by event type, each receiving its type's shared payload
+        model (`typed`: validated; one that does not validate is dead-lettered)."""
+        handles: dict[str, dict[str, TypedHandler]] = {
             "REFERRALS": {
-                "referrals.referral.submitted": typed(self.on_submitted),
-                "referrals.referral.withdrawn": typed(self.on_withdrawn),
+                "referrals.referral.submitted": self.on_submitted,
+                "referrals.referral.withdrawn": self.on_withdrawn,
             },
             "PROVIDERS": {
-                "providers.referral.allocated": typed(self.on_allocated),
-                "providers.referral.unallocated": typed(self.on_unallocated),
-                "providers.referral.acknowledged": typed(self.on_step(StepKind.ACKNOWLEDGED)),
-                "providers.referral.accepted": typed(self.on_step(StepKind.ACCEPTED)),
-                "providers.referral.declined": typed(self.on_step(StepKind.DECLINED)),
-                "providers.referral.started": typed(self.on_step(StepKind.STARTED)),
-                "providers.referral.completed": typed(self.on_step(StepKind.COMPLETED)),
-                "providers.referral.deadline-missed": typed(self.on_step(StepKind.DEADLINE_MISSED)),
+                "providers.referral.allocated": self.on_allocated,
+                "providers.referral.unallocated": self.on_unallocated,
+                "providers.referral.acknowledged": self.on_step(StepKind.ACKNOWLEDGED),
+                "providers.referral.accepted": self.on_step(StepKind.ACCEPTED),
+                "providers.referral.declined": self.on_step(StepKind.DECLINED),
+                "providers.referral.started": self.on_step(StepKind.STARTED),
+                "providers.referral.completed": self.on_step(StepKind.COMPLETED),
+                "providers.referral.deadline-missed": self.on_step(StepKind.DEADLINE_MISSED),
             },
             "COHORTS": {
-                "cohorts.member.selected": typed(self.on_member),
-                "cohorts.member.deselected": typed(self.on_member),
-                "cohorts.member.pathway-activity": typed(self.on_member),
+                "cohorts.member.selected": self.on_member,
+                "cohorts.member.deselected": self.on_member,
+                "cohorts.member.pathway-activity": self.on_member,
             },
             "NOTIFICATIONS": {
-                "notifications.duty-to-refer.sent": typed(self.on_duty_to_refer),
+                "notifications.duty-to-refer.sent": self.on_duty_to_refer,
             },
+        }
+        return {
+            stream: {event_type: typed(PAYLOADS[event_type], handle) for event_type, handle in by_type.items()}
+            for stream, by_type in handles.items()
         }
 
 

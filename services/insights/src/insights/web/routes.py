@@ -36,9 +36,8 @@ from insights.web.signin import (
     visible_areas,
 )
 from pathways_shared.auth import Principal
-from pathways_shared.events import utc_now
+from pathways_shared.clock import london_today
 from pathways_shared.vocabulary import AREAS, PATHWAY_NAMES
-from pathways_shared.working_days import london_day
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -63,10 +62,6 @@ PAGE_HEADERS = {
 router = APIRouter(include_in_schema=False)
 development_router = APIRouter(include_in_schema=False)
 DashboardUser = Annotated[Principal, Depends(dashboard_principal)]
-
-
-def london_today():
-    return london_day(utc_now())
 
 
 def _settings(request: Request) -> DashboardSettings:
