@@ -60,14 +60,14 @@ class Projector:
     async def on_submitted(self, session: AsyncSession, event: Event, p: ReferralSubmitted) -> None:
         await service.record_submission(
             session, event_id=str(event.id), occurred_at=event.occurred_at,
-            referral_id=p.referral_id, area=p.area, sex=str(p.sex),
+            referral_id=str(p.referral_id), area=p.area, sex=str(p.sex),
             age_on_submission=p.age_on_submission, supervision_status=str(p.supervision_status),
-            needs=[(n.need_id, str(n.pathway), str(n.complexity), n.flags) for n in p.needs],
+            needs=[(str(n.need_id), str(n.pathway), str(n.complexity), n.flags) for n in p.needs],
             calendar=self.calendar,
         )
 
     async def on_withdrawn(self, session: AsyncSession, event: Event, p: ReferralWithdrawn) -> None:
-        for need_id in p.need_ids:
+        for need_id in map(str, p.need_ids):
             await self._step(session, event, need_id, StepKind.WITHDRAWN, detail=str(p.reason_code))
 
     async def on_allocated(self, session: AsyncSession, event: Event, p: ReferralAllocated) -> None:
