@@ -36,7 +36,7 @@ class ServiceSettings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///.data/pathways.db"
     database_pool_size: int = 10
     nats_url: str = Field(
-        default="nats://127.0.0.1:4222", validation_alias="NATS_URL"
+        default="nats://127.0.0.1:4223", validation_alias="NATS_URL"
     )
     # Prepended to every subject and stream name; tests use it to run in isolation.
     subject_prefix: str = Field(
