@@ -101,3 +101,41 @@ def test_the_local_server_reports_sync_always(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+# --- stream limits, sized with the volumes, and the alert ------------------------------------
+
+def _find(resources: list[dict], kind: str, name: str) -> dict:
+    return next(r for r in resources if r["kind"] == kind and r["metadata"]["name"] == name)
+
+
+@pytest.mark.parametrize("env", ("base", "staging", "production"))
+def test_stream_limits_fit_the_volume_and_the_server(rendered, env):
+    from pathways_shared.broker import STREAM_SHARES, parse_bytes, stream_max_bytes
+
+    resources = rendered[env]
+    job = _find(resources, "Job", "nats-streams")["spec"]["template"]["spec"]["containers"][0]
+    budget = parse_bytes({e["name"]: e.get("value") for e in job["env"]}["PATHWAYS_STREAMS_MAX_BYTES"])
+    nats_set = _find(resources, "StatefulSet", "nats")
+    volume = parse_bytes(nats_set["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"])
+    conf = _find(resources, "ConfigMap", "nats-config")["data"]["nats-server.conf"]
+    max_file_store = parse_bytes(re.search(r"max_file_store:\s*(\S+)", conf).group(1))
+    # every node holds a copy of every (R3) stream: all of them must fit one node's disk
+    assert budget <= 0.8 * min(volume, max_file_store), (env, budget, volume, max_file_store)
+    assert sum(stream_max_bytes(name, budget) for name in STREAM_SHARES) <= budget
+
+
+def test_an_alert_fires_when_a_stream_passes_80_percent():
+    import yaml
+
+    from pathways_shared.observability import Metrics
+
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "pathways-alerts.yaml").read_text())
+    by_name = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    expr = by_name["PathwaysStreamNearlyFull"]["expr"]
+    assert "pathways_stream_bytes" in expr and "pathways_stream_max_bytes" in expr
+    assert re.search(r">\s*0\.8\b", expr)
+    exported = {m.name for m in Metrics("test").registry.collect()}
+    for rule in by_name.values():
+        for metric in re.findall(r"pathways_[a-z_]+", rule["expr"]):
+            assert metric in exported, f"{rule['alert']} uses {metric}, which no service exports"

@@ -14,13 +14,15 @@ import pytest
 from nats.js.api import DiscardPolicy
 
 from pathways_shared.broker import (
+    DEFAULT_STREAMS_MAX_BYTES,
     STREAM_SHARES,
     ensure_streams,
     parse_bytes,
+    sample_broker_health,
     servers,
     stream_max_bytes,
 )
-from pathways_shared.events import STREAMS
+from pathways_shared.events import STREAMS, stream_name
 
 
 def streams_ensure(url: str, *args: str) -> subprocess.CompletedProcess:
@@ -82,3 +84,36 @@ async def test_replicas_and_limits_are_the_operators_and_never_silently_lowered(
     forced = await asyncio.to_thread(streams_ensure, url, "--replicas", "1", "--force")
     assert forced.returncode == 0, forced.stderr
     assert {s[0] for s in (await stream_settings(url)).values()} == {1}
+
+
+async def test_stream_usage_and_consumer_health_are_gauges(nc, subject_prefix):
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from pathways_shared.observability import Metrics
+
+    js = nc.jetstream(timeout=10)
+    await ensure_streams(js, prefix=subject_prefix)
+    stream = stream_name("REFERRALS", subject_prefix)
+    await js.add_consumer(stream, ConsumerConfig(
+        durable_name="health-test", ack_policy=AckPolicy.EXPLICIT, ack_wait=1))
+    for i in range(3):
+        await js.publish(f"{subject_prefix}referrals.test", f"m{i}".encode())
+    sub = await js.pull_subscribe_bind("health-test", stream)
+    fetched = await sub.fetch(2, timeout=5)  # delivered, not acknowledged
+    assert len(fetched) == 2
+    await fetched[0].in_progress()  # a long handler keeps its message
+
+    metrics = Metrics("test")
+    await sample_broker_health(js, metrics, prefix=subject_prefix,
+                               consumers=[(stream, "health-test")])
+
+    def value(name, **labels):
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert value("pathways_stream_messages", stream="REFERRALS") == 3
+    assert value("pathways_stream_bytes", stream="REFERRALS") > 0
+    assert value("pathways_stream_max_bytes", stream="REFERRALS") == stream_max_bytes(
+        "REFERRALS", DEFAULT_STREAMS_MAX_BYTES)
+    assert value("pathways_consumer_pending", consumer="health-test") == 1
+    assert value("pathways_consumer_ack_pending", consumer="health-test") == 2
+    assert value("pathways_consumer_redelivered", consumer="health-test") == 0

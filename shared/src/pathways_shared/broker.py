@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 
 import nats
 from nats.aio.client import Client as NATS
@@ -22,7 +23,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from pathways_shared.events import STREAMS, stream_name
-from pathways_shared.observability import get_logger
+from pathways_shared.observability import Metrics, get_logger
 
 log = get_logger(__name__)
 
@@ -178,6 +179,25 @@ async def ensure_deployment_streams(
     finally:
         await nc.close()
     return done
+
+
+async def sample_broker_health(
+    js: JetStreamContext, metrics: Metrics, *, prefix: str = "", consumers: Iterable[tuple[str, str]] = (),
+) -> None:
+    """Sets the stream and consumer gauges of `metrics` from the server: every stream's bytes
+    and limit, and each (stream, durable) consumer's pending, ack-pending and redelivered."""
+    for name in STREAMS:
+        with contextlib.suppress(NotFoundError):
+            info = await js.stream_info(stream_name(name, prefix))
+            metrics.stream_bytes.labels(stream=name).set(info.state.bytes)
+            metrics.stream_messages.labels(stream=name).set(info.state.messages)
+            metrics.stream_max_bytes.labels(stream=name).set(max(info.config.max_bytes or 0, 0))
+    for stream, durable in consumers:
+        with contextlib.suppress(NotFoundError):
+            info = await js.consumer_info(stream, durable)
+            metrics.consumer_pending.labels(consumer=durable).set(info.num_pending or 0)
+            metrics.consumer_ack_pending.labels(consumer=durable).set(info.num_ack_pending or 0)
+            metrics.consumer_redelivered.labels(consumer=durable).set(info.num_redelivered or 0)
 
 
 class Broker:

@@ -26,7 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 
 from pathways_shared.admin import admin_router
 from pathways_shared.auth import Authenticator
-from pathways_shared.broker import Broker
+from pathways_shared.broker import Broker, sample_broker_health
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import Consumer, Subscription
 from pathways_shared.db import make_engine, make_sessionmaker
@@ -60,6 +60,24 @@ class Runtime:
 
 
 Worker = Callable[[Runtime], Awaitable[None]]
+
+
+BROKER_HEALTH_SECONDS = 15
+
+
+async def _watch_broker(runtime: Runtime) -> None:
+    """Stream usage and consumer health as Prometheus gauges, sampled every 15 seconds."""
+    consumers = [(c.stream, c.name) for c in runtime.consumers]
+    while True:
+        try:
+            js = await runtime.broker.wait_ready()
+            await sample_broker_health(
+                js, runtime.metrics, prefix=runtime.broker.prefix, consumers=consumers)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (NATS away: the gauges keep their last values)
+            log.warning("broker.health_failed", error=str(exc))
+        await asyncio.sleep(BROKER_HEALTH_SECONDS)
 
 
 def build_app(
@@ -110,6 +128,7 @@ def build_app(
                 runtime.tasks.append(asyncio.create_task(consumer.run(), name=consumer.name))
             for worker in workers:
                 runtime.tasks.append(asyncio.create_task(_supervised(worker, runtime)))
+            runtime.tasks.append(asyncio.create_task(_watch_broker(runtime), name="broker-health"))
         if on_startup:
             await on_startup(runtime)
         if settings.environment != "test":
