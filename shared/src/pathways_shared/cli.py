@@ -4,6 +4,7 @@
     pathways migrate referrals [--url sqlite+aiosqlite:///.data/referrals.db]
     pathways events tail referrals.> [--durable my-tool]
     pathways streams ensure [--replicas 3] [--max-bytes 4Gi] [--force]   (NATS_URL: pathways-admin)
+    pathways outbox resend --service referrals --since 2026-12-07T01:00:00Z   (<SERVICE>_DATABASE_URL)
     pathways demo
     pathways sar X123456
     pathways offences import extract.csv [--cohorts-url http://127.0.0.1:8003]
@@ -86,6 +87,32 @@ def cmd_events_tail(args: argparse.Namespace) -> None:
         asyncio.run(_tail(args.subject, args.durable, args.nats_url))
     except KeyboardInterrupt:
         pass
+
+
+def cmd_outbox_resend(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
+    from pathways_shared.db import make_engine, make_sessionmaker
+    from pathways_shared.outbox import mark_for_resend
+
+    url = args.url or os.environ.get(f"{args.service.upper()}_DATABASE_URL")
+    if not url:
+        sys.exit(f"set {args.service.upper()}_DATABASE_URL or give --url")
+    since = datetime.fromisoformat(args.since)
+    if since.tzinfo is None:
+        sys.exit("--since needs a time zone, e.g. 2026-12-07T01:00:00Z")
+    tag = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    async def resend() -> int:
+        engine = make_engine(url)
+        try:
+            return await mark_for_resend(make_sessionmaker(engine), since, tag=tag)
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(resend())
+    print(f"{args.service}: {count} outbox rows since {since.isoformat()} queued to be sent again "
+          f"(resend {tag}); the service's relay sends them in order")
 
 
 def cmd_streams_ensure(args: argparse.Namespace) -> None:
@@ -230,6 +257,16 @@ def main(argv: list[str] | None = None) -> None:
         "--force", action="store_true", help="allow lowering a stream's replicas",
     )
     ensure.set_defaults(func=cmd_streams_ensure)
+
+    outbox = sub.add_parser("outbox", help="a service's outbox")
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
+    resend = outbox_sub.add_parser(
+        "resend", help="after the broker lost messages: send again what the outbox holds from a time")
+    resend.add_argument("--service", required=True,
+                        choices=["referrals", "providers", "cohorts", "notifications"])
+    resend.add_argument("--since", required=True, help="ISO time with zone, e.g. 2026-12-07T01:00:00Z")
+    resend.add_argument("--url", help="the service's database (default: <SERVICE>_DATABASE_URL)")
+    resend.set_defaults(func=cmd_outbox_resend)
 
     demo = sub.add_parser("demo", help="submit sample referrals to the running system and narrate")
     demo.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4223"))
