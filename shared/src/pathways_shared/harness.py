@@ -93,7 +93,7 @@ async def delete_streams(prefix: str, nats_url: str = NATS_URL) -> None:
 
     from pathways_shared.events import STREAMS, stream_name
 
-    nc = await nats.connect(nats_url, connect_timeout=2)
+    nc = await nats.connect(nats_url.split(","), connect_timeout=2)
     js = nc.jetstream()
     for name in STREAMS:
         with contextlib.suppress(Exception):
