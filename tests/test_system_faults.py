@@ -19,15 +19,18 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import httpx
+import nats
 import pytest
 
-from pathways_shared.testing import NatsServer, auth
+from pathways_shared.events import STREAMS, stream_name
+from pathways_shared.testing import NatsCluster, NatsServer, auth
 from pathways_shared.vocabulary import PROVIDER_CODES
 
 # Bounded; generous enough for a 2-core machine busy with other suites (see the printed times).
 pytestmark = pytest.mark.timeout(int(os.environ.get("PATHWAYS_FAULTS_TIMEOUT", "900")))
 
 SUBMISSIONS = int(os.environ.get("PATHWAYS_FAULTS_SUBMISSIONS", "2000"))
+CLUSTER_SUBMISSIONS = int(os.environ.get("PATHWAYS_FAULTS_CLUSTER_SUBMISSIONS", "600"))
 RATE = float(os.environ.get("PATHWAYS_FAULTS_RATE", "25"))
 CONCURRENCY = 12
 QUIET_TIMEOUT = float(os.environ.get("PATHWAYS_FAULTS_QUIET_TIMEOUT", "480"))
@@ -97,8 +100,8 @@ class Stream:
     submission that fails (service down, 5xx) is retried with the same Idempotency-Key and
     source_reference until it is accepted (201, or 200: an earlier attempt had succeeded)."""
 
-    def __init__(self, url: str, run: str) -> None:
-        self.url, self.run = url, run
+    def __init__(self, url: str, run: str, submissions: int = SUBMISSIONS) -> None:
+        self.url, self.run, self.submissions = url, run, submissions
         self.accepted: list[Accepted] = []
         self.retries = 0
         self.statuses: Counter[int] = Counter()
@@ -111,7 +114,7 @@ class Stream:
         return len(self.accepted)
 
     async def _worker(self, client: httpx.AsyncClient, started: float) -> None:
-        while (index := next(self._next)) < SUBMISSIONS:
+        while (index := next(self._next)) < self.submissions:
             delay = started + index / RATE - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -142,12 +145,18 @@ class Stream:
             await asyncio.gather(*(self._worker(client, started) for _ in range(CONCURRENCY)))
 
 
-async def faults(system, nats_server: NatsServer, stream: Stream, log: list[str]) -> None:
-    """Each service killed with SIGKILL and restarted in turn, then NATS restarted, spread
-    over the stream of submissions."""
-    steps = ["referrals", "providers", "cohorts", "notifications", "nats"]
+STEPS = ("referrals", "providers", "cohorts", "notifications", "nats")
+# On the cluster the broker step comes first, so the REFERRALS leader dies while referrals
+# are still being submitted and published to it.
+CLUSTER_STEPS = ("nats", "referrals", "providers", "cohorts", "notifications")
+
+
+async def faults(system, nats_server, stream: Stream, log: list[str], steps=STEPS) -> None:
+    """Each service killed with SIGKILL and restarted in turn, then NATS restarted (on a
+    cluster: the node leading REFERRALS killed -9 and restarted), spread over the stream of
+    submissions."""
     for number, step in enumerate(steps, start=1):
-        threshold = SUBMISSIONS * number // (len(steps) + 2)
+        threshold = stream.submissions * number // (len(steps) + 2)
         while stream.done < threshold:
             await asyncio.sleep(0.1)
         began = time.monotonic()
@@ -266,7 +275,7 @@ async def diagnostics(client: httpx.AsyncClient, system) -> str:
     return "\n".join(lines)
 
 
-async def scenario(system, nats_server: NatsServer) -> None:
+async def scenario(system, nats_server, submissions: int = SUBMISSIONS, steps=STEPS) -> None:
     run = uuid.uuid4().hex[:6]
     began = time.monotonic()
     async with httpx.AsyncClient(timeout=30) as client:
@@ -276,21 +285,21 @@ async def scenario(system, nats_server: NatsServer) -> None:
         assert r.status_code == 201, r.text
         subscription_id = r.json()["id"]
 
-        stream, fault_log = Stream(system.url("referrals"), run), []
-        fault_task = asyncio.create_task(faults(system, nats_server, stream, fault_log))
+        stream, fault_log = Stream(system.url("referrals"), run, submissions), []
+        fault_task = asyncio.create_task(faults(system, nats_server, stream, fault_log, steps))
         await stream.run_all()
         await fault_task
         submitted_in = time.monotonic() - began
         assert not stream.unexpected, stream.unexpected[:5]
-        assert len(stream.accepted) == SUBMISSIONS
+        assert len(stream.accepted) == submissions
 
         referrals, settled_in = await settle(client, system)
-        print(f"\nfaults: {SUBMISSIONS} accepted in {submitted_in:.1f}s, quiet {settled_in:.1f}s "
+        print(f"\nfaults: {submissions} accepted in {submitted_in:.1f}s, quiet {settled_in:.1f}s "
               f"later; " + "; ".join(fault_log), flush=True)
 
         # referrals: one referral per accepted submission, each need allocated or unallocated
         accepted_ids = {a.referral_id for a in stream.accepted}
-        assert len(accepted_ids) == SUBMISSIONS, "two submissions answered the same referral"
+        assert len(accepted_ids) == submissions, "two submissions answered the same referral"
         by_id = {r["id"]: r for r in referrals}
         assert set(by_id) == accepted_ids, (len(by_id), len(accepted_ids))
         needs = {n["id"]: (r["id"], n) for r in referrals for n in r["needs"]}
@@ -382,7 +391,7 @@ async def scenario(system, nats_server: NatsServer) -> None:
         assert r.status_code == 200, r.text
 
     print(
-        f"\nfaults: {SUBMISSIONS} submissions ({stream.retries} retried attempts, statuses "
+        f"\nfaults: {submissions} submissions ({stream.retries} retried attempts, statuses "
         f"{dict(stream.statuses)}), {len(needs)} needs: {len(allocated)} allocated, "
         f"{len(unallocated)} unallocated; {sum(practitioner.values())} practitioner and "
         f"{sum(provider.values())} provider allocation emails ({len(resent)} sent again after the "
@@ -413,3 +422,62 @@ def test_referrals_survive_kills_and_a_broker_restart(system_factory, capsys):
             asyncio.run(scenario(system, nats_server))
     finally:
         nats_server.cleanup()
+
+
+class ReferralsLeader:
+    """The fault run's broker step on a cluster: `stop` kills -9 the node leading the
+    REFERRALS stream (no lame duck, no flush), `start` restarts that node."""
+
+    def __init__(self, cluster: NatsCluster, prefix: str) -> None:
+        self.cluster, self.stream = cluster, stream_name("REFERRALS", prefix)
+        self.killed: list[str] = []
+
+    def leader(self) -> str:
+        async def ask() -> str:
+            nc = await nats.connect(self.cluster.url.split(","), connect_timeout=3)
+            try:
+                return (await nc.jetstream(timeout=10).stream_info(self.stream)).cluster.leader
+            finally:
+                await nc.close()
+
+        return asyncio.run(ask())
+
+    def stop(self) -> None:
+        name = self.leader()
+        self.cluster.kill(name)
+        self.killed.append(name)
+        print(f"faults: killed -9 {name}, the leader of {self.stream}", flush=True)
+
+    def start(self) -> None:
+        self.cluster.start(self.killed[-1])
+
+
+def test_referrals_survive_kills_and_the_loss_of_the_referrals_leader_on_a_cluster(
+    system_factory, capsys,
+):
+    """The same run on a three-node JetStream cluster (routes on loopback, every stream at
+    three replicas, sync_interval: always), the broker step killing -9 the node that leads
+    REFERRALS and restarting it. Smaller (PATHWAYS_FAULTS_CLUSTER_SUBMISSIONS, default 600) to
+    stay within a few minutes."""
+    cluster = NatsCluster()
+    cluster.start()
+    try:
+        env = FAST_ENV | {"PATHWAYS_STREAM_REPLICAS": "3"}  # the services create the streams at R3
+        with system_factory(cluster.url, env) as system, capsys.disabled():
+            asyncio.run(scenario(system, ReferralsLeader(cluster, system.prefix), CLUSTER_SUBMISSIONS,
+                                 CLUSTER_STEPS))
+            replicas = asyncio.run(_replicas(cluster.url, system.prefix))
+            print(f"faults: streams on the cluster {replicas}", flush=True)
+            assert set(replicas.values()) == {3}, replicas
+    finally:
+        cluster.cleanup()
+
+
+async def _replicas(url: str, prefix: str) -> dict[str, int]:
+    nc = await nats.connect(url.split(","), connect_timeout=3)
+    try:
+        js = nc.jetstream(timeout=10)
+        return {name: (await js.stream_info(stream_name(name, prefix))).config.num_replicas
+                for name in STREAMS}
+    finally:
+        await nc.close()

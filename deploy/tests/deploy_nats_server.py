@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pathways_shared.harness import nats_server_binary
+
 NATS_DIR = Path(__file__).resolve().parents[1] / "nats"
 
 # The users of deploy/nats/accounts.conf and the variable each password is read from.
@@ -36,10 +38,10 @@ def free_port() -> int:
 
 
 def nats_binary() -> str:
-    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-    if not Path(binary).exists():
-        pytest.fail("nats-server is not installed (make infra installs it)")
-    return binary
+    try:
+        return nats_server_binary()  # the release the images run (test_manifests checks)
+    except RuntimeError as missing:
+        pytest.fail(str(missing))
 
 
 class ConfiguredNats:

@@ -205,3 +205,29 @@ async def test_a_share_fails_together_then_each_event_is_handled_on_its_own(app,
     for event in more:
         assert await count(sm, ProcessedEvent, ProcessedEvent.consumer == "shared-share",
                            ProcessedEvent.event_id == str(event.id)) == 1
+
+
+async def test_a_handler_that_outlasts_ack_wait_keeps_its_message(app, nc, subject_prefix):
+    """in_progress while handling: no redelivery of a message that is still being worked on."""
+    from pathways_shared.consumer import Consumer, Subscription
+    from pathways_shared.events import stream_name
+
+    runtime = app.state.runtime
+
+    async def slow(session, event) -> None:
+        await asyncio.sleep(3.5)
+
+    consumer = Consumer(
+        Subscription(stream="PATHWAYS", durable="shared-slow", handlers={"pathways.test.ping": slow}),
+        runtime.sessionmaker, runtime.broker, ack_wait_seconds=1.5,
+    )
+    await consumer.declare()
+    js = nc.jetstream()
+    stream = stream_name("PATHWAYS", subject_prefix)
+    await publish(js, subject_prefix, make_event("pathways.test.ping", {"note": "slow"}))
+    psub = await js.pull_subscribe_bind("shared-slow", stream=stream)
+    messages = await psub.fetch(1, timeout=5)
+
+    assert await consumer.handle_batch(messages) == ["handled"]
+    info = await js.consumer_info(stream, "shared-slow")
+    assert (info.num_redelivered, info.num_ack_pending, info.delivered.consumer_seq) == (0, 0, 1)

@@ -187,3 +187,97 @@ async def test_deferred_rows_are_written_at_commit_and_forgotten_on_rollback(app
         await session.rollback()
         await session.commit()  # the same session goes on: the rolled-back row stays gone
     assert await logged() == ["things/0", "things/1", "things/2"]
+
+
+
+async def test_resend_after_the_broker_lost_the_tail_gives_each_effect_once(
+    client, app, nc, subject_prefix, database_url, effect_model,
+):
+    """The relay sent six events and the consumer applied them; then the broker loses the last
+    three (deleted from the stream; it still remembers their ids for the duplicate window).
+    `pathways outbox resend --since` sends them again: a consumer that had not seen them gets
+    each once, the one that had applies nothing twice."""
+    import subprocess
+    import sys
+
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from pathways_shared.infra_models import DeadLetter, ProcessedEvent
+    from pathways_shared.testing import auth
+
+    Effect = effect_model
+    sm = app.state.runtime.sessionmaker
+    js = nc.jetstream(timeout=10)
+    stream = stream_name("PATHWAYS", subject_prefix)
+    await wait_until(lambda: _has_stream(js, stream))
+    await js.add_consumer(stream, ConsumerConfig(durable_name="late", ack_policy=AckPolicy.EXPLICIT))
+    ids = []
+    for i in range(6):
+        response = await client.post("/pings", json={"note": f"r{i}"}, headers=auth("admin"))
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+
+    async def count(model, *where) -> int:
+        async with sm() as session:
+            return await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+    await wait_until(lambda: _equals(count(Effect), 6))
+    await wait_until(lambda: _equals(count(OutboxMessage, OutboxMessage.published_at.is_(None)), 0))
+    async with sm() as session:
+        rows = (await session.exec(select(OutboxMessage).order_by(OutboxMessage.seq))).all()
+    since = rows[3].created_at
+    last = (await js.stream_info(stream)).state.last_seq
+    for seq in range(last - 2, last + 1):  # the broker loses the tail
+        await js.delete_msg(stream, seq)
+    late = await js.pull_subscribe_bind("late", stream)
+    seen = await late.fetch(10, timeout=2)
+    assert [event_id_of(m) for m in seen] == ids[:3]
+
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pathways_shared.cli", "outbox", "resend", "--service", "referrals",
+         "--since", since.isoformat(), "--url", database_url],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 outbox rows" in done.stdout
+
+    for message in seen:
+        await message.ack()
+    again: list = []
+    for _ in range(50):
+        try:
+            again += await late.fetch(10, timeout=0.5)
+        except nats.errors.TimeoutError:
+            pass
+        if len(again) >= 3:
+            break
+    for message in again:
+        await message.ack()
+    assert sorted(event_id_of(m) for m in again) == sorted(ids[3:])
+    await wait_until(lambda: _equals(count(OutboxMessage, OutboxMessage.published_at.is_(None)), 0))
+    await asyncio.sleep(1)  # the app's own consumer has had the resent three
+    for event_id in ids:
+        assert await count(Effect, Effect.event_id == event_id) == 1
+        assert await count(ProcessedEvent, ProcessedEvent.event_id == event_id) == 1
+    assert await count(DeadLetter) == 0
+    info = await js.consumer_info(stream, "shared-test")
+    assert info.num_pending == 0 and info.num_ack_pending == 0
+
+
+def event_id_of(message) -> str:
+    import json
+
+    return json.loads(message.data)["id"]
+
+
+async def _has_stream(js, name) -> bool:
+    try:
+        await js.stream_info(name)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+async def _equals(awaitable, expected) -> bool:
+    return await awaitable == expected

@@ -1,10 +1,12 @@
 """The NATS connection: connects in the background (NATS may be down at start), reconnects
-forever, and declares the JetStream streams each time it (re)connects."""
+forever, and creates any JetStream stream that is missing each time it (re)connects (existing
+streams are left alone: their replicas and limits are set by `pathways streams ensure`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 
 import nats
 from nats.aio.client import Client as NATS
@@ -21,13 +23,18 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from pathways_shared.events import STREAMS, stream_name
-from pathways_shared.observability import get_logger
+from pathways_shared.observability import Metrics, get_logger
 
 log = get_logger(__name__)
 
 DUPLICATE_WINDOW_SECONDS = 2 * 60 * 60
 # The police cohort tool's durable pull consumer of COHORTS (account POLICE fetches and acks).
 POLICE_CONSUMER = "police-cohort-tool"
+
+
+def servers(url: str) -> list[str]:
+    """NATS_URL may list the nodes of a cluster, comma-separated (nats-py takes a list)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 def redact(url: str) -> str:
@@ -38,6 +45,50 @@ def redact(url: str) -> str:
     return f"{scheme}{sep}{rest}"
 
 
+# What each stream may hold, as shares of the byte budget of all streams (`pathways streams
+# ensure --max-bytes`, PATHWAYS_STREAMS_MAX_BYTES): referrals carry the most, with their needs.
+STREAM_SHARES: dict[str, float] = {
+    "REFERRALS": 0.30, "PROVIDERS": 0.20, "COHORTS": 0.20, "NOTIFICATIONS": 0.20, "PATHWAYS": 0.10,
+}
+# The budget when none is given: 80% of staging's 5Gi volume, the smallest in deploy/k8s.
+DEFAULT_STREAMS_MAX_BYTES = 4 * 1024**3
+_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "KI": 1024, "MI": 1024**2, "GI": 1024**3}
+
+
+def parse_bytes(text: str | int) -> int:
+    """`4Gi`, `500M`, `1073741824` -> bytes (Kubernetes' suffixes, B optional)."""
+    value = str(text).strip().upper().removesuffix("B")
+    number = value.rstrip("KMGI")
+    unit = value[len(number):]
+    if unit not in _UNITS or not number.isdigit():
+        raise ValueError(f"not a size: {text!r} (e.g. 4Gi, 500Mi, 1073741824)")
+    return int(number) * _UNITS[unit]
+
+
+def stream_max_bytes(name: str, total: int) -> int:
+    return int(total * STREAM_SHARES[name])
+
+
+def stream_config(
+    name: str, *, prefix: str = "", duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS,
+    replicas: int = 1, total_max_bytes: int = DEFAULT_STREAMS_MAX_BYTES,
+) -> StreamConfig:
+    """File storage, limits retention, a long dedup window, `replicas` copies, and a byte limit
+    with discard new: a full stream refuses publishes (the relay retries, the alert fires)
+    rather than forgetting the history a resend or replay depends on."""
+    return StreamConfig(
+        name=stream_name(name, prefix),
+        subjects=[f"{prefix}{STREAMS[name]}"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=duplicate_window_seconds,
+        max_age=0,
+        max_bytes=stream_max_bytes(name, total_max_bytes),
+        num_replicas=replicas,
+    )
+
+
 async def ensure_streams(
     js: JetStreamContext,
     *,
@@ -45,19 +96,14 @@ async def ensure_streams(
     duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS,
     replicas: int = 1,
 ) -> list[str]:
-    """Create or update every stream: file storage, limits retention, a long dedup window,
-    `replicas` copies (3 on a JetStream cluster: PATHWAYS_STREAM_REPLICAS). Says what it did."""
+    """What a service does on each (re)connect: create every stream that is missing and leave
+    the others exactly as they are. Replicas and limits of an existing stream are the
+    operator's (`pathways streams ensure`): a service started without PATHWAYS_STREAM_REPLICAS
+    must not drop a stream from three copies to one. Says what it did."""
     done = []
-    for name, subjects in STREAMS.items():
-        config = StreamConfig(
-            name=stream_name(name, prefix),
-            subjects=[f"{prefix}{subjects}"],
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            duplicate_window=duplicate_window_seconds,
-            max_age=0,
-            num_replicas=replicas,
+    for name in STREAMS:
+        config = stream_config(
+            name, prefix=prefix, duplicate_window_seconds=duplicate_window_seconds, replicas=replicas
         )
         try:
             await js.stream_info(config.name)
@@ -65,8 +111,41 @@ async def ensure_streams(
             await js.add_stream(config)
             done.append(f"created {config.name} (R{replicas})")
         else:
+            done.append(f"kept {config.name}")
+    return done
+
+
+class ReplicasWouldDrop(Exception):
+    """`pathways streams ensure` asked for fewer copies than a stream has, without --force."""
+
+
+async def apply_stream_settings(
+    js: JetStreamContext, *, replicas: int, total_max_bytes: int = DEFAULT_STREAMS_MAX_BYTES,
+    force: bool = False, prefix: str = "",
+) -> list[str]:
+    """The operator's act: every stream to `replicas` copies and its share of `total_max_bytes`,
+    creating what is missing. Lowering a stream's replicas needs `force`; without it nothing is
+    changed at all (checked for every stream before the first change)."""
+    configs = [stream_config(name, prefix=prefix, replicas=replicas, total_max_bytes=total_max_bytes)
+               for name in STREAMS]
+    existing = {}
+    for config in configs:
+        with contextlib.suppress(NotFoundError):
+            existing[config.name] = await js.stream_info(config.name)
+    lower = [f"{name} R{info.config.num_replicas}" for name, info in existing.items()
+             if (info.config.num_replicas or 1) > replicas]
+    if lower and not force:
+        raise ReplicasWouldDrop(
+            f"would lower replicas to {replicas} for {', '.join(lower)}: give --force if meant")
+    done = []
+    for config in configs:
+        size = f"max {config.max_bytes / 1024**2:.0f} MiB"
+        if config.name in existing:
             await js.update_stream(config)
-            done.append(f"updated {config.name} (R{replicas})")
+            done.append(f"updated {config.name} (R{replicas}, {size})")
+        else:
+            await js.add_stream(config)
+            done.append(f"created {config.name} (R{replicas}, {size})")
     return done
 
 
@@ -82,19 +161,43 @@ def police_consumer(replicas: int) -> ConsumerConfig:
     )
 
 
-async def ensure_deployment_streams(url: str, replicas: int, *, timeout: float = 10) -> list[str]:
+async def ensure_deployment_streams(
+    url: str, replicas: int, *, total_max_bytes: int = DEFAULT_STREAMS_MAX_BYTES,
+    force: bool = False, timeout: float = 10,
+) -> list[str]:
     """What `pathways streams ensure` does once per roll-out, as the NATS user
     `pathways-admin`, before the services start: every stream (as the services declare them)
-    with `replicas` copies, and the police tool's consumer. Idempotent."""
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+    with `replicas` copies and its byte limit, and the police tool's consumer. Idempotent;
+    refuses to lower replicas unless `force`."""
+    nc = await nats.connect(servers(url), connect_timeout=5, max_reconnect_attempts=3)
     try:
         js = nc.jetstream(timeout=timeout)
-        done = await ensure_streams(js, replicas=replicas)
+        done = await apply_stream_settings(
+            js, replicas=replicas, total_max_bytes=total_max_bytes, force=force)
         await js.add_consumer("COHORTS", police_consumer(replicas))
         done.append(f"consumer COHORTS/{POLICE_CONSUMER}")
     finally:
         await nc.close()
     return done
+
+
+async def sample_broker_health(
+    js: JetStreamContext, metrics: Metrics, *, prefix: str = "", consumers: Iterable[tuple[str, str]] = (),
+) -> None:
+    """Sets the stream and consumer gauges of `metrics` from the server: every stream's bytes
+    and limit, and each (stream, durable) consumer's pending, ack-pending and redelivered."""
+    for name in STREAMS:
+        with contextlib.suppress(NotFoundError):
+            info = await js.stream_info(stream_name(name, prefix))
+            metrics.stream_bytes.labels(stream=name).set(info.state.bytes)
+            metrics.stream_messages.labels(stream=name).set(info.state.messages)
+            metrics.stream_max_bytes.labels(stream=name).set(max(info.config.max_bytes or 0, 0))
+    for stream, durable in consumers:
+        with contextlib.suppress(NotFoundError):
+            info = await js.consumer_info(stream, durable)
+            metrics.consumer_pending.labels(consumer=durable).set(info.num_pending or 0)
+            metrics.consumer_ack_pending.labels(consumer=durable).set(info.num_ack_pending or 0)
+            metrics.consumer_redelivered.labels(consumer=durable).set(info.num_redelivered or 0)
 
 
 class Broker:
@@ -135,7 +238,7 @@ class Broker:
         while True:
             try:
                 self.nc = await nats.connect(
-                    servers=[self.url],
+                    servers=servers(self.url),
                     name=self.name,
                     connect_timeout=2,
                     allow_reconnect=True,

@@ -3,7 +3,8 @@
     pathways token --role probation [--provider NACRO] [--areas E08000029,E08000025]
     pathways migrate referrals [--url sqlite+aiosqlite:///.data/referrals.db]
     pathways events tail referrals.> [--durable my-tool]
-    pathways streams ensure [--replicas 3]      (NATS_URL: the pathways-admin user)
+    pathways streams ensure [--replicas 3] [--max-bytes 4Gi] [--force]   (NATS_URL: pathways-admin)
+    pathways outbox resend --service referrals --since 2026-12-07T01:00:00Z   (<SERVICE>_DATABASE_URL)
     pathways demo
     pathways sar X123456
     pathways offences import extract.csv [--cohorts-url http://127.0.0.1:8003]
@@ -89,13 +90,53 @@ def cmd_events_tail(args: argparse.Namespace) -> None:
         pass
 
 
+def cmd_outbox_resend(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
+    from pathways_shared.db import make_engine, make_sessionmaker
+    from pathways_shared.outbox import mark_for_resend
+
+    url = args.url or os.environ.get(f"{args.service.upper()}_DATABASE_URL")
+    if not url:
+        sys.exit(f"set {args.service.upper()}_DATABASE_URL or give --url")
+    since = datetime.fromisoformat(args.since)
+    if since.tzinfo is None:
+        sys.exit("--since needs a time zone, e.g. 2026-12-07T01:00:00Z")
+    tag = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    async def resend() -> int:
+        engine = make_engine(url)
+        try:
+            return await mark_for_resend(make_sessionmaker(engine), since, tag=tag)
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(resend())
+    print(f"{args.service}: {count} outbox rows since {since.isoformat()} queued to be sent again "
+          f"(resend {tag}); the service's relay sends them in order")
+
+
 def cmd_streams_ensure(args: argparse.Namespace) -> None:
-    from pathways_shared.broker import ensure_deployment_streams, redact
+    from pathways_shared.broker import (
+        ReplicasWouldDrop,
+        ensure_deployment_streams,
+        parse_bytes,
+        redact,
+    )
 
     if not args.nats_url:
         sys.exit("set NATS_URL (the pathways-admin user) or give --nats-url")
+    try:
+        total = parse_bytes(args.max_bytes)
+    except ValueError as bad:
+        sys.exit(str(bad))
     print(f"streams at {redact(args.nats_url)}", flush=True)
-    for line in asyncio.run(ensure_deployment_streams(args.nats_url, args.replicas)):
+    try:
+        done = asyncio.run(ensure_deployment_streams(
+            args.nats_url, args.replicas, total_max_bytes=total, force=args.force))
+    except ReplicasWouldDrop as refused:
+        sys.exit(f"refused: {refused}")
+    for line in done:
         print(line, flush=True)
 
 
@@ -211,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     tail = events_sub.add_parser("tail", help="print events on a subject as they arrive")
     tail.add_argument("subject", help="e.g. 'cohorts.member.*' or 'providers.>'")
     tail.add_argument("--durable", help="a durable name, to resume where you left off")
-    tail.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    tail.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4223"))
     tail.set_defaults(func=cmd_events_tail)
 
     streams = sub.add_parser("streams", help="the JetStream streams")
@@ -224,10 +265,28 @@ def main(argv: list[str] | None = None) -> None:
         "--replicas", type=int, default=int(os.environ.get("PATHWAYS_STREAM_REPLICAS", "3")),
         help="copies of each stream (default: PATHWAYS_STREAM_REPLICAS, else 3)",
     )
+    ensure.add_argument(
+        "--max-bytes", default=os.environ.get("PATHWAYS_STREAMS_MAX_BYTES", "4Gi"),
+        help="bytes all streams may hold together, shared out per stream; at most 80%% of the "
+             "NATS volume (default: PATHWAYS_STREAMS_MAX_BYTES, else 4Gi)",
+    )
+    ensure.add_argument(
+        "--force", action="store_true", help="allow lowering a stream's replicas",
+    )
     ensure.set_defaults(func=cmd_streams_ensure)
 
+    outbox = sub.add_parser("outbox", help="a service's outbox")
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
+    resend = outbox_sub.add_parser(
+        "resend", help="after the broker lost messages: send again what the outbox holds from a time")
+    resend.add_argument("--service", required=True,
+                        choices=["referrals", "providers", "cohorts", "notifications"])
+    resend.add_argument("--since", required=True, help="ISO time with zone, e.g. 2026-12-07T01:00:00Z")
+    resend.add_argument("--url", help="the service's database (default: <SERVICE>_DATABASE_URL)")
+    resend.set_defaults(func=cmd_outbox_resend)
+
     demo = sub.add_parser("demo", help="submit sample referrals to the running system and narrate")
-    demo.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    demo.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4223"))
     demo.set_defaults(func=cmd_demo)
 
     offences = sub.add_parser("offences", help="police offence extracts")

@@ -36,7 +36,7 @@ class ServiceSettings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///.data/pathways.db"
     database_pool_size: int = 10
     nats_url: str = Field(
-        default="nats://127.0.0.1:4222", validation_alias="NATS_URL"
+        default="nats://127.0.0.1:4223", validation_alias="NATS_URL"
     )
     # Prepended to every subject and stream name; tests use it to run in isolation.
     subject_prefix: str = Field(
@@ -77,6 +77,17 @@ class ServiceSettings(BaseSettings):
     consumer_batch_size: int = 20
     # People whose events one consumer handles at once (each person's stay in order).
     consumer_concurrency: int = Field(default=4, ge=1, le=32)
+    # Retention of bookkeeping (DOMAIN.md, "Keeping data no longer than necessary"): published
+    # outbox rows, processed-event records and resolved dead letters are deleted this many days
+    # after they were published, processed or resolved. Never shorter than the replay window:
+    # the days within which `pathways outbox resend` or a consumer replay may still be needed.
+    replay_window_days: int = Field(default=14, ge=1, validation_alias="PATHWAYS_REPLAY_WINDOW_DAYS")
+    retention_outbox_days: int = Field(default=30, validation_alias="PATHWAYS_RETENTION_OUTBOX_DAYS")
+    retention_processed_events_days: int = Field(
+        default=30, validation_alias="PATHWAYS_RETENTION_PROCESSED_EVENTS_DAYS")
+    retention_dead_letters_days: int = Field(
+        default=30, validation_alias="PATHWAYS_RETENTION_DEAD_LETTERS_DAYS")
+    retention_interval_seconds: float = 3600
     # Where this service's peers answer (for detail fetches with a service token).
     referrals_url: str = Field(
         default="http://127.0.0.1:8001",
@@ -90,6 +101,17 @@ class ServiceSettings(BaseSettings):
         default="http://127.0.0.1:8003",
         validation_alias="PATHWAYS_COHORTS_URL",
     )
+
+    @model_validator(mode="after")
+    def _keep_bookkeeping_through_the_replay_window(self) -> ServiceSettings:
+        for name in ("retention_outbox_days", "retention_processed_events_days",
+                     "retention_dead_letters_days"):
+            if getattr(self, name) < self.replay_window_days:
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) is shorter than the replay window "
+                    f"(PATHWAYS_REPLAY_WINDOW_DAYS, {self.replay_window_days}): a resend or "
+                    "replay within the window would find nothing or apply events twice")
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> ServiceSettings:

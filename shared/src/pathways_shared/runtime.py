@@ -26,7 +26,8 @@ from starlette.datastructures import Headers, MutableHeaders
 
 from pathways_shared.admin import admin_router
 from pathways_shared.auth import Authenticator
-from pathways_shared.broker import Broker
+from pathways_shared.broker import Broker, sample_broker_health
+from pathways_shared.clock import utc_now
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import Consumer, Subscription
 from pathways_shared.db import make_engine, make_sessionmaker
@@ -40,6 +41,7 @@ from pathways_shared.observability import (
 )
 from pathways_shared.outbox import OutboxRelay
 from pathways_shared.problems import exception_response, install_problem_handlers
+from pathways_shared.retention import delete_expired_bookkeeping
 
 log = get_logger(__name__)
 
@@ -60,6 +62,36 @@ class Runtime:
 
 
 Worker = Callable[[Runtime], Awaitable[None]]
+
+
+BROKER_HEALTH_SECONDS = 15
+
+
+async def _watch_broker(runtime: Runtime) -> None:
+    """Stream usage and consumer health as Prometheus gauges, sampled every 15 seconds."""
+    consumers = [(c.stream, c.name) for c in runtime.consumers]
+    while True:
+        try:
+            js = await runtime.broker.wait_ready()
+            await sample_broker_health(
+                js, runtime.metrics, prefix=runtime.broker.prefix, consumers=consumers)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (NATS away: the gauges keep their last values)
+            log.warning("broker.health_failed", error=str(exc))
+        await asyncio.sleep(BROKER_HEALTH_SECONDS)
+
+
+async def _keep_bookkeeping_short(runtime: Runtime) -> None:
+    """Deletes expired bookkeeping (pathways_shared.retention) once an interval."""
+    while True:
+        try:
+            await delete_expired_bookkeeping(runtime.sessionmaker, runtime.settings, utc_now())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (the database away: next interval)
+            log.warning("retention.failed", error=str(exc))
+        await asyncio.sleep(runtime.settings.retention_interval_seconds)
 
 
 def build_app(
@@ -110,6 +142,8 @@ def build_app(
                 runtime.tasks.append(asyncio.create_task(consumer.run(), name=consumer.name))
             for worker in workers:
                 runtime.tasks.append(asyncio.create_task(_supervised(worker, runtime)))
+            runtime.tasks.append(asyncio.create_task(_watch_broker(runtime), name="broker-health"))
+            runtime.tasks.append(asyncio.create_task(_keep_bookkeeping_short(runtime), name="retention"))
         if on_startup:
             await on_startup(runtime)
         if settings.environment != "test":

@@ -56,12 +56,14 @@ from sqlalchemy.engine import make_url
 from pathways_shared.auth import mint_token
 from pathways_shared.clock import london_today
 from pathways_shared.events import STREAMS, Event, stream_name
-from pathways_shared.harness import (
+from pathways_shared.harness import (  # noqa: F401  (free_port, TEST_JWT_SECRET: for the tests)
+    NATS_LOCAL_CONF,
     NATS_URL,
     TEST_JWT_SECRET,
     asyncpg_dsn,
     drop_database,
     free_port,
+    nats_server_binary,
     recreate_database,
 )
 from pathways_shared.migrations import upgrade
@@ -325,7 +327,7 @@ class NatsServer:
     def __init__(self) -> None:
         self.port = free_port()
         self.store = tempfile.mkdtemp(prefix="pathways-nats-")
-        self.binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        self.binary = nats_server_binary()
         self.process: subprocess.Popen | None = None
 
     @property
@@ -334,7 +336,8 @@ class NatsServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store],
+            [self.binary, "-c", str(NATS_LOCAL_CONF), "-a", "127.0.0.1", "-p", str(self.port),
+             "-js", "-sd", self.store],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -361,6 +364,78 @@ def private_nats() -> Any:
     server.start()
     yield server
     server.cleanup()
+
+
+class NatsCluster:
+    """Three nats-servers with routes on loopback: a JetStream cluster (`sync_interval: always`,
+    as deployed) whose nodes a test may kill -9 and restart. `url` lists every node."""
+
+    def __init__(self, size: int = 3, name: str = "pathways-test") -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="pathways-cluster-"))
+        self.binary = nats_server_binary()
+        self.nodes = [
+            {"name": f"n{i}", "port": free_port(), "route": free_port(), "monitor": free_port()}
+            for i in range(size)
+        ]
+        routes = ", ".join(f'"nats-route://127.0.0.1:{n["route"]}"' for n in self.nodes)
+        for node in self.nodes:
+            node["conf"] = self.dir / f'{node["name"]}.conf'
+            node["conf"].write_text(
+                f'server_name: {node["name"]}\nhost: 127.0.0.1\nport: {node["port"]}\n'
+                f'http_port: {node["monitor"]}\n'
+                f'jetstream: {{ store_dir: "{self.dir / node["name"]}", sync_interval: always }}\n'
+                f'cluster: {{ name: {name}, host: 127.0.0.1, port: {node["route"]}, routes: [{routes}] }}\n'
+            )
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        return ",".join(f'nats://127.0.0.1:{n["port"]}' for n in self.nodes)
+
+    def node(self, name: str) -> dict[str, Any]:
+        return next(n for n in self.nodes if n["name"] == name)
+
+    def start(self, name: str | None = None) -> None:
+        for node in [self.node(name)] if name else self.nodes:
+            log = (self.dir / f'{node["name"]}.log').open("a")
+            self.processes[node["name"]] = subprocess.Popen(
+                [self.binary, "-c", str(node["conf"])], stdout=log, stderr=log)
+        self.wait_jetstream()
+
+    def wait_jetstream(self, timeout: float = 30) -> None:
+        """Until every running node reports JetStream healthy (a meta leader is elected)."""
+        deadline = time.monotonic() + timeout
+        for name in self.processes:
+            url = f'http://127.0.0.1:{self.node(name)["monitor"]}/healthz?js-enabled-only=true'
+            while True:
+                with contextlib.suppress(Exception):
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nats node {name} is not healthy; see {self.dir}")
+                time.sleep(0.1)
+
+    def kill(self, name: str) -> None:
+        """kill -9: no lame duck, no flush."""
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait(10)
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            self.kill(name)
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def nats_cluster() -> Any:
+    cluster = NatsCluster()
+    cluster.start()
+    yield cluster
+    cluster.cleanup()
 
 
 async def check_outbox_round_trip(app: Any, nc: Any, prefix: str, service: str) -> None:
