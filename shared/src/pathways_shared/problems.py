@@ -146,6 +146,18 @@ def _is_unavailable(exc: Exception) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+def _challenge(exc: PathwaysError) -> dict[str, str] | None:
+    """RFC 6750 section 3: a 401 names the scheme and why the token was refused."""
+    if exc.status != 401:
+        return None
+    description = exc.detail.replace("\\", "").replace('"', "'")
+    description = "".join(c for c in description if 0x20 <= ord(c) < 0x7F)[:200]
+    if exc.detail == "missing bearer token":
+        # No credentials at all: RFC 6750 says no error code then.
+        return {"WWW-Authenticate": 'Bearer realm="pathways"'}
+    return {"WWW-Authenticate": f'Bearer realm="pathways", error="invalid_token", error_description="{description}"'}
+
+
 def exception_response(request: Request, exc: Exception) -> JSONResponse:
     """Any exception as a problem: a `PathwaysError` keeps its status, the rest are a logged 500.
 
@@ -155,6 +167,7 @@ def exception_response(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
             exc.status, exc.title, exc.detail,
             code=exc.code, errors=exc.errors, instance=request.url.path,
+            headers=_challenge(exc),
         )
     from sqlalchemy.exc import DataError
 
