@@ -16,21 +16,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from pathways_shared.problems import PROBLEM_JSON, Problem
+from pathways_shared.problems import PROBLEM_JSON, STATUS_MEANINGS, Problem
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 OPERATOR_TAG = "operator"
-
-# What each status means when a route does not say more.
-DEFAULT_MEANINGS = {
-    400: "Bad request",
-    401: "No bearer token, or one that is invalid or expired (see WWW-Authenticate)",
-    403: "The token lacks the role, provider or area this needs",
-    404: "No such record, or one the caller may not see",
-    409: "The record's state does not allow this",
-    422: "The request is invalid; `errors` names each field at fault",
-    503: "A dependency is unreachable; retry after Retry-After seconds",
-}
 
 INFO = {
     "contact": {"name": "Pathways partnership team", "email": "pathways@probation.example",
@@ -64,7 +53,7 @@ def _shape_operation(op: dict[str, Any], *, path: str) -> None:
         entry = responses.get(str(status)) or {}
         description = entry.get("description")
         if not description or description in ("Validation Error", "Unprocessable Entity"):
-            description = DEFAULT_MEANINGS.get(status, "Error")
+            description = STATUS_MEANINGS.get(status, "Error")
         shaped: dict[str, Any] = {"description": description, "content": _problem_content()}
         if status == 401:
             shaped["headers"] = {"WWW-Authenticate": {
