@@ -50,6 +50,12 @@ else
   for _ in $(seq 1 50); do port_open "$NATS_HOST" "$NATS_PORT" && break; sleep 0.2; done
 fi
 
+# --- streams and the police cohort tool's consumer, as production's nats-streams Job makes them
+# (deploy/k8s/base/nats/nats.yaml), at one replica: `pull_subscribe_bind("police-cohort-tool",
+# "COHORTS")` works locally as it does there.
+"$PY" -m pathways_shared.cli streams ensure --nats-url "$NATS_URL" --replicas 1 >>"$LOGS/streams.log" 2>&1 \
+  || { echo "error: creating the streams failed; see $LOGS/streams.log" >&2; exit 1; }
+
 # --- development mail sink (keeps every message under .data/mail) --------------------------
 export NOTIFICATIONS_SMTP_HOST=${NOTIFICATIONS_SMTP_HOST:-127.0.0.1}
 export NOTIFICATIONS_SMTP_PORT=${NOTIFICATIONS_SMTP_PORT:-8025}

@@ -92,7 +92,7 @@ PATH_VALUES = {
 
 
 def is_public(path: str) -> bool:
-    return path.startswith(("/health/", "/docs")) or path in ("/metrics", "/openapi.json")
+    return path.startswith(("/health/", "/docs")) or path in ("/metrics", "/openapi.json", "/openapi-operator.json")
 
 
 def concrete(path: str) -> str:
@@ -124,8 +124,10 @@ async def call(client: httpx.AsyncClient, base: str, method: str, path: str, hea
 
 async def routes_of(client: httpx.AsyncClient, system) -> list[tuple[str, str, str]]:
     routes = []
-    for service in system.ports:
-        r = await client.get(f"{system.url(service)}/openapi.json")
+    # the partner's document and the operator's (dead letters, health, metrics)
+    documents = ("/openapi.json", "/openapi-operator.json")
+    for service, document in ((s, d) for s in system.ports for d in documents):
+        r = await client.get(f"{system.url(service)}{document}")
         assert r.status_code == 200, (service, r.text[:300])
         for path, operations in r.json()["paths"].items():
             for method in operations:

@@ -166,3 +166,25 @@ async def test_stream_setup_creates_every_stream_and_the_police_consumer(dev_nat
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
+
+
+def test_make_run_creates_the_police_consumer_as_production_does():
+    """`make run` (scripts/run.sh) runs the Job's command before the services start, so the
+    police tool's `pull_subscribe_bind("police-cohort-tool", "COHORTS")` works locally too."""
+    run_sh = (Path(__file__).resolve().parents[2] / "scripts" / "run.sh").read_text()
+    ensure = run_sh.index("pathways_shared.cli streams ensure")
+    assert ensure < run_sh.index('"$PY" -m "$svc"'), "the consumer must exist before the services start"
+    assert "--replicas 1" in run_sh[ensure:ensure + 200]
+
+
+async def test_the_police_tool_binds_after_a_single_node_setup(dev_nats):
+    await asyncio.to_thread(streams_ensure, dev_nats.url("pathways-admin"), 1)
+    nc = await nats.connect(dev_nats.url("police-cohort-tool"))
+    try:
+        js = nc.jetstream(timeout=5)
+        subscription = await js.pull_subscribe_bind("police-cohort-tool", "COHORTS")
+        with contextlib.suppress(nats.errors.TimeoutError):
+            await subscription.fetch(1, timeout=0.5)  # nothing published yet: bound, not refused
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()

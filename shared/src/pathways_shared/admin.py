@@ -40,7 +40,7 @@ class DeadLetterPublic(BaseModel):
 
 
 def admin_router() -> APIRouter:
-    router = APIRouter(prefix="/admin", tags=["operations"])
+    router = APIRouter(prefix="/admin", tags=["operator"])
 
     @router.get("/dead-letters", response_model=Page[DeadLetterPublic])
     async def list_dead_letters(

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from pathways_shared.event_payloads import PAYLOADS, Payload
+from pathways_shared.event_payloads import INTERNAL_EVENT_TYPES, PAYLOADS, Payload
 from pathways_shared.events import EVENT_TYPES, STREAMS
 
 REF = "#/components/schemas/{model}"
@@ -20,7 +20,8 @@ def _message_name(event_type: str) -> str:
 
 
 def build_document() -> dict[str, Any]:
-    payload_models = sorted({m for m in PAYLOADS.values()}, key=lambda m: m.__name__)
+    published = {t: PAYLOADS.get(t, Payload) for t in EVENT_TYPES if t not in INTERNAL_EVENT_TYPES}
+    payload_models = sorted(set(published.values()), key=lambda m: m.__name__)
     _, schemas = models_json_schema(
         [(m, "validation") for m in payload_models], ref_template=REF, by_alias=True
     )
@@ -34,10 +35,10 @@ def build_document() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for event_type in sorted(EVENT_TYPES):
+    for event_type in sorted(published):
         kind = EVENT_TYPES[event_type]
         name = _message_name(event_type)
-        model = PAYLOADS.get(event_type, Payload)
+        model = published[event_type]
         envelope = f"{name}Envelope"
         components[envelope] = {
             "type": "object",

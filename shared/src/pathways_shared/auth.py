@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pathways_shared.config import ServiceSettings
 from pathways_shared.problems import Forbidden, NotFound, Unauthorized
@@ -125,10 +126,22 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-async def current_principal(request: Request) -> Principal:
+# Declares the `bearerAuth` scheme (a JWT) in the OpenAPI document and puts it on every
+# operation that depends on `current_principal`: the document says what the server enforces.
+# `auto_error=False`: a missing token is answered by us, as problem+json with WWW-Authenticate.
+bearer_scheme = HTTPBearer(
+    scheme_name="bearerAuth", bearerFormat="JWT", auto_error=False,
+    description="A JWT: RS256 verified against the identity provider's JWKS (HS256 locally).",
+)
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token")
     principal = request.app.state.authenticator.verify(token.strip())
     request.state.principal = principal

@@ -136,6 +136,27 @@ class DutyToReferSent(Payload):
     area: str
 
 
+class MemberReviewDue(Payload):
+    area: str
+    cohort: Cohort
+    review_due_at: datetime
+    suggest_deselection: bool = Field(description="The member has been quiet long enough to consider deselecting")
+
+
+class DeliveryFailed(Payload):
+    """A notification that failed for good; the failure's text stays in the delivery log."""
+
+    notification_id: UUID
+    kind: str
+    channel: str = Field(examples=["email", "webhook"])
+    recipient_role: str
+    recipient_key: str
+    referral_id: UUID | None = None
+    source_event_id: UUID
+    source_event_type: str
+    attempts: int = Field(ge=1)
+
+
 class TestPing(Payload):
     pass
 
@@ -154,13 +175,16 @@ PAYLOADS: dict[str, type[Payload]] = {
     "providers.referral.deadline-missed": DeadlineMissed,
     "cohorts.member.selected": MemberSelected,
     "cohorts.member.deselected": MemberDeselected,
-    "cohorts.member.review-due": Payload,
+    "cohorts.member.review-due": MemberReviewDue,
     "cohorts.member.pathway-activity": MemberPathwayActivity,
     "cohorts.selection-run.completed": SelectionRunCompleted,
     "notifications.duty-to-refer.sent": DutyToReferSent,
-    "notifications.delivery.failed": Payload,
+    "notifications.delivery.failed": DeliveryFailed,
     "pathways.test.ping": TestPing,
 }
+
+# Events of the infrastructure's own tests: never a partner's concern, not in the AsyncAPI document.
+INTERNAL_EVENT_TYPES = frozenset({"pathways.test.ping"})
 
 # Keys that must never appear anywhere in an event (personal details stay off the bus).
 FORBIDDEN_KEYS = frozenset(

@@ -50,16 +50,30 @@ class Problem(BaseModel):
     errors: list[FieldErrorPublic] | None = None
 
 
+# What each status means when a route does not say more.
+STATUS_MEANINGS = {
+    400: "Bad request",
+    401: "No bearer token, or one that is invalid or expired (see WWW-Authenticate)",
+    403: "The token lacks the role, provider or area this needs",
+    404: "No such record, or one the caller may not see",
+    409: "The record's state does not allow this",
+    422: "The request is invalid; `errors` names each field at fault",
+    503: "A dependency is unreachable; retry after Retry-After seconds",
+}
+
+
 def problem_responses(
-    meanings: dict[int, str], *statuses: int
+    meanings: dict[int, str] | None = None, *statuses: int
 ) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for these statuses, each a problem+json body described by
-    the service's own `meanings`."""
+    """OpenAPI `responses` entries for these statuses, each a problem+json body (the shared
+    `Problem` schema) described by the service's own `meanings` or the shared ones. Routes
+    declare the statuses only they know (404, 409); `pathways_shared.openapi` adds 401, 403
+    and 422 wherever they apply."""
+    meanings = {**STATUS_MEANINGS, **(meanings or {})}
     return {
         status: {
-            "model": Problem,
-            "description": meanings[status],
-            "content": {PROBLEM_JSON: {}},
+            "description": meanings.get(status, "Error"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses
     }
@@ -146,6 +160,18 @@ def _is_unavailable(exc: Exception) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+def _challenge(exc: PathwaysError) -> dict[str, str] | None:
+    """RFC 6750 section 3: a 401 names the scheme and why the token was refused."""
+    if exc.status != 401:
+        return None
+    description = exc.detail.replace("\\", "").replace('"', "'")
+    description = "".join(c for c in description if 0x20 <= ord(c) < 0x7F)[:200]
+    if exc.detail == "missing bearer token":
+        # No credentials at all: RFC 6750 says no error code then.
+        return {"WWW-Authenticate": 'Bearer realm="pathways"'}
+    return {"WWW-Authenticate": f'Bearer realm="pathways", error="invalid_token", error_description="{description}"'}
+
+
 def exception_response(request: Request, exc: Exception) -> JSONResponse:
     """Any exception as a problem: a `PathwaysError` keeps its status, the rest are a logged 500.
 
@@ -155,6 +181,7 @@ def exception_response(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
             exc.status, exc.title, exc.detail,
             code=exc.code, errors=exc.errors, instance=request.url.path,
+            headers=_challenge(exc),
         )
     from sqlalchemy.exc import DataError
 

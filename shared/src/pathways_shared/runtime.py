@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -39,6 +40,7 @@ from pathways_shared.observability import (
     get_logger,
     new_correlation_id,
 )
+from pathways_shared.openapi import OPERATOR_TAG, install_docs, install_openapi, operation_id
 from pathways_shared.outbox import OutboxRelay
 from pathways_shared.problems import exception_response, install_problem_handlers
 from pathways_shared.retention import delete_expired_bookkeeping
@@ -163,16 +165,29 @@ def build_app(
             await engine.dispose()
             log.info("service.stopped")
 
-    app = FastAPI(title=title, description=description, lifespan=lifespan, version="1.0.0")
+    app = FastAPI(
+        title=title, description=description, lifespan=lifespan, version="1.0.0",
+        generate_unique_id_function=operation_id,
+        servers=[{"url": settings.base_url, "description": "this deployment"}],
+        docs_url=None, redoc_url=None,
+    )
     app.state.settings = settings
     app.state.metrics = Metrics(settings.service_name)
     app.state.authenticator = Authenticator(settings)
     install_problem_handlers(app)
     _install_middleware(app)
-    app.include_router(operational_router())
-    app.include_router(admin_router())
+    # Operator routes answer on every service but are not the partner's contract: out of
+    # `/openapi.json`, documented apart at `/openapi-operator.json`.
+    app.include_router(operational_router(), include_in_schema=False)
+    app.include_router(admin_router(), include_in_schema=False)
     for router in routers:
         app.include_router(router)
+    operator_routes = [*operational_router().routes, *admin_router().routes]
+    for route in operator_routes:
+        if isinstance(route, APIRoute):
+            route.operation_id = operation_id(route)
+    install_openapi(app, operator_routes)
+    install_docs(app)
     return app
 
 
@@ -250,7 +265,7 @@ def _install_middleware(app: FastAPI) -> None:
 
 
 def operational_router() -> APIRouter:
-    router = APIRouter(tags=["operations"])
+    router = APIRouter(tags=[OPERATOR_TAG])
 
     @router.get("/health/live")
     async def live() -> dict[str, str]:
@@ -278,7 +293,11 @@ def operational_router() -> APIRouter:
             status_code=503, media_type="application/problem+json",
         )
 
-    @router.get("/metrics")
+    @router.get(
+        "/metrics", response_class=Response,
+        responses={200: {"description": "Prometheus text exposition format",
+                         "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics(request: Request) -> Response:
         registry = request.app.state.metrics.registry
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
 
 from pathways_shared.events import iso_z
+from pathways_shared.inputs import InputDate
 from pathways_shared.vocabulary import (
     Cohort,
     DeselectionReason,
@@ -40,7 +41,7 @@ class Response(BaseModel):
 
 class NominalUpsert(Request):
     area: str
-    date_of_birth: date
+    date_of_birth: InputDate
     supervision_status: SupervisionStatus
     mappa_level: int | None = Field(default=None, ge=1, le=3)
     pnc_number: str | None = Field(default=None, pattern=r"^[0-9]{4}/[0-9]{7}[A-Z]$")
@@ -60,7 +61,7 @@ class NominalPublic(Response):
 
 
 class OffenceIn(Request):
-    offence_date: date
+    offence_date: InputDate
     category: OffenceCategory
     description: str | None = Field(default=None, max_length=500)
 
@@ -183,7 +184,7 @@ class PolicyPublic(BaseModel):
 
 class SelectionRunCreate(Request):
     area: str
-    as_of: date
+    as_of: InputDate
 
 
 class CandidatePublic(BaseModel):

@@ -128,3 +128,9 @@ async def test_concurrent_first_puts_create_once_and_never_fail(
     statuses = [a.status_code for a in answers]
     assert statuses.count(201) == 1, statuses
     assert set(statuses) <= {200, 201, 409}, statuses
+
+
+async def test_a_number_is_not_a_date_of_birth(client: httpx.AsyncClient, police: dict) -> None:
+    r = await client.put("/nominals/X200009", json={**NOMINAL, "date_of_birth": 0}, headers=police)
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["date_of_birth"]

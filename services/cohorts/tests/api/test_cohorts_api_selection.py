@@ -142,3 +142,9 @@ async def test_bad_run_requests_name_the_field(
         answer = await client.post("/selection-runs", json=body, headers=panel)
         assert answer.status_code == 422, (body, answer.text)
         assert field in [e["field"] for e in answer.json()["errors"]], answer.json()
+
+
+async def test_a_number_is_not_an_as_of_date(client: httpx.AsyncClient, panel: dict) -> None:
+    r = await client.post("/selection-runs", json={"area": SOLIHULL, "as_of": 0}, headers=panel)
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["as_of"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pathways_shared.inputs import InputBool, InputDate, InputDateTime
 from pathways_shared.problems import problem_responses as shared_problem_responses
 from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
 from providers.catalogue import Eligibility, NeedFlag, Service
@@ -65,7 +66,7 @@ class ProvidersPublic(Strict):
 
 
 class EligibilityPerson(Strict):
-    date_of_birth: date
+    date_of_birth: InputDate
     sex: Sex
 
 
@@ -84,7 +85,7 @@ class EligibilityRequest(Strict):
     person: EligibilityPerson
     supervision: EligibilitySupervision
     need: EligibilityNeed
-    iom_member: bool = False
+    iom_member: InputBool = False
 
 
 class ServiceEligibility(Strict):
@@ -150,7 +151,7 @@ class DeclineRequest(Strict):
 
 
 class StartRequest(Strict):
-    started_at: datetime | None = None
+    started_at: InputDateTime | None = None
 
 
 class CompleteRequest(Strict):

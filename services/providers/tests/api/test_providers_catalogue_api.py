@@ -334,3 +334,17 @@ async def test_bad_eligibility_questions_are_422_with_the_field(client, body, fi
 async def test_eligibility_roles(client, role, status):
     response = await client.post("/eligibility", json=eligibility_body(), headers=auth(role))
     assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"person": {"date_of_birth": 0, "sex": "male"}}, "person.date_of_birth"),
+        ({"iom_member": "yes"}, "iom_member"),
+        ({"iom_member": 1}, "iom_member"),
+    ],
+)
+async def test_eligibility_takes_no_number_as_a_date_or_a_boolean(client, changes, field):
+    response = await client.post("/eligibility", json=eligibility_body(**changes), headers=PROBATION)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]

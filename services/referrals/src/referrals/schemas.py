@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, date, datetime
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+
 from pathways_shared.events import iso_z
+from pathways_shared.inputs import InputBool, InputDate
 from pathways_shared.problems import problem_responses as shared_problem_responses
 from pathways_shared.vocabulary import (
     Complexity,
@@ -25,8 +28,6 @@ from pathways_shared.vocabulary import (
     SupervisionStatus,
     WithdrawalReason,
 )
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
-
 from referrals import domain
 from referrals.domain import NeedFlag, ReferralStatus
 
@@ -47,15 +48,15 @@ class PersonIn(_Request):
     pnc_number: Annotated[str, Field(max_length=20)] | None = None
     given_name: Name
     family_name: Name
-    date_of_birth: date
+    date_of_birth: InputDate
     sex: Sex
-    needs_interpreter: bool = False
+    needs_interpreter: InputBool = False
     interpreter_language: Short | None = None
 
 
 class SupervisionIn(_Request):
     status: SupervisionStatus
-    expected_release_date: date | None = None
+    expected_release_date: InputDate | None = None
 
 
 class RiskIn(_Request):
@@ -70,7 +71,7 @@ class PractitionerIn(_Request):
 
 
 class ConsentIn(_Request):
-    given: bool
+    given: InputBool
     recorded_at: AwareDatetime | None = None
 
 

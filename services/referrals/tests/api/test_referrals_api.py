@@ -744,3 +744,21 @@ async def test_openapi_documents_every_route_of_the_contract(client):
     withdraw = spec["paths"]["/referrals/{referral_id}/withdraw"]["post"]["responses"]
     assert {"200", "401", "403", "404", "409", "422"} <= withdraw.keys()
     assert "application/problem+json" in withdraw["409"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "field"),
+    [
+        ("person", "date_of_birth", 0, "person.date_of_birth"),
+        ("person", "date_of_birth", "1990-04-01T00:00:00", "person.date_of_birth"),
+        ("person", "needs_interpreter", "no", "person.needs_interpreter"),
+        ("consent", "given", "yes", "consent.given"),
+        ("consent", "given", 1, "consent.given"),
+    ],
+)
+async def test_no_string_or_number_becomes_a_date_or_a_boolean(client, referral_body, section, key, value, field):
+    body = referral_body()
+    body[section][key] = value
+    r = await client.post("/referrals", json=body, headers=auth("probation"))
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == [field]
