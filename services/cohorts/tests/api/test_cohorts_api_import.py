@@ -122,6 +122,20 @@ async def test_rows_of_another_areas_nominal_are_refused_for_an_area_bound_calle
     ]
 
 
+async def test_an_area_bound_caller_cannot_load_offences_of_a_crn_not_yet_recorded(
+    client: httpx.AsyncClient, seed: Any, days_ago: Any
+) -> None:
+    """Loaded now, the offence would count in whichever area later records the nominal."""
+    text = HEADER + f"X100099,{days_ago(5)},robbery_personal,\n"
+    result = (await post_csv(client, text, auth("police", areas=[SOLIHULL]))).json()
+    assert (result["loaded"], result["rejected"]) == (0, 1)
+    assert result["errors"] == [
+        {"line": 2, "field": "crn", "message": "the nominal is not in your areas"}
+    ]
+    await seed("X100099", area=BIRMINGHAM)
+    assert await offences_of(client, "X100099") == []
+
+
 async def test_a_long_import_reports_progress(
     client: httpx.AsyncClient, seed: Any, days_ago: Any
 ) -> None:

@@ -110,8 +110,8 @@ async def run_import(
     batch_size: int,
 ) -> None:
     """Load the good rows in batches; each batch, with its progress, is one transaction, so a
-    batch is loaded whole or not at all. Rows of nominals in areas the caller cannot see are
-    refused like bad rows."""
+    batch is loaded whole or not at all. Rows of nominals in areas the caller cannot see, and,
+    for an area-bound caller, rows of CRNs with no nominal yet, are refused like bad rows."""
     try:
         # Checking hundreds of thousands of rows takes CPU: off the event loop.
         parsed = await asyncio.to_thread(parse_offence_csv, data, london_today(now))
@@ -132,10 +132,12 @@ async def run_import(
         try:
             async with sessionmaker() as session, session.begin():
                 areas = await repo.areas_of(session, sorted({row.crn for row in batch}))
+                # An area-bound caller loads offences only of nominals recorded in its areas:
+                # a row for a CRN with no nominal yet is refused too (else it would count in
+                # whichever area later records that nominal). Same answer either way, so the
+                # answer does not tell whether the CRN is recorded elsewhere.
                 refused = [
-                    row
-                    for row in batch
-                    if row.crn in areas and not principal.may_see_area(areas[row.crn])
+                    row for row in batch if not principal.may_see_area(areas.get(row.crn))
                 ]
                 refused_lines = {row.line for row in refused}
                 rows = [
