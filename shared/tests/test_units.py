@@ -124,3 +124,14 @@ def test_a_verified_token_is_remembered_only_until_it_expires():
         authenticator.verify(token)
     with pytest.raises(Unauthorized):  # a bad token is never remembered as good
         authenticator.verify(token[:-2] + "xx")
+
+
+def test_identifier_patterns_match_whole_values_only():
+    from pathways_shared.vocabulary import CRN_PATTERN, NOMS_PATTERN, PNC_PATTERN
+
+    for pattern, good in (
+        (CRN_PATTERN, "S391957"), (NOMS_PATTERN, "A1234BC"), (PNC_PATTERN, "2001/0000001A"),
+    ):
+        assert pattern.fullmatch(good) and pattern.match(good)
+        for bad in (good + "\n", good + " ", "\n" + good, good + "\r\n"):
+            assert not pattern.match(bad), (pattern.pattern, bad)

@@ -211,6 +211,9 @@ PROVIDER_CODES: frozenset[str] = frozenset(
     }
 )
 
-CRN_PATTERN = re.compile(r"^[A-Z][0-9]{6}$")
-NOMS_PATTERN = re.compile(r"^[A-Z][0-9]{4}[A-Z]{2}$")
-PNC_PATTERN = re.compile(r"^[0-9]{4}/[0-9]{7}[A-Z]$")
+# Identifiers are matched whole: `\Z`, not `$` (which also matches before a trailing newline,
+# so "S391957\n" would pass). Pydantic `pattern=` constraints run in Rust's regex engine,
+# where `$` is the end of the text; Python code uses `fullmatch` with these.
+CRN_PATTERN = re.compile(r"^[A-Z][0-9]{6}\Z")
+NOMS_PATTERN = re.compile(r"^[A-Z][0-9]{4}[A-Z]{2}\Z")
+PNC_PATTERN = re.compile(r"^[0-9]{4}/[0-9]{7}[A-Z]\Z")

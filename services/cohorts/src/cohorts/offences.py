@@ -38,7 +38,7 @@ class RowError:
 
 
 def crn_problem(value: object) -> str | None:
-    if not isinstance(value, str) or not CRN_PATTERN.match(value):
+    if not isinstance(value, str) or not CRN_PATTERN.fullmatch(value):
         return "must be one capital letter and six digits, e.g. X123456"
     return None
 
@@ -147,7 +147,7 @@ def check_nominal(
         errors.append(FieldError("date_of_birth", problem))
     if mappa_level is not None and mappa_level not in (1, 2, 3):
         errors.append(FieldError("mappa_level", "must be 1, 2, 3 or null"))
-    if pnc_number is not None and not PNC_PATTERN.match(pnc_number):
+    if pnc_number is not None and not PNC_PATTERN.fullmatch(pnc_number):
         errors.append(FieldError("pnc_number", "must look like 2001/1234567A"))
     if errors:
         raise InvalidValue("; ".join(f"{e.field}: {e.message}" for e in errors), errors)

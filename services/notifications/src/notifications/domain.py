@@ -183,7 +183,7 @@ INFO_MODELS: dict[EventType, type[_Info]] = {
     EventType.DEADLINE_MISSED: DeadlineMissedInfo,
 }
 
-_EVENT_TYPE_SHAPE = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+$")
+_EVENT_TYPE_SHAPE = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+\Z")
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def parse_envelope(raw: Mapping[str, Any]) -> InboundEvent:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise UnparseableEvent(f"envelope.{where}: {first['msg']}", field=where) from exc
-    if not _EVENT_TYPE_SHAPE.match(envelope.eventType):
+    if not _EVENT_TYPE_SHAPE.fullmatch(envelope.eventType):
         raise UnparseableEvent(
             f"eventType {envelope.eventType!r} is not dot-separated tokens", field="eventType"
         )

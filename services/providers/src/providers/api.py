@@ -387,6 +387,6 @@ async def complete(
 async def subject_access_request(
     session: SessionDep, principal: Admin, crn: Annotated[str, Query(max_length=7)]
 ) -> dict[str, Any]:
-    if not CRN_PATTERN.match(crn):
+    if not CRN_PATTERN.fullmatch(crn):
         raise ValidationProblem("must be a letter and six digits, e.g. X123456", field="crn")
     return await service.subject_access(session, principal, crn)
