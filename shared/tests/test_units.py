@@ -20,7 +20,11 @@ def test_settings_refuse_production_without_a_real_secret():
         ServiceSettings(environment="production", jwt_secret="change-me")
     with pytest.raises(ValidationError):
         ServiceSettings(environment="development")  # no secret, no JWKS: refuse to start
-    ok = ServiceSettings(environment="production", jwks_url="https://idp.example/jwks")
+    with pytest.raises(ValidationError, match="PATHWAYS_JWT_AUDIENCE"):
+        ServiceSettings(environment="production", jwks_url="https://idp.example/jwks")
+    ok = ServiceSettings(
+        environment="production", jwks_url="https://idp.example/jwks", jwt_audience="pathways"
+    )
     assert ok.environment == "production"
 
 
@@ -135,3 +139,48 @@ def test_identifier_patterns_match_whole_values_only():
         assert pattern.fullmatch(good) and pattern.match(good)
         for bad in (good + "\n", good + " ", "\n" + good, good + "\r\n"):
             assert not pattern.match(bad), (pattern.pattern, bad)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"provider": ["NACRO"]},
+        {"provider": {"code": "NACRO"}},
+        {"provider": 7},
+        {"roles": "admin"},
+        {"roles": [["admin"]]},
+        {"roles": None},
+        {"areas": "E08000029"},
+        {"areas": [{"code": "E08000029"}]},
+        {"areas": [8000029]},
+    ],
+)
+def test_a_claim_of_the_wrong_type_is_an_invalid_token(claims):
+    import time as clock
+
+    import jwt
+
+    from pathways_shared.auth import Authenticator
+    from pathways_shared.problems import Unauthorized
+    from pathways_shared.testing import TEST_JWT_SECRET
+
+    authenticator = Authenticator(ServiceSettings(environment="test", jwt_secret=TEST_JWT_SECRET))
+    now = int(clock.time())
+    body = {"sub": "someone", "roles": ["provider"], "exp": now + 60, **claims}
+    with pytest.raises(Unauthorized):
+        authenticator.verify(jwt.encode(body, TEST_JWT_SECRET, algorithm="HS256"))
+
+
+def test_the_audience_is_checked_when_configured():
+    from pathways_shared.auth import Authenticator, mint_token
+    from pathways_shared.problems import Unauthorized
+    from pathways_shared.testing import TEST_JWT_SECRET
+
+    settings = ServiceSettings(
+        environment="test", jwt_secret=TEST_JWT_SECRET, jwt_audience="pathways"
+    )
+    authenticator = Authenticator(settings)
+    assert authenticator.verify(mint_token(TEST_JWT_SECRET, audience="pathways")).sub
+    for audience in (None, "another-application"):
+        with pytest.raises(Unauthorized):
+            authenticator.verify(mint_token(TEST_JWT_SECRET, audience=audience))

@@ -87,16 +87,27 @@ class Authenticator:
         return principal_from_claims(claims), float(claims["exp"])
 
 
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
-    roles = claims.get("roles") or []
+    """Claims of the wrong type are an invalid token (401), never a crash."""
+    sub = claims.get("sub")
+    roles = claims.get("roles", [])
     areas = claims.get("areas")
-    if not isinstance(roles, list) or (areas is not None and not isinstance(areas, list)):
-        raise Unauthorized("invalid token: roles and areas must be lists")
+    provider = claims.get("provider")
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("invalid token: sub must be a string")
+    if not _strings(roles) or (areas is not None and not _strings(areas)):
+        raise Unauthorized("invalid token: roles and areas must be lists of strings")
+    if provider is not None and (not isinstance(provider, str) or not provider):
+        raise Unauthorized("invalid token: provider must be a string")
     return Principal(
-        sub=str(claims["sub"]),
-        roles=frozenset(str(r) for r in roles),
-        provider=claims.get("provider"),
-        areas=frozenset(str(a) for a in areas) if areas is not None else None,
+        sub=sub,
+        roles=frozenset(roles),
+        provider=provider,
+        areas=frozenset(areas) if areas is not None else None,
     )
 
 

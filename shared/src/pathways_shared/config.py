@@ -100,6 +100,10 @@ class ServiceSettings(BaseSettings):
                 raise ValueError(
                     "production needs PATHWAYS_JWKS_URL, or a PATHWAYS_JWT_SECRET that is not a default"
                 )
+            if self.jwks_url is not None and not self.jwt_audience:
+                # Without an audience, a token the identity provider issued for any other
+                # application would be accepted here.
+                raise ValueError("production with PATHWAYS_JWKS_URL needs PATHWAYS_JWT_AUDIENCE")
             if self.jwt_secret is not None and len(self.jwt_secret) < 32:
                 raise ValueError("PATHWAYS_JWT_SECRET must be at least 32 characters in production")
         elif self.jwt_secret is None and self.jwks_url is None:
