@@ -20,7 +20,8 @@ from pathways_shared.infra_models import DeadLetter
 from pathways_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from pathways_shared.problems import Conflict, NotFound, ServiceUnavailable
 
-AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
+# Dead letters carry events of every area: a national token only.
+AdminDep = Annotated[Principal, Depends(require_roles("admin", national="dead letters"))]
 # A BIGINT key: an id past its range is a 422, not a database error (a 500).
 DeadLetterId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 

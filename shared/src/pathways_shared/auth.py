@@ -41,6 +41,17 @@ class Principal:
             raise Forbidden(f"area {area} is not among the caller's areas")
 
     @property
+    def national(self) -> bool:
+        return self.areas is None
+
+    def require_national(self, what: str) -> None:
+        """The one rule for area-limited tokens: they see and change their areas only, so work
+        whose answer spans every area (subject access, delivery logs, dead letters) needs a
+        national token (no `areas` claim); an area-limited one gets 403."""
+        if not self.national:
+            raise Forbidden(f"{what} needs a national token (no areas claim)")
+
+    @property
     def actor(self) -> str:
         return f"{self.sub}" + (f"@{self.provider}" if self.provider else "")
 
@@ -149,13 +160,16 @@ async def current_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_roles(*roles: str | Role):
-    """A dependency answering the principal when it holds any of `roles`, else 403."""
+def require_roles(*roles: str | Role, national: str | None = None):
+    """A dependency answering the principal when it holds any of `roles`, else 403. With
+    `national` (what the route does), an area-limited token is refused too (403)."""
     allowed = tuple(str(r) for r in roles)
 
     async def _check(principal: CurrentPrincipal) -> Principal:
         if not principal.has(*allowed):
             raise Forbidden(f"requires one of the roles: {', '.join(allowed)}")
+        if national is not None:
+            principal.require_national(national)
         return principal
 
     return _check

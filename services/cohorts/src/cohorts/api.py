@@ -55,6 +55,9 @@ Reader = Annotated[
 CohortReader = Annotated[Principal, Depends(require_roles(Role.POLICE, Role.IOM_PANEL))]
 Panel = Annotated[Principal, Depends(require_roles(Role.IOM_PANEL))]
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+SubjectAccessAdmin = Annotated[
+    Principal, Depends(require_roles(Role.ADMIN, national="a subject access request"))
+]
 PolicyReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.POLICE, Role.IOM_PANEL))]
 
 
@@ -460,5 +463,7 @@ async def get_deselection_suggestions(
 
 
 @router.get("/subject-access-requests", tags=["data protection"])
-async def get_subject_access(crn: str, session: SessionDep, principal: Admin) -> dict[str, Any]:
+async def get_subject_access(
+    crn: str, session: SessionDep, principal: SubjectAccessAdmin
+) -> dict[str, Any]:
     return await service.subject_access(session, principal, crn)

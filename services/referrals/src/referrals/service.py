@@ -288,10 +288,9 @@ class SubjectAccess:
 async def subject_access(
     session: AsyncSession, principal: Principal, crn: str, *, purpose: str
 ) -> SubjectAccess:
-    if principal.areas is not None:
-        # The answer must be complete, so it is for national callers only: an admin bound to
-        # some areas would otherwise see (or be given) records of the others.
-        raise Forbidden("a subject access request needs a national role (no areas claim)")
+    # The answer must be complete, so it is for national callers only (the route checks it
+    # too): an admin bound to some areas would otherwise see records of the others.
+    principal.require_national("a subject access request")
     if not CRN_PATTERN.fullmatch(crn):
         raise ValidationProblem("crn must be one letter and six digits", field="crn")
     repo = ReferralRepository(session)
