@@ -184,3 +184,17 @@ def test_the_audience_is_checked_when_configured():
     for audience in (None, "another-application"):
         with pytest.raises(Unauthorized):
             authenticator.verify(mint_token(TEST_JWT_SECRET, audience=audience))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["[1e30]", "[Infinity]", "[-Infinity]", "[NaN]", "[true]", "[[1]]", "[{}]", "[null]",
+     f"[{2**64}]", '["0001-01-01T00:00:00+05:00"]', '["9999-12-31T23:00:00-05:00"]', "{}"],
+)
+def test_a_crafted_cursor_is_refused_on_the_cursor_field(raw):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    with pytest.raises(ValidationProblem) as refused:
+        decode_cursor(cursor, size=1)
+    assert refused.value.field == "cursor"

@@ -75,9 +75,12 @@ def _cursor(cursor: str | None, *kinds: Any) -> list[Any] | None:
     if values is None:
         return None
     try:
-        return [kind(str(value)) for kind, value in zip(kinds, values, strict=True)]
+        parsed = [kind(str(value)) for kind, value in zip(kinds, values, strict=True)]
     except (TypeError, ValueError) as exc:
         raise ValidationProblem("cursor is not valid", field="cursor") from exc
+    if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in parsed):
+        raise ValidationProblem("cursor is not valid", field="cursor")  # past BIGINT: a 500
+    return parsed
 
 
 def _dump(model: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pathways_shared.clock import age_on, london_day
+from pathways_shared.clock import age_on, in_utc_range, london_day
 from pathways_shared.errors import FieldError, PathwaysError
 from pathways_shared.vocabulary import (
     AREAS,
@@ -291,7 +291,9 @@ def submission_errors(submission: Submission, now: datetime) -> list[FieldError]
     recorded_at = submission.consent.recorded_at
     if recorded_at is not None:
         _require_aware(recorded_at, "consent.recorded_at")
-        if recorded_at > now + CONSENT_CLOCK_SKEW:
+        if not in_utc_range(recorded_at):  # 0001-01-01T00:00+05:00 is before year 1 in UTC
+            errors.append(FieldError("consent.recorded_at", "is out of range"))
+        elif recorded_at > now + CONSENT_CLOCK_SKEW:
             errors.append(FieldError("consent.recorded_at", "must not be in the future"))
     errors += _needs_errors(submission.needs)
     return errors

@@ -258,7 +258,9 @@ async def history(
     after = None
     if values is not None:
         try:
-            after = (_cursor_time(values[0]), int(values[1]))
+            if not isinstance(values[1], int):
+                raise ValueError("a history cursor ends in an integer id")
+            after = (_cursor_time(values[0]), values[1])
         except (TypeError, ValueError) as error:
             raise ValidationProblem("cursor is not valid", field="cursor") from error
     rows = await repo.history(referral_id, limit=limit + 1, after=after)

@@ -728,3 +728,16 @@ async def test_openapi_documents_every_route_of_the_contract(client):
     withdraw = spec["paths"]["/referrals/{referral_id}/withdraw"]["post"]["responses"]
     assert {"200", "401", "403", "404", "409", "422"} <= withdraw.keys()
     assert "application/problem+json" in withdraw["409"]["content"]
+
+
+async def test_crafted_times_and_cursors_are_422_naming_the_field(client, referral_body):
+    body = referral_body(consent={"given": True, "recorded_at": "0001-01-01T00:00:00+05:00"})
+    assert_problem(await submit(client, body), 422, "consent.recorded_at")
+    probation = auth("probation")
+    for raw in ("[1e30,1]", '[Infinity,"x"]', "[NaN,1]", '["0001-01-01T00:00:00+05:00","x"]',
+                '[1,"00000000-0000-0000-0000-000000000000"]', "{}", "garbage"):
+        import base64
+
+        cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        answer = await client.get("/referrals", params={"cursor": cursor}, headers=probation)
+        assert_problem(answer, 422, "cursor")
