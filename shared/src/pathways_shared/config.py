@@ -69,6 +69,14 @@ class ServiceSettings(BaseSettings):
     log_json: bool = Field(
         default=True, validation_alias="PATHWAYS_LOG_JSON"
     )
+    # Request bodies are limited before they are read (413): JSON bodies, and CSV uploads (the
+    # offence import) separately.
+    max_json_body_bytes: int = Field(
+        default=1_048_576, ge=1024, validation_alias="PATHWAYS_MAX_JSON_BODY_BYTES"
+    )
+    max_csv_body_bytes: int = Field(
+        default=64 * 1_048_576, ge=1024, validation_alias="PATHWAYS_MAX_CSV_BODY_BYTES"
+    )
     # Start the outbox relay and the consumers with the app (tests may turn them off).
     run_workers: bool = True
     relay_batch_size: int = 100

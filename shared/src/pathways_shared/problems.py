@@ -22,6 +22,7 @@ from pathways_shared.errors import (  # noqa: F401  (re-exported: raised by the 
     Forbidden,
     NotFound,
     PathwaysError,
+    PayloadTooLarge,
     ServiceUnavailable,
     Unauthorized,
     ValidationProblem,

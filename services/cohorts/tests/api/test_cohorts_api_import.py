@@ -173,3 +173,38 @@ async def test_a_windows_export_with_a_bom_and_crlf_loads(
     assert {o["description"] for o in await offences_of(client, "X100008")} == {
         f"line\r\nbreak {i}" for i in range(4)
     }
+
+
+async def test_bodies_are_limited_and_authenticated_before_they_are_read(
+    app: Any, client: httpx.AsyncClient, seed: Any
+) -> None:
+    """No token: 401 with nothing read. Past its limit (CSV and JSON limits apart): 413
+    problem+json having read no more than the limit, so a huge body is never buffered whole."""
+    app.state.settings = app.state.settings.model_copy(
+        update={"max_csv_body_bytes": 100_000, "max_json_body_bytes": 4096}
+    )
+    pulled: list[int] = []
+
+    async def huge():  # 64 MB if it were read whole
+        for i in range(1024):
+            pulled.append(i)
+            yield b"X" * 65536
+
+    csv_headers = {"Content-Type": "text/csv"}
+    answer = await client.post("/offences:import", content=huge(), headers=csv_headers)
+    assert answer.status_code == 401 and pulled == []
+    police = auth("police", areas=[SOLIHULL])
+    answer = await client.post("/offences:import", content=huge(), headers=police | csv_headers)
+    assert answer.status_code == 413, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert len(pulled) <= 2  # stopped once past the 100 kB limit
+    declared = await client.put(
+        "/nominals/X100001", content=b" " * 5000 + b"{}",
+        headers=police | {"Content-Type": "application/json"},
+    )
+    assert declared.status_code == 413, declared.text
+    # a CSV past the JSON limit but within its own is read
+    await seed("X100001")
+    rows = "".join(f"X100001,2026-0{1 + i % 9}-1{i % 10},arson,row {i:04}\n" for i in range(300))
+    answer = await post_csv(client, HEADER + rows, police)
+    assert len(HEADER + rows) > 4096 and answer.status_code == 200, answer.text
