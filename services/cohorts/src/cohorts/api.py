@@ -117,7 +117,9 @@ def run_view(record: SelectionRunRecord, *, full: bool = True) -> dict[str, Any]
 
 
 def import_view(record: OffenceImportRecord) -> dict[str, Any]:
-    return _dump(ImportPublic.model_validate(record))
+    view = _dump(ImportPublic.model_validate(record))
+    view["rejected_not_listed"] = max(0, record.rejected - len({e["line"] for e in record.errors}))
+    return view
 
 
 # --- nominals and offences ------------------------------------------------------------------
@@ -241,7 +243,8 @@ async def import_offences(
         raise ValidationProblem("the body is empty: send the CSV", field="body")
     import_id = await service.start_import(sessionmaker, principal, now=now)
     job = service.run_import(
-        sessionmaker, principal, import_id, data, now=now, batch_size=settings.import_batch_size
+        sessionmaker, principal, import_id, data, now=now, batch_size=settings.import_batch_size,
+        max_listed_errors=settings.import_max_listed_errors,
     )
     if not wait:
         tasks: set[asyncio.Task] | None = getattr(request.app.state, "import_tasks", None)

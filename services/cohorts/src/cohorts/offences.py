@@ -55,7 +55,7 @@ def category_problem(value: object) -> str | None:
     try:
         OffenceCategory(value)
     except ValueError:
-        return f"{value!r} is not an offence category"
+        return "is not an offence category"  # the value is not echoed: it may be personal
     return None
 
 
@@ -75,7 +75,8 @@ def header_problems(header: Sequence[str] | None) -> list[RowError]:
             RowError(
                 1,
                 "header",
-                f"the header must be {','.join(CSV_COLUMNS)}; got {','.join(got) or 'nothing'}",
+                # Not what it got: a file whose first line is data would be echoed (and stored).
+                f"the first line must be the header {','.join(CSV_COLUMNS)}",
             )
         ]
     return []
@@ -96,7 +97,7 @@ def check_row(line: int, raw: Mapping[str, str | None], today: date) -> OffenceR
         if len(text) != 10:
             raise ValueError(text)
     except ValueError:
-        errors.append(RowError(line, "offence_date", f"{text!r} is not a date (YYYY-MM-DD)"))
+        errors.append(RowError(line, "offence_date", "is not a date (YYYY-MM-DD)"))
         offence_date = None
     if offence_date is not None and (problem := date_problem(offence_date, today)):
         errors.append(RowError(line, "offence_date", problem))

@@ -208,3 +208,25 @@ async def test_bodies_are_limited_and_authenticated_before_they_are_read(
     rows = "".join(f"X100001,2026-0{1 + i % 9}-1{i % 10},arson,row {i:04}\n" for i in range(300))
     answer = await post_csv(client, HEADER + rows, police)
     assert len(HEADER + rows) > 4096 and answer.status_code == 200, answer.text
+
+
+async def test_import_errors_name_line_and_field_never_content_and_are_capped(
+    app: Any, client: httpx.AsyncClient, caplog: Any
+) -> None:
+    police = auth("police", areas=[SOLIHULL])
+    secret = "Jo Bloggs 1 High Street"
+    answer = await post_csv(client, f"X100001,2026-01-01,{secret},\n", police)
+    assert answer.status_code == 422 and secret not in answer.text, answer.text
+    app.state.settings = app.state.settings.model_copy(update={"import_max_listed_errors": 2})
+    rows = "".join(f"X10000{i},2026-01-0{i + 1},{secret},\n" for i in range(5))
+    result = (await post_csv(client, HEADER + rows, police)).json()
+    assert secret not in json_text(result)
+    assert (result["rejected"], len(result["errors"]), result["rejected_not_listed"]) == (5, 2, 3)
+    assert all(set(e) == {"line", "field", "message"} for e in result["errors"])
+    assert secret not in caplog.text
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
