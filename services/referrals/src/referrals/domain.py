@@ -20,7 +20,6 @@ Product decisions made here:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -43,6 +42,7 @@ from pathways_shared.vocabulary import (
     Sex,
     SupervisionStatus,
     WithdrawalReason,
+    is_email_address,
 )
 
 MINIMUM_AGE = 18
@@ -51,7 +51,7 @@ MIN_NEEDS = 1
 MAX_NEEDS = 7
 CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 MAPPA_LEVELS = frozenset({1, 2, 3})
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
 
 
 class NeedFlag(StrEnum):
@@ -282,7 +282,7 @@ def submission_errors(submission: Submission, now: datetime) -> list[FieldError]
         errors.append(FieldError("risk.mappa_level", "must be null, 1, 2 or 3"))
     if _blank(submission.practitioner.name):
         errors.append(FieldError("practitioner.name", "must not be blank"))
-    if not _EMAIL.fullmatch(submission.practitioner.email or ""):
+    if not is_email_address(submission.practitioner.email or ""):  # as notifications sends
         errors.append(FieldError("practitioner.email", "must be an email address"))
     if not submission.consent.given:
         errors.append(

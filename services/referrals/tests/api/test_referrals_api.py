@@ -741,3 +741,18 @@ async def test_crafted_times_and_cursors_are_422_naming_the_field(client, referr
         cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
         answer = await client.get("/referrals", params={"cursor": cursor}, headers=probation)
         assert_problem(answer, 422, "cursor")
+
+
+@pytest.mark.parametrize(
+    "email", ["alex@pro_bation.example", "alex(officer)@probation.example", "a@b.c\n"]
+)
+async def test_a_practitioner_address_notifications_would_refuse_is_refused_at_submission(
+    client, referral_body, email
+):
+    from pathways_shared.vocabulary import is_email_address  # what notifications sends to
+
+    assert not is_email_address(email)
+    body = referral_body(
+        practitioner={"name": "Alex Officer", "email": email, "team": "OMU"}
+    )
+    assert_problem(await submit(client, body), 422, "practitioner.email")
