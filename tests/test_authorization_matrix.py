@@ -174,6 +174,47 @@ async def test_every_route_and_every_role(system):
     assert checked > 400
 
 
+# Routes whose answer spans every area: an area-limited token (one with an `areas` claim) is
+# refused them (403) whatever its role; national work needs a national token (no `areas`).
+NATIONAL_ONLY = {
+    *((service, m, p) for service in ("referrals", "providers", "cohorts", "notifications")
+      for (m, p) in ADMIN_OPS),
+    ("notifications", "GET", "/notifications"),
+    ("notifications", "GET", "/notifications/{notification_id}"),
+}
+
+
+async def test_area_limited_tokens_are_limited_on_every_route(system):
+    """Every route, every role allowed on it, with a token limited to one area: routes of
+    national work refuse it (403), the others answer it without a 401 or a 5xx."""
+    problems: list[str] = []
+    async with httpx.AsyncClient(timeout=20) as client:
+        routes = await routes_of(client, system)
+        assert NATIONAL_ONLY <= set(routes), sorted(NATIONAL_ONLY - set(routes))
+        for service, method, path in routes:
+            if is_public(path):
+                continue
+            for role in sorted(MATRIX[(service, method, path)]):
+                headers = auth(role, sub=f"area-{role}", areas=[BIRMINGHAM],
+                               provider="NACRO" if role == "provider" else None)
+                r = await call(client, system.url(service), method, path, headers)
+                if (service, method, path) in NATIONAL_ONLY:
+                    if r.status_code != 403:
+                        problems.append(f"{service} {method} {path} {role}@{BIRMINGHAM}: "
+                                        f"{r.status_code} (want 403)")
+                elif r.status_code == 401 or r.status_code >= 500:
+                    problems.append(f"{service} {method} {path} {role}@{BIRMINGHAM}: "
+                                    f"{r.status_code} {r.text[:200]}")
+        # and with a real subject: an area-limited admin gets no other area's data
+        for service in ("referrals", "providers", "cohorts", "notifications"):
+            r = await client.get(f"{system.url(service)}/subject-access-requests",
+                                 params={"crn": "S391957"},
+                                 headers=auth("admin", sub="area-admin", areas=[SOLIHULL]))
+            if r.status_code != 403:
+                problems.append(f"{service} subject access, admin@{SOLIHULL}: {r.status_code}")
+    assert problems == [], "\n".join(problems)
+
+
 def referral_body(crn: str, area: str = SOLIHULL) -> dict:
     return {
         "source_reference": f"MATRIX-{uuid.uuid4().hex[:10]}",

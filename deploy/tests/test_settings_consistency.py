@@ -140,6 +140,8 @@ def test_kubernetes_sets_only_variables_the_settings_read(rendered, service_info
         assert required in variables, required
     assert variables["PATHWAYS_ENV"] == "production"
     assert "PATHWAYS_JWKS_URL" in variables or "PATHWAYS_JWT_SECRET" in variables
+    if "PATHWAYS_JWKS_URL" in variables:  # production refuses JWKS without an audience
+        assert variables.get("PATHWAYS_JWT_AUDIENCE"), "PATHWAYS_JWT_AUDIENCE"
     # peers are reached at their Services, on their ports
     for peer in ("referrals", "providers", "cohorts"):
         assert variables[f"PATHWAYS_{peer.upper()}_URL"] == f"http://{peer}:{service_info[peer]['port']}"

@@ -20,7 +20,11 @@ def test_settings_refuse_production_without_a_real_secret():
         ServiceSettings(environment="production", jwt_secret="change-me")
     with pytest.raises(ValidationError):
         ServiceSettings(environment="development")  # no secret, no JWKS: refuse to start
-    ok = ServiceSettings(environment="production", jwks_url="https://idp.example/jwks")
+    with pytest.raises(ValidationError, match="PATHWAYS_JWT_AUDIENCE"):
+        ServiceSettings(environment="production", jwks_url="https://idp.example/jwks")
+    ok = ServiceSettings(
+        environment="production", jwks_url="https://idp.example/jwks", jwt_audience="pathways"
+    )
     assert ok.environment == "production"
 
 
@@ -124,3 +128,73 @@ def test_a_verified_token_is_remembered_only_until_it_expires():
         authenticator.verify(token)
     with pytest.raises(Unauthorized):  # a bad token is never remembered as good
         authenticator.verify(token[:-2] + "xx")
+
+
+def test_identifier_patterns_match_whole_values_only():
+    from pathways_shared.vocabulary import CRN_PATTERN, NOMS_PATTERN, PNC_PATTERN
+
+    for pattern, good in (
+        (CRN_PATTERN, "S391957"), (NOMS_PATTERN, "A1234BC"), (PNC_PATTERN, "2001/0000001A"),
+    ):
+        assert pattern.fullmatch(good) and pattern.match(good)
+        for bad in (good + "\n", good + " ", "\n" + good, good + "\r\n"):
+            assert not pattern.match(bad), (pattern.pattern, bad)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"provider": ["NACRO"]},
+        {"provider": {"code": "NACRO"}},
+        {"provider": 7},
+        {"roles": "admin"},
+        {"roles": [["admin"]]},
+        {"roles": None},
+        {"areas": "E08000029"},
+        {"areas": [{"code": "E08000029"}]},
+        {"areas": [8000029]},
+    ],
+)
+def test_a_claim_of_the_wrong_type_is_an_invalid_token(claims):
+    import time as clock
+
+    import jwt
+
+    from pathways_shared.auth import Authenticator
+    from pathways_shared.problems import Unauthorized
+    from pathways_shared.testing import TEST_JWT_SECRET
+
+    authenticator = Authenticator(ServiceSettings(environment="test", jwt_secret=TEST_JWT_SECRET))
+    now = int(clock.time())
+    body = {"sub": "someone", "roles": ["provider"], "exp": now + 60, **claims}
+    with pytest.raises(Unauthorized):
+        authenticator.verify(jwt.encode(body, TEST_JWT_SECRET, algorithm="HS256"))
+
+
+def test_the_audience_is_checked_when_configured():
+    from pathways_shared.auth import Authenticator, mint_token
+    from pathways_shared.problems import Unauthorized
+    from pathways_shared.testing import TEST_JWT_SECRET
+
+    settings = ServiceSettings(
+        environment="test", jwt_secret=TEST_JWT_SECRET, jwt_audience="pathways"
+    )
+    authenticator = Authenticator(settings)
+    assert authenticator.verify(mint_token(TEST_JWT_SECRET, audience="pathways")).sub
+    for audience in (None, "another-application"):
+        with pytest.raises(Unauthorized):
+            authenticator.verify(mint_token(TEST_JWT_SECRET, audience=audience))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["[1e30]", "[Infinity]", "[-Infinity]", "[NaN]", "[true]", "[[1]]", "[{}]", "[null]",
+     f"[{2**64}]", '["0001-01-01T00:00:00+05:00"]', '["9999-12-31T23:00:00-05:00"]', "{}"],
+)
+def test_a_crafted_cursor_is_refused_on_the_cursor_field(raw):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    with pytest.raises(ValidationProblem) as refused:
+        decode_cursor(cursor, size=1)
+    assert refused.value.field == "cursor"

@@ -18,9 +18,10 @@ from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.infra_models import DeadLetter
 from pathways_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
-from pathways_shared.problems import Conflict, NotFound, ServiceUnavailable
+from pathways_shared.problems import Conflict, NotFound, ServiceUnavailable, ValidationProblem
 
-AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
+# Dead letters carry events of every area: a national token only.
+AdminDep = Annotated[Principal, Depends(require_roles("admin", national="dead letters"))]
 # A BIGINT key: an id past its range is a 422, not a database error (a 500).
 DeadLetterId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
@@ -52,7 +53,9 @@ def admin_router() -> APIRouter:
         if unresolved:
             query = query.where(DeadLetter.resolved_at.is_(None))
         if (after := decode_cursor(cursor, size=1)) is not None:
-            query = query.where(DeadLetter.id > int(after[0]))
+            if not isinstance(after[0], int):
+                raise ValidationProblem("cursor is not valid", field="cursor")
+            query = query.where(DeadLetter.id > after[0])
         rows = list((await session.exec(query)).all())
         page, next_cursor = page_of(rows, limit, lambda r: [r.id])
         return Page(data=[DeadLetterPublic.model_validate(r, from_attributes=True) for r in page],

@@ -42,6 +42,17 @@ class Principal:
             raise Forbidden(f"area {area} is not among the caller's areas")
 
     @property
+    def national(self) -> bool:
+        return self.areas is None
+
+    def require_national(self, what: str) -> None:
+        """The one rule for area-limited tokens: they see and change their areas only, so work
+        whose answer spans every area (subject access, delivery logs, dead letters) needs a
+        national token (no `areas` claim); an area-limited one gets 403."""
+        if not self.national:
+            raise Forbidden(f"{what} needs a national token (no areas claim)")
+
+    @property
     def actor(self) -> str:
         return f"{self.sub}" + (f"@{self.provider}" if self.provider else "")
 
@@ -88,16 +99,27 @@ class Authenticator:
         return principal_from_claims(claims), float(claims["exp"])
 
 
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
-    roles = claims.get("roles") or []
+    """Claims of the wrong type are an invalid token (401), never a crash."""
+    sub = claims.get("sub")
+    roles = claims.get("roles", [])
     areas = claims.get("areas")
-    if not isinstance(roles, list) or (areas is not None and not isinstance(areas, list)):
-        raise Unauthorized("invalid token: roles and areas must be lists")
+    provider = claims.get("provider")
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("invalid token: sub must be a string")
+    if not _strings(roles) or (areas is not None and not _strings(areas)):
+        raise Unauthorized("invalid token: roles and areas must be lists of strings")
+    if provider is not None and (not isinstance(provider, str) or not provider):
+        raise Unauthorized("invalid token: provider must be a string")
     return Principal(
-        sub=str(claims["sub"]),
-        roles=frozenset(str(r) for r in roles),
-        provider=claims.get("provider"),
-        areas=frozenset(str(a) for a in areas) if areas is not None else None,
+        sub=sub,
+        roles=frozenset(roles),
+        provider=provider,
+        areas=frozenset(areas) if areas is not None else None,
     )
 
 
@@ -151,13 +173,16 @@ async def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_roles(*roles: str | Role):
-    """A dependency answering the principal when it holds any of `roles`, else 403."""
+def require_roles(*roles: str | Role, national: str | None = None):
+    """A dependency answering the principal when it holds any of `roles`, else 403. With
+    `national` (what the route does), an area-limited token is refused too (403)."""
     allowed = tuple(str(r) for r in roles)
 
     async def _check(principal: CurrentPrincipal) -> Principal:
         if not principal.has(*allowed):
             raise Forbidden(f"requires one of the roles: {', '.join(allowed)}")
+        if national is not None:
+            principal.require_national(national)
         return principal
 
     return _check

@@ -22,6 +22,16 @@ def iso_z(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def in_utc_range(moment: datetime) -> bool:
+    """Whether an aware time can be said in UTC (and so stored and compared): near the ends of
+    the calendar an offset takes it past year 1 or 9999, and Python or the database overflows."""
+    try:
+        moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
 def london_day(moment: datetime) -> date:
     """The calendar day in Europe/London of an aware instant ("on the day")."""
     if moment.tzinfo is None or moment.utcoffset() is None:

@@ -69,6 +69,14 @@ class ServiceSettings(BaseSettings):
     log_json: bool = Field(
         default=True, validation_alias="PATHWAYS_LOG_JSON"
     )
+    # Request bodies are limited before they are read (413): JSON bodies, and CSV uploads (the
+    # offence import) separately.
+    max_json_body_bytes: int = Field(
+        default=1_048_576, ge=1024, validation_alias="PATHWAYS_MAX_JSON_BODY_BYTES"
+    )
+    max_csv_body_bytes: int = Field(
+        default=64 * 1_048_576, ge=1024, validation_alias="PATHWAYS_MAX_CSV_BODY_BYTES"
+    )
     # Start the outbox relay and the consumers with the app (tests may turn them off).
     run_workers: bool = True
     relay_batch_size: int = 100
@@ -122,6 +130,10 @@ class ServiceSettings(BaseSettings):
                 raise ValueError(
                     "production needs PATHWAYS_JWKS_URL, or a PATHWAYS_JWT_SECRET that is not a default"
                 )
+            if self.jwks_url is not None and not self.jwt_audience:
+                # Without an audience, a token the identity provider issued for any other
+                # application would be accepted here.
+                raise ValueError("production with PATHWAYS_JWKS_URL needs PATHWAYS_JWT_AUDIENCE")
             if self.jwt_secret is not None and len(self.jwt_secret) < 32:
                 raise ValueError("PATHWAYS_JWT_SECRET must be at least 32 characters in production")
         elif self.jwt_secret is None and self.jwks_url is None:

@@ -105,6 +105,12 @@ class Forbidden(PathwaysError):
     code = "forbidden"
 
 
+class PayloadTooLarge(PathwaysError):
+    status = 413
+    title = "Payload too large"
+    code = "too-large"
+
+
 class ServiceUnavailable(PathwaysError):
     status = 503
     title = "Service unavailable"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
 
+from pathways_shared.clock import in_utc_range
 from pathways_shared.problems import ValidationProblem
 
 T = TypeVar("T")
@@ -38,12 +40,35 @@ def decode_cursor(cursor: str | None, *, size: int) -> list[Any] | None:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        values = json.loads(
+            base64.urlsafe_b64decode(padded.encode()), parse_constant=_refuse_constant
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationProblem("cursor is not valid", field="cursor") from exc
-    if not isinstance(values, list) or len(values) != size:
+    if not isinstance(values, list) or len(values) != size or not all(map(_sound, values)):
         raise ValidationProblem("cursor is not valid", field="cursor")
     return values
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a cursor value")
+
+
+def _sound(value: Any) -> bool:
+    """A cursor holds what `encode_cursor` writes: strings (times, ids, codes) and integers the
+    database can hold; never floats (1e30), Infinity/NaN, nested values or times that
+    overflow when said in UTC."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if not isinstance(value, str) or len(value) > 200:
+        return False
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return True  # not a time: the caller parses it
+    return moment.tzinfo is None or in_utc_range(moment)
 
 
 def page_of(rows: list[T], limit: int, key: Any) -> tuple[list[T], str | None]:

@@ -22,6 +22,7 @@ from pathways_shared.errors import (  # noqa: F401  (re-exported: raised by the 
     Forbidden,
     NotFound,
     PathwaysError,
+    PayloadTooLarge,
     ServiceUnavailable,
     Unauthorized,
     ValidationProblem,
@@ -189,7 +190,8 @@ def exception_response(request: Request, exc: Exception) -> JSONResponse:
         # The database refused a value the schema let through (a NUL character, a number out
         # of range): bad input, not a bug in the caller's eyes, though each one is worth a
         # validator of its own (logged to find them).
-        log.warning("http.data_error", path=request.url.path, error=str(exc.orig)[:300])
+        # The driver's message may quote the value (personal data): its type only.
+        log.warning("http.data_error", path=request.url.path, error=type(exc.orig).__name__)
         return problem_response(
             422, "Validation failed",
             "A value in the request cannot be stored (for example a NUL character or a number out of range).",

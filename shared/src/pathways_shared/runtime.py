@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import Headers, MutableHeaders
 
 from pathways_shared.admin import admin_router
-from pathways_shared.auth import Authenticator
+from pathways_shared.auth import Authenticator, current_principal
 from pathways_shared.broker import Broker, sample_broker_health
 from pathways_shared.clock import utc_now
 from pathways_shared.config import ServiceSettings
@@ -42,7 +42,7 @@ from pathways_shared.observability import (
 )
 from pathways_shared.openapi import OPERATOR_TAG, install_docs, install_openapi, operation_id
 from pathways_shared.outbox import OutboxRelay
-from pathways_shared.problems import exception_response, install_problem_handlers
+from pathways_shared.problems import PayloadTooLarge, exception_response, install_problem_handlers
 from pathways_shared.retention import delete_expired_bookkeeping
 
 log = get_logger(__name__)
@@ -245,19 +245,69 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message)[CORRELATION_HEADER] = cid
             await send(message)
 
+        too_large: list[PayloadTooLarge] = []
+
+        async def send_unless_too_large(message: Any) -> None:
+            if not too_large:  # past the limit the app's own answer (a 400) is not sent
+                await send_with_context(message)
+
         try:
             try:
-                await self.app(scope, receive, send_with_context)
+                receive = await _guard_body(scope, receive, too_large)
+                await self.app(scope, receive, send_unless_too_large)
             except Exception as exc:  # typed errors and bugs alike become problem+json
                 if response_started:
                     raise
                 await exception_response(Request(scope), exc)(scope, receive, send_with_context)
+            if too_large and not response_started:
+                await exception_response(Request(scope), too_large[0])(
+                    scope, receive, send_with_context
+                )
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
             metrics: Metrics = scope["app"].state.metrics
             metrics.http_requests.labels(scope["method"], path, str(status)).inc()
             metrics.http_latency.labels(scope["method"], path).observe(time.perf_counter() - started)
             correlation_id.reset(token)
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# `app.state.<this>`: paths of HTML forms whose caller is known by a session cookie (a web
+# page's sign-in and sign-out), not a bearer token; their bodies are still limited.
+FORM_PATHS = "form_paths"
+
+
+async def _guard_body(scope: Any, receive: Any, too_large: list[PayloadTooLarge]) -> Any:
+    """Before a body is read: the caller is authenticated (401, nothing read, when not; every
+    route that takes a body needs a token, but for the HTML forms an app lists in
+    `app.state.form_paths`), and a body over its limit (JSON and CSV limits
+    apart) is a 413 — at once when Content-Length says so, else as soon as the bytes read
+    pass it, so no more than the limit is ever buffered. Answers the receive to use."""
+    if scope["method"] not in _BODY_METHODS:
+        return receive
+    headers = Headers(scope=scope)
+    if scope["path"] not in getattr(scope["app"].state, FORM_PATHS, ()):
+        await current_principal(Request(scope))
+    settings: ServiceSettings = scope["app"].state.settings
+    is_csv = headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv"
+    limit = settings.max_csv_body_bytes if is_csv else settings.max_json_body_bytes
+    refusal = PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    declared = headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise refusal
+    seen = 0
+
+    async def limited_receive() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                too_large.append(refusal)
+                raise refusal
+        return message
+
+    return limited_receive
 
 
 def _install_middleware(app: FastAPI) -> None:

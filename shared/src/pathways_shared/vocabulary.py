@@ -213,6 +213,21 @@ PROVIDER_CODES: frozenset[str] = frozenset(
     }
 )
 
-CRN_PATTERN = re.compile(r"^[A-Z][0-9]{6}$")
-NOMS_PATTERN = re.compile(r"^[A-Z][0-9]{4}[A-Z]{2}$")
-PNC_PATTERN = re.compile(r"^[0-9]{4}/[0-9]{7}[A-Z]$")
+# Identifiers are matched whole: `\Z`, not `$` (which also matches before a trailing newline,
+# so "S391957\n" would pass). Pydantic `pattern=` constraints run in Rust's regex engine,
+# where `$` is the end of the text; Python code uses `fullmatch` with these.
+CRN_PATTERN = re.compile(r"^[A-Z][0-9]{6}\Z")
+NOMS_PATTERN = re.compile(r"^[A-Z][0-9]{4}[A-Z]{2}\Z")
+PNC_PATTERN = re.compile(r"^[0-9]{4}/[0-9]{7}[A-Z]\Z")
+
+
+# One email rule, at submission (referrals) and at sending (notifications): an address one
+# accepts the other sends to. Deliberately strict: one @, no spaces, no CR/LF (header
+# injection), a dotted domain, at most 254 characters.
+EMAIL_PATTERN = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z"
+)
+
+
+def is_email_address(value: str) -> bool:
+    return len(value) <= 254 and EMAIL_PATTERN.fullmatch(value) is not None

@@ -55,6 +55,9 @@ Reader = Annotated[
 CohortReader = Annotated[Principal, Depends(require_roles(Role.POLICE, Role.IOM_PANEL))]
 Panel = Annotated[Principal, Depends(require_roles(Role.IOM_PANEL))]
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+SubjectAccessAdmin = Annotated[
+    Principal, Depends(require_roles(Role.ADMIN, national="a subject access request"))
+]
 PolicyReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.POLICE, Role.IOM_PANEL))]
 
 
@@ -72,9 +75,12 @@ def _cursor(cursor: str | None, *kinds: Any) -> list[Any] | None:
     if values is None:
         return None
     try:
-        return [kind(str(value)) for kind, value in zip(kinds, values, strict=True)]
+        parsed = [kind(str(value)) for kind, value in zip(kinds, values, strict=True)]
     except (TypeError, ValueError) as exc:
         raise ValidationProblem("cursor is not valid", field="cursor") from exc
+    if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in parsed):
+        raise ValidationProblem("cursor is not valid", field="cursor")  # past BIGINT: a 500
+    return parsed
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -111,7 +117,9 @@ def run_view(record: SelectionRunRecord, *, full: bool = True) -> dict[str, Any]
 
 
 def import_view(record: OffenceImportRecord) -> dict[str, Any]:
-    return _dump(ImportPublic.model_validate(record))
+    view = _dump(ImportPublic.model_validate(record))
+    view["rejected_not_listed"] = max(0, record.rejected - len({e["line"] for e in record.errors}))
+    return view
 
 
 # --- nominals and offences ------------------------------------------------------------------
@@ -235,7 +243,8 @@ async def import_offences(
         raise ValidationProblem("the body is empty: send the CSV", field="body")
     import_id = await service.start_import(sessionmaker, principal, now=now)
     job = service.run_import(
-        sessionmaker, principal, import_id, data, now=now, batch_size=settings.import_batch_size
+        sessionmaker, principal, import_id, data, now=now, batch_size=settings.import_batch_size,
+        max_listed_errors=settings.import_max_listed_errors,
     )
     if not wait:
         tasks: set[asyncio.Task] | None = getattr(request.app.state, "import_tasks", None)
@@ -460,5 +469,7 @@ async def get_deselection_suggestions(
 
 
 @router.get("/subject-access-requests", tags=["data protection"])
-async def get_subject_access(crn: str, session: SessionDep, principal: Admin) -> dict[str, Any]:
+async def get_subject_access(
+    crn: str, session: SessionDep, principal: SubjectAccessAdmin
+) -> dict[str, Any]:
     return await service.subject_access(session, principal, crn)

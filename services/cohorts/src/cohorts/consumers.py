@@ -41,7 +41,7 @@ def _text(info: dict[str, Any], key: str, *, longest: int = 36) -> str | None:
 
 def _crn(event: Event) -> str | None:
     crn = event.crn
-    if crn is not None and not CRN_PATTERN.match(crn):
+    if crn is not None and not CRN_PATTERN.fullmatch(crn):
         raise PermanentError(f"{crn!r} is not a CRN")
     return crn
 

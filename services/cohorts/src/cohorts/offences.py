@@ -38,7 +38,7 @@ class RowError:
 
 
 def crn_problem(value: object) -> str | None:
-    if not isinstance(value, str) or not CRN_PATTERN.match(value):
+    if not isinstance(value, str) or not CRN_PATTERN.fullmatch(value):
         return "must be one capital letter and six digits, e.g. X123456"
     return None
 
@@ -55,7 +55,7 @@ def category_problem(value: object) -> str | None:
     try:
         OffenceCategory(value)
     except ValueError:
-        return f"{value!r} is not an offence category"
+        return "is not an offence category"  # the value is not echoed: it may be personal
     return None
 
 
@@ -75,7 +75,8 @@ def header_problems(header: Sequence[str] | None) -> list[RowError]:
             RowError(
                 1,
                 "header",
-                f"the header must be {','.join(CSV_COLUMNS)}; got {','.join(got) or 'nothing'}",
+                # Not what it got: a file whose first line is data would be echoed (and stored).
+                f"the first line must be the header {','.join(CSV_COLUMNS)}",
             )
         ]
     return []
@@ -96,7 +97,7 @@ def check_row(line: int, raw: Mapping[str, str | None], today: date) -> OffenceR
         if len(text) != 10:
             raise ValueError(text)
     except ValueError:
-        errors.append(RowError(line, "offence_date", f"{text!r} is not a date (YYYY-MM-DD)"))
+        errors.append(RowError(line, "offence_date", "is not a date (YYYY-MM-DD)"))
         offence_date = None
     if offence_date is not None and (problem := date_problem(offence_date, today)):
         errors.append(RowError(line, "offence_date", problem))
@@ -147,7 +148,7 @@ def check_nominal(
         errors.append(FieldError("date_of_birth", problem))
     if mappa_level is not None and mappa_level not in (1, 2, 3):
         errors.append(FieldError("mappa_level", "must be 1, 2, 3 or null"))
-    if pnc_number is not None and not PNC_PATTERN.match(pnc_number):
+    if pnc_number is not None and not PNC_PATTERN.fullmatch(pnc_number):
         errors.append(FieldError("pnc_number", "must look like 2001/1234567A"))
     if errors:
         raise InvalidValue("; ".join(f"{e.field}: {e.message}" for e in errors), errors)

@@ -103,6 +103,8 @@ class ImportPublic(Response):
     batches_total: int
     batches_done: int
     errors: list[RowErrorPublic]
+    # Rejected lines whose errors are not listed (the list is capped).
+    rejected_not_listed: int = 0
     failure: str | None
 
 

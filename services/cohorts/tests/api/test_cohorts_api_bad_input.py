@@ -86,3 +86,21 @@ async def test_bad_input_is_a_problem_not_a_crash(client: httpx.AsyncClient, see
         assert problem["status"] == answer.status_code and problem["title"], case
         if answer.status_code == 422:
             assert problem["errors"] and all(e["field"] for e in problem["errors"]), case
+
+
+async def test_an_identifier_with_a_trailing_newline_is_refused(
+    client: httpx.AsyncClient, seed: Any
+) -> None:
+    """`$` matches before a trailing newline: "S391957\\n" must not be a second nominal."""
+    await seed("S391957")
+    body = {"area": SOLIHULL, "date_of_birth": "1990-01-01", "supervision_status": "licence"}
+    for path in ("/nominals/S391957%0A", "/nominals/S391957%0A/offences"):
+        answer = await client.request(
+            "PUT" if path.count("/") == 2 else "GET", path, headers=HEADERS,
+            json=body if path.count("/") == 2 else None,
+        )
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.json()["errors"][0]["field"] == "crn"
+    pnc = {**body, "pnc_number": "2001/0000001A\n"}
+    answer = await client.put("/nominals/S391957", headers=HEADERS, json=pnc)
+    assert answer.status_code == 422, answer.text

@@ -122,6 +122,20 @@ async def test_rows_of_another_areas_nominal_are_refused_for_an_area_bound_calle
     ]
 
 
+async def test_an_area_bound_caller_cannot_load_offences_of_a_crn_not_yet_recorded(
+    client: httpx.AsyncClient, seed: Any, days_ago: Any
+) -> None:
+    """Loaded now, the offence would count in whichever area later records the nominal."""
+    text = HEADER + f"X100099,{days_ago(5)},robbery_personal,\n"
+    result = (await post_csv(client, text, auth("police", areas=[SOLIHULL]))).json()
+    assert (result["loaded"], result["rejected"]) == (0, 1)
+    assert result["errors"] == [
+        {"line": 2, "field": "crn", "message": "the nominal is not in your areas"}
+    ]
+    await seed("X100099", area=BIRMINGHAM)
+    assert await offences_of(client, "X100099") == []
+
+
 async def test_a_long_import_reports_progress(
     client: httpx.AsyncClient, seed: Any, days_ago: Any
 ) -> None:
@@ -159,3 +173,60 @@ async def test_a_windows_export_with_a_bom_and_crlf_loads(
     assert {o["description"] for o in await offences_of(client, "X100008")} == {
         f"line\r\nbreak {i}" for i in range(4)
     }
+
+
+async def test_bodies_are_limited_and_authenticated_before_they_are_read(
+    app: Any, client: httpx.AsyncClient, seed: Any
+) -> None:
+    """No token: 401 with nothing read. Past its limit (CSV and JSON limits apart): 413
+    problem+json having read no more than the limit, so a huge body is never buffered whole."""
+    app.state.settings = app.state.settings.model_copy(
+        update={"max_csv_body_bytes": 100_000, "max_json_body_bytes": 4096}
+    )
+    pulled: list[int] = []
+
+    async def huge():  # 64 MB if it were read whole
+        for i in range(1024):
+            pulled.append(i)
+            yield b"X" * 65536
+
+    csv_headers = {"Content-Type": "text/csv"}
+    answer = await client.post("/offences:import", content=huge(), headers=csv_headers)
+    assert answer.status_code == 401 and pulled == []
+    police = auth("police", areas=[SOLIHULL])
+    answer = await client.post("/offences:import", content=huge(), headers=police | csv_headers)
+    assert answer.status_code == 413, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert len(pulled) <= 2  # stopped once past the 100 kB limit
+    declared = await client.put(
+        "/nominals/X100001", content=b" " * 5000 + b"{}",
+        headers=police | {"Content-Type": "application/json"},
+    )
+    assert declared.status_code == 413, declared.text
+    # a CSV past the JSON limit but within its own is read
+    await seed("X100001")
+    rows = "".join(f"X100001,2026-0{1 + i % 9}-1{i % 10},arson,row {i:04}\n" for i in range(300))
+    answer = await post_csv(client, HEADER + rows, police)
+    assert len(HEADER + rows) > 4096 and answer.status_code == 200, answer.text
+
+
+async def test_import_errors_name_line_and_field_never_content_and_are_capped(
+    app: Any, client: httpx.AsyncClient, caplog: Any
+) -> None:
+    police = auth("police", areas=[SOLIHULL])
+    secret = "Jo Bloggs 1 High Street"
+    answer = await post_csv(client, f"X100001,2026-01-01,{secret},\n", police)
+    assert answer.status_code == 422 and secret not in answer.text, answer.text
+    app.state.settings = app.state.settings.model_copy(update={"import_max_listed_errors": 2})
+    rows = "".join(f"X10000{i},2026-01-0{i + 1},{secret},\n" for i in range(5))
+    result = (await post_csv(client, HEADER + rows, police)).json()
+    assert secret not in json_text(result)
+    assert (result["rejected"], len(result["errors"]), result["rejected_not_listed"]) == (5, 2, 3)
+    assert all(set(e) == {"line", "field", "message"} for e in result["errors"])
+    assert secret not in caplog.text
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value)

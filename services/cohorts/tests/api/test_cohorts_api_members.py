@@ -213,3 +213,18 @@ async def test_a_forged_cursor_is_a_422_on_cursor(client: httpx.AsyncClient, pan
         "/selection-runs", params={"cursor": encode_cursor(["yesterday", "x"])}, headers=panel
     )
     assert runs.status_code == 422
+
+
+async def test_a_nominal_of_another_area_is_answered_as_absent(
+    client: httpx.AsyncClient, seed: Any
+) -> None:
+    """Adopting another area's nominal must not say that it exists, nor where."""
+    await seed("X000777", area=BIRMINGHAM)
+    panel = auth("iom_panel", areas=[SOLIHULL])
+    hidden = await adopt(client, panel, "X000777")
+    absent = await adopt(client, panel, "X000778")
+    assert hidden.status_code == absent.status_code == 422, hidden.text
+    assert BIRMINGHAM not in hidden.text
+    assert hidden.json()["detail"].replace("X000777", "X") == absent.json()["detail"].replace(
+        "X000778", "X"
+    )

@@ -28,7 +28,13 @@ router = APIRouter()
 
 Subscriber = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.POLICE))]
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
-LogReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.SERVICE))]
+SubjectAccessAdmin = Annotated[
+    Principal, Depends(require_roles(Role.ADMIN, national="a subject access request"))
+]
+# Notifications carry no area: the delivery log spans every area, so a national token only.
+LogReader = Annotated[
+    Principal, Depends(require_roles(Role.ADMIN, Role.SERVICE, national="the delivery log"))
+]
 
 
 @router.post(
@@ -120,7 +126,7 @@ async def get_notification(
     "/subject-access-requests", response_model=SubjectAccessPublic, tags=["data protection"]
 )
 async def subject_access_request(
-    principal: Admin,
+    principal: SubjectAccessAdmin,
     session: SessionDep,
     crn: Annotated[str, Query(pattern=r"^[A-Z][0-9]{6}$")],
 ) -> SubjectAccessPublic:

@@ -46,7 +46,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pathways_shared.vocabulary import Pathway
+from pathways_shared.vocabulary import Pathway, is_email_address
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -183,7 +183,7 @@ INFO_MODELS: dict[EventType, type[_Info]] = {
     EventType.DEADLINE_MISSED: DeadlineMissedInfo,
 }
 
-_EVENT_TYPE_SHAPE = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+$")
+_EVENT_TYPE_SHAPE = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+\Z")
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def parse_envelope(raw: Mapping[str, Any]) -> InboundEvent:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise UnparseableEvent(f"envelope.{where}: {first['msg']}", field=where) from exc
-    if not _EVENT_TYPE_SHAPE.match(envelope.eventType):
+    if not _EVENT_TYPE_SHAPE.fullmatch(envelope.eventType):
         raise UnparseableEvent(
             f"eventType {envelope.eventType!r} is not dot-separated tokens", field="eventType"
         )
@@ -450,12 +450,8 @@ def decide_notifications(
 
 # --------------------------------------------------------------------------- addresses
 
-# Deliberately strict: one @, no spaces, no CR/LF (header injection), a dotted domain.
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-
-
-def is_email_address(value: str) -> bool:
-    return len(value) <= 254 and _EMAIL.fullmatch(value) is not None
+# is_email_address: the one email rule, in pathways_shared.vocabulary (referrals checks
+# submissions with the same).
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ REST = ">"
 COHORT_STREAM_TOKEN = "cohorts"
 MAX_PATTERN_LENGTH = 200
 MAX_PATTERNS = 20
-_TOKEN = re.compile(r"^[a-z0-9_-]+$")
+_TOKEN = re.compile(r"^[a-z0-9_-]+\Z")
 
 
 # --------------------------------------------------------------------------- patterns
@@ -66,7 +66,7 @@ class EventPattern:
             if token == REST:
                 if position != len(tokens) - 1:
                     raise InvalidEventPattern("'>' may only be the last token", field=field)
-            elif token != ONE_TOKEN and not _TOKEN.match(token):
+            elif token != ONE_TOKEN and not _TOKEN.fullmatch(token):
                 raise InvalidEventPattern(
                     f"token {token!r} is not lower-case letters, digits, '-' or '_', "
                     "nor a whole-token wildcard '*' or '>'",

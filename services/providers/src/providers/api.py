@@ -49,6 +49,9 @@ router = APIRouter(responses=problem_responses(401, 403, 422))
 
 AnyRole = Annotated[Principal, Depends(require_roles(*Role))]
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+SubjectAccessAdmin = Annotated[
+    Principal, Depends(require_roles(Role.ADMIN, national="a subject access request"))
+]
 Asker = Annotated[Principal, Depends(require_roles(Role.PROBATION, Role.ADMIN))]
 ProviderUser = Annotated[Principal, Depends(require_roles(Role.PROVIDER))]
 RoutingReader = Annotated[
@@ -385,8 +388,8 @@ async def complete(
 
 @router.get("/subject-access-requests", tags=["data protection"])
 async def subject_access_request(
-    session: SessionDep, principal: Admin, crn: Annotated[str, Query(max_length=7)]
+    session: SessionDep, principal: SubjectAccessAdmin, crn: Annotated[str, Query(max_length=7)]
 ) -> dict[str, Any]:
-    if not CRN_PATTERN.match(crn):
+    if not CRN_PATTERN.fullmatch(crn):
         raise ValidationProblem("must be a letter and six digits, e.g. X123456", field="crn")
     return await service.subject_access(session, principal, crn)

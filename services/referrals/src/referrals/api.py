@@ -37,6 +37,9 @@ Submitter = Annotated[Principal, Depends(require_roles(Role.PROBATION))]
 Reader = Annotated[Principal, Depends(require_roles(Role.PROBATION, Role.SERVICE))]
 Authenticated = Annotated[Principal, Depends(require_roles(*Role))]
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+SubjectAccessAdmin = Annotated[
+    Principal, Depends(require_roles(Role.ADMIN, national="a subject access request"))
+]
 # Text filters reach PostgreSQL, which refuses a NUL character: a 422 here, not a 500.
 NO_NUL = r"^[^\x00]*$"
 # Why the caller looks at or changes the record (DPA 2018 s.62); a default per route.
@@ -183,7 +186,7 @@ async def pathways(principal: Authenticated) -> PathwaysPublic:
 @router.get("/subject-access-requests", response_model=SubjectAccessPublic)
 async def subject_access_request(
     session: SessionDep,
-    principal: Admin,
+    principal: SubjectAccessAdmin,
     crn: Annotated[str, Query(max_length=20, pattern=NO_NUL)],
     purpose: Purpose = None,
 ) -> SubjectAccessPublic:

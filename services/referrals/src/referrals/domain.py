@@ -20,7 +20,6 @@ Product decisions made here:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -28,7 +27,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pathways_shared.clock import age_on, london_day
+from pathways_shared.clock import age_on, in_utc_range, london_day
 from pathways_shared.errors import FieldError, PathwaysError
 from pathways_shared.vocabulary import (
     AREAS,
@@ -43,6 +42,7 @@ from pathways_shared.vocabulary import (
     Sex,
     SupervisionStatus,
     WithdrawalReason,
+    is_email_address,
 )
 
 MINIMUM_AGE = 18
@@ -51,7 +51,7 @@ MIN_NEEDS = 1
 MAX_NEEDS = 7
 CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 MAPPA_LEVELS = frozenset({1, 2, 3})
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
 
 
 class NeedFlag(StrEnum):
@@ -282,7 +282,7 @@ def submission_errors(submission: Submission, now: datetime) -> list[FieldError]
         errors.append(FieldError("risk.mappa_level", "must be null, 1, 2 or 3"))
     if _blank(submission.practitioner.name):
         errors.append(FieldError("practitioner.name", "must not be blank"))
-    if not _EMAIL.fullmatch(submission.practitioner.email or ""):
+    if not is_email_address(submission.practitioner.email or ""):  # as notifications sends
         errors.append(FieldError("practitioner.email", "must be an email address"))
     if not submission.consent.given:
         errors.append(
@@ -291,7 +291,9 @@ def submission_errors(submission: Submission, now: datetime) -> list[FieldError]
     recorded_at = submission.consent.recorded_at
     if recorded_at is not None:
         _require_aware(recorded_at, "consent.recorded_at")
-        if recorded_at > now + CONSENT_CLOCK_SKEW:
+        if not in_utc_range(recorded_at):  # 0001-01-01T00:00+05:00 is before year 1 in UTC
+            errors.append(FieldError("consent.recorded_at", "is out of range"))
+        elif recorded_at > now + CONSENT_CLOCK_SKEW:
             errors.append(FieldError("consent.recorded_at", "must not be in the future"))
     errors += _needs_errors(submission.needs)
     return errors

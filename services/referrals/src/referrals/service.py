@@ -258,7 +258,9 @@ async def history(
     after = None
     if values is not None:
         try:
-            after = (_cursor_time(values[0]), int(values[1]))
+            if not isinstance(values[1], int):
+                raise ValueError("a history cursor ends in an integer id")
+            after = (_cursor_time(values[0]), values[1])
         except (TypeError, ValueError) as error:
             raise ValidationProblem("cursor is not valid", field="cursor") from error
     rows = await repo.history(referral_id, limit=limit + 1, after=after)
@@ -288,10 +290,9 @@ class SubjectAccess:
 async def subject_access(
     session: AsyncSession, principal: Principal, crn: str, *, purpose: str
 ) -> SubjectAccess:
-    if principal.areas is not None:
-        # The answer must be complete, so it is for national callers only: an admin bound to
-        # some areas would otherwise see (or be given) records of the others.
-        raise Forbidden("a subject access request needs a national role (no areas claim)")
+    # The answer must be complete, so it is for national callers only (the route checks it
+    # too): an admin bound to some areas would otherwise see records of the others.
+    principal.require_national("a subject access request")
     if not CRN_PATTERN.fullmatch(crn):
         raise ValidationProblem("crn must be one letter and six digits", field="crn")
     repo = ReferralRepository(session)

@@ -762,3 +762,31 @@ async def test_no_string_or_number_becomes_a_date_or_a_boolean(client, referral_
     r = await client.post("/referrals", json=body, headers=auth("probation"))
     assert r.status_code == 422, r.text
     assert [e["field"] for e in r.json()["errors"]] == [field]
+
+
+async def test_crafted_times_and_cursors_are_422_naming_the_field(client, referral_body):
+    body = referral_body(consent={"given": True, "recorded_at": "0001-01-01T00:00:00+05:00"})
+    assert_problem(await submit(client, body), 422, "consent.recorded_at")
+    probation = auth("probation")
+    for raw in ("[1e30,1]", '[Infinity,"x"]', "[NaN,1]", '["0001-01-01T00:00:00+05:00","x"]',
+                '[1,"00000000-0000-0000-0000-000000000000"]', "{}", "garbage"):
+        import base64
+
+        cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        answer = await client.get("/referrals", params={"cursor": cursor}, headers=probation)
+        assert_problem(answer, 422, "cursor")
+
+
+@pytest.mark.parametrize(
+    "email", ["alex@pro_bation.example", "alex(officer)@probation.example", "a@b.c\n"]
+)
+async def test_a_practitioner_address_notifications_would_refuse_is_refused_at_submission(
+    client, referral_body, email
+):
+    from pathways_shared.vocabulary import is_email_address  # what notifications sends to
+
+    assert not is_email_address(email)
+    body = referral_body(
+        practitioner={"name": "Alex Officer", "email": email, "team": "OMU"}
+    )
+    assert_problem(await submit(client, body), 422, "practitioner.email")

@@ -23,7 +23,7 @@ def known_area(area: str, field: str = "area") -> str:
 
 
 def checked_crn(crn: str, field: str = "crn") -> str:
-    if not CRN_PATTERN.match(crn):
+    if not CRN_PATTERN.fullmatch(crn):
         raise ValidationProblem(
             "must be one capital letter and six digits, e.g. X123456", field=field
         )

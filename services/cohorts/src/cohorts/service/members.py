@@ -146,7 +146,9 @@ async def adopt_member(
 ) -> MembershipRecord:
     _area_for_panel(principal, area)
     nominal = await repo.get_nominal(session, crn)
-    if nominal is None:
+    if nominal is None or not principal.may_see_area(nominal.area):
+        # A nominal of an area the caller cannot see is answered as absent: neither its
+        # existence nor its area is disclosed.
         raise ValidationProblem(
             f"no nominal {crn}: record it first (PUT /nominals/{crn})", field="crn"
         )

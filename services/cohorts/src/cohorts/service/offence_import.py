@@ -50,7 +50,7 @@ def parse_offence_csv(data: bytes, today: date) -> ParsedImport:
     try:
         header = next(reader, None)
     except csv.Error as exc:
-        raise ValidationProblem(f"the file is not CSV: {exc}", field="body") from exc
+        raise ValidationProblem("the file is not CSV", field="body") from exc
     problems = header_problems(header)
     if problems:
         raise ValidationProblem(problems[0].message, field="header")
@@ -65,7 +65,7 @@ def parse_offence_csv(data: bytes, today: date) -> ParsedImport:
         except csv.Error as exc:
             line = reader.line_num
             total += 1
-            errors.append(RowError(line, "row", f"not valid CSV: {exc}"))
+            errors.append(RowError(line, "row", "is not valid CSV"))
             continue
         line = reader.line_num
         if not cells or all(not c.strip() for c in cells):
@@ -108,10 +108,11 @@ async def run_import(
     *,
     now: datetime,
     batch_size: int,
+    max_listed_errors: int = 1000,
 ) -> None:
     """Load the good rows in batches; each batch, with its progress, is one transaction, so a
-    batch is loaded whole or not at all. Rows of nominals in areas the caller cannot see are
-    refused like bad rows."""
+    batch is loaded whole or not at all. Rows of nominals in areas the caller cannot see, and,
+    for an area-bound caller, rows of CRNs with no nominal yet, are refused like bad rows."""
     try:
         # Checking hundreds of thousands of rows takes CPU: off the event loop.
         parsed = await asyncio.to_thread(parse_offence_csv, data, london_today(now))
@@ -127,15 +128,17 @@ async def run_import(
         record.rejected = len({e.line for e in parsed.errors})
         record.batches_total = len(batches)
         record.processed_rows = record.rejected
-        record.errors = sorted(errors, key=lambda e: e["line"])
+        record.errors = sorted(errors, key=lambda e: e["line"])[:max_listed_errors]
     for batch in batches:
         try:
             async with sessionmaker() as session, session.begin():
                 areas = await repo.areas_of(session, sorted({row.crn for row in batch}))
+                # An area-bound caller loads offences only of nominals recorded in its areas:
+                # a row for a CRN with no nominal yet is refused too (else it would count in
+                # whichever area later records that nominal). Same answer either way, so the
+                # answer does not tell whether the CRN is recorded elsewhere.
                 refused = [
-                    row
-                    for row in batch
-                    if row.crn in areas and not principal.may_see_area(areas[row.crn])
+                    row for row in batch if not principal.may_see_area(areas.get(row.crn))
                 ]
                 refused_lines = {row.line for row in refused}
                 rows = [
@@ -180,7 +183,7 @@ async def run_import(
                             ),
                         ],
                         key=lambda e: e["line"],
-                    )
+                    )[:max_listed_errors]
         except Exception as exc:
             await _finish_import(
                 sessionmaker,

@@ -37,6 +37,7 @@ from insights.web.signin import (
 )
 from pathways_shared.auth import Principal
 from pathways_shared.clock import london_today
+from pathways_shared.runtime import FORM_PATHS
 from pathways_shared.vocabulary import AREAS, PATHWAY_NAMES
 
 HERE = Path(__file__).resolve().parent
@@ -251,8 +252,11 @@ def install(app: FastAPI, settings: DashboardSettings) -> None:
         https_only=settings.secure_cookie,
     )
     app.include_router(router)
+    form_paths = {"/sign-out"}
     if settings.development_sign_in:
         app.include_router(development_router)
+        form_paths.add("/dev/sign-in")
+    setattr(app.state, FORM_PATHS, frozenset(form_paths))
     if settings.oidc_configured:
         from authlib.integrations.starlette_client import OAuth
 
