@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.routing import Match
 
 from pathways_shared.admin import admin_router
 from pathways_shared.auth import Authenticator, current_principal
@@ -286,8 +287,9 @@ async def _guard_body(scope: Any, receive: Any, too_large: list[PayloadTooLarge]
     if scope["method"] not in _BODY_METHODS:
         return receive
     headers = Headers(scope=scope)
-    if scope["path"] not in getattr(scope["app"].state, FORM_PATHS, ()):
-        await current_principal(Request(scope))
+    app = scope["app"]
+    if scope["path"] not in getattr(app.state, FORM_PATHS, ()) and _routed(app, scope):
+        await current_principal(Request(scope), None)
     settings: ServiceSettings = scope["app"].state.settings
     is_csv = headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv"
     limit = settings.max_csv_body_bytes if is_csv else settings.max_json_body_bytes
@@ -308,6 +310,12 @@ async def _guard_body(scope: Any, receive: Any, too_large: list[PayloadTooLarge]
         return message
 
     return limited_receive
+
+
+def _routed(app: Any, scope: Any) -> bool:
+    """Whether a route takes this path and method: one that does not is answered 404 or 405
+    by the router, its body never read, so no token is asked for first."""
+    return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
 
 
 def _install_middleware(app: FastAPI) -> None:
