@@ -18,9 +18,9 @@ from pathways_shared.db import make_engine, make_sessionmaker
 from pathways_shared.event_payloads import FORBIDDEN_KEYS, PAYLOADS
 from pathways_shared.events import Event
 from pathways_shared.infra_models import ProcessedEvent
+from pathways_shared.harness import database_url_for
 from pathways_shared.testing import (
     auth,
-    database_url_for,
     settle_outbox,
     stream_events,
     wait_until,

@@ -229,5 +229,11 @@ async def test_a_handler_that_outlasts_ack_wait_keeps_its_message(app, nc, subje
     messages = await psub.fetch(1, timeout=5)
 
     assert await consumer.handle_batch(messages) == ["handled"]
-    info = await js.consumer_info(stream, "shared-slow")
+
+    # the ack travels on the runtime's own connection: wait until the server has it
+    async def settled():
+        info = await js.consumer_info(stream, "shared-slow")
+        return info if info.num_ack_pending == 0 else None
+
+    info = await wait_until(settled, timeout=10)
     assert (info.num_redelivered, info.num_ack_pending, info.delivered.consumer_seq) == (0, 0, 1)
