@@ -215,7 +215,7 @@ async def outsider_settled_in_cohorts(system, js, crn: str) -> None:
 async def test_police_see_members_and_their_pathway_activity_only(system):
     member, outsider = new_crn(), new_crn()
     prefix = system.prefix
-    nc = await nats.connect("nats://127.0.0.1:4222")
+    nc = await nats.connect(system.nats_url)
     js = nc.jetstream()
     from pathways_shared.events import stream_name
 
@@ -298,7 +298,7 @@ class contextlib_suppress:
 
 
 async def test_no_personal_details_cross_the_bus(system):
-    nc = await nats.connect("nats://127.0.0.1:4222")
+    nc = await nats.connect(system.nats_url)
     js = nc.jetstream()
     from pathways_shared.events import STREAMS, stream_name
 

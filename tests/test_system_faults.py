@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import httpx
 import nats
+import nats.js.errors
 import pytest
 
 from pathways_shared.events import STREAMS, stream_name
@@ -239,16 +240,36 @@ def interrupted_keys(log: list[dict]) -> tuple[set[str], set[str]]:
     return emails, webhooks
 
 
+async def events_unsettled(system) -> int:
+    """Events the services' durable consumers have still to take or to acknowledge: a message
+    delivered to a killed process comes back only after ack_wait, so counts that stood still
+    for a while do not yet mean that nothing more will happen."""
+    nc = await nats.connect(system.nats_url.split(","), connect_timeout=2)
+    try:
+        js, total = nc.jetstream(), 0
+        for stream in STREAMS:
+            try:
+                consumers = await js.consumers_info(stream_name(stream, system.prefix))
+            except nats.js.errors.NotFoundError:
+                continue
+            total += sum(c.num_pending + c.num_ack_pending for c in consumers)
+        return total
+    finally:
+        await nc.close()
+
+
 async def settle(client: httpx.AsyncClient, system) -> tuple[list[dict], float]:
-    """Poll until nothing is left to route and the counts stop changing (bounded)."""
+    """Poll until nothing is left to route or to consume and the counts stop changing (bounded)."""
     began, last, stable = time.monotonic(), None, 0
     while time.monotonic() - began < QUIET_TIMEOUT:
         referrals = await all_pages(client, f"{system.url('referrals')}/referrals", PROBATION)
         statuses = Counter(n["status"] for r in referrals for n in r["needs"])
         in_flight = await deliveries_in_flight(client, system)
+        unsettled = await events_unsettled(system)
         snapshot = (len(referrals), tuple(sorted(statuses.items())), len(system.emails()),
-                    len(system.webhooks()), in_flight)
-        if statuses.get("submitted", 0) == 0 and in_flight == 0 and snapshot == last:
+                    len(system.webhooks()), in_flight, unsettled)
+        if (statuses.get("submitted", 0) == 0 and in_flight == 0 and unsettled == 0
+                and snapshot == last):
             stable += 1
             if stable >= 2:
                 return referrals, time.monotonic() - began
