@@ -163,7 +163,7 @@ def police_consumer(replicas: int) -> ConsumerConfig:
 
 async def ensure_deployment_streams(
     url: str, replicas: int, *, total_max_bytes: int = DEFAULT_STREAMS_MAX_BYTES,
-    force: bool = False, timeout: float = 10,
+    force: bool = False, timeout: float = 30,
 ) -> list[str]:
     """What `pathways streams ensure` does once per roll-out, as the NATS user
     `pathways-admin`, before the services start: every stream (as the services declare them)

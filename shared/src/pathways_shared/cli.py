@@ -117,6 +117,8 @@ def cmd_outbox_resend(args: argparse.Namespace) -> None:
 
 
 def cmd_streams_ensure(args: argparse.Namespace) -> None:
+    import nats.errors
+
     from pathways_shared.broker import (
         ReplicasWouldDrop,
         ensure_deployment_streams,
@@ -136,6 +138,9 @@ def cmd_streams_ensure(args: argparse.Namespace) -> None:
             args.nats_url, args.replicas, total_max_bytes=total, force=args.force))
     except ReplicasWouldDrop as refused:
         sys.exit(f"refused: {refused}")
+    except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoServersError) as silent:
+        sys.exit(f"NATS did not answer ({type(silent).__name__}): is JetStream up, with a leader elected? "
+                 "Nothing was changed that the next run will not finish; run it again.")
     for line in done:
         print(line, flush=True)
 

@@ -402,18 +402,26 @@ class NatsCluster:
                 [self.binary, "-c", str(node["conf"])], stdout=log, stderr=log)
         self.wait_jetstream()
 
-    def wait_jetstream(self, timeout: float = 30) -> None:
-        """Until every running node reports JetStream healthy (a meta leader is elected)."""
+    def wait_jetstream(self, timeout: float = 60) -> None:
+        """Until every running node is healthy and knows the meta leader. `/healthz` with
+        js-enabled-only answers 200 before the election; a JetStream API request made then
+        times out (as CI once saw), so the leader is read from `/jsz` as well."""
         deadline = time.monotonic() + timeout
         for name in self.processes:
-            url = f'http://127.0.0.1:{self.node(name)["monitor"]}/healthz?js-enabled-only=true'
-            while True:
-                with contextlib.suppress(Exception):
-                    if httpx.get(url, timeout=1).status_code == 200:
-                        break
+            monitor = f'http://127.0.0.1:{self.node(name)["monitor"]}'
+            while not self._has_meta_leader(monitor):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"nats node {name} is not healthy; see {self.dir}")
+                    raise RuntimeError(f"nats node {name} has no JetStream meta leader; see {self.dir}")
                 time.sleep(0.1)
+
+    @staticmethod
+    def _has_meta_leader(monitor: str) -> bool:
+        with contextlib.suppress(Exception):
+            if httpx.get(f"{monitor}/healthz", timeout=1).status_code != 200:
+                return False
+            meta = httpx.get(f"{monitor}/jsz", timeout=1).json().get("meta_cluster") or {}
+            return bool(meta.get("leader"))
+        return False
 
     def kill(self, name: str) -> None:
         """kill -9: no lame duck, no flush."""
