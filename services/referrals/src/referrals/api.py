@@ -14,7 +14,7 @@ from pathways_shared.pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from pathways_shared.vocabulary import PATHWAY_NAMES, Pathway, Role
 
 from referrals import service
-from referrals.domain import ReferralStatus
+from referrals.domain.referral import ReferralStatus
 from referrals.repository import ReferralFilter
 from referrals.schemas import (
     AccessLogPublic,

@@ -12,7 +12,7 @@ from pathways_shared.events import Event, utc_now
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from referrals import service
-from referrals.need_lifecycle import ProviderEventKind
+from referrals.domain.need_lifecycle import ProviderEventKind
 
 DURABLE = "referrals-from-providers"
 

@@ -21,8 +21,18 @@ from pathways_shared.vocabulary import (
 from sqlalchemy import Row, and_, bindparam, case, exists, insert, or_, select, tuple_, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from referrals import domain
-from referrals.domain import HistoryEntry, NeedFlag
+from referrals.domain.referral import (
+    Consent,
+    HistoryEntry,
+    Need,
+    NeedFlag,
+    Person,
+    Practitioner,
+    Referral,
+    Risk,
+    Supervision,
+    Withdrawal,
+)
 from referrals.models import HistoryRow, NeedRow, ReferralRow
 
 
@@ -42,8 +52,8 @@ HISTORY = HistoryRow.__table__
 # map or unit of work to pay for on every request and event (bench/README.md).
 
 
-def _need_to_domain(row: Any) -> domain.Need:
-    return domain.Need(
+def _need_to_domain(row: Any) -> Need:
+    return Need(
         id=row.id,
         pathway=Pathway(row.pathway),
         complexity=Complexity(row.complexity),
@@ -64,22 +74,22 @@ def _need_to_domain(row: Any) -> domain.Need:
     )
 
 
-def _to_domain(row: Any, needs: Sequence[Any]) -> domain.Referral:
+def _to_domain(row: Any, needs: Sequence[Any]) -> Referral:
     withdrawal = None
     if row.withdrawn_at is not None:
-        withdrawal = domain.Withdrawal(
+        withdrawal = Withdrawal(
             reason_code=WithdrawalReason(row.withdrawal_reason),
             comments=row.withdrawal_comments,
             withdrawn_at=_aware(row.withdrawn_at),
             withdrawn_by=row.withdrawn_by or "",
         )
-    return domain.Referral(
+    return Referral(
         id=row.id,
         source_reference=row.source_reference,
         area=row.area,
         submitted_at=_aware(row.submitted_at),
         submitted_by=row.submitted_by,
-        person=domain.Person(
+        person=Person(
             crn=row.crn,
             noms_number=row.noms_number,
             pnc_number=row.pnc_number,
@@ -90,15 +100,15 @@ def _to_domain(row: Any, needs: Sequence[Any]) -> domain.Referral:
             needs_interpreter=row.needs_interpreter,
             interpreter_language=row.interpreter_language,
         ),
-        supervision=domain.Supervision(
+        supervision=Supervision(
             status=SupervisionStatus(row.supervision_status),
             expected_release_date=row.expected_release_date,
         ),
-        risk=domain.Risk(rosh=Rosh(row.rosh), mappa_level=row.mappa_level),
-        practitioner=domain.Practitioner(
+        risk=Risk(rosh=Rosh(row.rosh), mappa_level=row.mappa_level),
+        practitioner=Practitioner(
             name=row.practitioner_name, email=row.practitioner_email, team=row.practitioner_team
         ),
-        consent=domain.Consent(
+        consent=Consent(
             given=row.consent_given, recorded_at=_aware(row.consent_recorded_at)
         ),
         needs=tuple(_need_to_domain(n) for n in sorted(needs, key=lambda n: n.position)),
@@ -114,7 +124,7 @@ _NEED_CHANGES = (
 )
 
 
-def _need_changes(need: domain.Need) -> dict[str, Any]:
+def _need_changes(need: Need) -> dict[str, Any]:
     """`_NEED_CHANGES` of `need`, by name, as stored."""
     changes = {name: getattr(need, name) for name in _NEED_CHANGES}
     changes["status"] = need.status.value
@@ -123,7 +133,7 @@ def _need_changes(need: domain.Need) -> dict[str, Any]:
 
 
 def _referral_values(
-    referral: domain.Referral, fingerprint: str, idempotency_key: str | None
+    referral: Referral, fingerprint: str, idempotency_key: str | None
 ) -> dict[str, Any]:
     p, s, r, pr, c = (
         referral.person,
@@ -167,7 +177,7 @@ def _referral_values(
     }
 
 
-def _need_values(referral_id: UUID, position: int, need: domain.Need) -> dict[str, Any]:
+def _need_values(referral_id: UUID, position: int, need: Need) -> dict[str, Any]:
     return {
         "id": need.id,
         "referral_id": referral_id,
@@ -258,7 +268,7 @@ class ReferralRepository:
 
     async def add(
         self,
-        referral: domain.Referral,
+        referral: Referral,
         *,
         fingerprint: str,
         idempotency_key: str | None,
@@ -304,11 +314,11 @@ class ReferralRepository:
                 out[row.referral_id].append(row)
         return out
 
-    async def _with_needs(self, rows: Sequence[Row]) -> list[domain.Referral]:
+    async def _with_needs(self, rows: Sequence[Row]) -> list[Referral]:
         needs = await self._needs_of([row.id for row in rows])
         return [_to_domain(row, needs[row.id]) for row in rows]
 
-    async def get(self, referral_id: UUID, *, for_update: bool = False) -> domain.Referral | None:
+    async def get(self, referral_id: UUID, *, for_update: bool = False) -> Referral | None:
         """The referral; `for_update` locks its row so concurrent changes queue behind us."""
         query = select(REFERRALS).where(REFERRALS.c.id == referral_id)
         if for_update:
@@ -321,7 +331,7 @@ class ReferralRepository:
 
     async def find_existing(
         self, *, source_reference: str, idempotency_key: str | None
-    ) -> tuple[domain.Referral, str, str | None] | None:
+    ) -> tuple[Referral, str, str | None] | None:
         """The referral already made with this key or source reference, its fingerprint and key."""
         conditions = [REFERRALS.c.source_reference == source_reference]
         if idempotency_key is not None:
@@ -335,7 +345,7 @@ class ReferralRepository:
         [referral] = await self._with_needs([row])
         return referral, row.fingerprint, row.idempotency_key
 
-    async def save(self, referral: domain.Referral, history: Sequence[HistoryEntry]) -> None:
+    async def save(self, referral: Referral, history: Sequence[HistoryEntry]) -> None:
         """Write back what a decision changed: status, withdrawal and needs; add history."""
         latest = max(n.updated_at for n in referral.needs)
         values: dict[str, Any] = {
@@ -386,7 +396,7 @@ class ReferralRepository:
         rows = (await self.session.exec(query)).all()
         return [(row.id, history_to_domain(row)) for row in rows]
 
-    async def all_for_crn(self, crn: str) -> list[tuple[domain.Referral, list[HistoryEntry]]]:
+    async def all_for_crn(self, crn: str) -> list[tuple[Referral, list[HistoryEntry]]]:
         result = await self.session.exec(
             select(REFERRALS)
             .where(REFERRALS.c.crn == crn)

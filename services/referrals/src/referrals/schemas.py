@@ -28,8 +28,19 @@ from pathways_shared.vocabulary import (
     SupervisionStatus,
     WithdrawalReason,
 )
-from referrals import domain
-from referrals.domain import NeedFlag, ReferralStatus
+from referrals.domain.referral import (
+    Consent,
+    HistoryEntry,
+    NeedFlag,
+    Person,
+    Practitioner,
+    Referral,
+    ReferralStatus,
+    Risk,
+    Supervision,
+    referral_status,
+)
+from referrals.domain.submission import NeedRequest, Submission
 
 UtcDatetime = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
 
@@ -98,12 +109,12 @@ class ReferralCreate(_Request):
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def to_domain(self) -> domain.Submission:
+    def to_domain(self) -> Submission:
         p, s, r, pr, c = self.person, self.supervision, self.risk, self.practitioner, self.consent
-        return domain.Submission(
+        return Submission(
             source_reference=self.source_reference,
             area=self.area,
-            person=domain.Person(
+            person=Person(
                 crn=p.crn,
                 noms_number=p.noms_number,
                 pnc_number=p.pnc_number,
@@ -114,14 +125,14 @@ class ReferralCreate(_Request):
                 needs_interpreter=p.needs_interpreter,
                 interpreter_language=p.interpreter_language,
             ),
-            supervision=domain.Supervision(
+            supervision=Supervision(
                 status=s.status, expected_release_date=s.expected_release_date
             ),
-            risk=domain.Risk(rosh=r.rosh, mappa_level=r.mappa_level),
-            practitioner=domain.Practitioner(name=pr.name, email=pr.email, team=pr.team),
-            consent=domain.Consent(given=c.given, recorded_at=c.recorded_at),
+            risk=Risk(rosh=r.rosh, mappa_level=r.mappa_level),
+            practitioner=Practitioner(name=pr.name, email=pr.email, team=pr.team),
+            consent=Consent(given=c.given, recorded_at=c.recorded_at),
             needs=tuple(
-                domain.NeedRequest(
+                NeedRequest(
                     pathway=n.pathway,
                     complexity=n.complexity,
                     details=n.details,
@@ -227,7 +238,7 @@ class ReferralPublic(BaseModel):
     withdrawal: WithdrawalPublic | None
 
     @classmethod
-    def of(cls, referral: domain.Referral) -> ReferralPublic:
+    def of(cls, referral: Referral) -> ReferralPublic:
         """From the domain, whose values are already the right types: built without
         validating again (`model_construct`), as listing builds fifty at a time."""
         p = referral.person
@@ -306,7 +317,7 @@ def referral_document(row: Any, needs: Sequence[Any]) -> dict[str, Any]:
         "id": str(row.id),
         "source_reference": row.source_reference,
         "area": row.area,
-        "status": domain.referral_status(needs).value,
+        "status": referral_status(needs).value,
         "submitted_at": iso_z(row.submitted_at),
         "person": {
             "crn": row.crn,
@@ -378,7 +389,7 @@ class HistoryEntryPublic(BaseModel):
     detail: dict[str, Any]
 
     @classmethod
-    def of(cls, entry: domain.HistoryEntry) -> HistoryEntryPublic:
+    def of(cls, entry: HistoryEntry) -> HistoryEntryPublic:
         return cls(
             at=entry.at,
             actor=entry.actor,

@@ -25,9 +25,11 @@ from pathways_shared.problems import Forbidden, NotFound, ValidationProblem
 from pathways_shared.vocabulary import AREAS, CRN_PATTERN
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from referrals import domain
-from referrals.domain import HistoryEntry, Referral
-from referrals.need_lifecycle import (
+from referrals.domain.events import Decision, DomainEvent
+from referrals.domain.referral import HistoryEntry, Referral, UnknownNeed
+from referrals.domain.submission import InvalidSubmission, submit_referral
+from referrals.domain.withdrawal import withdraw_referral
+from referrals.domain.need_lifecycle import (
     MalformedProviderEvent,
     apply_to_referral,
     parse_provider_event,
@@ -40,7 +42,7 @@ log = get_logger(__name__)
 PROVIDERS_ACTOR = "providers-service"
 
 
-def _envelope(event: domain.DomainEvent, base_url: str) -> Event:
+def _envelope(event: DomainEvent, base_url: str) -> Event:
     kind = EVENT_TYPES[event.event_type]
     return Event(
         id=uuid.uuid4(),
@@ -56,7 +58,7 @@ def _envelope(event: domain.DomainEvent, base_url: str) -> Event:
     )
 
 
-def _publish(session: AsyncSession, decision: domain.Decision, base_url: str) -> None:
+def _publish(session: AsyncSession, decision: Decision, base_url: str) -> None:
     for event in decision.events:
         add_event(session, _envelope(event, base_url))
 
@@ -121,12 +123,12 @@ async def submit(
         raise Forbidden(f"area {body.area} is not among the caller's areas", field="area")
     repo = ReferralRepository(session)
     fingerprint = body.fingerprint()
-    invalid: domain.InvalidSubmission | None = None
+    invalid: InvalidSubmission | None = None
     try:
-        decision = domain.submit_referral(
+        decision = submit_referral(
             body.to_domain(), actor=principal.actor, now=now, new_id=uuid.uuid4
         )
-    except domain.InvalidSubmission as error:
+    except InvalidSubmission as error:
         # Checked against the stored referrals first: a replay is answered with what it made,
         # even if the rules would refuse it today (its release date now past, say).
         invalid = error
@@ -182,7 +184,7 @@ async def withdraw(
 ) -> Referral:
     repo = ReferralRepository(session)
     referral = await _visible(repo, principal, referral_id, for_update=True)
-    decision = domain.withdraw_referral(
+    decision = withdraw_referral(
         referral,
         reason_code=body.reason_code,
         comments=body.comments,
@@ -327,7 +329,7 @@ async def apply_provider_event(session: AsyncSession, event: Event, *, now: date
         raise PermanentError(f"no referral {provider_event.referral_id}")
     try:
         decision = apply_to_referral(referral, provider_event, now=now)
-    except domain.UnknownNeed as error:
+    except UnknownNeed as error:
         raise PermanentError(error.detail) from error
     if not decision.applied:
         log.info(

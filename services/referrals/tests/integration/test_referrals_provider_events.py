@@ -360,7 +360,7 @@ async def test_a_replay_is_answered_even_when_todays_rules_would_refuse_its_body
     from pathways_shared.db import transaction
     from pathways_shared.problems import ValidationProblem
     from referrals import service
-    from referrals.domain import InvalidSubmission
+    from referrals.domain.submission import InvalidSubmission
     from referrals.schemas import ReferralCreate
 
     body = ReferralCreate.model_validate(referral_body(

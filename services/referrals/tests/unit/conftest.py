@@ -11,18 +11,16 @@ from uuid import UUID
 
 import pytest
 from pathways_shared.vocabulary import Complexity, Pathway, Rosh, Sex, SupervisionStatus
-from referrals.domain import (
+from referrals.domain.referral import (
     Consent,
     NeedFlag,
-    NeedRequest,
     Person,
     Practitioner,
     Referral,
     Risk,
-    Submission,
     Supervision,
-    submit_referral,
 )
+from referrals.domain.submission import NeedRequest, Submission, submit_referral
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 

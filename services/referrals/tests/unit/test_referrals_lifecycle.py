@@ -14,19 +14,13 @@ from pathways_shared.vocabulary import (
     Pathway,
     WithdrawalReason,
 )
-from referrals.domain import (
-    InvalidSubmission,
+from referrals.domain.events import ReferralSubmitted, ReferralWithdrawn
+from referrals.domain.referral import NeedFlag, ReferralStatus, UnknownNeed, referral_status
+from referrals.domain.submission import InvalidSubmission, NeedRequest, submit_referral
+from referrals.domain.withdrawal import (
     InvalidWithdrawal,
-    NeedFlag,
-    NeedRequest,
     ReferralAlreadyWithdrawn,
     ReferralClosed,
-    ReferralStatus,
-    ReferralSubmitted,
-    ReferralWithdrawn,
-    UnknownNeed,
-    referral_status,
-    submit_referral,
     withdraw_referral,
 )
 

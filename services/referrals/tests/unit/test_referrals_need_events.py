@@ -9,8 +9,8 @@ from uuid import UUID
 
 import pytest
 from pathways_shared.vocabulary import NeedStatus
-from referrals.domain import Need, ReferralStatus, UnknownNeed
-from referrals.need_lifecycle import (
+from referrals.domain.referral import Need, ReferralStatus, UnknownNeed
+from referrals.domain.need_lifecycle import (
     Deadline,
     MalformedProviderEvent,
     ProviderEvent,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
 from pydantic import ValidationError
-from referrals.domain import NeedFlag, ReferralStatus
+from referrals.domain.referral import NeedFlag, ReferralStatus
 from referrals.schemas import ReferralCreate, ReferralPublic, WithdrawalCreate
 
 BODY: dict[str, Any] = {

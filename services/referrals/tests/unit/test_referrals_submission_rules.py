@@ -6,18 +6,13 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from pathways_shared.clock import age_on, london_day
+from pathways_shared.errors import FieldError
 from pathways_shared.vocabulary import Complexity, Pathway, Rosh, SupervisionStatus
-from referrals.domain import (
-    Consent,
-    FieldError,
+from referrals.domain.referral import Consent, NeedFlag, Practitioner, Risk, Supervision
+from referrals.domain.submission import (
     InvalidSubmission,
-    NeedFlag,
     NeedRequest,
-    Practitioner,
-    Risk,
-    Supervision,
-    age_on,
-    london_day,
     submission_errors,
     validate_submission,
 )

@@ -32,12 +32,7 @@ from uuid import UUID
 from pathways_shared.errors import PathwaysError
 from pathways_shared.vocabulary import NeedStatus
 
-from referrals.domain import (
-    HistoryEntry,
-    Need,
-    Referral,
-    ReferralStatus,
-)
+from referrals.domain.referral import HistoryEntry, Need, Referral, ReferralStatus
 
 EVENT_TYPE_PREFIX = "providers.referral."
 
