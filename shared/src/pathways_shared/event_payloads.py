@@ -62,7 +62,14 @@ class NeedRef(Payload):
 
 
 class ProviderReferralRef(NeedRef):
+    """About one provider referral; the providers service also says which service has it and
+    for which pathway (optional: events from before they were added lack them)."""
+
     provider_referral_id: str
+    service_code: str | None = None
+    provider_code: str | None = None
+    programme: str | None = None
+    pathway: Pathway | None = None
 
 
 class ReferralAllocated(ProviderReferralRef):

@@ -1,10 +1,9 @@
-"""Events the cohorts service consumes: referral and provider events about needs. It keeps
+"""Events the cohorts service consumes: referral and provider events about needs, each
+handler receiving the payload validated as the shared model of its type (`typed`). It keeps
 the pathway and status of each need, and publishes `cohorts.member.pathway-activity` when the
 person is a current cohort member (pathway, status and programme only)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -12,7 +11,7 @@ from cohorts import service
 from pathways_shared.clock import utc_now
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import Handler, PermanentError, Subscription, typed
-from pathways_shared.event_payloads import ReferralSubmitted, ReferralWithdrawn
+from pathways_shared.event_payloads import PAYLOADS, NeedRef, ReferralSubmitted, ReferralWithdrawn
 from pathways_shared.events import Event
 from pathways_shared.vocabulary import CRN_PATTERN, Pathway
 
@@ -28,15 +27,13 @@ PROVIDER_STATUSES: dict[str, str] = {
 }
 
 
-def _text(info: dict[str, Any], key: str, *, longest: int = 36) -> str | None:
+def _fits(value: str | None, key: str, *, longest: int = 36) -> str | None:
     """An optional text field; one too long for what we keep can never succeed."""
-    value = info.get(key)
-    if value in (None, ""):
+    if not value:
         return None
-    text = str(value)
-    if len(text) > longest:
+    if len(value) > longest:
         raise PermanentError(f"{key} is longer than {longest} characters")
-    return text
+    return value
 
 
 def _crn(event: Event) -> str | None:
@@ -44,13 +41,6 @@ def _crn(event: Event) -> str | None:
     if crn is not None and not CRN_PATTERN.fullmatch(crn):
         raise PermanentError(f"{crn!r} is not a CRN")
     return crn
-
-
-def _pathway(value: Any) -> str:
-    try:
-        return Pathway(value).value
-    except ValueError as exc:
-        raise PermanentError(f"{value!r} is not a pathway") from exc
 
 
 def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, Handler]]:
@@ -88,13 +78,12 @@ def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, H
                 base_url=base_url,
             )
 
-    def provider_handler(status: str) -> Handler:
-        async def on_provider_event(session: AsyncSession, event: Event) -> None:
-            info = event.additional_information
-            need_id = _text(info, "needId")
+    def provider_handler(event_type: str, status: str) -> Handler:
+        async def on_provider_event(session: AsyncSession, event: Event, payload: NeedRef) -> None:
+            need_id = _fits(payload.need_id, "needId")
             if need_id is None:
                 raise PermanentError(f"{event.event_type} without a needId")
-            pathway = info.get("pathway")
+            pathway: Pathway | None = getattr(payload, "pathway", None)
             await service.note_need_activity(
                 session,
                 crn=_crn(event),
@@ -102,19 +91,19 @@ def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, H
                 status=status,
                 now=utc_now(),
                 base_url=base_url,
-                referral_id=_text(info, "referralId"),
-                pathway=_pathway(pathway) if pathway else None,
-                programme=_text(info, "programme", longest=40),
+                referral_id=_fits(payload.referral_id, "referralId"),
+                pathway=pathway.value if pathway else None,
+                programme=_fits(getattr(payload, "programme", None), "programme", longest=40),
             )
 
-        return on_provider_event
+        return typed(PAYLOADS[event_type], on_provider_event)
 
     referral_handlers: dict[str, Handler] = {
         "referrals.referral.submitted": typed(ReferralSubmitted, on_submitted),
         "referrals.referral.withdrawn": typed(ReferralWithdrawn, on_withdrawn),
     }
     provider_handlers = {
-        kind: provider_handler(status) for kind, status in PROVIDER_STATUSES.items()
+        kind: provider_handler(kind, status) for kind, status in PROVIDER_STATUSES.items()
     }
     return referral_handlers, provider_handlers
 

@@ -1,13 +1,15 @@
 """What the referrals service consumes: the providers' events about each need.
 
-Each event is handled once (the shared consumer records its id in the same transaction) and
+Each event's payload arrives validated as the shared model of its type (`typed`), and each
+event is handled once (the shared consumer records its id in the same transaction) and
 applied through the pure need state machine, which ignores stale and repeated transitions.
 Malformed events and events for unknown referrals or needs go to the dead letter store.
 """
 
 from __future__ import annotations
 
-from pathways_shared.consumer import Subscription
+from pathways_shared.consumer import Subscription, typed
+from pathways_shared.event_payloads import PAYLOADS, NeedRef
 from pathways_shared.events import Event, utc_now
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,8 +19,8 @@ from referrals.domain.need_lifecycle import ProviderEventKind
 DURABLE = "referrals-from-providers"
 
 
-async def on_provider_event(session: AsyncSession, event: Event) -> None:
-    await service.apply_provider_event(session, event, now=utc_now())
+async def on_provider_event(session: AsyncSession, event: Event, payload: NeedRef) -> None:
+    await service.apply_provider_event(session, event, payload, now=utc_now())
 
 
 def subscriptions() -> list[Subscription]:
@@ -26,7 +28,10 @@ def subscriptions() -> list[Subscription]:
         Subscription(
             stream="PROVIDERS",
             durable=DURABLE,
-            handlers={kind.event_type: on_provider_event for kind in ProviderEventKind},
+            handlers={
+                kind.event_type: typed(PAYLOADS[kind.event_type], on_provider_event)
+                for kind in ProviderEventKind
+            },
             filter_subject="providers.referral.>",
         )
     ]

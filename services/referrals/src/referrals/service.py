@@ -16,6 +16,7 @@ from uuid import UUID
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.consumer import PermanentError
+from pathways_shared.event_payloads import NeedRef
 from pathways_shared.events import EVENT_TYPES, Event, Identifier, PersonReference
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.observability import get_logger
@@ -26,14 +27,14 @@ from pathways_shared.vocabulary import AREAS, CRN_PATTERN
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from referrals.domain.events import Decision, DomainEvent
-from referrals.domain.referral import HistoryEntry, Referral, UnknownNeed
-from referrals.domain.submission import InvalidSubmission, submit_referral
-from referrals.domain.withdrawal import withdraw_referral
 from referrals.domain.need_lifecycle import (
     MalformedProviderEvent,
     apply_to_referral,
-    parse_provider_event,
+    read_provider_event,
 )
+from referrals.domain.referral import HistoryEntry, Referral, UnknownNeed
+from referrals.domain.submission import InvalidSubmission, submit_referral
+from referrals.domain.withdrawal import withdraw_referral
 from referrals.repository import ReferralFilter, ReferralRepository
 from referrals.schemas import ReferralCreate, WithdrawalCreate, referral_document
 
@@ -311,16 +312,17 @@ async def subject_access(
     return SubjectAccess(crn=crn, referrals=referrals, access_log=access)
 
 
-async def apply_provider_event(session: AsyncSession, event: Event, *, now: datetime) -> bool:
-    """Bring a need up to date with a provider event; False when it was stale or repeated.
+async def apply_provider_event(
+    session: AsyncSession, event: Event, payload: NeedRef, *, now: datetime
+) -> bool:
+    """Bring a need up to date with a provider event (its payload validated as the shared
+    model); False when it was stale or repeated.
 
     Raises PermanentError for an event that can never apply (malformed, unknown referral or
     need), so the consumer dead-letters it at once instead of retrying.
     """
     try:
-        provider_event = parse_provider_event(
-            event.event_type, event.occurred_at, event.additional_information
-        )
+        provider_event = read_provider_event(event.event_type, event.occurred_at, payload)
     except MalformedProviderEvent as error:
         raise PermanentError(error.detail) from error
     repo = ReferralRepository(session)

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
+from pathways_shared.event_payloads import PAYLOADS, NeedRef
+from pathways_shared.events import Event
 from pathways_shared.vocabulary import NeedStatus
-from referrals.domain.referral import Need, ReferralStatus, UnknownNeed
+from pydantic import ValidationError
 from referrals.domain.need_lifecycle import (
     Deadline,
     MalformedProviderEvent,
@@ -17,8 +19,9 @@ from referrals.domain.need_lifecycle import (
     ProviderEventKind,
     apply_provider_event,
     apply_to_referral,
-    parse_provider_event,
+    read_provider_event,
 )
+from referrals.domain.referral import Need, ReferralStatus, UnknownNeed
 
 K = ProviderEventKind
 S = NeedStatus
@@ -475,6 +478,16 @@ def info(**overrides):
     return {k: v for k, v in base.items() if v is not None}
 
 
+def parse_provider_event(event_type, occurred_at, additional):
+    """What the consumer does with a message: the envelope, the payload validated as the shared
+    model of its type (`consumer.typed`; a failure is dead-lettered), then read as a change."""
+    envelope = Event.model_validate(
+        {"eventType": event_type, "occurredAt": occurred_at, "additionalInformation": additional}
+    )
+    payload = PAYLOADS.get(event_type, NeedRef).model_validate(envelope.additional_information)
+    return read_provider_event(envelope.event_type, envelope.occurred_at, payload)
+
+
 def test_parse_an_allocation():
     parsed = parse_provider_event(
         "providers.referral.allocated", "2026-11-24T10:15:30.123Z", info()
@@ -520,7 +533,9 @@ def test_parse_each_kind(event_type, extra, field, value):
         ("providers.referral.exploded", "2026-11-24T10:15:30Z", info()),
         ("cohorts.member.selected", "2026-11-24T10:15:30Z", info()),
         ("providers.referral.allocated", "yesterday", info()),
-        ("providers.referral.allocated", "2026-11-24T10:15:30", info()),  # no zone
+        ("providers.referral.allocated", "2026-11-24T10:15:30Z", info(respondBy="2026-12-01T23:59:59")),  # no zone
+        ("providers.referral.declined", "2026-11-24T10:15:30Z", info(providerReferralId="PR-1", reasonCode="capacity")),
+        ("providers.referral.completed", "2026-11-24T10:15:30Z", info(outcome=None)),
         ("providers.referral.allocated", None, info()),
         ("providers.referral.allocated", "2026-11-24T10:15:30Z", None),
         ("providers.referral.allocated", "2026-11-24T10:15:30Z", info(needId="not-a-uuid")),
@@ -536,7 +551,7 @@ def test_parse_each_kind(event_type, extra, field, value):
 def test_malformed_events_are_refused_for_the_dead_letter_store(
     event_type, occurred_at, additional
 ):
-    with pytest.raises(MalformedProviderEvent):
+    with pytest.raises((MalformedProviderEvent, ValidationError)):
         parse_provider_event(event_type, occurred_at, additional)
 
 

@@ -22,7 +22,6 @@ as it is. The rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -30,6 +29,13 @@ from typing import Any
 from uuid import UUID
 
 from pathways_shared.errors import PathwaysError
+from pathways_shared.event_payloads import (
+    DeadlineMissed,
+    NeedRef,
+    ProviderReferralRef,
+    ReferralAllocated,
+    ReferralUnallocated,
+)
 from pathways_shared.vocabulary import NeedStatus
 
 from referrals.domain.referral import HistoryEntry, Need, Referral, ReferralStatus
@@ -113,51 +119,26 @@ class ProviderEvent:
     deadline: Deadline | None = None  # deadline-missed
 
 
-def _uuid(info: Mapping[str, Any], key: str, *, required: bool = True) -> UUID | None:
-    value = info.get(key)
-    if value is None:
-        if required:
-            raise MalformedProviderEvent(f"additionalInformation.{key} is missing")
-        return None
+def _uuid(value: str, name: str) -> UUID:
     try:
-        return UUID(str(value))
+        return UUID(value)
     except ValueError as error:
-        raise MalformedProviderEvent(f"additionalInformation.{key} is not a UUID") from error
+        raise MalformedProviderEvent(f"additionalInformation.{name} is not a UUID") from error
 
 
-def _text(info: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
-    value = info.get(key)
-    if value is None:
-        if required:
-            raise MalformedProviderEvent(f"additionalInformation.{key} is missing")
-        return None
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise MalformedProviderEvent(f"additionalInformation.{key} is not a text")
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise MalformedProviderEvent(f"additionalInformation.{name} has no time zone")
     return value
 
 
-def _instant(value: Any, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        try:
-            parsed = datetime.fromisoformat(str(value))
-        except ValueError as error:
-            raise MalformedProviderEvent(f"{name} is not an ISO 8601 time") from error
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise MalformedProviderEvent(f"{name} has no time zone")
-    return parsed
+def read_provider_event(event_type: str, occurred_at: datetime, payload: NeedRef) -> ProviderEvent:
+    """The event's payload, already validated as the shared model of its type (the consumer's
+    `typed`), as a ProviderEvent; MalformedProviderEvent if it can never apply.
 
-
-def parse_provider_event(
-    event_type: str, occurred_at: Any, additional_information: Mapping[str, Any] | None
-) -> ProviderEvent:
-    """The envelope's fields as a ProviderEvent; MalformedProviderEvent if it can never apply.
-
-    Strict on what identifies the change (ids, service and provider of an allocation, which
-    deadline), lenient on the rest, so that a provider adding fields never stalls the stream.
+    Strict on what identifies the change (ids, which deadline), lenient on the rest (the
+    shared models allow unknown fields), so that a provider adding fields never stalls the
+    stream.
     """
     if not event_type.startswith(EVENT_TYPE_PREFIX):
         raise MalformedProviderEvent(f"{event_type!r} is not a provider referral event")
@@ -165,43 +146,36 @@ def parse_provider_event(
         kind = ProviderEventKind(event_type.removeprefix(EVENT_TYPE_PREFIX))
     except ValueError as error:
         raise MalformedProviderEvent(f"unknown event type {event_type!r}") from error
-    if not isinstance(additional_information, Mapping):
-        raise MalformedProviderEvent("additionalInformation is missing")
-    info = additional_information
-    when = _instant(occurred_at, "occurredAt")
-    if when is None:
-        raise MalformedProviderEvent("occurredAt is missing")
-
-    referral_id = _uuid(info, "referralId")
-    need_id = _uuid(info, "needId")
-    assert referral_id is not None and need_id is not None
-    provider_referral_id = _uuid(
-        info, "providerReferralId", required=kind is not ProviderEventKind.UNALLOCATED
-    )
+    provider = payload if isinstance(payload, ProviderReferralRef) else None
+    if provider is None and kind is not ProviderEventKind.UNALLOCATED:
+        raise MalformedProviderEvent("additionalInformation.providerReferralId is missing")
     deadline: Deadline | None = None
-    if kind is ProviderEventKind.DEADLINE_MISSED:
-        raw = _text(info, "deadline", required=True)
+    if isinstance(payload, DeadlineMissed):
         try:
-            deadline = Deadline(raw)
+            deadline = Deadline(payload.deadline)
         except ValueError as error:
             raise MalformedProviderEvent(
-                f"additionalInformation.deadline {raw!r} is not acknowledge or respond"
+                f"additionalInformation.deadline {payload.deadline!r} is not acknowledge or respond"
             ) from error
-    is_allocation = kind is ProviderEventKind.ALLOCATED
+    allocation = payload if isinstance(payload, ReferralAllocated) else None
+    reason_code = getattr(payload, "reason_code", None)
+    outcome = getattr(payload, "outcome", None)
     return ProviderEvent(
         kind=kind,
-        occurred_at=when,
-        referral_id=referral_id,
-        need_id=need_id,
-        provider_referral_id=provider_referral_id,
-        service_code=_text(info, "serviceCode", required=is_allocation),
-        provider_code=_text(info, "providerCode", required=is_allocation),
-        programme=_text(info, "programme"),
-        acknowledge_by=_instant(info.get("acknowledgeBy"), "additionalInformation.acknowledgeBy"),
-        respond_by=_instant(info.get("respondBy"), "additionalInformation.respondBy"),
-        reason=_text(info, "reason"),
-        reason_code=_text(info, "reasonCode"),
-        outcome=_text(info, "outcome"),
+        occurred_at=occurred_at,
+        referral_id=_uuid(payload.referral_id, "referralId"),
+        need_id=_uuid(payload.need_id, "needId"),
+        provider_referral_id=(
+            _uuid(provider.provider_referral_id, "providerReferralId") if provider else None
+        ),
+        service_code=provider.service_code if provider else None,
+        provider_code=provider.provider_code if provider else None,
+        programme=provider.programme if provider else None,
+        acknowledge_by=_aware(allocation.acknowledge_by, "acknowledgeBy") if allocation else None,
+        respond_by=_aware(allocation.respond_by, "respondBy") if allocation else None,
+        reason=payload.reason if isinstance(payload, ReferralUnallocated) else None,
+        reason_code=str(reason_code) if reason_code is not None else None,
+        outcome=str(outcome) if outcome is not None else None,
         deadline=deadline,
     )
 
