@@ -107,7 +107,13 @@ class Deadline(StrEnum):
 
 class _Info(BaseModel):
     """additionalInformation of a consumed event: a tolerant reader (unknown fields ignored,
-    codes kept as text so a new reason code never sends an event to the dead letter store)."""
+    codes kept as text so a new reason code never sends an event to the dead letter store).
+
+    Deliberately not the shared payload models (`pathways_shared.event_payloads`), which type
+    reason codes and outcomes as enums: a decline or withdrawal with a code this release does
+    not know must still reach the practitioner and the provider, so here a code is a `str`
+    and an unknown one is told as it is. Identifiers and times are still typed, and a payload
+    that lacks them is refused (`UnparseableEvent`)."""
 
     model_config = ConfigDict(
         frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
@@ -160,7 +166,7 @@ class WithdrawnInfo(_Info):
     reason_code: str
 
 
-class SubmittedNeed(_Info):
+class SubmittedNeedInfo(_Info):
     need_id: uuid.UUID
     pathway: str
     complexity: str | None = None
@@ -170,7 +176,7 @@ class SubmittedNeed(_Info):
 class SubmittedInfo(_Info):
     referral_id: uuid.UUID
     area: str
-    needs: tuple[SubmittedNeed, ...]
+    needs: tuple[SubmittedNeedInfo, ...]
     consent_given: bool | None = None
 
 
@@ -336,7 +342,7 @@ def _provider(code: str | None) -> Recipient:
     return Recipient(RecipientRole.PROVIDER_MAILBOX, code)
 
 
-def needs_duty_to_refer(need: SubmittedNeed) -> bool:
+def needs_duty_to_refer(need: SubmittedNeedInfo) -> bool:
     return need.pathway == Pathway.ACCOMMODATION.value and AT_RISK_OF_HOMELESSNESS in need.flags
 
 

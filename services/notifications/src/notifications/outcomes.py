@@ -30,6 +30,7 @@ from notifications.domain import (
     parse_envelope,
 )
 from notifications.models import DeliveryAttemptRow, NotificationRow, SubscriptionRow
+from notifications.repository import NotificationsRepository
 from notifications.sending import AttemptResult
 from notifications.subscriptions import SubscriptionHealth, record_webhook_attempt
 from pathways_shared.access import Action, record_access
@@ -77,19 +78,23 @@ class OutcomeRecorder:
         """One delivery's outcome, in its own transaction."""
         now = self.clock()
         async with transaction(self.sessionmaker) as session:
-            row = await repository.get_notification(session, claimed.id, for_update=True)
-            attempt = await repository.open_attempt(session, claimed.id, claimed.attempts)
+            row = await NotificationsRepository(session).get_notification(
+                claimed.id, for_update=True
+            )
+            attempt = await NotificationsRepository(session).open_attempt(
+                claimed.id, claimed.attempts
+            )
             await self._apply_result(session, claimed, row, attempt, result, now)
 
     async def record_all(self, outcomes: list[tuple[NotificationRow, AttemptResult]]) -> None:
         """Several deliveries' outcomes in one transaction: two reads, then the changes."""
         now = self.clock()
         async with transaction(self.sessionmaker) as session:
-            rows = await repository.notifications_by_id(
-                session, [claimed.id for claimed, _ in outcomes], for_update=True
+            rows = await NotificationsRepository(session).notifications_by_id(
+                [claimed.id for claimed, _ in outcomes], for_update=True
             )
-            attempts = await repository.attempts_numbered(
-                session, [(claimed.id, claimed.attempts) for claimed, _ in outcomes]
+            attempts = await NotificationsRepository(session).attempts_numbered(
+                [(claimed.id, claimed.attempts) for claimed, _ in outcomes]
             )
             for claimed, result in outcomes:
                 await self._apply_result(
@@ -171,8 +176,8 @@ class OutcomeRecorder:
         result: AttemptResult,
         now: datetime,
     ) -> Delivery:
-        subscription = await repository.get_subscription(
-            session, row.subscription_id, for_update=True
+        subscription = await NotificationsRepository(session).get_subscription(
+            row.subscription_id, for_update=True
         )
         if subscription is None:
             return (
@@ -195,8 +200,8 @@ class OutcomeRecorder:
         subscription.last_error = verdict.health.last_error
         if verdict.disable and subscription.active:
             disable_subscription(subscription, verdict.disable_reason or "", now)
-            await repository.cancel_waiting_for_subscription(
-                session, subscription.id, f"subscription disabled: {verdict.disable_reason}", now
+            await NotificationsRepository(session).cancel_waiting_for_subscription(
+                subscription.id, f"subscription disabled: {verdict.disable_reason}", now
             )
             log.warning(
                 "subscription.disabled",

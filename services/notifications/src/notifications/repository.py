@@ -66,58 +66,9 @@ NOTIFICATIONS: Table = NotificationRow.__table__  # type: ignore[attr-defined]
 NEED_ALLOCATIONS: Table = NeedAllocationRow.__table__  # type: ignore[attr-defined]
 
 
-# --------------------------------------------------------------------------- subscriptions
-
-
-async def add_subscription(session: AsyncSession, row: SubscriptionRow) -> SubscriptionRow:
-    session.add(row)
-    await session.flush()
-    return row
-
-
-async def get_subscription(
-    session: AsyncSession, subscription_id: uuid.UUID, *, for_update: bool = False
-) -> SubscriptionRow | None:
-    query = select(SubscriptionRow).where(
-        SubscriptionRow.id == subscription_id, col(SubscriptionRow.deleted_at).is_(None)
-    )
-    if for_update and is_postgres(session):
-        query = query.with_for_update()
-    return (await session.exec(query)).first()
-
-
-async def list_subscriptions(
-    session: AsyncSession,
-    *,
-    created_by: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[SubscriptionRow]:
-    query = select(SubscriptionRow).where(col(SubscriptionRow.deleted_at).is_(None))
-    if created_by is not None:
-        query = query.where(SubscriptionRow.created_by == created_by)
-    if after is not None:
-        at, last_id = after
-        query = query.where(
-            or_(
-                col(SubscriptionRow.created_at) < at,
-                and_(col(SubscriptionRow.created_at) == at, col(SubscriptionRow.id) < last_id),
-            )
-        )
-    query = query.order_by(
-        col(SubscriptionRow.created_at).desc(), col(SubscriptionRow.id).desc()
-    ).limit(limit + 1)
-    return list((await session.exec(query)).all())
-
-
-async def active_subscriptions(session: AsyncSession) -> Sequence[Row[Any]]:
-    """What routing needs of every active subscription: read for every consumed event, so
-    plain rows rather than model instances."""
-    connection = await session.connection()
-    return (await connection.execute(_ACTIVE_SUBSCRIPTIONS)).all()
-
-
 _SUBSCRIPTIONS: Table = SubscriptionRow.__table__  # type: ignore[attr-defined]
+
+
 _ACTIVE_SUBSCRIPTIONS = sa_select(
     _SUBSCRIPTIONS.c.id,
     _SUBSCRIPTIONS.c.event_types,
@@ -126,194 +77,6 @@ _ACTIVE_SUBSCRIPTIONS = sa_select(
     _SUBSCRIPTIONS.c.active,
     _SUBSCRIPTIONS.c.deleted_at,
 ).where(_SUBSCRIPTIONS.c.active.is_(True), _SUBSCRIPTIONS.c.deleted_at.is_(None))
-
-
-# --------------------------------------------------------------------------- notifications
-
-
-async def add_notifications_if_new(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert, in one statement, each row (its column values) unless one with the same
-    idempotency key exists; answers how many were inserted."""
-    if not rows:
-        return 0
-    # One cached statement, the rows as its parameters: nothing is built per call or per row.
-    statement = insert_if_new(session, NOTIFICATIONS, NOTIFICATIONS.c.id)
-    connection = await session.connection()
-    return len((await connection.execute(statement, list(rows))).all())
-
-
-async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[NotificationRow]:
-    """Deliveries a worker may attempt now, locked so no other worker takes them."""
-    query = (
-        select(NotificationRow)
-        .where(
-            or_(
-                and_(
-                    col(NotificationRow.status) == DeliveryStatus.PENDING.value,
-                    or_(
-                        col(NotificationRow.next_attempt_at).is_(None),
-                        col(NotificationRow.next_attempt_at) <= now,
-                    ),
-                ),
-                and_(
-                    col(NotificationRow.status) == DeliveryStatus.RETRYING.value,
-                    col(NotificationRow.next_attempt_at) <= now,
-                ),
-                and_(
-                    col(NotificationRow.status) == DeliveryStatus.SENDING.value,
-                    col(NotificationRow.lease_expires_at) <= now,
-                ),
-            )
-        )
-        .order_by(col(NotificationRow.created_at))
-        .limit(limit)
-    )
-    if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
-    return list((await session.exec(query)).all())
-
-
-async def get_notification(
-    session: AsyncSession, notification_id: uuid.UUID, *, for_update: bool = False
-) -> NotificationRow | None:
-    query = select(NotificationRow).where(NotificationRow.id == notification_id)
-    if for_update and is_postgres(session):
-        query = query.with_for_update()
-    return (await session.exec(query)).first()
-
-
-async def notifications_by_id(
-    session: AsyncSession, notification_ids: Sequence[uuid.UUID], *, for_update: bool = False
-) -> dict[uuid.UUID, NotificationRow]:
-    query = (
-        select(NotificationRow)
-        .where(col(NotificationRow.id).in_(list(notification_ids)))
-        .order_by(col(NotificationRow.id))  # locks taken in one order by every worker
-    )
-    if for_update and is_postgres(session):
-        query = query.with_for_update()
-    return {row.id: row for row in (await session.exec(query)).all()}
-
-
-async def list_notifications(
-    session: AsyncSession,
-    *,
-    referral_id: uuid.UUID | None,
-    status: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[NotificationRow]:
-    query = select(NotificationRow)
-    if referral_id is not None:
-        query = query.where(NotificationRow.referral_id == referral_id)
-    if status is not None:
-        query = query.where(NotificationRow.status == status)
-    if after is not None:
-        at, last_id = after
-        query = query.where(
-            or_(
-                col(NotificationRow.created_at) < at,
-                and_(col(NotificationRow.created_at) == at, col(NotificationRow.id) < last_id),
-            )
-        )
-    query = query.order_by(
-        col(NotificationRow.created_at).desc(), col(NotificationRow.id).desc()
-    ).limit(limit + 1)
-    return list((await session.exec(query)).all())
-
-
-async def notifications_for_crn(session: AsyncSession, crn: str) -> list[NotificationRow]:
-    query = (
-        select(NotificationRow)
-        .where(NotificationRow.crn == crn)
-        .order_by(col(NotificationRow.created_at), col(NotificationRow.id))
-    )
-    return list((await session.exec(query)).all())
-
-
-async def notifications_for_event(
-    session: AsyncSession, event_id: uuid.UUID
-) -> list[NotificationRow]:
-    query = select(NotificationRow).where(NotificationRow.event_id == event_id)
-    return list((await session.exec(query)).all())
-
-
-async def cancel_waiting_for_subscription(
-    session: AsyncSession, subscription_id: uuid.UUID, reason: str, now: datetime
-) -> int:
-    connection = await session.connection()
-    result = await connection.execute(
-        update(NotificationRow)
-        .where(
-            col(NotificationRow.subscription_id) == subscription_id,
-            col(NotificationRow.status).in_(WAITING),
-        )
-        .values(
-            status=DeliveryStatus.CANCELLED.value,
-            next_attempt_at=None,
-            last_error=reason,
-            updated_at=now,
-        )
-    )
-    return int(result.rowcount or 0)
-
-
-# --------------------------------------------------------------------------- attempts
-
-
-def add_attempt(session: AsyncSession, attempt: DeliveryAttemptRow) -> DeliveryAttemptRow:
-    session.add(attempt)
-    return attempt
-
-
-async def open_attempt(
-    session: AsyncSession, notification_id: uuid.UUID, number: int
-) -> DeliveryAttemptRow | None:
-    query = select(DeliveryAttemptRow).where(
-        DeliveryAttemptRow.notification_id == notification_id,
-        DeliveryAttemptRow.number == number,
-    )
-    return (await session.exec(query)).first()
-
-
-async def attempts_numbered(
-    session: AsyncSession, numbered: Sequence[tuple[uuid.UUID, int]]
-) -> dict[tuple[uuid.UUID, int], DeliveryAttemptRow]:
-    """The attempts with these (notification id, number)."""
-    if not numbered:
-        return {}
-    query = select(DeliveryAttemptRow).where(
-        tuple_(col(DeliveryAttemptRow.notification_id), col(DeliveryAttemptRow.number)).in_(
-            list(numbered)
-        )
-    )
-    return {(a.notification_id, a.number): a for a in (await session.exec(query)).all()}
-
-
-async def attempts_of(
-    session: AsyncSession, notification_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[DeliveryAttemptRow]]:
-    if not notification_ids:
-        return {}
-    query = (
-        select(DeliveryAttemptRow)
-        .where(col(DeliveryAttemptRow.notification_id).in_(list(notification_ids)))
-        .order_by(col(DeliveryAttemptRow.notification_id), col(DeliveryAttemptRow.number))
-    )
-    grouped: dict[uuid.UUID, list[DeliveryAttemptRow]] = {i: [] for i in notification_ids}
-    for attempt in (await session.exec(query)).all():
-        grouped[attempt.notification_id].append(attempt)
-    return grouped
-
-
-# --------------------------------------------------------------------------- allocations
-
-
-async def record_allocation(session: AsyncSession, values: Mapping[str, Any]) -> None:
-    """Insert or replace the allocation of a need (the row's column values), in one
-    statement."""
-    connection = await session.connection()
-    await connection.execute(_upsert_allocation(connection.dialect.name), dict(values))
 
 
 @functools.cache
@@ -327,18 +90,234 @@ def _upsert_allocation(dialect_name: str) -> Any:
     )
 
 
-async def forget_allocation(session: AsyncSession, need_id: uuid.UUID) -> None:
-    connection = await session.connection()
-    await connection.execute(
-        delete(NeedAllocationRow).where(col(NeedAllocationRow.need_id) == need_id)
-    )
+class NotificationsRepository:
+    """Every query of the notifications service, on the caller's session (the caller owns the
+    transaction); the mapping between rows and domain values is the module's functions."""
 
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
-async def providers_of(
-    session: AsyncSession, need_ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, str]:
-    ids = list(need_ids)
-    if not ids:
-        return {}
-    query = select(NeedAllocationRow).where(col(NeedAllocationRow.need_id).in_(ids))
-    return {row.need_id: row.provider_code for row in (await session.exec(query)).all()}
+    # --------------------------------------------------------------------------- subscriptions
+    async def add_subscription(self, row: SubscriptionRow) -> SubscriptionRow:
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def get_subscription(
+        self, subscription_id: uuid.UUID, *, for_update: bool = False
+    ) -> SubscriptionRow | None:
+        query = select(SubscriptionRow).where(
+            SubscriptionRow.id == subscription_id, col(SubscriptionRow.deleted_at).is_(None)
+        )
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.exec(query)).first()
+
+    async def list_subscriptions(
+        self,
+        *,
+        created_by: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[SubscriptionRow]:
+        query = select(SubscriptionRow).where(col(SubscriptionRow.deleted_at).is_(None))
+        if created_by is not None:
+            query = query.where(SubscriptionRow.created_by == created_by)
+        if after is not None:
+            at, last_id = after
+            query = query.where(
+                or_(
+                    col(SubscriptionRow.created_at) < at,
+                    and_(col(SubscriptionRow.created_at) == at, col(SubscriptionRow.id) < last_id),
+                )
+            )
+        query = query.order_by(
+            col(SubscriptionRow.created_at).desc(), col(SubscriptionRow.id).desc()
+        ).limit(limit + 1)
+        return list((await self.session.exec(query)).all())
+
+    async def active_subscriptions(self) -> Sequence[Row[Any]]:
+        """What routing needs of every active subscription: read for every consumed event, so
+        plain rows rather than model instances."""
+        connection = await self.session.connection()
+        return (await connection.execute(_ACTIVE_SUBSCRIPTIONS)).all()
+
+    # --------------------------------------------------------------------------- notifications
+    async def add_notifications_if_new(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert, in one statement, each row (its column values) unless one with the same
+        idempotency key exists; answers how many were inserted."""
+        if not rows:
+            return 0
+        # One cached statement, the rows as its parameters: nothing is built per call or per row.
+        statement = insert_if_new(self.session, NOTIFICATIONS, NOTIFICATIONS.c.id)
+        connection = await self.session.connection()
+        return len((await connection.execute(statement, list(rows))).all())
+
+    async def claim_due(self, now: datetime, limit: int) -> list[NotificationRow]:
+        """Deliveries a worker may attempt now, locked so no other worker takes them."""
+        query = (
+            select(NotificationRow)
+            .where(
+                or_(
+                    and_(
+                        col(NotificationRow.status) == DeliveryStatus.PENDING.value,
+                        or_(
+                            col(NotificationRow.next_attempt_at).is_(None),
+                            col(NotificationRow.next_attempt_at) <= now,
+                        ),
+                    ),
+                    and_(
+                        col(NotificationRow.status) == DeliveryStatus.RETRYING.value,
+                        col(NotificationRow.next_attempt_at) <= now,
+                    ),
+                    and_(
+                        col(NotificationRow.status) == DeliveryStatus.SENDING.value,
+                        col(NotificationRow.lease_expires_at) <= now,
+                    ),
+                )
+            )
+            .order_by(col(NotificationRow.created_at))
+            .limit(limit)
+        )
+        if is_postgres(self.session):
+            query = query.with_for_update(skip_locked=True)
+        return list((await self.session.exec(query)).all())
+
+    async def get_notification(
+        self, notification_id: uuid.UUID, *, for_update: bool = False
+    ) -> NotificationRow | None:
+        query = select(NotificationRow).where(NotificationRow.id == notification_id)
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.exec(query)).first()
+
+    async def notifications_by_id(
+        self, notification_ids: Sequence[uuid.UUID], *, for_update: bool = False
+    ) -> dict[uuid.UUID, NotificationRow]:
+        query = (
+            select(NotificationRow)
+            .where(col(NotificationRow.id).in_(list(notification_ids)))
+            .order_by(col(NotificationRow.id))  # locks taken in one order by every worker
+        )
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return {row.id: row for row in (await self.session.exec(query)).all()}
+
+    async def list_notifications(
+        self,
+        *,
+        referral_id: uuid.UUID | None,
+        status: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[NotificationRow]:
+        query = select(NotificationRow)
+        if referral_id is not None:
+            query = query.where(NotificationRow.referral_id == referral_id)
+        if status is not None:
+            query = query.where(NotificationRow.status == status)
+        if after is not None:
+            at, last_id = after
+            query = query.where(
+                or_(
+                    col(NotificationRow.created_at) < at,
+                    and_(col(NotificationRow.created_at) == at, col(NotificationRow.id) < last_id),
+                )
+            )
+        query = query.order_by(
+            col(NotificationRow.created_at).desc(), col(NotificationRow.id).desc()
+        ).limit(limit + 1)
+        return list((await self.session.exec(query)).all())
+
+    async def notifications_for_crn(self, crn: str) -> list[NotificationRow]:
+        query = (
+            select(NotificationRow)
+            .where(NotificationRow.crn == crn)
+            .order_by(col(NotificationRow.created_at), col(NotificationRow.id))
+        )
+        return list((await self.session.exec(query)).all())
+
+    async def notifications_for_event(self, event_id: uuid.UUID) -> list[NotificationRow]:
+        query = select(NotificationRow).where(NotificationRow.event_id == event_id)
+        return list((await self.session.exec(query)).all())
+
+    async def cancel_waiting_for_subscription(
+        self, subscription_id: uuid.UUID, reason: str, now: datetime
+    ) -> int:
+        connection = await self.session.connection()
+        result = await connection.execute(
+            update(NotificationRow)
+            .where(
+                col(NotificationRow.subscription_id) == subscription_id,
+                col(NotificationRow.status).in_(WAITING),
+            )
+            .values(
+                status=DeliveryStatus.CANCELLED.value,
+                next_attempt_at=None,
+                last_error=reason,
+                updated_at=now,
+            )
+        )
+        return int(result.rowcount or 0)
+
+    # --------------------------------------------------------------------------- attempts
+    def add_attempt(self, attempt: DeliveryAttemptRow) -> DeliveryAttemptRow:
+        self.session.add(attempt)
+        return attempt
+
+    async def open_attempt(
+        self, notification_id: uuid.UUID, number: int
+    ) -> DeliveryAttemptRow | None:
+        query = select(DeliveryAttemptRow).where(
+            DeliveryAttemptRow.notification_id == notification_id,
+            DeliveryAttemptRow.number == number,
+        )
+        return (await self.session.exec(query)).first()
+
+    async def attempts_numbered(
+        self, numbered: Sequence[tuple[uuid.UUID, int]]
+    ) -> dict[tuple[uuid.UUID, int], DeliveryAttemptRow]:
+        """The attempts with these (notification id, number)."""
+        if not numbered:
+            return {}
+        query = select(DeliveryAttemptRow).where(
+            tuple_(col(DeliveryAttemptRow.notification_id), col(DeliveryAttemptRow.number)).in_(
+                list(numbered)
+            )
+        )
+        return {(a.notification_id, a.number): a for a in (await self.session.exec(query)).all()}
+
+    async def attempts_of(
+        self, notification_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[DeliveryAttemptRow]]:
+        if not notification_ids:
+            return {}
+        query = (
+            select(DeliveryAttemptRow)
+            .where(col(DeliveryAttemptRow.notification_id).in_(list(notification_ids)))
+            .order_by(col(DeliveryAttemptRow.notification_id), col(DeliveryAttemptRow.number))
+        )
+        grouped: dict[uuid.UUID, list[DeliveryAttemptRow]] = {i: [] for i in notification_ids}
+        for attempt in (await self.session.exec(query)).all():
+            grouped[attempt.notification_id].append(attempt)
+        return grouped
+
+    # --------------------------------------------------------------------------- allocations
+    async def record_allocation(self, values: Mapping[str, Any]) -> None:
+        """Insert or replace the allocation of a need (the row's column values), in one
+        statement."""
+        connection = await self.session.connection()
+        await connection.execute(_upsert_allocation(connection.dialect.name), dict(values))
+
+    async def forget_allocation(self, need_id: uuid.UUID) -> None:
+        connection = await self.session.connection()
+        await connection.execute(
+            delete(NeedAllocationRow).where(col(NeedAllocationRow.need_id) == need_id)
+        )
+
+    async def providers_of(self, need_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+        ids = list(need_ids)
+        if not ids:
+            return {}
+        query = select(NeedAllocationRow).where(col(NeedAllocationRow.need_id).in_(ids))
+        return {row.need_id: row.provider_code for row in (await self.session.exec(query)).all()}

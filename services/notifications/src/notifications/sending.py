@@ -40,6 +40,7 @@ from notifications.errors import (
     UnsafeSubscriberUrl,
 )
 from notifications.models import NotificationRow
+from notifications.repository import NotificationsRepository
 from notifications.secretbox import SecretBox
 from notifications.templates import RenderContext, render_email
 from notifications.transports import (
@@ -177,7 +178,7 @@ class Sender:
     async def send_webhook(self, row: NotificationRow) -> AttemptResult:
         async with transaction(self.sessionmaker) as session:
             subscription = (
-                await repository.get_subscription(session, row.subscription_id)
+                await NotificationsRepository(session).get_subscription(row.subscription_id)
                 if row.subscription_id
                 else None
             )

@@ -20,7 +20,6 @@ from pathways_shared.problems import NotFound, ValidationProblem
 from sqlalchemy import Row
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from notifications import repository
 from notifications.config import NotificationsSettings
 from notifications.delivery import DeliveryStatus
 from notifications.domain import (
@@ -40,6 +39,7 @@ from notifications.models import (
     NotificationRow,
     SubscriptionRow,
 )
+from notifications.repository import NotificationsRepository
 from notifications.schemas import (
     AccessLogEntry,
     AttemptPublic,
@@ -101,20 +101,23 @@ async def take_event(session: AsyncSession, event: Event, *, now: datetime | Non
         inbound = parse_envelope(json.loads(payload))
         await _project_allocation(session, inbound, now)
         allocations = (
-            await repository.providers_of(session, _need_ids(inbound))
+            await NotificationsRepository(session).providers_of(_need_ids(inbound))
             if inbound.event_type in NEEDS_ALLOCATIONS
             else {}
         )
         intents = list(decide_notifications(inbound, allocations=allocations))
     except UnparseableEvent as exc:
         raise PermanentError(exc.detail) from exc
-    subscriptions = [subscription_of(row) for row in await repository.active_subscriptions(session)]
+    subscriptions = [
+        subscription_of(row)
+        for row in await NotificationsRepository(session).active_subscriptions()
+    ]
     if inbound.event_type == EventType.DELIVERY_FAILED:
         # never tell a failing subscriber about its own failures
         subscriptions = [s for s in subscriptions if str(s.id) != inbound.info.get("recipientKey")]
     intents += decide_webhooks(inbound, subscriptions)
-    return await repository.add_notifications_if_new(
-        session, [_notification_values(intent, inbound, payload, now) for intent in intents]
+    return await NotificationsRepository(session).add_notifications_if_new(
+        [_notification_values(intent, inbound, payload, now) for intent in intents]
     )
 
 
@@ -124,8 +127,7 @@ async def _project_allocation(session: AsyncSession, inbound: InboundEvent, now:
         return
     details = inbound.details()
     if isinstance(details, AllocatedInfo):
-        await repository.record_allocation(
-            session,
+        await NotificationsRepository(session).record_allocation(
             {
                 "need_id": details.need_id,
                 "referral_id": details.referral_id,
@@ -136,7 +138,7 @@ async def _project_allocation(session: AsyncSession, inbound: InboundEvent, now:
             },
         )
     elif isinstance(details, UnallocatedInfo):
-        await repository.forget_allocation(session, details.need_id)
+        await NotificationsRepository(session).forget_allocation(details.need_id)
 
 
 def _notification_values(
@@ -213,7 +215,7 @@ async def create_subscription(
         created_by_roles=",".join(sorted(principal.roles)),
         created_at=now or utc_now(),
     )
-    await repository.add_subscription(session, row)
+    await NotificationsRepository(session).add_subscription(row)
     return SubscriptionCreated(**_subscription_public(row).model_dump(), secret=secret)
 
 
@@ -239,8 +241,7 @@ def _may_manage(principal: Principal, row: SubscriptionRow) -> bool:
 async def list_subscriptions(
     session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
 ) -> SubscriptionsPublic:
-    rows = await repository.list_subscriptions(
-        session,
+    rows = await NotificationsRepository(session).list_subscriptions(
         created_by=None if principal.has("admin") else principal.sub,
         after=_after(cursor),
         limit=limit,
@@ -254,7 +255,9 @@ async def list_subscriptions(
 async def _owned_subscription(
     session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, *, for_update=False
 ) -> SubscriptionRow:
-    row = await repository.get_subscription(session, subscription_id, for_update=for_update)
+    row = await NotificationsRepository(session).get_subscription(
+        subscription_id, for_update=for_update
+    )
     if row is None or not _may_manage(principal, row):
         raise NotFound("no such subscription")
     return row
@@ -273,8 +276,8 @@ async def delete_subscription(
     now = utc_now()
     row.deleted_at = now
     row.active = False
-    await repository.cancel_waiting_for_subscription(
-        session, row.id, "the subscription was deleted", now
+    await NotificationsRepository(session).cancel_waiting_for_subscription(
+        row.id, "the subscription was deleted", now
     )
 
 
@@ -316,33 +319,32 @@ async def list_notifications(
     limit: int,
     cursor: str | None,
 ) -> NotificationsPublic:
-    rows = await repository.list_notifications(
-        session,
+    rows = await NotificationsRepository(session).list_notifications(
         referral_id=referral_id,
         status=status.value if status else None,
         after=_after(cursor),
         limit=limit,
     )
     page, next_cursor = page_of(rows, limit, _cursor_key)
-    attempts = await repository.attempts_of(session, [r.id for r in page])
+    attempts = await NotificationsRepository(session).attempts_of([r.id for r in page])
     return NotificationsPublic(
         data=[_notification_public(r, attempts[r.id]) for r in page], next_cursor=next_cursor
     )
 
 
 async def get_notification(session: AsyncSession, notification_id: uuid.UUID) -> NotificationPublic:
-    row = await repository.get_notification(session, notification_id)
+    row = await NotificationsRepository(session).get_notification(notification_id)
     if row is None:
         raise NotFound("no such notification")
-    attempts = await repository.attempts_of(session, [row.id])
+    attempts = await NotificationsRepository(session).attempts_of([row.id])
     return _notification_public(row, attempts[row.id])
 
 
 async def subject_access(
     session: AsyncSession, principal: Principal, crn: str
 ) -> SubjectAccessPublic:
-    rows = await repository.notifications_for_crn(session, crn)
-    attempts = await repository.attempts_of(session, [r.id for r in rows])
+    rows = await NotificationsRepository(session).notifications_for_crn(crn)
+    attempts = await NotificationsRepository(session).attempts_of([r.id for r in rows])
     log_rows = await access_log_for(session, crn)
     record_access(
         session,

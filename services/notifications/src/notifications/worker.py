@@ -44,6 +44,7 @@ from notifications.errors import (
 )
 from notifications.models import DeliveryAttemptRow, NotificationRow
 from notifications.outcomes import OutcomeRecorder
+from notifications.repository import NotificationsRepository
 from notifications.sending import AttemptResult, DeliveryRound, Sender
 from notifications.transports import (
     Resolver,
@@ -136,7 +137,9 @@ class Deliverer:
         now = self.clock()
         claimed: list[NotificationRow] = []
         async with transaction(self.sessionmaker) as session:
-            for row in await repository.claim_due(session, now, self.settings.worker_batch_size):
+            for row in await NotificationsRepository(session).claim_due(
+                now, self.settings.worker_batch_size
+            ):
                 try:
                     started = begin_attempt(repository.delivery_of(row), now, self.lease)
                 except IllegalTransition:
@@ -144,8 +147,7 @@ class Deliverer:
                 if row.status == DeliveryStatus.SENDING.value:
                     await self._close_interrupted(session, row, now)
                 repository.apply_delivery(row, started, now)
-                repository.add_attempt(
-                    session,
+                NotificationsRepository(session).add_attempt(
                     DeliveryAttemptRow(
                         notification_id=row.id, number=started.attempts, started_at=now
                     ),
@@ -157,7 +159,7 @@ class Deliverer:
     async def _close_interrupted(
         session: AsyncSession, row: NotificationRow, now: datetime
     ) -> None:
-        attempt = await repository.open_attempt(session, row.id, row.attempts)
+        attempt = await NotificationsRepository(session).open_attempt(row.id, row.attempts)
         if attempt is not None and attempt.finished_at is None:
             attempt.finished_at = now
             attempt.outcome = "interrupted"
