@@ -190,6 +190,16 @@ PAYLOADS: dict[str, type[Payload]] = {
     "pathways.test.ping": TestPing,
 }
 
+
+def event_type_of(payload: Payload) -> str:
+    """The event type a payload is the model of: the one type whose model is exactly its class
+    (ValueError for a model several types share, such as `ProviderReferralRef`)."""
+    types = [name for name, model in PAYLOADS.items() if model is type(payload)]
+    if len(types) != 1:
+        raise ValueError(f"{type(payload).__name__} is the model of {len(types)} event types")
+    return types[0]
+
+
 # Events of the infrastructure's own tests: never a partner's concern, not in the AsyncAPI document.
 INTERNAL_EVENT_TYPES = frozenset({"pathways.test.ping"})
 

@@ -8,13 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
 import pytest
+from pathways_shared.event_payloads import ReferralSubmitted, ReferralWithdrawn
 from pathways_shared.vocabulary import (
     Complexity,
     NeedStatus,
     Pathway,
     WithdrawalReason,
 )
-from referrals.domain.events import ReferralSubmitted, ReferralWithdrawn
 from referrals.domain.referral import NeedFlag, ReferralStatus, UnknownNeed, referral_status
 from referrals.domain.submission import InvalidSubmission, NeedRequest, submit_referral
 from referrals.domain.withdrawal import (
@@ -84,7 +84,7 @@ def test_the_submitted_event_carries_routing_facts_only(build):
     sub = two_needs(build)
     sub = replace(sub, person=replace(sub.person, date_of_birth=date(2000, 11, 25)))
     [event] = submit_referral(sub, actor="probation:alex", now=NOW, new_id=build.ids()).events
-    assert isinstance(event, ReferralSubmitted)
+    assert isinstance(event.payload, ReferralSubmitted)  # the shared model, the one definition
     assert event.event_type == "referrals.referral.submitted"
     assert event.occurred_at == NOW
     assert event.person_identifiers() == [
@@ -187,7 +187,7 @@ def test_withdrawal_withdraws_every_need_not_yet_ended(build, before, after, wit
         if need.id.int in withdrawn_ids:
             assert (need.status_reason, need.updated_at) == ("moved_out_of_area", LATER)
     [event] = decision.events
-    assert isinstance(event, ReferralWithdrawn)
+    assert isinstance(event.payload, ReferralWithdrawn)
     assert event.event_type == "referrals.referral.withdrawn"
     assert event.additional_information() == {
         "referralId": str(UUID(int=1)),

@@ -1,5 +1,6 @@
-"""What a decision publishes: routing facts only, never names, dates of birth or contact
-details; and the decision itself (the new referral, its history and its events).
+"""What a decision publishes, and the decision itself (the new referral, its history and its
+events). An event's payload is the shared model (`pathways_shared.event_payloads`), the one
+definition of the event: routing facts only, never names, dates of birth or contact details.
 """
 
 from __future__ import annotations
@@ -9,44 +10,27 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pathways_shared.vocabulary import (
-    Complexity,
-    Pathway,
-    Rosh,
-    Sex,
-    SupervisionStatus,
-    WithdrawalReason,
-)
+from pathways_shared.event_payloads import ReferralSubmitted, ReferralWithdrawn, event_type_of
 
-from referrals.domain.referral import HistoryEntry, NeedFlag, Referral
+from referrals.domain.referral import HistoryEntry, Referral
 
 
 @dataclass(frozen=True)
-class SubmittedNeed:
-    need_id: UUID
-    pathway: Pathway
-    complexity: Complexity
-    flags: tuple[NeedFlag, ...]
+class DomainEvent:
+    """An event to publish: its payload and what its envelope says (who, when)."""
 
-
-@dataclass(frozen=True)
-class ReferralSubmitted:
-    """Routing facts only: identifiers, never names, dates of birth or contact details."""
-
-    event_type = "referrals.referral.submitted"
-    description = "A referral was submitted by probation"
-
-    referral_id: UUID
+    payload: ReferralSubmitted | ReferralWithdrawn
     crn: str
     noms_number: str | None
-    area: str
-    needs: tuple[SubmittedNeed, ...]
-    sex: Sex
-    age_on_submission: int
-    supervision_status: SupervisionStatus
-    rosh: Rosh
-    mappa_level: int | None
     occurred_at: datetime
+
+    @property
+    def event_type(self) -> str:
+        return event_type_of(self.payload)
+
+    @property
+    def referral_id(self) -> UUID:
+        return self.payload.referral_id
 
     def person_identifiers(self) -> list[dict[str, str]]:
         identifiers = [{"type": "CRN", "value": self.crn}]
@@ -55,53 +39,7 @@ class ReferralSubmitted:
         return identifiers
 
     def additional_information(self) -> dict[str, Any]:
-        return {
-            "referralId": str(self.referral_id),
-            "area": self.area,
-            "needs": [
-                {
-                    "needId": str(need.need_id),
-                    "pathway": need.pathway.value,
-                    "complexity": need.complexity.value,
-                    "flags": [flag.value for flag in need.flags],
-                }
-                for need in self.needs
-            ],
-            "sex": self.sex.value,
-            "ageOnSubmission": self.age_on_submission,
-            "supervisionStatus": self.supervision_status.value,
-            "rosh": self.rosh.value,
-            "mappaLevel": self.mappa_level,
-        }
-
-
-@dataclass(frozen=True)
-class ReferralWithdrawn:
-    event_type = "referrals.referral.withdrawn"
-    description = "A referral was withdrawn by probation"
-
-    referral_id: UUID
-    crn: str
-    noms_number: str | None
-    need_ids: tuple[UUID, ...]
-    reason_code: WithdrawalReason
-    occurred_at: datetime
-
-    def person_identifiers(self) -> list[dict[str, str]]:
-        identifiers = [{"type": "CRN", "value": self.crn}]
-        if self.noms_number:
-            identifiers.append({"type": "NOMS", "value": self.noms_number})
-        return identifiers
-
-    def additional_information(self) -> dict[str, Any]:
-        return {
-            "referralId": str(self.referral_id),
-            "needIds": [str(need_id) for need_id in self.need_ids],
-            "reasonCode": self.reason_code.value,
-        }
-
-
-DomainEvent = ReferralSubmitted | ReferralWithdrawn
+        return self.payload.model_dump(mode="json", by_alias=True)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ class ReferralStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
-
 class UnknownNeed(PathwaysError):
     status = 404
     code = "need-not-found"
@@ -89,7 +88,6 @@ class Practitioner:
 class Consent:
     given: bool
     recorded_at: datetime | None = None
-
 
 
 @dataclass(frozen=True)
@@ -170,7 +168,6 @@ def referral_status(needs: Iterable[Need]) -> ReferralStatus:
     return ReferralStatus.CLOSED
 
 
-
 @dataclass(frozen=True)
 class HistoryEntry:
     at: datetime
@@ -178,4 +175,3 @@ class HistoryEntry:
     event: str
     need_id: UUID | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
-

@@ -26,6 +26,7 @@ from uuid import UUID
 
 from pathways_shared.clock import age_on, in_utc_range, london_day
 from pathways_shared.errors import FieldError, PathwaysError
+from pathways_shared.event_payloads import ReferralSubmitted, SubmittedNeed
 from pathways_shared.vocabulary import (
     AREAS,
     CRN_PATTERN,
@@ -38,7 +39,7 @@ from pathways_shared.vocabulary import (
     is_email_address,
 )
 
-from referrals.domain.events import Decision, ReferralSubmitted, SubmittedNeed
+from referrals.domain.events import Decision, DomainEvent
 from referrals.domain.referral import (
     Consent,
     HistoryEntry,
@@ -65,7 +66,6 @@ class InvalidSubmission(PathwaysError):
     status = 422
     code = "invalid-referral"
     title = "The referral is not valid"
-
 
 
 @dataclass(frozen=True)
@@ -222,8 +222,6 @@ def validate_submission(submission: Submission, now: datetime) -> None:
         )
 
 
-
-
 def submit_referral(
     submission: Submission,
     *,
@@ -277,19 +275,27 @@ def submit_referral(
             for need in needs
         ),
     )
-    event = ReferralSubmitted(
-        referral_id=referral_id,
+    event = DomainEvent(
+        ReferralSubmitted(
+            referral_id=referral_id,
+            area=submission.area,
+            needs=[
+                SubmittedNeed(
+                    need_id=need.id,
+                    pathway=need.pathway,
+                    complexity=need.complexity,
+                    flags=list(need.flags),
+                )
+                for need in needs
+            ],
+            sex=submission.person.sex,
+            age_on_submission=age_on(submission.person.date_of_birth, london_day(now)),
+            supervision_status=submission.supervision.status,
+            rosh=submission.risk.rosh,
+            mappa_level=submission.risk.mappa_level,
+        ),
         crn=submission.person.crn,
         noms_number=submission.person.noms_number,
-        area=submission.area,
-        needs=tuple(
-            SubmittedNeed(need.id, need.pathway, need.complexity, need.flags) for need in needs
-        ),
-        sex=submission.person.sex,
-        age_on_submission=age_on(submission.person.date_of_birth, london_day(now)),
-        supervision_status=submission.supervision.status,
-        rosh=submission.risk.rosh,
-        mappa_level=submission.risk.mappa_level,
         occurred_at=now,
     )
     return Decision(referral=referral, history=history, events=(event,))

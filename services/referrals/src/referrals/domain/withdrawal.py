@@ -7,9 +7,10 @@ from datetime import datetime
 from uuid import UUID
 
 from pathways_shared.errors import FieldError, PathwaysError
+from pathways_shared.event_payloads import ReferralWithdrawn
 from pathways_shared.vocabulary import NeedStatus, WithdrawalReason
 
-from referrals.domain.events import Decision, ReferralWithdrawn
+from referrals.domain.events import Decision, DomainEvent
 from referrals.domain.referral import (
     HistoryEntry,
     Need,
@@ -37,7 +38,6 @@ class ReferralClosed(PathwaysError):
     status = 409
     code = "referral-closed"
     title = "The referral is closed"
-
 
 
 def withdraw_referral(
@@ -102,12 +102,10 @@ def withdraw_referral(
             reason_code=reason_code, comments=comments, withdrawn_at=now, withdrawn_by=actor
         ),
     )
-    event = ReferralWithdrawn(
-        referral_id=referral.id,
+    event = DomainEvent(
+        ReferralWithdrawn(referral_id=referral.id, need_ids=withdrawn_ids, reason_code=reason_code),
         crn=referral.person.crn,
         noms_number=referral.person.noms_number,
-        need_ids=tuple(withdrawn_ids),
-        reason_code=reason_code,
         occurred_at=now,
     )
     return Decision(referral=withdrawn, history=tuple(history), events=(event,))
