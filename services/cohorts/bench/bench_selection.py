@@ -24,8 +24,9 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from cohorts import repository, service
+from cohorts import service
 from cohorts.policy import default_policy
+from cohorts.repository import CohortsRepository
 from cohorts.selection import select
 from pathways_shared.auth import Principal
 from pathways_shared.db import make_engine, make_sessionmaker, transaction
@@ -126,7 +127,7 @@ async def bench(url: str, runs: int) -> None:
         for i in range(runs):
             async with sessionmaker() as session:
                 started = time.perf_counter()
-                summaries = await repository.summaries(session, AS_OF, policy, area=AREA)
+                summaries = await CohortsRepository(session).summaries(AS_OF, policy, area=AREA)
                 queried = time.perf_counter()
                 run = select(summaries, AS_OF, policy, area=AREA, policy_version=0)
                 ended = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Every query of the cohorts service.
+"""Every query of the cohorts service: `CohortsRepository(session)`.
 
 The selection run's heavy lifting is `summaries`: one aggregate over the area's offences that
 gives each nominal's `NominalSummary` (see `cohorts.selection`), so a run never loads offences
@@ -60,33 +60,6 @@ def _insert(session: AsyncSession):
     return postgresql.insert if is_postgres(session) else sqlite.insert
 
 
-# --- nominals and offences ------------------------------------------------------------------
-
-
-async def get_nominal(
-    session: AsyncSession, crn: str, *, for_update: bool = False
-) -> NominalRecord | None:
-    query = select(NominalRecord).where(NominalRecord.crn == crn)
-    if for_update and is_postgres(session):
-        query = query.with_for_update()
-    return (await session.exec(query)).scalar_one_or_none()
-
-
-def add(session: AsyncSession, record: Any) -> None:
-    session.add(record)
-
-
-async def areas_of(session: AsyncSession, crns: Sequence[str]) -> dict[str, str]:
-    if not crns:
-        return {}
-    if is_postgres(session):
-        wanted = NominalRecord.crn == any_(cast(list(crns), ARRAY(String)))
-    else:
-        wanted = NominalRecord.crn.in_(list(crns))
-    rows = await session.exec(select(NominalRecord.crn, NominalRecord.area).where(wanted))
-    return {crn: area for crn, area in rows.all()}
-
-
 # On PostgreSQL a batch goes in as one array per column: one statement, nothing to compile
 # per row, thousands of rows in milliseconds.
 _INSERT_OFFENCES = text(
@@ -104,57 +77,6 @@ _INSERT_OFFENCES = text(
     SELECT count(*) FROM added
     """
 )
-
-
-async def insert_offences(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
-    """Insert offences, skipping any already recorded; answers how many were new."""
-    if not rows:
-        return 0
-    if is_postgres(session):
-        result = await session.exec(
-            _INSERT_OFFENCES,
-            params={
-                "crns": [r["crn"] for r in rows],
-                "dates": [r["offence_date"] for r in rows],
-                "categories": [r["category"] for r in rows],
-                "descriptions": [r.get("description") or "" for r in rows],
-                "recorded": [r["recorded_at"] for r in rows],
-                "imports": [r.get("import_id") for r in rows],
-            },
-        )
-        return int(result.scalar_one())
-    statement = (
-        sqlite.insert(OffenceRecord)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["crn", "offence_date", "category", "description"])
-        .returning(OffenceRecord.id)
-    )
-    return len((await session.exec(statement)).all())
-
-
-async def offences_of(session: AsyncSession, crn: str) -> list[OffenceRecord]:
-    rows = await session.exec(
-        select(OffenceRecord)
-        .where(OffenceRecord.crn == crn)
-        .order_by(OffenceRecord.offence_date.desc(), OffenceRecord.id.desc())
-    )
-    return list(rows.scalars().all())
-
-
-async def last_offence_dates(
-    session: AsyncSession, crns: Sequence[str], up_to: date
-) -> dict[str, date]:
-    if not crns:
-        return {}
-    rows = await session.exec(
-        select(OffenceRecord.crn, func.max(OffenceRecord.offence_date))
-        .where(OffenceRecord.crn.in_(list(crns)), OffenceRecord.offence_date <= up_to)
-        .group_by(OffenceRecord.crn)
-    )
-    return {crn: last for crn, last in rows.all()}
-
-
-# --- the selection aggregate ----------------------------------------------------------------
 
 
 def _summary_statement(
@@ -254,211 +176,6 @@ def _may_figure(
     )
 
 
-async def summaries(
-    session: AsyncSession,
-    as_of: date,
-    policy: SelectionPolicy,
-    *,
-    area: str | None = None,
-    crns: Sequence[str] | None = None,
-) -> list[NominalSummary]:
-    """The `NominalSummary` of every nominal of the area (or of `crns`) who could figure in a
-    run on `as_of`: candidates and the excluded; the rest cannot and are left in SQL."""
-    rows = await session.exec(_summary_statement(area, as_of, policy, crns))
-    return [
-        NominalSummary(
-            nominal=Nominal(r.crn, r.date_of_birth, _STATUSES[r.supervision_status], r.mappa_level),
-            total_offences=r.total,
-            window_offences=r.window_count,
-            window_gravity=int(r.window_gravity),
-            last_offence_date=r.last_date,
-            neighbourhood_recent=bool(r.nbh),
-            flex_recent=bool(r.flex),
-        )
-        for r in rows.all()
-    ]
-
-
-# --- policies -------------------------------------------------------------------------------
-
-
-async def current_policy(
-    session: AsyncSession, area: str, *, for_update: bool = False
-) -> PolicyRecord | None:
-    query = (
-        select(PolicyRecord)
-        .where(PolicyRecord.area == area)
-        .order_by(PolicyRecord.version.desc())
-        .limit(1)
-    )
-    if for_update and is_postgres(session):
-        query = query.with_for_update()
-    return (await session.exec(query)).scalar_one_or_none()
-
-
-# --- selection runs -------------------------------------------------------------------------
-
-
-async def get_run(session: AsyncSession, run_id: str) -> SelectionRunRecord | None:
-    return await session.get(SelectionRunRecord, run_id)
-
-
-async def list_runs(
-    session: AsyncSession,
-    areas: frozenset[str] | None,
-    area: str | None,
-    limit: int,
-    after: list[Any] | None,
-) -> list[SelectionRunRecord]:
-    r = SelectionRunRecord
-    query = select(r).order_by(r.created_at.desc(), r.id.desc()).limit(limit + 1)
-    if area is not None:
-        query = query.where(r.area == area)
-    if areas is not None:
-        query = query.where(r.area.in_(sorted(areas)))
-    if after is not None:
-        at, run_id = after
-        query = query.where(or_(r.created_at < at, and_(r.created_at == at, r.id < run_id)))
-    return list((await session.exec(query)).scalars().all())
-
-
-async def runs_naming(session: AsyncSession, crn: str) -> list[SelectionRunRecord]:
-    """Runs that list the person, as a candidate or excluded (for subject access)."""
-    r = SelectionRunRecord
-    if is_postgres(session):
-        probe = [{"crn": crn}]
-        condition = or_(
-            type_coerce(r.candidates, JSONB).contains(probe),
-            type_coerce(r.excluded, JSONB).contains(probe),
-        )
-        query = select(r).where(condition).order_by(r.created_at)
-        return list((await session.exec(query)).scalars().all())
-    rows = (await session.exec(select(r).order_by(r.created_at))).scalars().all()
-    return [
-        run for run in rows if any(c.get("crn") == crn for c in [*run.candidates, *run.excluded])
-    ]
-
-
-# --- memberships ----------------------------------------------------------------------------
-
-
-async def active_membership(
-    session: AsyncSession, crn: str, area: str, *, for_update: bool = False
-) -> MembershipRecord | None:
-    m = MembershipRecord
-    query = select(m).where(m.crn == crn, m.area == area, m.status == "active")
-    if for_update and is_postgres(session):
-        query = query.with_for_update()
-    return (await session.exec(query)).scalars().first()
-
-
-async def active_memberships_of(session: AsyncSession, crn: str) -> list[MembershipRecord]:
-    m = MembershipRecord
-    query = select(m).where(m.crn == crn, m.status == "active").order_by(m.area)
-    return list((await session.exec(query)).scalars().all())
-
-
-async def memberships_of(session: AsyncSession, crn: str) -> list[MembershipRecord]:
-    m = MembershipRecord
-    query = select(m).where(m.crn == crn).order_by(m.adopted_at)
-    return list((await session.exec(query)).scalars().all())
-
-
-async def list_members(
-    session: AsyncSession,
-    area: str,
-    *,
-    cohort: str | None,
-    status: str | None,
-    limit: int,
-    after: list[Any] | None,
-) -> list[MembershipRecord]:
-    m = MembershipRecord
-    query = select(m).where(m.area == area).order_by(m.crn, m.adopted_at, m.id).limit(limit + 1)
-    if cohort is not None:
-        query = query.where(m.cohort == cohort)
-    if status is not None:
-        query = query.where(m.status == status)
-    if after is not None:
-        crn, adopted_at, member_id = after
-        query = query.where(
-            or_(
-                m.crn > crn,
-                and_(m.crn == crn, m.adopted_at > adopted_at),
-                and_(m.crn == crn, m.adopted_at == adopted_at, m.id > member_id),
-            )
-        )
-    return list((await session.exec(query)).scalars().all())
-
-
-async def active_members_in(session: AsyncSession, area: str) -> list[MembershipRecord]:
-    m = MembershipRecord
-    query = select(m).where(m.area == area, m.status == "active").order_by(m.crn)
-    return list((await session.exec(query)).scalars().all())
-
-
-async def members_due_for_review(
-    session: AsyncSession, now: datetime, limit: int
-) -> list[MembershipRecord]:
-    m = MembershipRecord
-    query = (
-        select(m)
-        .where(m.status == "active", m.review_due_at <= now)
-        .order_by(m.review_due_at, m.id)
-        .limit(limit)
-    )
-    if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
-    return list((await session.exec(query)).scalars().all())
-
-
-# --- referral needs (for members' pathway activity) -----------------------------------------
-
-
-async def get_need(session: AsyncSession, need_id: str) -> ReferralNeedRecord | None:
-    return await session.get(ReferralNeedRecord, need_id)
-
-
-async def needs_of(session: AsyncSession, crn: str) -> list[ReferralNeedRecord]:
-    n = ReferralNeedRecord
-    return list(
-        (await session.exec(select(n).where(n.crn == crn).order_by(n.updated_at))).scalars().all()
-    )
-
-
-# --- imports --------------------------------------------------------------------------------
-
-
-async def get_import(session: AsyncSession, import_id: str) -> OffenceImportRecord | None:
-    return await session.get(OffenceImportRecord, import_id)
-
-
-async def offence_count_and_last(session: AsyncSession, crn: str) -> tuple[int, date | None]:
-    row = (
-        await session.exec(
-            select(func.count(), func.max(OffenceRecord.offence_date)).where(
-                OffenceRecord.crn == crn
-            )
-        )
-    ).one()
-    return int(row[0]), row[1]
-
-
-async def offences_page(
-    session: AsyncSession, crn: str, *, limit: int, after: list[Any] | None
-) -> list[OffenceRecord]:
-    o = OffenceRecord
-    query = (
-        select(o).where(o.crn == crn).order_by(o.offence_date.desc(), o.id.desc()).limit(limit + 1)
-    )
-    if after is not None:
-        day, offence_id = after
-        query = query.where(
-            or_(o.offence_date < day, and_(o.offence_date == day, o.id < offence_id))
-        )
-    return list((await session.exec(query)).scalars().all())
-
-
 _LOG_MANY = text(
     """
     INSERT INTO access_log (at, actor, roles, action, resource, crn, purpose, correlation_id)
@@ -468,33 +185,289 @@ _LOG_MANY = text(
 )
 
 
-async def log_access_many(
-    session: AsyncSession,
-    *,
-    actor: Principal,
-    action: Action,
-    crns: Sequence[str],
-    resource: str,
-    purpose: str,
-) -> None:
-    """One access-log row per person whose record a bulk read or write touched, in one
-    statement (a selection run combines thousands of records)."""
-    if not crns:
-        return
-    values = {
-        "at": datetime.now(UTC),
-        "actor": actor.actor,
-        "roles": ",".join(sorted(actor.roles)),
-        "action": action.value,
-        "resource": resource[:300],
-        "purpose": purpose[:300],
-        "correlation_id": current_correlation_id(),
-    }
-    if is_postgres(session):
-        await session.exec(_LOG_MANY, params={**values, "crns": list(crns)})
-        return
-    await session.exec(insert(AccessLog), params=[{**values, "crn": crn} for crn in crns])
+class CohortsRepository:
+    """Every query of the cohorts service, on the caller's session (the caller owns the
+    transaction)."""
 
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
-async def access_log_of(session: AsyncSession, crn: str) -> list[AccessLog]:
-    return await access_log_for(session, crn)
+    # --- nominals and offences ------------------------------------------------------------------
+    async def get_nominal(self, crn: str, *, for_update: bool = False) -> NominalRecord | None:
+        query = select(NominalRecord).where(NominalRecord.crn == crn)
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.exec(query)).scalar_one_or_none()
+
+    def add(self, record: Any) -> None:
+        self.session.add(record)
+
+    async def areas_of(self, crns: Sequence[str]) -> dict[str, str]:
+        if not crns:
+            return {}
+        if is_postgres(self.session):
+            wanted = NominalRecord.crn == any_(cast(list(crns), ARRAY(String)))
+        else:
+            wanted = NominalRecord.crn.in_(list(crns))
+        rows = await self.session.exec(select(NominalRecord.crn, NominalRecord.area).where(wanted))
+        return {crn: area for crn, area in rows.all()}
+
+    async def insert_offences(self, rows: list[dict[str, Any]]) -> int:
+        """Insert offences, skipping any already recorded; answers how many were new."""
+        if not rows:
+            return 0
+        if is_postgres(self.session):
+            result = await self.session.exec(
+                _INSERT_OFFENCES,
+                params={
+                    "crns": [r["crn"] for r in rows],
+                    "dates": [r["offence_date"] for r in rows],
+                    "categories": [r["category"] for r in rows],
+                    "descriptions": [r.get("description") or "" for r in rows],
+                    "recorded": [r["recorded_at"] for r in rows],
+                    "imports": [r.get("import_id") for r in rows],
+                },
+            )
+            return int(result.scalar_one())
+        statement = (
+            sqlite.insert(OffenceRecord)
+            .values(rows)
+            .on_conflict_do_nothing(
+                index_elements=["crn", "offence_date", "category", "description"]
+            )
+            .returning(OffenceRecord.id)
+        )
+        return len((await self.session.exec(statement)).all())
+
+    async def offences_of(self, crn: str) -> list[OffenceRecord]:
+        rows = await self.session.exec(
+            select(OffenceRecord)
+            .where(OffenceRecord.crn == crn)
+            .order_by(OffenceRecord.offence_date.desc(), OffenceRecord.id.desc())
+        )
+        return list(rows.scalars().all())
+
+    async def last_offence_dates(self, crns: Sequence[str], up_to: date) -> dict[str, date]:
+        if not crns:
+            return {}
+        rows = await self.session.exec(
+            select(OffenceRecord.crn, func.max(OffenceRecord.offence_date))
+            .where(OffenceRecord.crn.in_(list(crns)), OffenceRecord.offence_date <= up_to)
+            .group_by(OffenceRecord.crn)
+        )
+        return {crn: last for crn, last in rows.all()}
+
+    # --- the selection aggregate ----------------------------------------------------------------
+    async def summaries(
+        self,
+        as_of: date,
+        policy: SelectionPolicy,
+        *,
+        area: str | None = None,
+        crns: Sequence[str] | None = None,
+    ) -> list[NominalSummary]:
+        """The `NominalSummary` of every nominal of the area (or of `crns`) who could figure in a
+        run on `as_of`: candidates and the excluded; the rest cannot and are left in SQL."""
+        rows = await self.session.exec(_summary_statement(area, as_of, policy, crns))
+        return [
+            NominalSummary(
+                nominal=Nominal(
+                    r.crn, r.date_of_birth, _STATUSES[r.supervision_status], r.mappa_level
+                ),
+                total_offences=r.total,
+                window_offences=r.window_count,
+                window_gravity=int(r.window_gravity),
+                last_offence_date=r.last_date,
+                neighbourhood_recent=bool(r.nbh),
+                flex_recent=bool(r.flex),
+            )
+            for r in rows.all()
+        ]
+
+    # --- policies -------------------------------------------------------------------------------
+    async def current_policy(self, area: str, *, for_update: bool = False) -> PolicyRecord | None:
+        query = (
+            select(PolicyRecord)
+            .where(PolicyRecord.area == area)
+            .order_by(PolicyRecord.version.desc())
+            .limit(1)
+        )
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.exec(query)).scalar_one_or_none()
+
+    # --- selection runs -------------------------------------------------------------------------
+    async def get_run(self, run_id: str) -> SelectionRunRecord | None:
+        return await self.session.get(SelectionRunRecord, run_id)
+
+    async def list_runs(
+        self,
+        areas: frozenset[str] | None,
+        area: str | None,
+        limit: int,
+        after: list[Any] | None,
+    ) -> list[SelectionRunRecord]:
+        r = SelectionRunRecord
+        query = select(r).order_by(r.created_at.desc(), r.id.desc()).limit(limit + 1)
+        if area is not None:
+            query = query.where(r.area == area)
+        if areas is not None:
+            query = query.where(r.area.in_(sorted(areas)))
+        if after is not None:
+            at, run_id = after
+            query = query.where(or_(r.created_at < at, and_(r.created_at == at, r.id < run_id)))
+        return list((await self.session.exec(query)).scalars().all())
+
+    async def runs_naming(self, crn: str) -> list[SelectionRunRecord]:
+        """Runs that list the person, as a candidate or excluded (for subject access)."""
+        r = SelectionRunRecord
+        if is_postgres(self.session):
+            probe = [{"crn": crn}]
+            condition = or_(
+                type_coerce(r.candidates, JSONB).contains(probe),
+                type_coerce(r.excluded, JSONB).contains(probe),
+            )
+            query = select(r).where(condition).order_by(r.created_at)
+            return list((await self.session.exec(query)).scalars().all())
+        rows = (await self.session.exec(select(r).order_by(r.created_at))).scalars().all()
+        return [
+            run
+            for run in rows
+            if any(c.get("crn") == crn for c in [*run.candidates, *run.excluded])
+        ]
+
+    # --- memberships ----------------------------------------------------------------------------
+    async def active_membership(
+        self, crn: str, area: str, *, for_update: bool = False
+    ) -> MembershipRecord | None:
+        m = MembershipRecord
+        query = select(m).where(m.crn == crn, m.area == area, m.status == "active")
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.exec(query)).scalars().first()
+
+    async def active_memberships_of(self, crn: str) -> list[MembershipRecord]:
+        m = MembershipRecord
+        query = select(m).where(m.crn == crn, m.status == "active").order_by(m.area)
+        return list((await self.session.exec(query)).scalars().all())
+
+    async def memberships_of(self, crn: str) -> list[MembershipRecord]:
+        m = MembershipRecord
+        query = select(m).where(m.crn == crn).order_by(m.adopted_at)
+        return list((await self.session.exec(query)).scalars().all())
+
+    async def list_members(
+        self,
+        area: str,
+        *,
+        cohort: str | None,
+        status: str | None,
+        limit: int,
+        after: list[Any] | None,
+    ) -> list[MembershipRecord]:
+        m = MembershipRecord
+        query = select(m).where(m.area == area).order_by(m.crn, m.adopted_at, m.id).limit(limit + 1)
+        if cohort is not None:
+            query = query.where(m.cohort == cohort)
+        if status is not None:
+            query = query.where(m.status == status)
+        if after is not None:
+            crn, adopted_at, member_id = after
+            query = query.where(
+                or_(
+                    m.crn > crn,
+                    and_(m.crn == crn, m.adopted_at > adopted_at),
+                    and_(m.crn == crn, m.adopted_at == adopted_at, m.id > member_id),
+                )
+            )
+        return list((await self.session.exec(query)).scalars().all())
+
+    async def active_members_in(self, area: str) -> list[MembershipRecord]:
+        m = MembershipRecord
+        query = select(m).where(m.area == area, m.status == "active").order_by(m.crn)
+        return list((await self.session.exec(query)).scalars().all())
+
+    async def members_due_for_review(self, now: datetime, limit: int) -> list[MembershipRecord]:
+        m = MembershipRecord
+        query = (
+            select(m)
+            .where(m.status == "active", m.review_due_at <= now)
+            .order_by(m.review_due_at, m.id)
+            .limit(limit)
+        )
+        if is_postgres(self.session):
+            query = query.with_for_update(skip_locked=True)
+        return list((await self.session.exec(query)).scalars().all())
+
+    # --- referral needs (for members' pathway activity) -----------------------------------------
+    async def get_need(self, need_id: str) -> ReferralNeedRecord | None:
+        return await self.session.get(ReferralNeedRecord, need_id)
+
+    async def needs_of(self, crn: str) -> list[ReferralNeedRecord]:
+        n = ReferralNeedRecord
+        return list(
+            (await self.session.exec(select(n).where(n.crn == crn).order_by(n.updated_at)))
+            .scalars()
+            .all()
+        )
+
+    # --- imports --------------------------------------------------------------------------------
+    async def get_import(self, import_id: str) -> OffenceImportRecord | None:
+        return await self.session.get(OffenceImportRecord, import_id)
+
+    async def offence_count_and_last(self, crn: str) -> tuple[int, date | None]:
+        row = (
+            await self.session.exec(
+                select(func.count(), func.max(OffenceRecord.offence_date)).where(
+                    OffenceRecord.crn == crn
+                )
+            )
+        ).one()
+        return int(row[0]), row[1]
+
+    async def offences_page(
+        self, crn: str, *, limit: int, after: list[Any] | None
+    ) -> list[OffenceRecord]:
+        o = OffenceRecord
+        query = (
+            select(o)
+            .where(o.crn == crn)
+            .order_by(o.offence_date.desc(), o.id.desc())
+            .limit(limit + 1)
+        )
+        if after is not None:
+            day, offence_id = after
+            query = query.where(
+                or_(o.offence_date < day, and_(o.offence_date == day, o.id < offence_id))
+            )
+        return list((await self.session.exec(query)).scalars().all())
+
+    async def log_access_many(
+        self,
+        *,
+        actor: Principal,
+        action: Action,
+        crns: Sequence[str],
+        resource: str,
+        purpose: str,
+    ) -> None:
+        """One access-log row per person whose record a bulk read or write touched, in one
+        statement (a selection run combines thousands of records)."""
+        if not crns:
+            return
+        values = {
+            "at": datetime.now(UTC),
+            "actor": actor.actor,
+            "roles": ",".join(sorted(actor.roles)),
+            "action": action.value,
+            "resource": resource[:300],
+            "purpose": purpose[:300],
+            "correlation_id": current_correlation_id(),
+        }
+        if is_postgres(self.session):
+            await self.session.exec(_LOG_MANY, params={**values, "crns": list(crns)})
+            return
+        await self.session.exec(insert(AccessLog), params=[{**values, "crn": crn} for crn in crns])
+
+    async def access_log_of(self, crn: str) -> list[AccessLog]:
+        return await access_log_for(self.session, crn)

@@ -5,9 +5,9 @@ import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from cohorts import repository
 from cohorts.models import NominalRecord
 from cohorts.policy import SelectionPolicy, default_policy
+from cohorts.repository import CohortsRepository
 from cohorts.selection import Nominal, Offence, select, summarise, summary_windows
 from pathways_shared.db import make_engine, make_sessionmaker, transaction
 from pathways_shared.vocabulary import OffenceCategory, SupervisionStatus
@@ -46,7 +46,7 @@ async def load(url: str, people: list[Nominal], history: dict[str, list[Offence]
             for i, o in enumerate(offences)
         ]
         for start in range(0, len(rows), 1000):
-            await repository.insert_offences(session, rows[start : start + 1000])
+            await CohortsRepository(session).insert_offences(rows[start : start + 1000])
     return engine, sessionmaker
 
 
@@ -105,7 +105,7 @@ async def test_sql_summaries_match_the_pure_ones(settings: Any) -> None:
             ),
         ):
             async with sessionmaker() as session:
-                sql = await repository.summaries(session, AS_OF, policy, area=AREA)
+                sql = await CohortsRepository(session).summaries(AS_OF, policy, area=AREA)
             pure = [summarise(p, history[p.crn], AS_OF, policy) for p in people]
             by_crn = {s.crn: s for s in sql}
             # Everyone the SQL left out could be neither a candidate nor excluded.
@@ -129,8 +129,8 @@ async def test_one_persons_summary_is_never_filtered(settings: Any) -> None:
     engine, sessionmaker = await load(settings.database_url, [person], {person.crn: old})
     try:
         async with sessionmaker() as session:
-            found = await repository.summaries(session, AS_OF, default_policy(), crns=[person.crn])
-            in_area = await repository.summaries(session, AS_OF, default_policy(), area=AREA)
+            found = await CohortsRepository(session).summaries(AS_OF, default_policy(), crns=[person.crn])
+            in_area = await CohortsRepository(session).summaries(AS_OF, default_policy(), area=AREA)
         assert found == [summarise(person, old, AS_OF, default_policy())]
         assert in_area == []
     finally:

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts import repository as repo
 from cohorts.membership import (
     Decision,
     Membership,
@@ -27,6 +26,7 @@ from cohorts.models import (
     ReferralNeedRecord,
 )
 from cohorts.policy import SelectionPolicy
+from cohorts.repository import CohortsRepository
 from cohorts.service.checks import checked_crn
 from cohorts.service.nominals import assessment_of
 from cohorts.service.policies import policy_for
@@ -115,13 +115,39 @@ async def _save(
             and member.cohort.value == current.cohort
         )
         record = _apply(current if same_spell else None, member)
-        repo.add(session, record)
+        CohortsRepository(session).add(record)
         saved.append(record)
         # the ended spell must be written before the new active one (one active per area)
         try:
             await session.flush()
         except IntegrityError as exc:
             raise Conflict(f"{member.crn} is already a member in {member.area}") from exc
+    return saved
+
+
+async def _record_panel_decision(
+    session: AsyncSession,
+    principal: Principal,
+    decision: Decision,
+    current: MembershipRecord | None,
+    *,
+    resource: str,
+    purpose: str,
+    base_url: str,
+    now: datetime,
+) -> list[MembershipRecord]:
+    """Save the spells a panel decision writes, add its events to the outbox and log the
+    alteration, all in the caller's transaction."""
+    saved = await _save(session, decision, current)
+    _publish(session, decision.events, base_url, now)
+    record_access(
+        session,
+        actor=principal,
+        action=Action.ALTERATION,
+        resource=resource,
+        crn=decision.memberships[-1].crn,
+        purpose=purpose,
+    )
     return saved
 
 
@@ -145,7 +171,7 @@ async def adopt_member(
     base_url: str,
 ) -> MembershipRecord:
     _area_for_panel(principal, area)
-    nominal = await repo.get_nominal(session, crn)
+    nominal = await CohortsRepository(session).get_nominal(crn)
     if nominal is None or not principal.may_see_area(nominal.area):
         # A nominal of an area the caller cannot see is answered as absent: neither its
         # existence nor its area is disclosed.
@@ -156,7 +182,7 @@ async def adopt_member(
         raise ValidationProblem(
             f"{crn} is recorded in area {nominal.area}, not {area}", field="crn"
         )
-    current = await repo.active_membership(session, crn, area, for_update=True)
+    current = await CohortsRepository(session).active_membership(crn, area, for_update=True)
     policy, _ = await policy_for(session, area)
     assessment = await assessment_of(session, nominal, london_today(now), policy)
     decision = adopt(
@@ -170,15 +196,15 @@ async def adopt_member(
         policy=policy,
         assessment=assessment,
     )
-    (saved,) = await _save(session, decision, None)
-    _publish(session, decision.events, base_url, now)
-    record_access(
+    (saved,) = await _record_panel_decision(
         session,
-        actor=principal,
-        action=Action.ALTERATION,
+        principal,
+        decision,
+        None,
         resource=f"/cohorts/{area}/members/{crn}",
-        crn=crn,
         purpose=f"IOM panel adoption into {cohort.value}",
+        base_url=base_url,
+        now=now,
     )
     return saved
 
@@ -188,7 +214,7 @@ async def _current_member(
 ) -> MembershipRecord:
     _area_for_panel(principal, area)
     checked_crn(crn)
-    current = await repo.active_membership(session, crn, area, for_update=True)
+    current = await CohortsRepository(session).active_membership(crn, area, for_update=True)
     if current is None:
         raise NotFound(f"{crn} is not a current member of a cohort in {area}")
     return current
@@ -210,15 +236,15 @@ async def deselect_member(
     decision = deselect(
         _to_domain(current), reason=reason, decided_by=decided_by, now=now, comments=comments
     )
-    (saved,) = await _save(session, decision, current)
-    _publish(session, decision.events, base_url, now)
-    record_access(
+    (saved,) = await _record_panel_decision(
         session,
-        actor=principal,
-        action=Action.ALTERATION,
+        principal,
+        decision,
+        current,
         resource=f"/cohorts/{area}/members/{crn}/deselect",
-        crn=crn,
         purpose=f"IOM panel deselection ({reason.value})",
+        base_url=base_url,
+        now=now,
     )
     return saved
 
@@ -236,7 +262,7 @@ async def move_member(
     base_url: str,
 ) -> MembershipRecord:
     current = await _current_member(session, principal, area, crn)
-    nominal = await repo.get_nominal(session, crn)
+    nominal = await CohortsRepository(session).get_nominal(crn)
     assert nominal is not None
     policy, _ = await policy_for(session, area)
     assessment = await assessment_of(session, nominal, london_today(now), policy)
@@ -249,15 +275,15 @@ async def move_member(
         policy=policy,
         assessment=assessment,
     )
-    _ended, started = await _save(session, decision, current)
-    _publish(session, decision.events, base_url, now)
-    record_access(
+    _ended, started = await _record_panel_decision(
         session,
-        actor=principal,
-        action=Action.ALTERATION,
+        principal,
+        decision,
+        current,
         resource=f"/cohorts/{area}/members/{crn}/move",
-        crn=crn,
         purpose=f"IOM panel move to {cohort.value}",
+        base_url=base_url,
+        now=now,
     )
     return started
 
@@ -273,16 +299,14 @@ async def list_members(
     after: list[Any] | None,
 ) -> list[MembershipRecord]:
     _area_for_panel(principal, area)
-    rows = await repo.list_members(
-        session,
+    rows = await CohortsRepository(session).list_members(
         area,
         cohort=cohort.value if cohort else None,
         status=status,
         limit=limit,
         after=after,
     )
-    await repo.log_access_many(
-        session,
+    await CohortsRepository(session).log_access_many(
         actor=principal,
         action=Action.CONSULTATION,
         crns=sorted({r.crn for r in rows[:limit]}),
@@ -298,14 +322,13 @@ async def suggestions(
     _area_for_panel(principal, area)
     today = london_today(now)
     policy, _ = await policy_for(session, area)
-    records = await repo.active_members_in(session, area)
-    last = await repo.last_offence_dates(session, [r.crn for r in records], today)
+    records = await CohortsRepository(session).active_members_in(area)
+    last = await CohortsRepository(session).last_offence_dates([r.crn for r in records], today)
     by_key = {(r.crn, r.cohort): r for r in records}
     chosen = deselection_suggestions(
         [(_to_domain(r), last.get(r.crn)) for r in records], today, policy
     )
-    await repo.log_access_many(
-        session,
+    await CohortsRepository(session).log_access_many(
         actor=principal,
         action=Action.CONSULTATION,
         crns=[m.crn for m in chosen],
@@ -321,12 +344,12 @@ async def review_due_members(
     """The scheduler's step: publish a review-due event (with a deselection suggestion when
     the member has been quiet for a year) for each member whose review has come, and move
     their review on by one interval. Answers how many reviews were published."""
-    due = await repo.members_due_for_review(session, now, limit)
+    due = await CohortsRepository(session).members_due_for_review(now, limit)
     if not due:
         return 0
     published = 0
     today = london_today(now)
-    last = await repo.last_offence_dates(session, sorted({r.crn for r in due}), today)
+    last = await CohortsRepository(session).last_offence_dates(sorted({r.crn for r in due}), today)
     policies: dict[str, SelectionPolicy] = {}
     for record in due:
         if record.area not in policies:
@@ -341,7 +364,7 @@ async def review_due_members(
         if decision is None:
             continue
         record.review_due_at = decision.membership.review_due_at
-        repo.add(session, record)
+        CohortsRepository(session).add(record)
         _publish(session, [decision.event], base_url, now)
         published += 1
     return published
@@ -364,10 +387,10 @@ async def note_need_activity(
 ) -> int:
     """Keep where a need stands; tell the police about it when the person is a current
     member. Answers how many pathway-activity events were written."""
-    need = await repo.get_need(session, need_id)
+    need = await CohortsRepository(session).get_need(need_id)
     if need is None:
         if crn is None or pathway is None:
-            members = await repo.active_memberships_of(session, crn) if crn else []
+            members = await CohortsRepository(session).active_memberships_of(crn) if crn else []
             if members:
                 # The submitted event that names the pathway has not been seen yet: retry.
                 raise RetryLater(f"need {need_id} of a member is not known yet")
@@ -385,9 +408,9 @@ async def note_need_activity(
     if programme:
         need.programme = programme
     need.updated_at = now
-    repo.add(session, need)
+    CohortsRepository(session).add(need)
     published = 0
-    for record in await repo.active_memberships_of(session, need.crn):
+    for record in await CohortsRepository(session).active_memberships_of(need.crn):
         event = pathway_activity(
             _to_domain(record), pathway=need.pathway, status=need.status, programme=need.programme
         )

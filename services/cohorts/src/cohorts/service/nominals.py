@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts import repository as repo
 from cohorts.models import (
     NominalRecord,
 )
@@ -17,6 +16,7 @@ from cohorts.offences import (
     check_offence,
 )
 from cohorts.policy import SelectionPolicy
+from cohorts.repository import CohortsRepository
 from cohorts.selection import (
     Assessment,
     Nominal,
@@ -58,7 +58,7 @@ async def upsert_nominal(
         today=london_today(now),
     )
     principal.require_area(area, hide=False)
-    record = await repo.get_nominal(session, crn, for_update=True)
+    record = await CohortsRepository(session).get_nominal(crn, for_update=True)
     created = record is None
     if record is None:
         record = NominalRecord(
@@ -71,7 +71,7 @@ async def upsert_nominal(
             created_at=now,
             updated_at=now,
         )
-        repo.add(session, record)
+        CohortsRepository(session).add(record)
     else:
         principal.require_area(record.area, hide=False)
         record.area = area
@@ -80,7 +80,7 @@ async def upsert_nominal(
         record.mappa_level = mappa_level
         record.pnc_number = pnc_number
         record.updated_at = now
-        repo.add(session, record)
+        CohortsRepository(session).add(record)
     try:
         await session.flush()
     except IntegrityError as exc:  # the same CRN created by another request meanwhile
@@ -98,7 +98,7 @@ async def upsert_nominal(
 
 async def visible_nominal(session: AsyncSession, principal: Principal, crn: str) -> NominalRecord:
     checked_crn(crn)
-    record = await repo.get_nominal(session, crn)
+    record = await CohortsRepository(session).get_nominal(crn)
     if record is None or not principal.may_see_area(record.area):
         raise NotFound(f"no nominal {crn}")
     return record
@@ -108,7 +108,7 @@ async def read_nominal(
     session: AsyncSession, principal: Principal, crn: str
 ) -> tuple[NominalRecord, int, date | None]:
     record = await visible_nominal(session, principal, crn)
-    count, last = await repo.offence_count_and_last(session, crn)
+    count, last = await CohortsRepository(session).offence_count_and_last(crn)
     record_access(
         session,
         actor=principal,
@@ -149,7 +149,7 @@ async def add_offences(
                 "recorded_at": now,
             }
         )
-    added = await repo.insert_offences(session, rows)
+    added = await CohortsRepository(session).insert_offences(rows)
     record_access(
         session,
         actor=principal,
@@ -165,7 +165,7 @@ async def list_offences(
     session: AsyncSession, principal: Principal, crn: str, *, limit: int, after: list[Any] | None
 ):
     await visible_nominal(session, principal, crn)
-    rows = await repo.offences_page(session, crn, limit=limit, after=after)
+    rows = await CohortsRepository(session).offences_page(crn, limit=limit, after=after)
     record_access(
         session,
         actor=principal,
@@ -199,7 +199,7 @@ async def assess_nominal(
 async def assessment_of(
     session: AsyncSession, record: NominalRecord, as_of: date, policy: SelectionPolicy
 ) -> Assessment:
-    found = await repo.summaries(session, as_of, policy, crns=[record.crn])
+    found = await CohortsRepository(session).summaries(as_of, policy, crns=[record.crn])
     summary = (
         found[0]
         if found

@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts import repository as repo
 from cohorts.models import (
     OffenceImportRecord,
 )
@@ -23,6 +22,7 @@ from cohorts.offences import (
     check_row,
     header_problems,
 )
+from cohorts.repository import CohortsRepository
 from pathways_shared.access import Action
 from pathways_shared.auth import Principal
 from pathways_shared.clock import london_today
@@ -87,8 +87,7 @@ async def start_import(
 ) -> str:
     import_id = str(uuid.uuid4())
     async with sessionmaker() as session, session.begin():
-        repo.add(
-            session,
+        CohortsRepository(session).add(
             OffenceImportRecord(
                 id=import_id,
                 status="running",
@@ -122,7 +121,7 @@ async def run_import(
     batches = [parsed.good[i : i + batch_size] for i in range(0, len(parsed.good), batch_size)]
     errors = [e.as_dict() for e in parsed.errors]
     async with sessionmaker() as session, session.begin():
-        record = await repo.get_import(session, import_id)
+        record = await CohortsRepository(session).get_import(import_id)
         assert record is not None
         record.total_rows = parsed.total_rows
         record.rejected = len({e.line for e in parsed.errors})
@@ -132,7 +131,8 @@ async def run_import(
     for batch in batches:
         try:
             async with sessionmaker() as session, session.begin():
-                areas = await repo.areas_of(session, sorted({row.crn for row in batch}))
+                repository = CohortsRepository(session)
+                areas = await repository.areas_of(sorted({row.crn for row in batch}))
                 # An area-bound caller loads offences only of nominals recorded in its areas:
                 # a row for a CRN with no nominal yet is refused too (else it would count in
                 # whichever area later records that nominal). Same answer either way, so the
@@ -153,16 +153,15 @@ async def run_import(
                     for row in batch
                     if row.line not in refused_lines
                 ]
-                loaded = await repo.insert_offences(session, rows)
-                await repo.log_access_many(
-                    session,
+                loaded = await repository.insert_offences(rows)
+                await repository.log_access_many(
                     actor=principal,
                     action=Action.COLLECTION,
                     crns=sorted({row["crn"] for row in rows}),
                     resource=f"/offence-imports/{import_id}",
                     purpose="bulk load of police offence records",
                 )
-                record = await repo.get_import(session, import_id)
+                record = await repository.get_import(import_id)
                 assert record is not None
                 record.loaded += loaded
                 record.duplicates += len(rows) - loaded
@@ -203,7 +202,7 @@ async def _finish_import(
     failure: str | None = None,
 ) -> None:
     async with sessionmaker() as session, session.begin():
-        record = await repo.get_import(session, import_id)
+        record = await CohortsRepository(session).get_import(import_id)
         if record is not None:
             record.status = status
             record.failure = failure
@@ -213,7 +212,7 @@ async def _finish_import(
 async def get_import(
     session: AsyncSession, principal: Principal, import_id: str
 ) -> OffenceImportRecord:
-    record = await repo.get_import(session, import_id)
+    record = await CohortsRepository(session).get_import(import_id)
     if record is None or (record.created_by != principal.actor and not principal.has("admin")):
         raise NotFound(f"no import {import_id}")
     return record

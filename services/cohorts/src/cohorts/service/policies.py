@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts import repository as repo
 from cohorts.models import (
     PolicyRecord,
 )
 from cohorts.policy import SelectionPolicy
+from cohorts.repository import CohortsRepository
 from pathways_shared.auth import Principal
 from pathways_shared.events import iso_z
 from pathways_shared.problems import Conflict, NotFound, ValidationProblem
@@ -27,7 +27,7 @@ async def policy_for(
     session: AsyncSession, area: str
 ) -> tuple[SelectionPolicy, PolicyRecord | None]:
     """The area's current policy; version 0 is the defaults of DOMAIN.md, never stored."""
-    record = await repo.current_policy(session, area)
+    record = await CohortsRepository(session).current_policy(area)
     if record is None:
         return SelectionPolicy(), None
     return SelectionPolicy.from_dict(record.body), record
@@ -69,7 +69,7 @@ async def replace_policy(
             f"the body is for area {body_area}, the path for {area}", field="area"
         )
     policy = SelectionPolicy.from_dict(data)
-    current = await repo.current_policy(session, area, for_update=True)
+    current = await CohortsRepository(session).current_policy(area, for_update=True)
     version = current.version if current else 0
     if expected_version is not None and expected_version != version:
         raise Conflict(
@@ -83,7 +83,7 @@ async def replace_policy(
         created_at=now,
         created_by=principal.actor,
     )
-    repo.add(session, record)
+    CohortsRepository(session).add(record)
     try:
         await session.flush()
     except IntegrityError as exc:

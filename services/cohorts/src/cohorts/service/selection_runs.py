@@ -10,13 +10,13 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts import repository as repo
 from cohorts.membership import (
     run_completed,
 )
 from cohorts.models import (
     SelectionRunRecord,
 )
+from cohorts.repository import CohortsRepository
 from cohorts.selection import (
     select,
 )
@@ -72,7 +72,7 @@ async def run_selection(
     started = time.perf_counter()
     policy, record = await policy_for(session, area)
     version = record.version if record else 0
-    summaries = await repo.summaries(session, as_of, policy, area=area)
+    summaries = await CohortsRepository(session).summaries(as_of, policy, area=area)
     # The rules over a whole area take CPU for a second or so: off the event loop.
     run = await asyncio.to_thread(
         select, summaries, as_of, policy, area=area, policy_version=version
@@ -90,7 +90,7 @@ async def run_selection(
         excluded=[_excluded_json(e) for e in run.excluded],
         duration_ms=int((time.perf_counter() - started) * 1000),
     )
-    repo.add(session, stored)
+    CohortsRepository(session).add(stored)
     completed = run_completed(run, run_id)
     add_event(
         session,
@@ -101,8 +101,7 @@ async def run_selection(
             occurred_at=now,
         ),
     )
-    await repo.log_access_many(
-        session,
+    await CohortsRepository(session).log_access_many(
         actor=principal,
         action=Action.COMBINATION,
         crns=_crns_of(stored),
@@ -117,11 +116,10 @@ def _crns_of(run: SelectionRunRecord) -> list[str]:
 
 
 async def read_run(session: AsyncSession, principal: Principal, run_id: str) -> SelectionRunRecord:
-    record = await repo.get_run(session, run_id)
+    record = await CohortsRepository(session).get_run(run_id)
     if record is None or not principal.may_see_area(record.area):
         raise NotFound(f"no selection run {run_id}")
-    await repo.log_access_many(
-        session,
+    await CohortsRepository(session).log_access_many(
         actor=principal,
         action=Action.CONSULTATION,
         crns=_crns_of(record),
@@ -141,4 +139,4 @@ async def list_runs(
 ) -> list[SelectionRunRecord]:
     if area is not None and not principal.may_see_area(known_area(area)):
         return []
-    return await repo.list_runs(session, principal.areas, area, limit, after)
+    return await CohortsRepository(session).list_runs(principal.areas, area, limit, after)

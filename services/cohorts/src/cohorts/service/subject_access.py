@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts import repository as repo
+from cohorts.repository import CohortsRepository
 from cohorts.service.checks import checked_crn
 from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
@@ -16,12 +16,12 @@ from pathways_shared.auth import Principal
 
 async def subject_access(session: AsyncSession, principal: Principal, crn: str) -> dict[str, Any]:
     checked_crn(crn)
-    nominal = await repo.get_nominal(session, crn)
-    offences = await repo.offences_of(session, crn)
-    memberships = await repo.memberships_of(session, crn)
-    needs = await repo.needs_of(session, crn)
-    runs = await repo.runs_naming(session, crn)
-    log = await repo.access_log_of(session, crn)
+    nominal = await CohortsRepository(session).get_nominal(crn)
+    offences = await CohortsRepository(session).offences_of(crn)
+    memberships = await CohortsRepository(session).memberships_of(crn)
+    needs = await CohortsRepository(session).needs_of(crn)
+    runs = await CohortsRepository(session).runs_naming(crn)
+    log = await CohortsRepository(session).access_log_of(crn)
     record_access(
         session,
         actor=principal,
