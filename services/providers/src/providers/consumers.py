@@ -46,15 +46,7 @@ def subscriptions(base_url: str, calendar: WorkingCalendar) -> list[Subscription
             sex=submitted.sex,
             age=submitted.age_on_submission,
             supervision_status=submitted.supervision_status,
-            needs=tuple(
-                service.SubmittedNeed(
-                    need_id=n.need_id,
-                    pathway=n.pathway,
-                    complexity=n.complexity,
-                    flags=tuple(n.flags),
-                )
-                for n in submitted.needs
-            ),
+            needs=tuple(submitted.needs),
             submitted_at=event.occurred_at,
         )
         await service.route_submitted_referral(session, referral, ctx())

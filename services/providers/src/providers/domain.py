@@ -196,7 +196,7 @@ class ReferralCompleted(ProviderReferralEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReferralWithdrawn(ProviderReferralEvent):
+class ProviderReferralWithdrawn(ProviderReferralEvent):
     event_type: ClassVar[str] = "providers.referral.withdrawn"
     reason_code: WithdrawalReason
 
@@ -335,14 +335,14 @@ class ProviderReferral:
 
     def withdraw(
         self, now: datetime, reason_code: str
-    ) -> tuple[ProviderReferral, ReferralWithdrawn]:
+    ) -> tuple[ProviderReferral, ProviderReferralWithdrawn]:
         """Closed because probation withdrew the need; its clocks stop."""
         self._check("withdraw")
         reason = _parse_code(WithdrawalReason, "reason_code", reason_code)
         new = dataclasses.replace(
             self, status=S.WITHDRAWN, withdrawn_at=now, withdrawal_reason=reason
         )
-        return new, ReferralWithdrawn(**self._ids(), reason_code=reason)
+        return new, ProviderReferralWithdrawn(**self._ids(), reason_code=reason)
 
     def running_deadlines(self) -> dict[Deadline, datetime]:
         """The service-level clocks still running: acknowledge until any response, respond

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
+from pathways_shared.event_payloads import SubmittedNeed
 from pathways_shared.events import Event, make_event
 from pathways_shared.outbox import add_event
 from pathways_shared.problems import NotFound
@@ -193,14 +194,6 @@ async def routing_decisions(
 
 
 # ---- routing needs -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SubmittedNeed:
-    need_id: uuid.UUID
-    pathway: Pathway
-    complexity: Complexity
-    flags: tuple[str, ...]
 
 
 @dataclass(frozen=True)

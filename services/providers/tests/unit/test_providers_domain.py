@@ -26,7 +26,7 @@ from providers.domain import (
     ReferralDeclined,
     ReferralStarted,
     ReferralUnallocated,
-    ReferralWithdrawn,
+    ProviderReferralWithdrawn,
     allocate,
     apply_decision,
     declined_services,
@@ -93,14 +93,14 @@ TRANSITIONS = {
     (S.ALLOCATED, "acknowledge"): (S.ACKNOWLEDGED, ReferralAcknowledged),
     (S.ALLOCATED, "accept"): (S.ACCEPTED, ReferralAccepted),
     (S.ALLOCATED, "decline"): (S.DECLINED, ReferralDeclined),
-    (S.ALLOCATED, "withdraw"): (S.WITHDRAWN, ReferralWithdrawn),
+    (S.ALLOCATED, "withdraw"): (S.WITHDRAWN, ProviderReferralWithdrawn),
     (S.ACKNOWLEDGED, "accept"): (S.ACCEPTED, ReferralAccepted),
     (S.ACKNOWLEDGED, "decline"): (S.DECLINED, ReferralDeclined),
-    (S.ACKNOWLEDGED, "withdraw"): (S.WITHDRAWN, ReferralWithdrawn),
+    (S.ACKNOWLEDGED, "withdraw"): (S.WITHDRAWN, ProviderReferralWithdrawn),
     (S.ACCEPTED, "start"): (S.IN_PROGRESS, ReferralStarted),
-    (S.ACCEPTED, "withdraw"): (S.WITHDRAWN, ReferralWithdrawn),
+    (S.ACCEPTED, "withdraw"): (S.WITHDRAWN, ProviderReferralWithdrawn),
     (S.IN_PROGRESS, "complete"): (S.COMPLETED, ReferralCompleted),
-    (S.IN_PROGRESS, "withdraw"): (S.WITHDRAWN, ReferralWithdrawn),
+    (S.IN_PROGRESS, "withdraw"): (S.WITHDRAWN, ProviderReferralWithdrawn),
 }
 
 ALL_PAIRS = [(status, action) for status in S for action in ACTIONS]
@@ -544,7 +544,7 @@ def test_deadline_missed_event() -> None:
         ReferralDeclined,
         ReferralStarted,
         ReferralCompleted,
-        ReferralWithdrawn,
+        ProviderReferralWithdrawn,
         DeadlineMissed,
     ],
 )
