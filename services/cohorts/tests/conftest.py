@@ -13,7 +13,7 @@ import pytest
 
 from cohorts.app import create_app
 from cohorts.config import CohortsSettings
-from pathways_shared.testing import TEST_JWT_SECRET, auth, truncate_database
+from pathways_shared.testing import auth
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 SOLIHULL = "E08000029"
@@ -25,19 +25,8 @@ def database_url(make_database) -> str:
 
 
 @pytest.fixture
-async def settings(database_url, subject_prefix, nats_url) -> CohortsSettings:
-    await truncate_database(database_url)
-    return CohortsSettings(
-        environment="test",
-        database_url=database_url,
-        nats_url=nats_url,
-        subject_prefix=subject_prefix,
-        jwt_secret=TEST_JWT_SECRET,
-        log_json=False,
-        relay_poll_seconds=0.5,
-        import_batch_size=3,
-        review_scan_seconds=3600,
-    )
+def settings(service_settings) -> CohortsSettings:
+    return service_settings(CohortsSettings, import_batch_size=3, review_scan_seconds=3600)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import pytest
 from insights.app import create_app
 from insights.config import InsightsSettings
 from pathways_shared.events import Event, iso_z, make_event
-from pathways_shared.testing import TEST_JWT_SECRET, truncate_database
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,17 +23,8 @@ def database_url(make_database) -> str:
 
 
 @pytest.fixture
-async def settings(database_url, subject_prefix, nats_url) -> InsightsSettings:
-    await truncate_database(database_url)
-    return InsightsSettings(
-        environment="test",
-        database_url=database_url,
-        nats_url=nats_url,
-        subject_prefix=subject_prefix,
-        jwt_secret=TEST_JWT_SECRET,
-        log_json=False,
-        relay_poll_seconds=0.5,
-    )
+def settings(service_settings) -> InsightsSettings:
+    return service_settings(InsightsSettings)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from notifications.app import create_app
 from notifications.config import NotificationsSettings
-from pathways_shared.testing import TEST_JWT_SECRET, free_port, truncate_database
+from pathways_shared.testing import TEST_JWT_SECRET, free_port
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -220,19 +220,11 @@ def database_url(make_database) -> str:
 
 
 @pytest.fixture
-async def make_settings(database_url, subject_prefix, nats_url, smtp_server, referrals_stub):
+def make_settings(service_settings, smtp_server, referrals_stub):
     """Settings for a test; retries and polling made fast, the far ends local."""
-    await truncate_database(database_url)
 
     def make(**overrides: Any) -> NotificationsSettings:
         values: dict[str, Any] = {
-            "environment": "test",
-            "database_url": database_url,
-            "nats_url": nats_url,
-            "subject_prefix": subject_prefix,
-            "jwt_secret": TEST_JWT_SECRET,
-            "log_json": False,
-            "relay_poll_seconds": 0.5,
             "smtp_port": smtp_server.port,
             "referrals_url": referrals_stub.url,
             "worker_poll_seconds": 0.05,
@@ -245,7 +237,7 @@ async def make_settings(database_url, subject_prefix, nats_url, smtp_server, ref
             "disable_after_seconds": 0,
         }
         values.update(overrides)
-        return NotificationsSettings(**values)
+        return service_settings(NotificationsSettings, **values)
 
     return make
 

@@ -12,11 +12,9 @@ import pytest
 from pathways_shared.db import transaction
 from pathways_shared.events import Event, make_event, utc_now
 from pathways_shared.testing import (
-    TEST_JWT_SECRET,
     free_port,
     running,
     stream_events,
-    truncate_database,
 )
 from providers.app import create_app
 from providers.catalogue import load_seed_catalogue
@@ -32,16 +30,9 @@ def database_url(make_database) -> str:
 
 
 @pytest.fixture
-async def settings(database_url, subject_prefix, nats_url) -> ProvidersSettings:
-    await truncate_database(database_url)
-    return ProvidersSettings(
-        environment="test",
-        database_url=database_url,
-        nats_url=nats_url,
-        subject_prefix=subject_prefix,
-        jwt_secret=TEST_JWT_SECRET,
-        log_json=False,
-        relay_poll_seconds=0.5,
+def settings(service_settings) -> ProvidersSettings:
+    return service_settings(
+        ProvidersSettings,
         referrals_url=f"http://127.0.0.1:{free_port()}",  # nothing listens: details unavailable
         referrals_retries=0,
     )

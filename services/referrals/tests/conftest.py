@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from pathways_shared.testing import TEST_JWT_SECRET, truncate_database
-
 from referrals.app import create_app
 from referrals.config import ReferralsSettings
 
@@ -67,17 +65,8 @@ def database_url(make_database) -> str:
 
 
 @pytest.fixture
-async def settings(database_url, subject_prefix, nats_url) -> ReferralsSettings:
-    await truncate_database(database_url)
-    return ReferralsSettings(
-        environment="test",
-        database_url=database_url,
-        nats_url=nats_url,
-        subject_prefix=subject_prefix,
-        jwt_secret=TEST_JWT_SECRET,
-        log_json=False,
-        relay_poll_seconds=0.5,
-    )
+def settings(service_settings) -> ReferralsSettings:
+    return service_settings(ReferralsSettings)
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@
   for tests that go through it (never a fixed date that the calendar will overtake).
 - `running(app)`: run an app's lifespan (relay, consumers) around a block.
 - `app`, `client`, `sessionmaker`: the service's app running with the test's `settings`, an
-  HTTP client to it and its sessionmaker; a service's conftest gives `settings` and
-  `app_factory` (its `create_app`).
+  HTTP client to it and its sessionmaker; a service's conftest gives `settings` (made with
+  `service_settings(ItsSettings, **overrides)`) and `app_factory` (its `create_app`).
 - `NatsServer`: a private nats-server process that a fault test may stop and start.
 - The calendar pass: with `PATHWAYS_TEST_CLOCK=2028-02-29T12:00:00Z` the whole session runs
   on a Python clock moved to that instant (time-machine, ticking), so every test that reads
@@ -25,29 +25,23 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import calendar
 import contextlib
 import itertools
-import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import jwt
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -65,6 +59,10 @@ from pathways_shared.harness import (  # noqa: F401  (free_port, TEST_JWT_SECRET
     free_port,
     nats_server_binary,
     recreate_database,
+)
+from pathways_shared.http_stubs import (  # noqa: F401  (re-exported for the tests)
+    LocalIdentityProvider,
+    serving_http,
 )
 from pathways_shared.migrations import upgrade
 
@@ -240,6 +238,28 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def sessionmaker(app: Any) -> Any:
     return app.state.runtime.sessionmaker
+
+
+@pytest.fixture
+async def service_settings(database_url: str, subject_prefix: str, nats_url: str) -> Any:
+    """`service_settings(ReferralsSettings, **overrides)`: a service's settings for this test,
+    its database emptied, a subject prefix of its own on the real NATS, the test secret and a
+    fast relay. A service's conftest makes its `settings` fixture with it."""
+    await truncate_database(database_url)
+
+    def build(settings_class: Callable[..., Any], **overrides: Any) -> Any:
+        values = {
+            "environment": "test",
+            "database_url": database_url,
+            "nats_url": nats_url,
+            "subject_prefix": subject_prefix,
+            "jwt_secret": TEST_JWT_SECRET,
+            "log_json": False,
+            "relay_poll_seconds": 0.5,
+        }
+        return settings_class(**(values | overrides))
+
+    return build
 
 
 async def wait_until(
@@ -489,105 +509,3 @@ async def check_outbox_round_trip(app: Any, nc: Any, prefix: str, service: str) 
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-# --- a local identity provider ----------------------------------------------------------------
-
-Route = Callable[[str, dict[str, str], bytes], tuple[int, dict[str, Any]]]
-
-
-@contextlib.contextmanager
-def serving_http(routes: dict[str, Route]) -> Iterator[str]:
-    """Serve `routes` ({path prefix: handler(path, headers, body) -> (status, json)}) from a
-    thread on a free local port; yields the base URL. A thread, not the test's event loop:
-    PyJWKClient fetches keys with blocking urllib from inside the app's request handling."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            path = urllib.parse.urlsplit(self.path).path
-            route = next((r for prefix, r in routes.items() if path.startswith(prefix)), None)
-            status, answer = (404, {"title": "not found"}) if route is None else route(
-                path, {k.lower(): v for k, v in self.headers.items()}, body
-            )
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class LocalIdentityProvider:
-    """An RS256 signing key, its JWKS (`jwks_url`) and an OAuth2 client-credentials token
-    endpoint (`client_credentials_url`, HTTP Basic client authentication) for the registered
-    `clients` ({client id: (secret, roles)}). `sign(...)` makes a user's token with the same
-    key."""
-
-    KID = "pathways-test-key"
-
-    def __init__(self, clients: dict[str, tuple[str, list[str]]], *, ttl_seconds: int = 300) -> None:
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        self.clients = clients
-        self.ttl_seconds = ttl_seconds
-        self.issued: list[str] = []  # client ids, one per token issued
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._serving: contextlib.ExitStack | None = None
-        self.url = ""
-
-    @property
-    def jwks_url(self) -> str:
-        return f"{self.url}/.well-known/jwks.json"
-
-    @property
-    def client_credentials_url(self) -> str:
-        return f"{self.url}/oauth/token"
-
-    def sign(self, *, sub: str, roles: list[str], **claims: Any) -> str:
-        now = int(time.time())
-        body = {"sub": sub, "roles": roles, "iat": now, "exp": now + self.ttl_seconds, **claims}
-        return jwt.encode(body, self._key, algorithm="RS256", headers={"kid": self.KID})
-
-    def _jwks(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
-        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
-        return 200, {"keys": [{**jwk, "kid": self.KID, "use": "sig", "alg": "RS256"}]}
-
-    def _token(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
-        form = urllib.parse.parse_qs(body.decode())
-        scheme, _, encoded = headers.get("authorization", "").partition(" ")
-        client_id, _, secret = (
-            base64.b64decode(encoded).decode().partition(":") if scheme.lower() == "basic" else ("", "", "")
-        )
-        if form.get("grant_type") != ["client_credentials"]:
-            return 400, {"error": "unsupported_grant_type"}
-        if client_id not in self.clients or self.clients[client_id][0] != secret:
-            return 401, {"error": "invalid_client"}
-        self.issued.append(client_id)
-        token = self.sign(sub=client_id, roles=self.clients[client_id][1])
-        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.ttl_seconds}
-
-    def __enter__(self) -> LocalIdentityProvider:
-        self._serving = contextlib.ExitStack()
-        self.url = self._serving.enter_context(
-            serving_http({"/.well-known/jwks.json": self._jwks, "/oauth/token": self._token})
-        )
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._serving is not None
-        self._serving.close()
