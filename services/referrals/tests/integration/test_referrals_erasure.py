@@ -7,11 +7,12 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import func
 from sqlmodel import select
 
 from pathways_shared.clock import utc_now
 from pathways_shared.erasure import ErasureRecord, erase_personal_data
-from pathways_shared.infra_models import AccessLog
+from pathways_shared.infra_models import AccessLog, OutboxMessage
 from pathways_shared.testing import auth
 
 from referrals.erasure import ERASERS
@@ -35,6 +36,11 @@ async def withdraw(client: Any, referral_id: str) -> None:
     assert response.status_code == 200, response.text
 
 
+async def outbox_count(sessionmaker: Any) -> int:
+    async with sessionmaker() as session:
+        return await session.scalar(select(func.count()).select_from(OutboxMessage))
+
+
 async def erase(sessionmaker: Any, settings: Any, days_after: int, **overrides: Any) -> dict:
     settings = settings.model_copy(update=overrides)
     return await erase_personal_data(
@@ -50,9 +56,13 @@ async def test_an_ended_referral_is_erased_after_the_period_and_not_before(
     period = settings.erase_personal_data_after_days
     assert period == 2192  # six years by default
 
+    events_before = await outbox_count(sessionmaker)
     assert await erase(sessionmaker, settings, period - 1) == {"referral": 0}
     assert await erase(sessionmaker, settings, period + 1) == {"referral": 1}
     assert await erase(sessionmaker, settings, period + 2) == {"referral": 0}
+    # Erasure publishes nothing: the insights service, which counts from events alone (and
+    # holds no personal data), sees no change, so its figures stay as they were.
+    assert await outbox_count(sessionmaker) == events_before
 
     async with sessionmaker() as session:
         row = (await session.exec(select(ReferralRow).where(ReferralRow.id == UUID(ended["id"])))).one()
