@@ -133,3 +133,4 @@ async def test_a_dry_run_counts_and_changes_nothing(client, referral_body, sessi
     async with sessionmaker() as session:
         assert (await session.exec(select(ReferralRow.crn))).all() == ["X123456"]
         assert (await session.exec(select(ErasureRecord))).all() == []
+

@@ -1,5 +1,5 @@
-"""`pathways erase` on a SQLite database (the simple path: no row locks, one writer):
-a dry run counts, the run erases and logs, a second run finds nothing (issue 18)."""
+"""Who runs erasure (issue 18): `pathways erase` by hand, here on a SQLite database (the
+simple path: no row locks, one writer), and a running service from its retention task."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from pathways_shared.db import make_engine, make_sessionmaker
 from pathways_shared.erasure import ErasureRecord
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.migrations import upgrade
-from pathways_shared.testing import TEST_JWT_SECRET
+from pathways_shared.testing import TEST_JWT_SECRET, running, wait_until
 
+from referrals.app import create_app
 from referrals.models import ReferralRow
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
@@ -80,3 +81,23 @@ def test_pathways_erase_on_sqlite(tmp_path, monkeypatch, capsys):
 
     main(["erase", "--service", "referrals", "--url", url])
     assert "referrals: 0 referral records erased" in capsys.readouterr().out
+
+
+async def test_a_running_service_erases_in_its_retention_task(settings):
+    settings = settings.model_copy(
+        update={"erase_personal_data_after_days": 20, "retention_interval_seconds": 0.2})
+    old, recent = referral("withdrawn", 21), referral("withdrawn", 19)
+    app = create_app(settings)
+    async with running(app):
+        sessionmaker = app.state.runtime.sessionmaker
+        async with sessionmaker() as session, session.begin():
+            await session.exec(insert(ReferralRow.__table__), params=[old, recent])
+
+        async def erased() -> list:
+            async with sessionmaker() as session:
+                return list((await session.exec(select(ErasureRecord.record_id))).all())
+
+        assert await wait_until(erased, timeout=10) == [str(old["id"])]
+        async with sessionmaker() as session:
+            crns = dict((await session.exec(select(ReferralRow.id, ReferralRow.crn))).all())
+    assert (crns[old["id"]], crns[recent["id"]]) == (None, "X123456")
