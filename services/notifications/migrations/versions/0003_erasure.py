@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
 from pathways_shared.erasure import create_erasure_register, drop_erasure_register
 
 revision = "0003"

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from pathways_shared.erasure import Erasable, lock_due
 from sqlalchemy import update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications.delivery import FINAL_STATUSES
 from notifications.models import DeliveryAttemptRow, NotificationRow
+from pathways_shared.erasure import Erasable, lock_due
 
 NOTIFICATIONS = NotificationRow.__table__
 ATTEMPTS = DeliveryAttemptRow.__table__

@@ -12,10 +12,10 @@ from typing import Any
 
 from pathways_shared.clock import utc_now
 from pathways_shared.access import Action, access_log_for, record_access
-from pathways_shared.config import ServiceSettings
-from pathways_shared.erasure import erasures_for
 from pathways_shared.auth import Principal
+from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import PermanentError
+from pathways_shared.erasure import erasures_for
 from pathways_shared.events import Event
 from pathways_shared.pagination import decode_cursor, page_of
 from pathways_shared.problems import NotFound, ValidationProblem

@@ -8,15 +8,15 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from sqlmodel import select
+
+from notifications.erasure import ERASERS
+from notifications.models import DeliveryAttemptRow, NotificationRow
 from pathways_shared.clock import utc_now
 from pathways_shared.db import transaction
 from pathways_shared.erasure import ErasureRecord, erase_personal_data
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.testing import auth
-from sqlmodel import select
-
-from notifications.erasure import ERASERS
-from notifications.models import DeliveryAttemptRow, NotificationRow
 
 CRN = "X123456"
 ADDRESS = "alex.officer@probation.example"

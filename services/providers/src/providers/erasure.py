@@ -23,7 +23,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.erasure import Erasable, lock_due
-
 from providers.domain import ENDED_STATUSES
 from providers.models import IomMemberRow, NeedRow, ProviderReferralRow, RoutingDecisionRow
 

@@ -13,9 +13,9 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
 from pathways_shared.erasure import erasures_for
-from pathways_shared.auth import Principal
 from pathways_shared.events import Event, make_event
 from pathways_shared.outbox import add_event
 from pathways_shared.problems import NotFound

@@ -19,7 +19,6 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.erasure import Erasable, lock_due
-
 from referrals.domain import ReferralStatus
 from referrals.models import HistoryRow, NeedRow, ReferralRow
 

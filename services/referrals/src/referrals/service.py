@@ -15,10 +15,10 @@ from uuid import UUID
 
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
-from pathways_shared.consumer import PermanentError
-from pathways_shared.events import EVENT_TYPES, Event, Identifier, PersonReference
 from pathways_shared.config import ServiceSettings
+from pathways_shared.consumer import PermanentError
 from pathways_shared.erasure import ErasurePublic, erasures_for
+from pathways_shared.events import EVENT_TYPES, Event, Identifier, PersonReference
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.observability import get_logger
 from pathways_shared.outbox import add_event

@@ -14,7 +14,6 @@ from pathways_shared.clock import utc_now
 from pathways_shared.erasure import ErasureRecord, erase_personal_data
 from pathways_shared.infra_models import AccessLog, OutboxMessage
 from pathways_shared.testing import auth
-
 from referrals.erasure import ERASERS
 from referrals.models import HistoryRow, NeedRow, ReferralRow
 

@@ -18,7 +18,6 @@ from pathways_shared.erasure import ErasureRecord
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.migrations import upgrade
 from pathways_shared.testing import TEST_JWT_SECRET, running, wait_until
-
 from referrals.app import create_app
 from referrals.models import ReferralRow
 
