@@ -5,6 +5,7 @@
     pathways events tail referrals.> [--durable my-tool]
     pathways streams ensure [--replicas 3] [--max-bytes 4Gi] [--force]   (NATS_URL: pathways-admin)
     pathways outbox resend --service referrals --since 2026-12-07T01:00:00Z   (<SERVICE>_DATABASE_URL)
+    pathways erase --service referrals [--dry-run]   (<SERVICE>_DATABASE_URL)
     pathways demo
     pathways sar X123456
     pathways offences import extract.csv [--cohorts-url http://127.0.0.1:8003]
@@ -221,6 +222,46 @@ def cmd_sar(args: argparse.Namespace) -> None:
         sys.exit("some services could not answer: the response above is incomplete")
 
 
+def cmd_erase(args: argparse.Namespace) -> None:
+    """Erase now the personal data whose period has passed (what the service's retention task
+    does each interval), or with --dry-run count it. The service's own erasers and settings
+    (`<SERVICE>_DATABASE_URL`, PATHWAYS_ERASE_PERSONAL_DATA_AFTER_DAYS, ...) are imported by
+    name, so the shared package does not depend on the services."""
+    import importlib
+    import inspect
+
+    from pathways_shared.clock import utc_now
+    from pathways_shared.config import ServiceSettings
+    from pathways_shared.db import make_engine, make_sessionmaker
+    from pathways_shared.erasure import erase_personal_data
+
+    os.environ.setdefault("PATHWAYS_JWT_SECRET", local_secret())
+    if args.url:
+        os.environ[f"{args.service.upper()}_DATABASE_URL"] = args.url
+    config = importlib.import_module(f"{args.service}.config")
+    [settings_class] = [
+        c for _, c in inspect.getmembers(config, inspect.isclass)
+        if issubclass(c, ServiceSettings) and c is not ServiceSettings
+        and c.__module__ == config.__name__
+    ]
+    settings = settings_class()
+    erasers = importlib.import_module(f"{args.service}.erasure").ERASERS
+
+    async def erase() -> dict[str, int]:
+        engine = make_engine(settings.database_url)
+        try:
+            return await erase_personal_data(
+                make_sessionmaker(engine), erasers, settings, utc_now(), dry_run=args.dry_run)
+        finally:
+            await engine.dispose()
+
+    done = asyncio.run(erase())
+    verb = "due for erasure (dry run, nothing changed)" if args.dry_run else "erased"
+    for record_type, count in done.items():
+        print(f"{args.service}: {count} {record_type} records {verb} "
+              f"(ended more than {settings.erase_personal_data_after_days} days ago)")
+
+
 def cmd_insights_rebuild(args: argparse.Namespace) -> None:
     """Empty the insights projection and replay the streams (the service's own code does it:
     imported by name here, so the shared package does not depend on the service)."""
@@ -289,6 +330,14 @@ def main(argv: list[str] | None = None) -> None:
     resend.add_argument("--since", required=True, help="ISO time with zone, e.g. 2026-12-07T01:00:00Z")
     resend.add_argument("--url", help="the service's database (default: <SERVICE>_DATABASE_URL)")
     resend.set_defaults(func=cmd_outbox_resend)
+
+    erase = sub.add_parser(
+        "erase", help="erase personal data whose retention period has passed (s.62 logged)")
+    erase.add_argument("--service", required=True,
+                       choices=["referrals", "providers", "cohorts", "notifications"])
+    erase.add_argument("--dry-run", action="store_true", help="count what is due, change nothing")
+    erase.add_argument("--url", help="the service's database (default: <SERVICE>_DATABASE_URL)")
+    erase.set_defaults(func=cmd_erase)
 
     demo = sub.add_parser("demo", help="submit sample referrals to the running system and narrate")
     demo.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4223"))

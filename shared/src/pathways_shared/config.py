@@ -96,6 +96,13 @@ class ServiceSettings(BaseSettings):
     retention_dead_letters_days: int = Field(
         default=30, validation_alias="PATHWAYS_RETENTION_DEAD_LETTERS_DAYS")
     retention_interval_seconds: float = 3600
+    # Personal data (names, dates of birth, contacts, free text, identifiers) is erased this
+    # many days after its record ends (default six years), in batches of this many records;
+    # the erasure register is keyed by an HMAC of the CRN with this key (pathways_shared.erasure).
+    erase_personal_data_after_days: int = Field(
+        default=2192, ge=1, validation_alias="PATHWAYS_ERASE_PERSONAL_DATA_AFTER_DAYS")
+    erasure_batch_size: int = Field(default=500, ge=1, le=10_000, validation_alias="PATHWAYS_ERASURE_BATCH_SIZE")
+    erasure_register_key: str | None = Field(default=None, validation_alias="PATHWAYS_ERASURE_REGISTER_KEY")
     # Where this service's peers answer (for detail fetches with a service token).
     referrals_url: str = Field(
         default="http://127.0.0.1:8001",
@@ -119,6 +126,11 @@ class ServiceSettings(BaseSettings):
                     f"{name} ({getattr(self, name)}) is shorter than the replay window "
                     f"(PATHWAYS_REPLAY_WINDOW_DAYS, {self.replay_window_days}): a resend or "
                     "replay within the window would find nothing or apply events twice")
+        if self.erase_personal_data_after_days < self.replay_window_days:
+            raise ValueError(
+                f"PATHWAYS_ERASE_PERSONAL_DATA_AFTER_DAYS ({self.erase_personal_data_after_days}) "
+                f"is shorter than the replay window ({self.replay_window_days}): a replayed event "
+                "could bring erased details back")
         return self
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ from pathways_shared.clock import utc_now
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import Consumer, Subscription
 from pathways_shared.db import make_engine, make_sessionmaker
+from pathways_shared.erasure import Eraser, erase_personal_data
 from pathways_shared.observability import (
     CORRELATION_HEADER,
     Metrics,
@@ -62,6 +63,7 @@ class Runtime:
     consumers: list[Consumer] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    erasers: Sequence[Eraser] = ()
 
 
 Worker = Callable[[Runtime], Awaitable[None]]
@@ -86,7 +88,8 @@ async def _watch_broker(runtime: Runtime) -> None:
 
 
 async def _keep_bookkeeping_short(runtime: Runtime) -> None:
-    """Deletes expired bookkeeping (pathways_shared.retention) once an interval."""
+    """Deletes expired bookkeeping (pathways_shared.retention) and erases personal data past
+    its period (pathways_shared.erasure) once an interval."""
     while True:
         try:
             await delete_expired_bookkeeping(runtime.sessionmaker, runtime.settings, utc_now())
@@ -94,6 +97,13 @@ async def _keep_bookkeeping_short(runtime: Runtime) -> None:
             raise
         except Exception as exc:  # noqa: BLE001  (the database away: next interval)
             log.warning("retention.failed", error=str(exc))
+        try:
+            await erase_personal_data(
+                runtime.sessionmaker, runtime.erasers, runtime.settings, utc_now())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (the database away: next interval)
+            log.warning("erasure.failed", error=str(exc))
         await asyncio.sleep(runtime.settings.retention_interval_seconds)
 
 
@@ -104,6 +114,7 @@ def build_app(
     routers: Sequence[APIRouter] = (),
     subscriptions: Sequence[Subscription] = (),
     workers: Sequence[Worker] = (),
+    erasers: Sequence[Eraser] = (),
     on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
     on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None,
     description: str = "",
@@ -125,7 +136,8 @@ def build_app(
             sessionmaker, broker, service_name=settings.service_name, metrics=app.state.metrics,
             batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds,
         )
-        runtime = Runtime(settings, engine, sessionmaker, broker, app.state.metrics, relay)
+        runtime = Runtime(settings, engine, sessionmaker, broker, app.state.metrics, relay,
+                          erasers=erasers)
         runtime.consumers = [
             Consumer(
                 sub, sessionmaker, broker, metrics=app.state.metrics,

@@ -470,6 +470,6 @@ async def get_deselection_suggestions(
 
 @router.get("/subject-access-requests", tags=["data protection"])
 async def get_subject_access(
-    crn: str, session: SessionDep, principal: SubjectAccessAdmin
+    request: Request, crn: str, session: SessionDep, principal: SubjectAccessAdmin
 ) -> dict[str, Any]:
-    return await service.subject_access(session, principal, crn)
+    return await service.subject_access(session, principal, crn, request.app.state.settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 from fastapi import FastAPI
 
-from cohorts import api, consumers
+from cohorts import api, consumers, erasure
 from cohorts.config import CohortsSettings
 from cohorts.scheduler import review_scheduler
 from pathways_shared.runtime import build_app
@@ -20,6 +20,7 @@ def create_app(settings: CohortsSettings | None = None) -> FastAPI:
         routers=[api.router],
         subscriptions=consumers.subscriptions(settings),
         workers=[review_scheduler],
+        erasers=erasure.ERASERS,
     )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from pathways_shared.erasure import ErasureRecord
 from pathways_shared.infra_models import (
     AccessLog,
     BigIntPK,
@@ -112,16 +113,23 @@ class MembershipRecord(SQLModel, table=True):
             postgresql_where=text("status = 'active'"),
             sqlite_where=text("status = 'active'"),
         ),
+        # What erasure looks for: deselected spells not yet erased (cohorts.erasure).
+        Index(
+            "ix_memberships_erasable",
+            "deselected_at",
+            postgresql_where=text("erased_at IS NULL AND status = 'deselected'"),
+            sqlite_where=text("erased_at IS NULL AND status = 'deselected'"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=36)
-    crn: str = Field(max_length=7, index=True)
+    crn: str | None = Field(default=None, max_length=7, index=True)  # None once erased
     area: str = Field(max_length=9)
     cohort: str = Field(max_length=10)
     status: str = Field(max_length=12)
     adopted_at: datetime = Field(sa_column=utc_column())
     adopted_by: str = Field(max_length=200)
-    rationale: str = Field(sa_column=Column(Text, nullable=False))
+    rationale: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     met_criteria: bool
     criteria_reasons: list[Any] = Field(sa_column=json_column())
     score_at_adoption: int
@@ -130,6 +138,7 @@ class MembershipRecord(SQLModel, table=True):
     deselected_by: str | None = Field(default=None, max_length=200)
     deselection_reason: str | None = Field(default=None, max_length=30)
     deselection_comments: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    erased_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class ReferralNeedRecord(SQLModel, table=True):
@@ -169,6 +178,7 @@ class OffenceImportRecord(SQLModel, table=True):
 __all__ = [
     "AccessLog",
     "DeadLetter",
+    "ErasureRecord",
     "MembershipRecord",
     "NominalRecord",
     "OffenceImportRecord",

@@ -366,7 +366,10 @@ class CohortsRepository:
         after: list[Any] | None,
     ) -> list[MembershipRecord]:
         m = MembershipRecord
-        query = select(m).where(m.area == area).order_by(m.crn, m.adopted_at, m.id).limit(limit + 1)
+        query = (
+            select(m).where(m.area == area, m.erased_at.is_(None))  # erased: not listed
+            .order_by(m.crn, m.adopted_at, m.id).limit(limit + 1)
+        )
         if cohort is not None:
             query = query.where(m.cohort == cohort)
         if status is not None:

@@ -126,8 +126,9 @@ async def get_notification(
     "/subject-access-requests", response_model=SubjectAccessPublic, tags=["data protection"]
 )
 async def subject_access_request(
+    request: Request,
     principal: SubjectAccessAdmin,
     session: SessionDep,
     crn: Annotated[str, Query(pattern=r"^[A-Z][0-9]{6}$")],
 ) -> SubjectAccessPublic:
-    return await service.subject_access(session, principal, crn)
+    return await service.subject_access(session, principal, crn, request.app.state.settings)

@@ -6,7 +6,7 @@ import uvicorn
 from fastapi import FastAPI
 from pathways_shared.runtime import build_app
 
-from notifications import api, consumers
+from notifications import api, consumers, erasure
 from notifications.config import NotificationsSettings
 from notifications.worker import delivery_worker
 
@@ -20,6 +20,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         routers=[api.router],
         subscriptions=consumers.subscriptions(),
         workers=[delivery_worker],
+        erasers=erasure.ERASERS,
     )
 
 

@@ -16,14 +16,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from pathways_shared.erasure import ErasureRecord
 from pathways_shared.infra_models import AccessLog, DeadLetter, OutboxMessage, ProcessedEvent
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, Text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, Text, text
 from sqlmodel import Field, SQLModel
 
 __all__ = [
     "AccessLog",
     "DeadLetter",
     "DeliveryAttemptRow",
+    "ErasureRecord",
     "NeedAllocationRow",
     "NotificationRow",
     "OutboxMessage",
@@ -31,6 +33,7 @@ __all__ = [
     "SubscriptionRow",
 ]
 
+_ENDED_NOT_ERASED = "erased_at IS NULL AND status IN ('delivered', 'failed', 'cancelled')"
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -65,6 +68,9 @@ class NotificationRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_notifications_due", "status", "next_attempt_at"),
         Index("ix_notifications_referral", "referral_id", "created_at"),
+        # What erasure looks for: finished notifications not yet erased (notifications.erasure).
+        Index("ix_notifications_erasable", "updated_at",
+              postgresql_where=text(_ENDED_NOT_ERASED), sqlite_where=text(_ENDED_NOT_ERASED)),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -92,6 +98,7 @@ class NotificationRow(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     created_at: datetime = Field(sa_column=_utc())
     updated_at: datetime = Field(sa_column=_utc())
+    erased_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
 
 
 class DeliveryAttemptRow(SQLModel, table=True):

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pathways_shared.erasure import ErasurePublic
 from pathways_shared.events import iso_z
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
@@ -113,3 +114,5 @@ class SubjectAccessPublic(BaseModel):
     crn: str
     notifications: list[SubjectAccessNotification]
     access_log: list[AccessLogEntry]
+    # What was erased once its retention period ended, and when (pathways_shared.erasure).
+    erasures: list[ErasurePublic] = Field(default_factory=list)

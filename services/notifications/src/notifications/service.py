@@ -13,7 +13,9 @@ from typing import Any
 from pathways_shared.clock import utc_now
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
+from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import PermanentError
+from pathways_shared.erasure import erasures_for
 from pathways_shared.events import Event
 from pathways_shared.pagination import decode_cursor, page_of
 from pathways_shared.problems import NotFound, ValidationProblem
@@ -341,11 +343,12 @@ async def get_notification(session: AsyncSession, notification_id: uuid.UUID) ->
 
 
 async def subject_access(
-    session: AsyncSession, principal: Principal, crn: str
+    session: AsyncSession, principal: Principal, crn: str, settings: ServiceSettings
 ) -> SubjectAccessPublic:
     rows = await NotificationsRepository(session).notifications_for_crn(crn)
     attempts = await NotificationsRepository(session).attempts_of([r.id for r in rows])
     log_rows = await access_log_for(session, crn)
+    erasures = await erasures_for(session, crn, settings)
     record_access(
         session,
         actor=principal,
@@ -361,4 +364,5 @@ async def subject_access(
             for r in rows
         ],
         access_log=[AccessLogEntry.model_validate(a, from_attributes=True) for a in log_rows],
+        erasures=erasures,
     )

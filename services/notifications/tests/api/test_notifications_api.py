@@ -228,7 +228,7 @@ async def test_subject_access_answers_what_is_held_and_is_itself_logged(client):
     first = (await client.get("/subject-access-requests?crn=X123456", headers=ADMIN)).json()
     second = (await client.get("/subject-access-requests?crn=X123456", headers=ADMIN)).json()
 
-    assert first == {"crn": "X123456", "notifications": [], "access_log": []}
+    assert first == {"crn": "X123456", "notifications": [], "access_log": [], "erasures": []}
     assert [e["purpose"] for e in second["access_log"]] == ["subject access request"]
 
 

@@ -388,8 +388,9 @@ async def complete(
 
 @router.get("/subject-access-requests", tags=["data protection"])
 async def subject_access_request(
-    session: SessionDep, principal: SubjectAccessAdmin, crn: Annotated[str, Query(max_length=7)]
+    request: Request, session: SessionDep, principal: SubjectAccessAdmin,
+    crn: Annotated[str, Query(max_length=7)],
 ) -> dict[str, Any]:
     if not CRN_PATTERN.fullmatch(crn):
         raise ValidationProblem("must be a letter and six digits, e.g. X123456", field="crn")
-    return await service.subject_access(session, principal, crn)
+    return await service.subject_access(session, principal, crn, request.app.state.settings)

@@ -6,7 +6,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from pathways_shared.runtime import Runtime, build_app
-from providers import api, consumers
+from providers import api, consumers, erasure
 from providers.config import ProvidersSettings
 from providers.referrals_client import ReferralsClient
 from providers.scheduler import deadline_worker
@@ -38,6 +38,7 @@ def create_app(settings: ProvidersSettings | None = None) -> FastAPI:
         routers=[api.router],
         subscriptions=consumers.subscriptions(settings.base_url, calendar),
         workers=[deadline_worker(calendar, settings.deadline_poll_seconds)],
+        erasers=erasure.ERASERS,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
     )

@@ -10,14 +10,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from pathways_shared.erasure import ErasureRecord
 from pathways_shared.infra_models import AccessLog, DeadLetter, OutboxMessage, ProcessedEvent
 
 __all__ = [
     "AccessLog",
     "DeadLetter",
+    "ErasureRecord",
     "IomMemberRow",
     "NeedRow",
     "OutboxMessage",
@@ -54,6 +56,9 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def utc_column(nullable: bool = False, index: bool = False) -> Any:
     return Column(UtcDateTime(), nullable=nullable, index=index)
+
+
+_ENDED_NOT_ERASED = "erased_at IS NULL AND status IN ('declined', 'completed', 'withdrawn')"
 
 
 def json_column() -> Any:
@@ -96,7 +101,7 @@ class NeedRow(SQLModel, table=True):
 
     id: uuid.UUID = Field(primary_key=True)
     referral_id: uuid.UUID = Field(index=True)
-    crn: str = Field(max_length=20, index=True)
+    crn: str | None = Field(default=None, max_length=20, index=True)  # None once erased
     area: str = Field(max_length=20)
     pathway: str = Field(max_length=40)
     complexity: str = Field(max_length=20)
@@ -111,6 +116,7 @@ class NeedRow(SQLModel, table=True):
     current_provider_referral_id: uuid.UUID | None = None
     submitted_at: datetime = Field(sa_column=utc_column())
     updated_at: datetime = Field(sa_column=utc_column())
+    erased_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class WithdrawnNeedRow(SQLModel, table=True):
@@ -131,7 +137,7 @@ class RoutingDecisionRow(SQLModel, table=True):
 
     id: uuid.UUID = Field(primary_key=True)
     need_id: uuid.UUID = Field(index=True)
-    crn: str = Field(max_length=20, index=True)
+    crn: str | None = Field(default=None, max_length=20, index=True)  # None once erased
     decided_at: datetime = Field(sa_column=utc_column())
     trigger: str = Field(max_length=20)  # submitted, declined
     chosen_service_code: str | None = Field(default=None, max_length=32)
@@ -146,12 +152,15 @@ class ProviderReferralRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_provider_referrals_inbox", "provider_code", "allocated_at", "id"),
         Index("ix_provider_referrals_open_deadlines", "status", "acknowledge_by", "respond_by"),
+        # What erasure looks for: ended provider referrals not yet erased (providers.erasure).
+        Index("ix_provider_referrals_erasable", "updated_at",
+              postgresql_where=text(_ENDED_NOT_ERASED), sqlite_where=text(_ENDED_NOT_ERASED)),
     )
 
     id: uuid.UUID = Field(primary_key=True)
     referral_id: uuid.UUID = Field(index=True)
     need_id: uuid.UUID = Field(index=True)
-    crn: str = Field(max_length=20, index=True)
+    crn: str | None = Field(default=None, max_length=20, index=True)  # None once erased
     area: str = Field(max_length=20)
     pathway: str = Field(max_length=40)
     complexity: str = Field(max_length=20)
@@ -178,6 +187,7 @@ class ProviderReferralRow(SQLModel, table=True):
     )
     respond_missed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     updated_at: datetime = Field(sa_column=utc_column())
+    erased_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class IomMemberRow(SQLModel, table=True):
@@ -187,8 +197,9 @@ class IomMemberRow(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("crn", "area", name="uq_iom_members_crn_area"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    crn: str = Field(max_length=20, index=True)
+    crn: str | None = Field(default=None, max_length=20, index=True)  # None once erased
     area: str = Field(max_length=20)
     cohort: str | None = Field(default=None, max_length=20)
     member: bool = True
     changed_at: datetime = Field(sa_column=utc_column())
+    erased_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

@@ -109,7 +109,7 @@ class ProviderReferralPublic(Strict):
     id: uuid.UUID
     referral_id: uuid.UUID
     need_id: uuid.UUID
-    crn: str
+    crn: str | None = Field(description="null once the record's personal data has been erased")
     area: str
     pathway: Pathway
     complexity: Complexity

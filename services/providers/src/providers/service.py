@@ -15,6 +15,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.event_payloads import SubmittedNeed
+from pathways_shared.config import ServiceSettings
+from pathways_shared.erasure import erasures_for
 from pathways_shared.events import Event, make_event
 from pathways_shared.outbox import add_event
 from pathways_shared.problems import NotFound
@@ -535,12 +537,15 @@ async def record_membership(
 # ---- subject access ------------------------------------------------------------------------
 
 
-async def subject_access(session: AsyncSession, principal: Principal, crn: str) -> dict[str, Any]:
+async def subject_access(
+    session: AsyncSession, principal: Principal, crn: str, settings: ServiceSettings
+) -> dict[str, Any]:
     needs = await NeedRepository(session).for_crn(crn)
     decisions = await NeedRepository(session).decisions_for_crn(crn)
     referrals = await ProviderReferralRepository(session).for_crn(crn)
     memberships = await IomMembershipRepository(session).for_crn(crn)
     log = await access_log_for(session, crn)
+    erasures = await erasures_for(session, crn, settings)
     record_access(
         session,
         actor=principal,
@@ -556,4 +561,6 @@ async def subject_access(session: AsyncSession, principal: Principal, crn: str) 
         "provider_referrals": [r.model_dump(mode="json") for r in referrals],
         "iom_membership": [m.model_dump(mode="json") for m in memberships],
         "access_log": [entry.model_dump(mode="json") for entry in log],
+        # What was erased once its retention period ended, and when (pathways_shared.erasure).
+        "erasures": [e.model_dump(mode="json") for e in erasures],
     }

@@ -185,13 +185,15 @@ async def pathways(principal: Authenticated) -> PathwaysPublic:
 
 @router.get("/subject-access-requests", response_model=SubjectAccessPublic)
 async def subject_access_request(
+    request: Request,
     session: SessionDep,
     principal: SubjectAccessAdmin,
     crn: Annotated[str, Query(max_length=20, pattern=NO_NUL)],
     purpose: Purpose = None,
 ) -> SubjectAccessPublic:
     found = await service.subject_access(
-        session, principal, crn, purpose=purpose or "subject access request"
+        session, principal, crn, purpose=purpose or "subject access request",
+        settings=request.app.state.settings,
     )
     return SubjectAccessPublic(
         crn=found.crn,
@@ -204,4 +206,5 @@ async def subject_access_request(
             for referral, entries in found.referrals
         ],
         access_log=[AccessLogPublic.of(row) for row in found.access_log],
+        erasures=found.erasures,
     )

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from pathways_shared.runtime import build_app
 
-from referrals import api, consumers
+from referrals import api, consumers, erasure
 from referrals.config import ReferralsSettings
 
 
@@ -19,6 +19,7 @@ def create_app(settings: ReferralsSettings | None = None) -> FastAPI:
         description="Referrals: probation submits referrals and follows every need to its end",
         routers=[api.router],
         subscriptions=consumers.subscriptions(),
+        erasers=erasure.ERASERS,
     )
 
 

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
+from pathways_shared.erasure import ErasureRecord  # noqa: F401  (registers the erasure register)
 from pathways_shared.infra_models import (  # noqa: F401  (registers the infrastructure tables)
     AccessLog,
     BigIntPK,
@@ -22,7 +23,7 @@ from pathways_shared.infra_models import (  # noqa: F401  (registers the infrast
     ProcessedEvent,
     utc_column,
 )
-from sqlalchemy import JSON, Column, ForeignKey, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, Text, UniqueConstraint, text
 from sqlalchemy import Uuid as SaUuid
 from sqlmodel import Field, SQLModel
 
@@ -36,6 +37,10 @@ class ReferralRow(SQLModel, table=True):
         Index("ix_referrals_area_submitted", "area", "submitted_at", "id"),
         Index("ix_referrals_crn_submitted", "crn", "submitted_at", "id"),
         Index("ix_referrals_status_submitted", "status", "submitted_at", "id"),
+        # What erasure looks for: ended referrals not yet erased (referrals.erasure).
+        Index("ix_referrals_erasable", "updated_at",
+              postgresql_where=text("erased_at IS NULL AND status <> 'open'"),
+              sqlite_where=text("erased_at IS NULL AND status <> 'open'")),
     )
 
     id: UUID = Field(sa_column=Column(SaUuid, primary_key=True))
@@ -45,12 +50,13 @@ class ReferralRow(SQLModel, table=True):
     area: str = Field(max_length=20)
     status: str = Field(max_length=20)
 
-    crn: str = Field(max_length=20)
+    # The personal columns are NULL once erased (referrals.erasure), never before.
+    crn: str | None = Field(default=None, max_length=20)
     noms_number: str | None = Field(default=None, max_length=20)
     pnc_number: str | None = Field(default=None, max_length=20)
-    given_name: str = Field(max_length=200)
-    family_name: str = Field(max_length=200)
-    date_of_birth: date
+    given_name: str | None = Field(default=None, max_length=200)
+    family_name: str | None = Field(default=None, max_length=200)
+    date_of_birth: date | None = None
     sex: str = Field(max_length=10)
     needs_interpreter: bool = False
     interpreter_language: str | None = Field(default=None, max_length=100)
@@ -60,8 +66,8 @@ class ReferralRow(SQLModel, table=True):
     rosh: str = Field(max_length=20)
     mappa_level: int | None = None
 
-    practitioner_name: str = Field(max_length=200)
-    practitioner_email: str = Field(max_length=320)
+    practitioner_name: str | None = Field(default=None, max_length=200)
+    practitioner_email: str | None = Field(default=None, max_length=320)
     practitioner_team: str | None = Field(default=None, max_length=200)
     consent_given: bool
     consent_recorded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
@@ -74,6 +80,7 @@ class ReferralRow(SQLModel, table=True):
     withdrawal_comments: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     withdrawn_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     withdrawn_by: str | None = Field(default=None, max_length=200)
+    erased_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class NeedRow(SQLModel, table=True):

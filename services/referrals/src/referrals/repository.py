@@ -238,7 +238,7 @@ class ReferralFilter:
 def list_query(where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID] | None) -> Any:
     """Keyset query, newest first: each filter leads an index that ends (submitted_at, id)."""
     r, n = REFERRALS.c, NEEDS.c
-    conditions: list[Any] = []
+    conditions: list[Any] = [r.erased_at.is_(None)]  # an erased referral is not served
     if where.visible_areas is not None:
         conditions.append(r.area.in_(sorted(where.visible_areas)))
     if where.area is not None:
@@ -256,9 +256,7 @@ def list_query(where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID
         conditions.append(exists().where(n.referral_id == r.id, *need_conditions))
     if after is not None:
         conditions.append(tuple_(r.submitted_at, r.id) < tuple_(*after))
-    query = select(REFERRALS)
-    if conditions:
-        query = query.where(and_(*conditions))
+    query = select(REFERRALS).where(and_(*conditions))
     return query.order_by(r.submitted_at.desc(), r.id.desc()).limit(limit)
 
 
@@ -320,7 +318,8 @@ class ReferralRepository:
 
     async def get(self, referral_id: UUID, *, for_update: bool = False) -> Referral | None:
         """The referral; `for_update` locks its row so concurrent changes queue behind us."""
-        query = select(REFERRALS).where(REFERRALS.c.id == referral_id)
+        query = select(REFERRALS).where(
+            REFERRALS.c.id == referral_id, REFERRALS.c.erased_at.is_(None))
         if for_update:
             query = query.with_for_update()
         row = (await self.session.exec(query)).first()

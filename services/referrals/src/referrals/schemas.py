@@ -16,6 +16,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
+from pathways_shared.erasure import ErasurePublic
 from pathways_shared.events import iso_z
 from pathways_shared.inputs import InputBool, InputDate
 from pathways_shared.problems import problem_responses as shared_problem_responses
@@ -447,3 +448,6 @@ class SubjectAccessPublic(BaseModel):
     generated_at: UtcDatetime
     referrals: list[SubjectAccessReferral]
     access_log: list[AccessLogPublic]
+    # What was erased once its retention period ended, and when: the erased referrals are no
+    # longer found by the CRN, the erasure register still is (pathways_shared.erasure).
+    erasures: list[ErasurePublic] = []

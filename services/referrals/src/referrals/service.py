@@ -15,8 +15,10 @@ from uuid import UUID
 
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
+from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import PermanentError
 from pathways_shared.event_payloads import NeedRef
+from pathways_shared.erasure import ErasurePublic, erasures_for
 from pathways_shared.events import EVENT_TYPES, Event, Identifier, PersonReference
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.observability import get_logger
@@ -288,10 +290,13 @@ class SubjectAccess:
     crn: str
     referrals: list[tuple[Referral, list[HistoryEntry]]]
     access_log: list[AccessLog]
+    # Referrals whose personal data was erased (no longer found by the CRN above).
+    erasures: list[ErasurePublic]
 
 
 async def subject_access(
-    session: AsyncSession, principal: Principal, crn: str, *, purpose: str
+    session: AsyncSession, principal: Principal, crn: str, *, purpose: str,
+    settings: ServiceSettings,
 ) -> SubjectAccess:
     # The answer must be complete, so it is for national callers only (the route checks it
     # too): an admin bound to some areas would otherwise see records of the others.
@@ -301,6 +306,7 @@ async def subject_access(
     repo = ReferralRepository(session)
     referrals = await repo.all_for_crn(crn)
     access = await access_log_for(session, crn)
+    erasures = await erasures_for(session, crn, settings)
     record_access(
         session,
         actor=principal,
@@ -309,7 +315,7 @@ async def subject_access(
         crn=crn,
         purpose=purpose,
     )
-    return SubjectAccess(crn=crn, referrals=referrals, access_log=access)
+    return SubjectAccess(crn=crn, referrals=referrals, access_log=access, erasures=erasures)
 
 
 async def apply_provider_event(

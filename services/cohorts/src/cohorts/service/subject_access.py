@@ -10,11 +10,15 @@ from cohorts.repository import CohortsRepository
 from cohorts.service.checks import checked_crn
 from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
+from pathways_shared.config import ServiceSettings
+from pathways_shared.erasure import erasures_for
 
 # --- subject access -------------------------------------------------------------------------
 
 
-async def subject_access(session: AsyncSession, principal: Principal, crn: str) -> dict[str, Any]:
+async def subject_access(
+    session: AsyncSession, principal: Principal, crn: str, settings: ServiceSettings
+) -> dict[str, Any]:
     checked_crn(crn)
     nominal = await CohortsRepository(session).get_nominal(crn)
     offences = await CohortsRepository(session).offences_of(crn)
@@ -22,6 +26,7 @@ async def subject_access(session: AsyncSession, principal: Principal, crn: str) 
     needs = await CohortsRepository(session).needs_of(crn)
     runs = await CohortsRepository(session).runs_naming(crn)
     log = await CohortsRepository(session).access_log_of(crn)
+    erasures = await erasures_for(session, crn, settings)
     record_access(
         session,
         actor=principal,
@@ -51,4 +56,6 @@ async def subject_access(session: AsyncSession, principal: Principal, crn: str) 
             for run in runs
         ],
         "access_log": [dump(entry) for entry in log],
+        # What was erased once its retention period ended, and when (pathways_shared.erasure).
+        "erasures": [e.model_dump(mode="json") for e in erasures],
     }
