@@ -19,7 +19,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.erasure import Erasable, lock_due
-from referrals.domain import ReferralStatus
+from referrals.domain.referral import ReferralStatus
 from referrals.models import HistoryRow, NeedRow, ReferralRow
 
 REFERRALS = ReferralRow.__table__
