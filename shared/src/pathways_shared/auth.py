@@ -53,6 +53,13 @@ class Principal:
             raise Forbidden(f"{what} needs a national token (no areas claim)")
 
     @property
+    def client(self) -> str:
+        """The client the request comes from, which owns the keys it chooses (a referral's
+        `source_reference`, an `Idempotency-Key`): the token's subject (a client-credentials
+        token's subject is its client id), with its provider when it has one."""
+        return self.actor
+
+    @property
     def actor(self) -> str:
         return f"{self.sub}" + (f"@{self.provider}" if self.provider else "")
 

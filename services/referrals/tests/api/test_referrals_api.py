@@ -162,8 +162,35 @@ async def test_an_idempotency_key_replays_and_refuses_a_different_body(
 
 async def test_the_same_source_reference_with_another_body_is_refused(client, referral_body):
     assert (await submit(client, referral_body())).status_code == 201
-    changed = referral_body(area="E08000025")
+    changed = referral_body(risk={"rosh": "high", "mappa_level": None})
     assert_problem(await submit(client, changed), 422, "source_reference")
+
+
+async def test_keys_belong_to_the_submitting_client_and_area(client, referral_body, sessionmaker):
+    """Another client reusing a source reference or Idempotency-Key neither collides with nor
+    learns of the first client's referral: it is answered as if that did not exist."""
+    first = await submit(client, referral_body(), **{"Idempotency-Key": "key-1"})
+    assert first.status_code == 201
+    changed = referral_body(risk={"rosh": "high", "mappa_level": None})
+    for n, (body, headers) in enumerate((
+        (referral_body(), {}),  # the same body: not a replay of someone else's referral
+        (changed, {}),  # another body: no "already submitted" hint
+        (referral_body(source_reference="NDELIUS-777"), {"Idempotency-Key": "key-1"}),
+    )):
+        other_client = auth("probation", sub=f"another-case-system-{n}")
+        response = await client.post(
+            "/referrals", json=body, headers={**other_client, **headers}
+        )
+        assert response.status_code in (200, 201), response.text
+        assert response.json()["id"] != first.json()["id"]
+    # The same client in another area has keys of its own there too.
+    elsewhere = await submit(client, referral_body(area="E08000025"))
+    assert elsewhere.status_code == 201
+    assert elsewhere.json()["id"] != first.json()["id"]
+    # And the first client still replays its own.
+    again = await submit(client, referral_body(), **{"Idempotency-Key": "key-1"})
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    assert await count_referrals(sessionmaker) == 5
 
 
 async def test_key_order_and_spacing_do_not_make_a_different_body(client, referral_body):
