@@ -267,7 +267,7 @@ async def get_provider_referral(
     require_provider(principal)
     row = await service.get_referral(session, principal, provider_referral_id)
     details = await request.app.state.runtime.extras["referrals_client"].person_details(
-        row.referral_id
+        row.referral_id, on_behalf_of=principal.actor
     )
     base = referral_public(row).model_dump()
     if details is None:

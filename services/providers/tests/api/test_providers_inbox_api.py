@@ -354,7 +354,10 @@ async def test_details_come_from_the_referrals_service_with_a_service_token(app,
         transport=httpx.MockTransport(referrals_service),
     )
     try:
-        body = (await client.get(f"/provider-referrals/{referral.id}", headers=NACRO)).json()
+        body = (await client.get(
+            f"/provider-referrals/{referral.id}",
+            headers={**NACRO, "X-Correlation-ID": "provider-request-1"},
+        )).json()
     finally:
         await runtime.extras["referrals_client"].close()
         runtime.extras["referrals_client"] = original
@@ -366,6 +369,9 @@ async def test_details_come_from_the_referrals_service_with_a_service_token(app,
     token = request.headers["authorization"].removeprefix("Bearer ")
     principal = app.state.authenticator.verify(token)
     assert principal.roles == {"service"}
+    # The fetch carries the provider user's request: its correlation id and who it is for.
+    assert request.headers["x-correlation-id"] == "provider-request-1"
+    assert request.headers["x-on-behalf-of"] == "nacro-user@NACRO"
 
 
 async def test_the_inbox_pages_newest_first_and_filters_by_status(client, allocate):

@@ -177,6 +177,9 @@ async def get(
 ) -> Referral:
     referral = await _visible(ReferralRepository(session), principal, referral_id)
     _log_access(session, principal, Action.CONSULTATION, referral, purpose)
+    if principal.on_behalf_of:  # a peer's user: joined to their request by the correlation id
+        log.info("referral.read_on_behalf", referral_id=str(referral_id),
+                 caller=principal.client, on_behalf_of=principal.on_behalf_of)
     return referral
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+import structlog.testing
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -703,6 +704,31 @@ async def test_every_read_and_write_of_a_record_is_logged(client, referral_body,
     assert rows[1].purpose == "allocation"
     assert rows[3].resource.endswith("/history")
     assert all(r.at is not None and r.purpose for r in rows)
+
+
+async def test_a_peer_service_read_is_logged_for_its_user_under_their_correlation_id(
+    client, referral_body, sessionmaker
+):
+    """The providers service fetching a person's details for a provider user: the access log
+    names the user it was for and joins the provider's request by its correlation id. The
+    header is honoured only from a service token."""
+    rid = (await submit(client, referral_body())).json()["id"]
+    peer = {
+        **auth("service", sub="providers-service"),
+        "X-On-Behalf-Of": "nacro-user@NACRO",
+        "X-Correlation-ID": "provider-request-1",
+    }
+    with structlog.testing.capture_logs() as logged:
+        assert (await client.get(f"/referrals/{rid}", headers=peer)).status_code == 200
+    claimed = {**auth("probation"), "X-On-Behalf-Of": "someone-else"}
+    assert (await client.get(f"/referrals/{rid}", headers=claimed)).status_code == 200
+    _, peer_read, own_read = await access_rows(sessionmaker)
+    assert (peer_read.actor, peer_read.correlation_id) == (
+        "providers-service for nacro-user@NACRO", "provider-request-1"
+    )
+    assert own_read.actor == "test-probation"
+    [line] = [e for e in logged if e["event"] == "referral.read_on_behalf"]
+    assert line["on_behalf_of"] == "nacro-user@NACRO" and line["caller"] == "providers-service"
 
 
 async def test_a_refused_request_logs_nothing(client, referral_body, sessionmaker):
