@@ -28,9 +28,9 @@ INSERT INTO referrals (id, source_reference, idempotency_key, fingerprint, area,
     noms_number, pnc_number, given_name, family_name, date_of_birth, sex, needs_interpreter,
     interpreter_language, supervision_status, expected_release_date, rosh, mappa_level,
     practitioner_name, practitioner_email, practitioner_team, consent_given,
-    consent_recorded_at, submitted_at, submitted_by, updated_at)
+    consent_recorded_at, submitted_at, submitted_by, updated_at, submitting_client)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-    $20, $21, $22, $23, $24, $25, $26, $27)
+    $20, $21, $22, $23, $24, $25, $26, $27, $26)
 """
 INSERT_OUTBOX = """
 INSERT INTO outbox (event_id, event_type, subject, payload, headers, created_at, attempts)

@@ -58,7 +58,7 @@ INSERT INTO referrals (id, source_reference, idempotency_key, fingerprint, area,
     interpreter_language, supervision_status, expected_release_date, rosh, mappa_level,
     practitioner_name, practitioner_email, practitioner_team, consent_given,
     consent_recorded_at, submitted_at, submitted_by, updated_at, withdrawal_reason,
-    withdrawal_comments, withdrawn_at, withdrawn_by)
+    withdrawal_comments, withdrawn_at, withdrawn_by, submitting_client)
 SELECT gen_random_uuid(), 'LOAD-' || lpad(i::text, 8, '0'), NULL,
        encode(sha256(i::text::bytea), 'hex'),
        ($2::text[])[1 + i % 7],
@@ -81,7 +81,8 @@ SELECT gen_random_uuid(), 'LOAD-' || lpad(i::text, 8, '0'), NULL,
        CASE WHEN s.status = 'withdrawn' THEN 'no_longer_required' END,
        CASE WHEN s.status = 'withdrawn' THEN 'generated' END,
        CASE WHEN s.status = 'withdrawn' THEN s.submitted_at + interval '3 days' END,
-       CASE WHEN s.status = 'withdrawn' THEN 'bench-probation' END
+       CASE WHEN s.status = 'withdrawn' THEN 'bench-probation' END,
+       'bench-probation'
 FROM (
     SELECT i, submitted_at,
            CASE WHEN u < 0.70 THEN 'open' WHEN u < 0.95 THEN 'closed' ELSE 'withdrawn' END AS status

@@ -198,3 +198,14 @@ def test_a_crafted_cursor_is_refused_on_the_cursor_field(raw):
     with pytest.raises(ValidationProblem) as refused:
         decode_cursor(cursor, size=1)
     assert refused.value.field == "cursor"
+
+
+def test_the_access_log_speaks_one_vocabulary():
+    """DPA 2018 s.62's six actions, the same words in every service; no other word is written."""
+    from pathways_shared.access import Action, record_access
+
+    assert [a.value for a in Action] == [
+        "collection", "alteration", "consultation", "disclosure", "combination", "erasure",
+    ]
+    with pytest.raises(ValueError):
+        record_access(None, actor="x", action="viewed", resource="r", crn=None, purpose="p")  # type: ignore[arg-type]

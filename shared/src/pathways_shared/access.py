@@ -20,6 +20,8 @@ from pathways_shared.observability import current_correlation_id
 
 
 class Action(StrEnum):
+    """The one vocabulary of s.62 actions, for every service: a row with any other is refused."""
+
     COLLECTION = "collection"
     ALTERATION = "alteration"
     CONSULTATION = "consultation"
@@ -45,7 +47,7 @@ def record_access(
             "at": datetime.now(UTC),
             "actor": principal.actor if principal else str(actor),
             "roles": ",".join(sorted(principal.roles)) if principal else "system",
-            "action": str(action),
+            "action": Action(action).value,  # ValueError for a word outside the vocabulary
             "resource": resource[:300],
             "crn": crn,
             "purpose": purpose[:300],

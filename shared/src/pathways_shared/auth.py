@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import jwt
@@ -20,6 +20,10 @@ from pathways_shared.config import ServiceSettings
 from pathways_shared.problems import Forbidden, NotFound, Unauthorized
 from pathways_shared.vocabulary import Role
 
+# A service calling a peer for one of its own users names that user here (the peer's access log
+# then says who the data went to); honoured only from a `service` token.
+ON_BEHALF_OF_HEADER = "X-On-Behalf-Of"
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -27,6 +31,7 @@ class Principal:
     roles: frozenset[str] = field(default_factory=frozenset)
     provider: str | None = None
     areas: frozenset[str] | None = None  # None: every area (national roles)
+    on_behalf_of: str | None = None  # the calling service's user (`ON_BEHALF_OF_HEADER`)
 
     def has(self, *roles: str | Role) -> bool:
         return any(str(r) in self.roles for r in roles)
@@ -53,8 +58,17 @@ class Principal:
             raise Forbidden(f"{what} needs a national token (no areas claim)")
 
     @property
-    def actor(self) -> str:
+    def client(self) -> str:
+        """The client the request comes from, which owns the keys it chooses (a referral's
+        `source_reference`, an `Idempotency-Key`): the token's subject (a client-credentials
+        token's subject is its client id), with its provider when it has one."""
         return f"{self.sub}" + (f"@{self.provider}" if self.provider else "")
+
+    @property
+    def actor(self) -> str:
+        """Who acts, as the access log and history record it: "providers-service for
+        nacro-user@NACRO" when a service calls for one of its users."""
+        return self.client + (f" for {self.on_behalf_of}" if self.on_behalf_of else "")
 
 
 class Authenticator:
@@ -166,6 +180,9 @@ async def current_principal(
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token")
     principal = request.app.state.authenticator.verify(token.strip())
+    on_behalf_of = request.headers.get(ON_BEHALF_OF_HEADER, "").strip()
+    if on_behalf_of and principal.has(Role.SERVICE):
+        principal = replace(principal, on_behalf_of=on_behalf_of[:100])
     request.state.principal = principal
     return principal
 

@@ -77,6 +77,26 @@ class ServiceSettings(BaseSettings):
     max_csv_body_bytes: int = Field(
         default=64 * 1_048_576, ge=1024, validation_alias="PATHWAYS_MAX_CSV_BODY_BYTES"
     )
+    # What one client may hold (pathways_shared.serving): a request head of at most this many
+    # headers and bytes (else 431); the head within `head_timeout_seconds` of its first byte
+    # (a connection that sends no request is closed then too), the body within
+    # `body_timeout_seconds` of the head (else 408, the connection closed); an idle keep-alive
+    # connection closed after `keep_alive_timeout_seconds`.
+    max_header_count: int = Field(
+        default=100, ge=10, le=10_000, validation_alias="PATHWAYS_MAX_HEADER_COUNT"
+    )
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, le=1_048_576, validation_alias="PATHWAYS_MAX_HEADER_BYTES"
+    )
+    head_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, validation_alias="PATHWAYS_HEAD_TIMEOUT_SECONDS"
+    )
+    body_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600, validation_alias="PATHWAYS_BODY_TIMEOUT_SECONDS"
+    )
+    keep_alive_timeout_seconds: int = Field(
+        default=5, ge=1, le=300, validation_alias="PATHWAYS_KEEP_ALIVE_TIMEOUT_SECONDS"
+    )
     # Start the outbox relay and the consumers with the app (tests may turn them off).
     run_workers: bool = True
     relay_batch_size: int = 100

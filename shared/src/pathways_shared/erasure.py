@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pathways_shared.access import Action
 from pathways_shared.clock import iso_z
 from pathways_shared.config import ServiceSettings
 from pathways_shared.infra_models import AccessLog, BigIntPK, utc_column
@@ -178,7 +179,7 @@ async def _record_erasures(
         for r in records
     ])
     await session.exec(insert(AccessLog.__table__), params=[
-        {"at": now, "actor": ERASURE_ACTOR, "roles": "system", "action": "erasure",
+        {"at": now, "actor": ERASURE_ACTOR, "roles": "system", "action": Action.ERASURE.value,
          "resource": f"{eraser.record_type}/{r.record_id}", "crn": None,
          "purpose": ERASURE_PURPOSE, "correlation_id": None}
         for r in records

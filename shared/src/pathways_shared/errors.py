@@ -111,6 +111,18 @@ class PayloadTooLarge(PathwaysError):
     code = "too-large"
 
 
+class RequestTimeout(PathwaysError):
+    status = 408
+    title = "Request timeout"
+    code = "timeout"
+
+
+class HeadersTooLarge(PathwaysError):
+    status = 431
+    title = "Request header fields too large"
+    code = "headers-too-large"
+
+
 class ServiceUnavailable(PathwaysError):
     status = 503
     title = "Service unavailable"

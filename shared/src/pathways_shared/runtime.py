@@ -34,6 +34,7 @@ from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import Consumer, Subscription
 from pathways_shared.db import make_engine, make_sessionmaker
 from pathways_shared.erasure import Eraser, erase_personal_data
+from pathways_shared.errors import HeadersTooLarge, PathwaysError, RequestTimeout
 from pathways_shared.observability import (
     CORRELATION_HEADER,
     Metrics,
@@ -258,10 +259,10 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message)[CORRELATION_HEADER] = cid
             await send(message)
 
-        too_large: list[PayloadTooLarge] = []
+        too_large: list[PathwaysError] = []
 
         async def send_unless_too_large(message: Any) -> None:
-            if not too_large:  # past the limit the app's own answer (a 400) is not sent
+            if not too_large:  # past a limit the app's own answer (a 400) is not sent
                 await send_with_context(message)
 
         try:
@@ -271,11 +272,14 @@ class RequestContextMiddleware:
             except Exception as exc:  # typed errors and bugs alike become problem+json
                 if response_started:
                     raise
-                await exception_response(Request(scope), exc)(scope, receive, send_with_context)
+                if not too_large:  # a refused body is answered below
+                    await exception_response(Request(scope), exc)(
+                        scope, receive, send_with_context
+                    )
             if too_large and not response_started:
-                await exception_response(Request(scope), too_large[0])(
-                    scope, receive, send_with_context
-                )
+                refusal = exception_response(Request(scope), too_large[0])
+                refusal.headers["connection"] = "close"  # the rest of the body is not read
+                await refusal(scope, receive, send_with_context)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
             metrics: Metrics = scope["app"].state.metrics
@@ -290,19 +294,32 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_PATHS = "form_paths"
 
 
-async def _guard_body(scope: Any, receive: Any, too_large: list[PayloadTooLarge]) -> Any:
-    """Before a body is read: the caller is authenticated (401, nothing read, when not; every
-    route that takes a body needs a token, but for the HTML forms an app lists in
-    `app.state.form_paths`), and a body over its limit (JSON and CSV limits
-    apart) is a 413 — at once when Content-Length says so, else as soon as the bytes read
-    pass it, so no more than the limit is ever buffered. Answers the receive to use."""
+def _check_head(scope: Any, settings: ServiceSettings) -> None:
+    """Too many headers, or too many bytes of them: 431. The server's protocol
+    (`pathways_shared.serving`) refuses such a head before it is held whole; this holds
+    the same limits under any other server."""
+    raw = scope["headers"]
+    if len(raw) > settings.max_header_count:
+        raise HeadersTooLarge(f"more than {settings.max_header_count} request headers")
+    if sum(len(name) + len(value) for name, value in raw) > settings.max_header_bytes:
+        raise HeadersTooLarge(f"the request headers are larger than {settings.max_header_bytes} bytes")
+
+
+async def _guard_body(scope: Any, receive: Any, too_large: list[PathwaysError]) -> Any:
+    """Before a body is read: the head is within its limits (431), the caller is
+    authenticated (401, nothing read, when not; every route that takes a body needs a token,
+    but for the HTML forms an app lists in `app.state.form_paths`), and a body over its limit
+    (JSON and CSV limits apart) is a 413 — at once when Content-Length says so, else as soon
+    as the bytes read pass it, so no more than the limit is ever buffered. A body that has not
+    all arrived within `body_timeout_seconds` is a 408. Answers the receive to use."""
+    settings: ServiceSettings = scope["app"].state.settings
+    _check_head(scope, settings)
     if scope["method"] not in _BODY_METHODS:
         return receive
     headers = Headers(scope=scope)
     app = scope["app"]
     if scope["path"] not in getattr(app.state, FORM_PATHS, ()) and _routed(app, scope):
         await current_principal(Request(scope), None)
-    settings: ServiceSettings = scope["app"].state.settings
     is_csv = headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv"
     limit = settings.max_csv_body_bytes if is_csv else settings.max_json_body_bytes
     refusal = PayloadTooLarge(f"the request body is larger than {limit} bytes")
@@ -310,15 +327,28 @@ async def _guard_body(scope: Any, receive: Any, too_large: list[PayloadTooLarge]
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise refusal
     seen = 0
+    complete = False
+    deadline = asyncio.get_running_loop().time() + settings.body_timeout_seconds
 
     async def limited_receive() -> Any:
-        nonlocal seen
-        message = await receive()
+        nonlocal seen, complete
+        if complete:  # the body is in: what follows (a disconnect) may be waited for freely
+            return await receive()
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            slow = RequestTimeout(
+                f"the request body did not arrive within {settings.body_timeout_seconds:g} s"
+            )
+            too_large.append(slow)
+            raise slow from None
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
                 too_large.append(refusal)
                 raise refusal
+            complete = not message.get("more_body", False)
         return message
 
     return limited_receive

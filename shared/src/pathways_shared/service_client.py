@@ -18,9 +18,9 @@ import time
 
 import httpx
 
-from pathways_shared.auth import mint_token
+from pathways_shared.auth import ON_BEHALF_OF_HEADER, mint_token
 from pathways_shared.config import ServiceSettings
-from pathways_shared.observability import get_logger
+from pathways_shared.observability import CORRELATION_HEADER, current_correlation_id, get_logger
 
 log = get_logger(__name__)
 
@@ -112,14 +112,16 @@ class ServiceClient:
         self._http = http or httpx.AsyncClient(timeout=timeout, transport=transport)
         self.tokens = ServiceTokens(settings, self._http)
 
-    async def get(self, path: str) -> httpx.Response:
+    async def get(self, path: str, *, on_behalf_of: str | None = None) -> httpx.Response:
         """The peer's answer (any status but 502/503/504); `PeerUnavailable` when every
-        attempt failed."""
+        attempt failed. The call carries the current correlation id, and `on_behalf_of` (the
+        user this service acts for, e.g. `Principal.actor`) so the peer's logs and access log
+        join up with the request that caused it."""
         url = f"{self.base_url}{path}"
         failure = "no attempt"
         for attempt in range(self.retries + 1):
             try:
-                response = await self._http.get(url, headers=await self._headers())
+                response = await self._http.get(url, headers=await self._headers(on_behalf_of))
             except httpx.HTTPError as exc:
                 failure = f"unreachable: {type(exc).__name__}"
                 log.warning("peer.fetch_failed", url=url, error=str(exc), attempt=attempt)
@@ -137,9 +139,17 @@ class ServiceClient:
                 await asyncio.sleep(self.backoff * (2**attempt))
         raise PeerUnavailable(failure)
 
-    async def _headers(self) -> dict[str, str]:
+    async def _headers(self, on_behalf_of: str | None = None) -> dict[str, str]:
+        headers: dict[str, str] = {}
         token = await self.tokens.token()
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        correlation = current_correlation_id()
+        if correlation:
+            headers[CORRELATION_HEADER] = correlation
+        if on_behalf_of:
+            headers[ON_BEHALF_OF_HEADER] = on_behalf_of
+        return headers
 
     async def close(self) -> None:
         if self._owns_http:

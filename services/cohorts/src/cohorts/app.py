@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uvicorn
 from fastapi import FastAPI
 
 from cohorts import api, consumers, erasure
 from cohorts.config import CohortsSettings
 from cohorts.scheduler import review_scheduler
 from pathways_shared.runtime import build_app
+from pathways_shared.serving import serve
 
 
 def create_app(settings: CohortsSettings | None = None) -> FastAPI:
@@ -26,7 +26,7 @@ def create_app(settings: CohortsSettings | None = None) -> FastAPI:
 
 def main() -> None:
     settings = CohortsSettings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

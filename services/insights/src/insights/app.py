@@ -3,13 +3,13 @@ four streams (durable, from the first event) that project every event into the f
 
 from __future__ import annotations
 
-import uvicorn
 from fastapi import FastAPI
 
 from insights import api, consumers
 from insights.config import InsightsSettings
 from insights.web import routes as dashboard
 from pathways_shared.runtime import build_app
+from pathways_shared.serving import serve
 
 
 def create_app(settings: InsightsSettings | None = None) -> FastAPI:
@@ -30,7 +30,7 @@ def create_app(settings: InsightsSettings | None = None) -> FastAPI:
 
 def main() -> None:
     settings = InsightsSettings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import uvicorn
 from fastapi import FastAPI
 from pathways_shared.runtime import build_app
+from pathways_shared.serving import serve
 
 from notifications import api, consumers, erasure
 from notifications.config import NotificationsSettings
@@ -26,7 +26,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
 
 def main() -> None:
     settings = NotificationsSettings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

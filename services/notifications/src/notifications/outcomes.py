@@ -120,6 +120,7 @@ class OutcomeRecorder:
             attempt.outcome = result.outcome.kind.value
             attempt.status_code = result.outcome.status_code
             attempt.detail = result.outcome.detail[:2000]
+        _log_webhook_disclosure(session, claimed, result)
         if (
             row is None
             or row.status != DeliveryStatus.SENDING.value
@@ -217,3 +218,24 @@ def disable_subscription(subscription: SubscriptionRow, reason: str, now: dateti
     subscription.active = False
     subscription.disabled_at = now
     subscription.disabled_reason = reason
+
+
+def _log_webhook_disclosure(
+    session: AsyncSession, claimed: NotificationRow, result: AttemptResult
+) -> None:
+    """A webhook attempt the receiver answered (any status) handed it the event: the person's
+    identifiers and what happened to them. Each is a disclosure (DPA 2018 s.62), logged with
+    the subscription it went to, whatever the receiver made of it."""
+    if claimed.subscription_id is None or result.outcome.status_code is None:
+        return  # not a webhook, or nothing reached the receiver (refused URL, no connection)
+    crn = parse_envelope(json.loads(claimed.event_payload)).crn
+    if crn is None:
+        return  # an event about no one
+    record_access(
+        session,
+        actor=SYSTEM_ACTOR,
+        action=Action.DISCLOSURE,
+        resource=f"notification/{claimed.id}",
+        crn=crn,
+        purpose=f"{claimed.event_type} webhook to subscription {claimed.subscription_id}",
+    )

@@ -414,6 +414,33 @@ async def test_retries_then_success(app, client, nc, subject_prefix, receiver):
     assert len(receiver.requests) == 4  # never again after the 2xx
 
 
+async def test_each_webhook_that_reached_its_receiver_is_a_logged_disclosure(
+    app, client, nc, subject_prefix, receiver, sessionmaker
+):
+    """DPA 2018 s.62: the event's identifiers went to an outside receiver, answered 500 or
+    200; each attempt is a disclosure in the access log, found by the person's CRN."""
+    from pathways_shared.access import Action, access_log_for
+
+    answers = iter([500])
+    receiver.respond = lambda r: (next(answers, 200), b"{}")
+    subscription = await subscribe(client, f"{receiver.url}/hook", ["cohorts.>"])
+    event = cohort_selected(crn="X777777")
+
+    await publish(nc, subject_prefix, event)
+    (row,) = await settled(client, 1)
+
+    async with transaction(sessionmaker) as session:
+        logged = await access_log_for(session, "X777777")
+    disclosures = [a for a in logged if a.action == Action.DISCLOSURE]
+    assert len(disclosures) == 2, [(a.action, a.purpose) for a in logged]
+    for entry in disclosures:
+        assert entry.resource == f"notification/{row['id']}"
+        assert entry.purpose == (
+            f"cohorts.member.selected webhook to subscription {subscription['id']}"
+        )
+        assert entry.actor == "notifications-service"
+
+
 async def test_persistent_failure_disables_the_subscription_with_a_reason(
     app, client, nc, subject_prefix, receiver, sessionmaker
 ):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -24,6 +24,7 @@ from pathways_shared.vocabulary import AREAS, CRN_PATTERN, Pathway, Role
 from providers import service
 from providers.catalogue import Service
 from providers.domain import ProviderReferralStatus
+from providers.repository import referral_from_row
 from providers.routing import EligibilityQuery
 from providers.schemas import (
     CompleteRequest,
@@ -266,10 +267,21 @@ async def get_provider_referral(
 ) -> ProviderReferralDetail:
     require_provider(principal)
     row = await service.get_referral(session, principal, provider_referral_id)
-    details = await request.app.state.runtime.extras["referrals_client"].person_details(
-        row.referral_id
-    )
     base = referral_public(row).model_dump()
+    days = request.app.state.settings.person_details_days_after_end
+    if not referral_from_row(row).shares_person_details(utc_now(), timedelta(days=days)):
+        # Ended longer ago than the provider needs the person: the record without them.
+        return ProviderReferralDetail(
+            **base,
+            details_available=False,
+            details_message=(
+                f"the person's details are no longer shared: this referral ended more than "
+                f"{days} days ago"
+            ),
+        )
+    details = await request.app.state.runtime.extras["referrals_client"].person_details(
+        row.referral_id, on_behalf_of=principal.actor
+    )
     if details is None:
         return ProviderReferralDetail(
             **base,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import uvicorn
 from fastapi import FastAPI
 
 from pathways_shared.runtime import Runtime, build_app
+from pathways_shared.serving import serve
 from providers import api, consumers, erasure
 from providers.config import ProvidersSettings
 from providers.referrals_client import ReferralsClient
@@ -46,7 +46,7 @@ def create_app(settings: ProvidersSettings | None = None) -> FastAPI:
 
 def main() -> None:
     settings = ProvidersSettings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

@@ -20,3 +20,6 @@ class ProvidersSettings(ServiceSettings):
     # Calls to the referrals service for a person's details (provider's view).
     referrals_timeout_seconds: float = Field(default=2.0, gt=0)
     referrals_retries: int = Field(default=2, ge=0, le=5)
+    # A provider sees a person's details while its referral is live and this many days after
+    # it ended (declined, completed, withdrawn); then not at all (DOMAIN.md).
+    person_details_days_after_end: int = Field(default=30, ge=0, le=3650)

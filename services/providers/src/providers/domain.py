@@ -11,7 +11,7 @@ import dataclasses
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -253,6 +253,26 @@ class ProviderReferral:
     @property
     def ended(self) -> bool:
         return self.status in ENDED_STATUSES
+
+    @property
+    def ended_at(self) -> datetime | None:
+        """When it ended: the decline, the completion or the withdrawal; None while live."""
+        if self.status is S.DECLINED:
+            return self.responded_at
+        if self.status is S.COMPLETED:
+            return self.completed_at
+        if self.status is S.WITHDRAWN:
+            return self.withdrawn_at
+        return None
+
+    def shares_person_details(self, now: datetime, after_end: timedelta) -> bool:
+        """Least knowledge (DOMAIN.md "Keeping data no longer than necessary"): the provider
+        sees the person's details while its referral is live and for `after_end` once it has
+        ended, then not at all (the rest of the record stays)."""
+        if not self.ended:
+            return True
+        ended_at = self.ended_at
+        return ended_at is not None and now < ended_at + after_end
 
     def _ids(self) -> dict[str, Any]:
         return {

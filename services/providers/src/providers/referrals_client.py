@@ -31,9 +31,13 @@ class PersonDetails:
 
 
 class ReferralsClient(ServiceClient):
-    async def person_details(self, referral_id: uuid.UUID) -> PersonDetails | None:
+    async def person_details(
+        self, referral_id: uuid.UUID, *, on_behalf_of: str | None = None
+    ) -> PersonDetails | None:
+        """The person's details, asked for `on_behalf_of` (the provider user), under the
+        current correlation id; None when referrals cannot say now."""
         try:
-            response = await self.get(f"/referrals/{referral_id}")
+            response = await self.get(f"/referrals/{referral_id}", on_behalf_of=on_behalf_of)
         except PeerUnavailable:
             return None
         return _details(response.json()) if response.status_code == 200 else None

@@ -354,7 +354,10 @@ async def test_details_come_from_the_referrals_service_with_a_service_token(app,
         transport=httpx.MockTransport(referrals_service),
     )
     try:
-        body = (await client.get(f"/provider-referrals/{referral.id}", headers=NACRO)).json()
+        body = (await client.get(
+            f"/provider-referrals/{referral.id}",
+            headers={**NACRO, "X-Correlation-ID": "provider-request-1"},
+        )).json()
     finally:
         await runtime.extras["referrals_client"].close()
         runtime.extras["referrals_client"] = original
@@ -366,6 +369,9 @@ async def test_details_come_from_the_referrals_service_with_a_service_token(app,
     token = request.headers["authorization"].removeprefix("Bearer ")
     principal = app.state.authenticator.verify(token)
     assert principal.roles == {"service"}
+    # The fetch carries the provider user's request: its correlation id and who it is for.
+    assert request.headers["x-correlation-id"] == "provider-request-1"
+    assert request.headers["x-on-behalf-of"] == "nacro-user@NACRO"
 
 
 async def test_the_inbox_pages_newest_first_and_filters_by_status(client, allocate):
@@ -430,3 +436,49 @@ async def test_deadlines_in_the_inbox_are_working_days_from_allocation(client, a
     assert allocated < acknowledge_by < respond_by
     assert timedelta(days=1) < acknowledge_by - allocated < timedelta(days=8)
     assert acknowledge_by.tzinfo is not None and acknowledge_by.utcoffset() == UTC.utcoffset(None)
+
+
+async def test_person_details_are_shared_only_until_a_set_period_after_the_end(
+    app, client, allocate, sessionmaker
+):
+    """Least knowledge: once the provider referral has ended (here declined), its person's
+    details are served for `person_details_days_after_end` (30) days, then not at all; the
+    rest of the record stays, and referrals is not even asked."""
+    referral = await allocate("accommodation")
+    declined = await client.post(
+        f"/provider-referrals/{referral.id}/decline",
+        json={"reason_code": "capacity"},
+        headers=NACRO,
+    )
+    assert declined.status_code == 200, declined.text
+    asked: list[httpx.Request] = []
+
+    def referrals_service(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json={"person": {"given_name": "Sam"}, "practitioner": {}})
+
+    async def read_ended_days_ago(days: float) -> dict:
+        async with transaction(sessionmaker) as session:
+            row = await session.get(ProviderReferralRow, referral.id)
+            row.responded_at = utc_now() - timedelta(days=days)
+        response = await client.get(f"/provider-referrals/{referral.id}", headers=NACRO)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    runtime = app.state.runtime
+    original = runtime.extras["referrals_client"]
+    runtime.extras["referrals_client"] = ReferralsClient(
+        app.state.settings, "http://referrals.test",
+        transport=httpx.MockTransport(referrals_service),
+    )
+    try:
+        recent = await read_ended_days_ago(29)
+        long_ago = await read_ended_days_ago(31)
+    finally:
+        await runtime.extras["referrals_client"].close()
+        runtime.extras["referrals_client"] = original
+    assert recent["details_available"] is True and recent["person"] == {"given_name": "Sam"}
+    assert long_ago["details_available"] is False and long_ago["person"] is None
+    assert "no longer shared" in long_ago["details_message"]
+    assert long_ago["status"] == "declined" and long_ago["id"] == str(referral.id)
+    assert len(asked) == 1  # only while the details were still shared

@@ -147,6 +147,25 @@ def test_open_statuses(status: ProviderReferralStatus) -> None:
     assert not in_status(status).ended
 
 
+@pytest.mark.parametrize(
+    "end",
+    [
+        lambda r: r.decline(NOW, "capacity")[0],
+        lambda r: r.withdraw(NOW, "recalled_to_custody")[0],
+        lambda r: r.accept(NOW)[0].start(NOW)[0].complete(NOW, "achieved")[0],
+    ],
+)
+def test_person_details_are_shared_until_a_set_period_after_the_end(end: Any) -> None:
+    thirty_days = timedelta(days=30)
+    live = allocated()
+    assert live.shares_person_details(NOW + timedelta(days=400), thirty_days)
+    ended = end(live)
+    assert ended.ended_at == NOW
+    assert ended.shares_person_details(NOW + thirty_days - timedelta(seconds=1), thirty_days)
+    assert not ended.shares_person_details(NOW + thirty_days, thirty_days)
+    assert not ended.shares_person_details(NOW, timedelta(0))
+
+
 def test_full_happy_path_records_each_time() -> None:
     times = [ALLOCATED_AT + timedelta(days=d) for d in range(1, 5)]
     referral, _ = allocated().acknowledge(times[0])

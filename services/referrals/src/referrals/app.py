@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import uvicorn
 from fastapi import FastAPI
 
 from pathways_shared.runtime import build_app
+from pathways_shared.serving import serve
 
 from referrals import api, consumers, erasure
 from referrals.config import ReferralsSettings
@@ -25,7 +25,7 @@ def create_app(settings: ReferralsSettings | None = None) -> FastAPI:
 
 def main() -> None:
     settings = ReferralsSettings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

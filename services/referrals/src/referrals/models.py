@@ -31,8 +31,14 @@ from sqlmodel import Field, SQLModel
 class ReferralRow(SQLModel, table=True):
     __tablename__ = "referrals"
     __table_args__ = (
-        UniqueConstraint("source_reference", name="uq_referrals_source_reference"),
-        UniqueConstraint("idempotency_key", name="uq_referrals_idempotency_key"),
+        # A client's keys are its own, per area: another client reusing one neither collides
+        # with nor learns of this referral (migration 0003).
+        UniqueConstraint(
+            "submitting_client", "area", "source_reference", name="uq_referrals_source_reference"
+        ),
+        UniqueConstraint(
+            "submitting_client", "area", "idempotency_key", name="uq_referrals_idempotency_key"
+        ),
         Index("ix_referrals_submitted", "submitted_at", "id"),
         Index("ix_referrals_area_submitted", "area", "submitted_at", "id"),
         Index("ix_referrals_crn_submitted", "crn", "submitted_at", "id"),
@@ -47,6 +53,7 @@ class ReferralRow(SQLModel, table=True):
     source_reference: str = Field(max_length=100)
     idempotency_key: str | None = Field(default=None, max_length=200)
     fingerprint: str = Field(max_length=64)
+    submitting_client: str = Field(max_length=200)
     area: str = Field(max_length=20)
     status: str = Field(max_length=20)
 

@@ -133,7 +133,7 @@ def _need_changes(need: Need) -> dict[str, Any]:
 
 
 def _referral_values(
-    referral: Referral, fingerprint: str, idempotency_key: str | None
+    referral: Referral, fingerprint: str, idempotency_key: str | None, client: str
 ) -> dict[str, Any]:
     p, s, r, pr, c = (
         referral.person,
@@ -147,6 +147,7 @@ def _referral_values(
         "source_reference": referral.source_reference,
         "idempotency_key": idempotency_key,
         "fingerprint": fingerprint,
+        "submitting_client": client,
         "area": referral.area,
         "status": referral.status.value,
         "crn": p.crn,
@@ -270,10 +271,12 @@ class ReferralRepository:
         *,
         fingerprint: str,
         idempotency_key: str | None,
+        client: str,
         history: Sequence[HistoryEntry],
     ) -> bool:
         """Insert the referral, its needs and history; False, writing nothing, when a referral
-        with this source reference or idempotency key is already stored.
+        with this source reference or idempotency key is already stored for this client and
+        area.
 
         Core statements, not ORM objects (bench/README.md): one INSERT ... ON CONFLICT DO
         NOTHING for the referral (a twin request still in flight is waited for, then seen),
@@ -281,7 +284,7 @@ class ReferralRepository:
         """
         inserted = await self.session.exec(
             insert_if_new(self.session, ReferralRow.__table__, ReferralRow.__table__.c.id),
-            params=_referral_values(referral, fingerprint, idempotency_key),
+            params=_referral_values(referral, fingerprint, idempotency_key, client),
         )
         if inserted.first() is None:
             return False
@@ -329,13 +332,17 @@ class ReferralRepository:
         return referral
 
     async def find_existing(
-        self, *, source_reference: str, idempotency_key: str | None
+        self, *, client: str, area: str, source_reference: str, idempotency_key: str | None
     ) -> tuple[Referral, str, str | None] | None:
-        """The referral already made with this key or source reference, its fingerprint and key."""
+        """The referral this client already made in this area with this key or source
+        reference, its fingerprint and key. Other clients' referrals are never found."""
         conditions = [REFERRALS.c.source_reference == source_reference]
         if idempotency_key is not None:
             conditions.insert(0, REFERRALS.c.idempotency_key == idempotency_key)
-        rows = list((await self.session.exec(select(REFERRALS).where(or_(*conditions)))).all())
+        query = select(REFERRALS).where(
+            REFERRALS.c.submitting_client == client, REFERRALS.c.area == area, or_(*conditions)
+        )
+        rows = list((await self.session.exec(query)).all())
         if not rows:
             return None
         # The idempotency key wins over the source reference when both match different rows.

@@ -91,11 +91,20 @@ class Submitted:
 
 
 async def _replay(
-    repo: ReferralRepository, body: ReferralCreate, idempotency_key: str | None, fingerprint: str
+    repo: ReferralRepository,
+    client: str,
+    body: ReferralCreate,
+    idempotency_key: str | None,
+    fingerprint: str,
 ) -> Referral | None:
-    """The referral already made for this key or source reference, if the body is the same."""
+    """The referral this client already made in the body's area for this key or source
+    reference, if the body is the same. Keys are the client's own: another client's referral
+    with the same key is neither found nor hinted at."""
     found = await repo.find_existing(
-        source_reference=body.source_reference, idempotency_key=idempotency_key
+        client=client,
+        area=body.area,
+        source_reference=body.source_reference,
+        idempotency_key=idempotency_key,
     )
     if found is None:
         return None
@@ -142,12 +151,13 @@ async def submit(
             decision.referral,
             fingerprint=fingerprint,
             idempotency_key=idempotency_key,
+            client=principal.client,
             history=decision.history,
         ):
             _publish(session, decision, base_url)
             _log_access(session, principal, Action.COLLECTION, decision.referral, purpose)
             return Submitted(decision.referral, created=True)
-    replayed = await _replay(repo, body, idempotency_key, fingerprint)
+    replayed = await _replay(repo, principal.client, body, idempotency_key, fingerprint)
     if replayed is None:
         # Not stored and not refused by a stored one: the body is invalid. (A refused insert
         # always has a stored referral to match: only these two keys and a fresh uuid4 id
@@ -172,6 +182,9 @@ async def get(
 ) -> Referral:
     referral = await _visible(ReferralRepository(session), principal, referral_id)
     _log_access(session, principal, Action.CONSULTATION, referral, purpose)
+    if principal.on_behalf_of:  # a peer's user: joined to their request by the correlation id
+        log.info("referral.read_on_behalf", referral_id=str(referral_id),
+                 caller=principal.client, on_behalf_of=principal.on_behalf_of)
     return referral
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+import structlog.testing
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -162,8 +163,35 @@ async def test_an_idempotency_key_replays_and_refuses_a_different_body(
 
 async def test_the_same_source_reference_with_another_body_is_refused(client, referral_body):
     assert (await submit(client, referral_body())).status_code == 201
-    changed = referral_body(area="E08000025")
+    changed = referral_body(risk={"rosh": "high", "mappa_level": None})
     assert_problem(await submit(client, changed), 422, "source_reference")
+
+
+async def test_keys_belong_to_the_submitting_client_and_area(client, referral_body, sessionmaker):
+    """Another client reusing a source reference or Idempotency-Key neither collides with nor
+    learns of the first client's referral: it is answered as if that did not exist."""
+    first = await submit(client, referral_body(), **{"Idempotency-Key": "key-1"})
+    assert first.status_code == 201
+    changed = referral_body(risk={"rosh": "high", "mappa_level": None})
+    for n, (body, headers) in enumerate((
+        (referral_body(), {}),  # the same body: not a replay of someone else's referral
+        (changed, {}),  # another body: no "already submitted" hint
+        (referral_body(source_reference="NDELIUS-777"), {"Idempotency-Key": "key-1"}),
+    )):
+        other_client = auth("probation", sub=f"another-case-system-{n}")
+        response = await client.post(
+            "/referrals", json=body, headers={**other_client, **headers}
+        )
+        assert response.status_code in (200, 201), response.text
+        assert response.json()["id"] != first.json()["id"]
+    # The same client in another area has keys of its own there too.
+    elsewhere = await submit(client, referral_body(area="E08000025"))
+    assert elsewhere.status_code == 201
+    assert elsewhere.json()["id"] != first.json()["id"]
+    # And the first client still replays its own.
+    again = await submit(client, referral_body(), **{"Idempotency-Key": "key-1"})
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    assert await count_referrals(sessionmaker) == 5
 
 
 async def test_key_order_and_spacing_do_not_make_a_different_body(client, referral_body):
@@ -676,6 +704,31 @@ async def test_every_read_and_write_of_a_record_is_logged(client, referral_body,
     assert rows[1].purpose == "allocation"
     assert rows[3].resource.endswith("/history")
     assert all(r.at is not None and r.purpose for r in rows)
+
+
+async def test_a_peer_service_read_is_logged_for_its_user_under_their_correlation_id(
+    client, referral_body, sessionmaker
+):
+    """The providers service fetching a person's details for a provider user: the access log
+    names the user it was for and joins the provider's request by its correlation id. The
+    header is honoured only from a service token."""
+    rid = (await submit(client, referral_body())).json()["id"]
+    peer = {
+        **auth("service", sub="providers-service"),
+        "X-On-Behalf-Of": "nacro-user@NACRO",
+        "X-Correlation-ID": "provider-request-1",
+    }
+    with structlog.testing.capture_logs() as logged:
+        assert (await client.get(f"/referrals/{rid}", headers=peer)).status_code == 200
+    claimed = {**auth("probation"), "X-On-Behalf-Of": "someone-else"}
+    assert (await client.get(f"/referrals/{rid}", headers=claimed)).status_code == 200
+    _, peer_read, own_read = await access_rows(sessionmaker)
+    assert (peer_read.actor, peer_read.correlation_id) == (
+        "providers-service for nacro-user@NACRO", "provider-request-1"
+    )
+    assert own_read.actor == "test-probation"
+    [line] = [e for e in logged if e["event"] == "referral.read_on_behalf"]
+    assert line["on_behalf_of"] == "nacro-user@NACRO" and line["caller"] == "providers-service"
 
 
 async def test_a_refused_request_logs_nothing(client, referral_body, sessionmaker):

@@ -379,7 +379,8 @@ async def test_a_replay_is_answered_even_when_todays_rules_would_refuse_its_body
     again = await submit_on(the_next_day, body)
     assert (first.created, again.created, again.referral.id) == (True, False, first.referral.id)
     # Another body on that source reference is refused as such, even if also invalid today...
-    changed = body.model_copy(update={"area": "E08000025"})
+    changed = body.model_copy(update={"practitioner": body.practitioner.model_copy(
+        update={"name": "Another Officer"})})
     with pytest.raises(ValidationProblem) as refused:
         await submit_on(the_next_day, changed)
     assert "different body" in str(refused.value.detail)
