@@ -35,6 +35,7 @@ def referral(status: str, days_ago: int) -> dict:
         "rosh": "medium", "practitioner_name": "Alex Officer",
         "practitioner_email": "alex.officer@probation.example", "consent_given": True,
         "submitted_at": ended - timedelta(days=30), "submitted_by": "probation-user",
+        "submitting_client": "probation-user",
         "updated_at": ended,
     }
 
