@@ -18,7 +18,9 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -27,6 +29,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from _system import (
+    PY,
     SERVICES,
     asyncpg_dsn,
     cpu_seconds,
@@ -105,6 +108,15 @@ async def _drive(system, rate: float, seconds: float) -> tuple[int, float]:
     return len(set(created) & allocated), took
 
 
+def _record(services: dict[int, str], into: Path) -> list[subprocess.Popen]:
+    """py-spy, sampling each service from outside (no pause of the process), until stopped."""
+    into.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen(
+        [str(Path(PY).parent / "py-spy"), "record", "--nonblocking", "--rate", "100",
+         "--format", "raw", "--output", str(into / f"{service}.txt"), "--pid", str(pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid, service in services.items()]
+
+
 def _one_run(system, services: dict[int, str], args) -> tuple[dict[str, float], float, int]:
     """Per process group the CPU seconds of one run, the whole machine's, and the referrals."""
     before, busy_before = _proc_cpu(), _machine_busy()
@@ -129,6 +141,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--settle", type=float, default=8.0,
                         help="seconds to wait after the last allocation (notifications finish)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="also record each service with py-spy during the runs "
+                             "(collapsed stacks, DIR/<service>.txt)")
     args = parser.parse_args()
     machine_report("CPU per referral, by process (all five services)")
     workdir = Path(tempfile.mkdtemp(prefix="pathways-bench-cpu-"))
@@ -138,6 +153,7 @@ def main() -> None:
         asyncio.run(_drive(system, min(args.rate, 10.0), 3))  # warm-up
         time.sleep(args.settle)
         services = {p.pid: s for s, p in system.processes.items()}
+        recorders = _record(services, args.profile) if args.profile else []
         for _ in range(args.runs):
             totals, machine, count = _one_run(system, services, args)
             ms = {group: cpu / max(count, 1) * 1000 for group, cpu in totals.items()}
@@ -145,6 +161,9 @@ def main() -> None:
             ms["system processes"] = sum(v for g, v in ms.items() if g != "five services")
             ms["whole machine"] = machine / max(count, 1) * 1000
             per_run.append(ms)
+        for recorder in recorders:  # py-spy writes its file on SIGINT
+            recorder.send_signal(signal.SIGINT)
+            recorder.wait(30)
 
     sums = ["five services", "system processes", "whole machine"]
     groups = sorted({g for run in per_run for g in run} - set(sums),
