@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from pathways_shared.db import insert_if_new
+from pathways_shared.db import insert_if_new, is_postgres
 from pathways_shared.vocabulary import (
     Complexity,
     NeedStatus,
@@ -18,7 +18,22 @@ from pathways_shared.vocabulary import (
     SupervisionStatus,
     WithdrawalReason,
 )
-from sqlalchemy import Row, and_, bindparam, case, exists, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    Row,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    exists,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+    values,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from referrals import domain
@@ -252,6 +267,39 @@ def list_query(where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID
     return query.order_by(r.submitted_at.desc(), r.id.desc()).limit(limit)
 
 
+def _rows(table: Any, rows: list[dict[str, Any]], name: str) -> Any:
+    """`rows` as a VALUES list, selected with `table`'s column types (a column of NULLs in
+    VALUES would otherwise be text)."""
+    names = list(rows[0])
+    given = values(*[column(n, table.c[n].type) for n in names], name=name).data(
+        [tuple(row[n] for n in names) for row in rows]
+    )
+    return select(*[cast(given.c[n], table.c[n].type).label(n) for n in names])
+
+
+def _submit_statement(
+    referral: dict[str, Any], needs: list[dict[str, Any]], history: list[dict[str, Any]]
+) -> Any:
+    """PostgreSQL: the referral (`INSERT ... ON CONFLICT DO NOTHING RETURNING id`), its needs
+    and its history in one statement, with data-modifying CTEs: the needs and history go in
+    only when the referral did. What `ReferralRepository.add` does in three statements on
+    SQLite (a test holds the rows of the two equal)."""
+    new = (
+        pg_insert(REFERRALS).values(referral).on_conflict_do_nothing()
+        .returning(REFERRALS.c.id).cte("new_referral")
+    )
+    statement = select(new.c.id)
+    for table, rows in ((NEEDS, needs), (HISTORY, history)):
+        if rows:
+            given = _rows(table, rows, f"{table.name}_given")
+            statement = statement.add_cte(
+                insert(table)
+                .from_select(list(rows[0]), given.where(exists(select(new.c.id))))
+                .cte(f"new_{table.name}")
+            )
+    return statement
+
+
 class ReferralRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -271,18 +319,27 @@ class ReferralRepository:
         NOTHING for the referral (a twin request still in flight is waited for, then seen),
         one multi-row INSERT each for the needs and the history.
         """
+        values = _referral_values(referral, fingerprint, idempotency_key)
+        needs = [_need_values(referral.id, position, need)
+                 for position, need in enumerate(referral.needs)]
+        histories = [_history_values(referral.id, entry) for entry in history]
+        if is_postgres(self.session):
+            # The same three inserts as one statement, one round trip (below).
+            inserted = await self.session.exec(_submit_statement(values, needs, histories))
+            return inserted.first() is not None
+        return await self._add_in_steps(values, needs, histories)
+
+    async def _add_in_steps(
+        self, values: dict[str, Any], needs: list[dict[str, Any]], histories: list[dict[str, Any]]
+    ) -> bool:
         inserted = await self.session.exec(
-            insert_if_new(self.session, ReferralRow.__table__, ReferralRow.__table__.c.id),
-            params=_referral_values(referral, fingerprint, idempotency_key),
+            insert_if_new(self.session, REFERRALS, REFERRALS.c.id), params=values
         )
         if inserted.first() is None:
             return False
-        await self.session.exec(
-            insert(NeedRow.__table__),
-            params=[_need_values(referral.id, position, need)
-                    for position, need in enumerate(referral.needs)],
-        )
-        await self.add_history(referral.id, history)
+        await self.session.exec(insert(NEEDS), params=needs)
+        if histories:
+            await self.session.exec(insert(HISTORY), params=histories)
         return True
 
     async def add_history(self, referral_id: UUID, history: Sequence[HistoryEntry]) -> None:
