@@ -138,11 +138,32 @@ def defer_insert(session: AsyncSession | SyncSession, table: Table, row: dict[st
     sync.info.setdefault(DEFERRED_KEY, {}).setdefault(table, []).append(row)
 
 
+# Well under PostgreSQL's 32,767 parameters a statement; bigger batches (a selection run's
+# events) go table by table as before.
+_MAX_PARAMETERS = 5000
+
+
+def deferred_statement(deferred: dict[Table, list[dict[str, Any]]]) -> Any:
+    """PostgreSQL: the rows of several tables in one statement (each table's multi-row INSERT
+    a data-modifying CTE of the last one's), one round trip instead of one per table. Every
+    row of a table has the same keys (each table's rows come from one writer)."""
+    tables = list(deferred)
+    statement = insert(tables[-1]).values(deferred[tables[-1]])
+    for table in tables[:-1]:
+        statement = statement.add_cte(insert(table).values(deferred[table]).cte(f"deferred_{table.name}"))
+    return statement
+
+
 @event.listens_for(SyncSession, "before_commit")
 def _insert_deferred(session: SyncSession) -> None:
     # Runs inside AsyncSession.commit's greenlet, so the synchronous execute is fine here.
     while deferred := session.info.pop(DEFERRED_KEY, None):
         connection = session.connection()
+        if len(deferred) > 1 and connection.dialect.name == "postgresql" and sum(
+            len(rows) * len(rows[0]) for rows in deferred.values()
+        ) <= _MAX_PARAMETERS:
+            connection.execute(deferred_statement(deferred))
+            continue
         for table, rows in deferred.items():
             connection.execute(insert(table), rows)
 
