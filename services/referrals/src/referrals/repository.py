@@ -24,14 +24,13 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    column,
     exists,
     insert,
     or_,
     select,
     tuple_,
+    union_all,
     update,
-    values,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -267,37 +266,58 @@ def list_query(where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID
     return query.order_by(r.submitted_at.desc(), r.id.desc()).limit(limit)
 
 
-def _rows(table: Any, rows: list[dict[str, Any]], name: str) -> Any:
-    """`rows` as a VALUES list, selected with `table`'s column types (a column of NULLs in
-    VALUES would otherwise be text)."""
-    names = list(rows[0])
-    given = values(*[column(n, table.c[n].type) for n in names], name=name).data(
-        [tuple(row[n] for n in names) for row in rows]
-    )
-    return select(*[cast(given.c[n], table.c[n].type).label(n) for n in names])
+def _given(table: Any, names: tuple[str, ...], count: int, prefix: str) -> Any:
+    """`count` rows of `names` as bound parameters `<prefix><n>_<column>`, typed as `table`'s
+    columns (one SELECT per row, UNION ALL: a column of NULLs would otherwise be text)."""
+    rows = [
+        select(*[cast(bindparam(f"{prefix}{n}_{name}", type_=table.c[name].type),
+                      table.c[name].type).label(name) for name in names])
+        for n in range(count)
+    ]
+    return rows[0] if count == 1 else union_all(*rows)
+
+
+_SUBMIT_STATEMENTS: dict[tuple, Any] = {}
 
 
 def _submit_statement(
     referral: dict[str, Any], needs: list[dict[str, Any]], history: list[dict[str, Any]]
-) -> Any:
+) -> tuple[Any, dict[str, Any]]:
     """PostgreSQL: the referral (`INSERT ... ON CONFLICT DO NOTHING RETURNING id`), its needs
     and its history in one statement, with data-modifying CTEs: the needs and history go in
-    only when the referral did. What `ReferralRepository.add` does in three statements on
-    SQLite (a test holds the rows of the two equal)."""
-    new = (
-        pg_insert(REFERRALS).values(referral).on_conflict_do_nothing()
-        .returning(REFERRALS.c.id).cte("new_referral")
-    )
-    statement = select(new.c.id)
-    for table, rows in ((NEEDS, needs), (HISTORY, history)):
-        if rows:
-            given = _rows(table, rows, f"{table.name}_given")
-            statement = statement.add_cte(
-                insert(table)
-                .from_select(list(rows[0]), given.where(exists(select(new.c.id))))
-                .cte(f"new_{table.name}")
-            )
-    return statement
+    only when the referral did. What `ReferralRepository._add_in_steps` does in three
+    statements (SQLite; a test holds the rows of the two equal). One statement per count of
+    needs and history entries, built and compiled once: only the parameters vary.
+    Answers the statement and its parameters."""
+    need_names = tuple(needs[0]) if needs else ()
+    history_names = tuple(history[0]) if history else ()
+    shape = (tuple(referral), need_names, len(needs), history_names, len(history))
+    statement = _SUBMIT_STATEMENTS.get(shape)
+    if statement is None:
+        new = (
+            pg_insert(REFERRALS)
+            .values({name: bindparam(f"r_{name}", type_=REFERRALS.c[name].type)
+                     for name in referral})
+            .on_conflict_do_nothing()
+            .returning(REFERRALS.c.id)
+            .cte("new_referral")
+        )
+        statement = select(new.c.id)
+        for table, names, count, prefix in ((NEEDS, need_names, len(needs), "n"),
+                                            (HISTORY, history_names, len(history), "h")):
+            if count:
+                given = _given(table, names, count, prefix).subquery(f"{table.name}_given")
+                statement = statement.add_cte(
+                    insert(table)
+                    .from_select(names, select(given).where(exists(select(new.c.id))))
+                    .cte(f"new_{table.name}")
+                )
+        _SUBMIT_STATEMENTS[shape] = statement
+    params = {f"r_{name}": value for name, value in referral.items()}
+    for rows, prefix in ((needs, "n"), (history, "h")):
+        for n, row in enumerate(rows):
+            params.update({f"{prefix}{n}_{name}": value for name, value in row.items()})
+    return statement, params
 
 
 class ReferralRepository:
@@ -325,7 +345,8 @@ class ReferralRepository:
         histories = [_history_values(referral.id, entry) for entry in history]
         if is_postgres(self.session):
             # The same three inserts as one statement, one round trip (below).
-            inserted = await self.session.exec(_submit_statement(values, needs, histories))
+            statement, params = _submit_statement(values, needs, histories)
+            inserted = await self.session.exec(statement, params=params)
             return inserted.first() is not None
         return await self._add_in_steps(values, needs, histories)
 
