@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Column, Table, event, func, insert, select
+from sqlalchemy import Column, Table, bindparam, cast, event, func, insert, select, union_all
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
@@ -143,15 +143,48 @@ def defer_insert(session: AsyncSession | SyncSession, table: Table, row: dict[st
 _MAX_PARAMETERS = 5000
 
 
-def deferred_statement(deferred: dict[Table, list[dict[str, Any]]]) -> Any:
-    """PostgreSQL: the rows of several tables in one statement (each table's multi-row INSERT
-    a data-modifying CTE of the last one's), one round trip instead of one per table. Every
-    row of a table has the same keys (each table's rows come from one writer)."""
-    tables = list(deferred)
-    statement = insert(tables[-1]).values(deferred[tables[-1]])
-    for table in tables[:-1]:
-        statement = statement.add_cte(insert(table).values(deferred[table]).cte(f"deferred_{table.name}"))
-    return statement
+def bound_rows(table: Table, names: tuple[str, ...], count: int, prefix: str) -> Any:
+    """`count` rows of the columns `names` as bound parameters `<prefix><n>_<column>`, typed as
+    `table`'s columns, to INSERT ... SELECT from: one SELECT per row, UNION ALL. Unlike a
+    multi-row VALUES, a statement built of these is cached, so compiled once (and a column
+    of NULLs is not taken for text)."""
+    rows = [
+        select(*[cast(bindparam(f"{prefix}{n}_{name}", type_=table.c[name].type),
+                      table.c[name].type).label(name) for name in names])
+        for n in range(count)
+    ]
+    return rows[0] if count == 1 else union_all(*rows)
+
+
+def bound_values(rows: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """The parameters of `bound_rows` for `rows`."""
+    return {f"{prefix}{n}_{name}": value for n, row in enumerate(rows) for name, value in row.items()}
+
+
+_DEFERRED_STATEMENTS: dict[tuple, Any] = {}
+
+
+def deferred_statement(deferred: dict[Table, list[dict[str, Any]]]) -> tuple[Any, dict[str, Any]]:
+    """PostgreSQL: the rows of several tables in one statement (each table's INSERT a
+    data-modifying CTE of the last one's), one round trip instead of one per table. Every row
+    of a table has the same keys (each table's rows come from one writer). One statement per
+    shape (tables, columns, counts of rows), built and compiled once; answers it and its
+    parameters."""
+    shape = tuple((table, tuple(rows[0]), len(rows)) for table, rows in deferred.items())
+    statement = _DEFERRED_STATEMENTS.get(shape)
+    if statement is None:
+        inserts = [
+            insert(table).from_select(names, bound_rows(table, names, count, f"t{t}_"))
+            for t, (table, names, count) in enumerate(shape)
+        ]
+        statement = inserts[-1]
+        for (table, _, _), each in zip(shape[:-1], inserts[:-1], strict=True):
+            statement = statement.add_cte(each.cte(f"deferred_{table.name}"))
+        _DEFERRED_STATEMENTS[shape] = statement
+    params: dict[str, Any] = {}
+    for t, rows in enumerate(deferred.values()):
+        params.update(bound_values(rows, f"t{t}_"))
+    return statement, params
 
 
 @event.listens_for(SyncSession, "before_commit")
@@ -162,7 +195,7 @@ def _insert_deferred(session: SyncSession) -> None:
         if len(deferred) > 1 and connection.dialect.name == "postgresql" and sum(
             len(rows) * len(rows[0]) for rows in deferred.values()
         ) <= _MAX_PARAMETERS:
-            connection.execute(deferred_statement(deferred))
+            connection.execute(*deferred_statement(deferred))
             continue
         for table, rows in deferred.items():
             connection.execute(insert(table), rows)

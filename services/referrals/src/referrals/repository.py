@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from pathways_shared.db import insert_if_new, is_postgres
+from pathways_shared.db import bound_rows, bound_values, insert_if_new, is_postgres
 from pathways_shared.vocabulary import (
     Complexity,
     NeedStatus,
@@ -23,13 +23,11 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    cast,
     exists,
     insert,
     or_,
     select,
     tuple_,
-    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -266,17 +264,6 @@ def list_query(where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID
     return query.order_by(r.submitted_at.desc(), r.id.desc()).limit(limit)
 
 
-def _given(table: Any, names: tuple[str, ...], count: int, prefix: str) -> Any:
-    """`count` rows of `names` as bound parameters `<prefix><n>_<column>`, typed as `table`'s
-    columns (one SELECT per row, UNION ALL: a column of NULLs would otherwise be text)."""
-    rows = [
-        select(*[cast(bindparam(f"{prefix}{n}_{name}", type_=table.c[name].type),
-                      table.c[name].type).label(name) for name in names])
-        for n in range(count)
-    ]
-    return rows[0] if count == 1 else union_all(*rows)
-
-
 _SUBMIT_STATEMENTS: dict[tuple, Any] = {}
 
 
@@ -306,7 +293,7 @@ def _submit_statement(
         for table, names, count, prefix in ((NEEDS, need_names, len(needs), "n"),
                                             (HISTORY, history_names, len(history), "h")):
             if count:
-                given = _given(table, names, count, prefix).subquery(f"{table.name}_given")
+                given = bound_rows(table, names, count, prefix).subquery(f"{table.name}_given")
                 statement = statement.add_cte(
                     insert(table)
                     .from_select(names, select(given).where(exists(select(new.c.id))))
@@ -314,9 +301,7 @@ def _submit_statement(
                 )
         _SUBMIT_STATEMENTS[shape] = statement
     params = {f"r_{name}": value for name, value in referral.items()}
-    for rows, prefix in ((needs, "n"), (history, "h")):
-        for n, row in enumerate(rows):
-            params.update({f"{prefix}{n}_{name}": value for name, value in row.items()})
+    params.update(bound_values(needs, "n") | bound_values(history, "h"))
     return statement, params
 
 
