@@ -6,7 +6,6 @@ import asyncio
 
 import nats
 from sqlalchemy import func
-from sqlalchemy import event as sa_event
 from sqlmodel import select
 
 from pathways_shared.broker import Broker
@@ -189,45 +188,6 @@ async def test_deferred_rows_are_written_at_commit_and_forgotten_on_rollback(app
         await session.commit()  # the same session goes on: the rolled-back row stays gone
     assert await logged() == ["things/0", "things/1", "things/2"]
 
-
-
-async def test_the_deferred_rows_of_several_tables_go_in_together_in_order(app):
-    """An outbox event and access-log rows in one transaction: on PostgreSQL one statement
-    (`deferred_statement`) writes both tables' rows, each table's in the order added."""
-    from pathways_shared.access import Action, record_access
-    from pathways_shared.db import is_postgres
-    from pathways_shared.events import make_event
-    from pathways_shared.infra_models import AccessLog, OutboxMessage
-    from pathways_shared.outbox import add_event
-
-    sm = app.state.runtime.sessionmaker
-    events = [make_event("pathways.test.ping", {"note": f"together {n}"}) for n in range(3)]
-    statements: list[str] = []
-    async with sm() as session:
-        assert is_postgres(session)
-        sync_engine = session.bind.sync_engine
-
-        def seen(conn, cursor, statement, *args) -> None:
-            statements.append(statement)
-
-        sa_event.listen(sync_engine, "before_cursor_execute", seen)
-        try:
-            for n, event in enumerate(events):
-                add_event(session, event)
-                record_access(session, actor="tester", action=Action.CONSULTATION,
-                              resource=f"together/{n}", crn="X123456", purpose="test")
-            await session.commit()
-        finally:
-            sa_event.remove(sync_engine, "before_cursor_execute", seen)
-    inserts = [s for s in statements if "INSERT" in s]
-    assert len(inserts) == 1 and "outbox" in inserts[0] and "access_log" in inserts[0]
-    async with sm() as session:
-        outbox = (await session.exec(select(OutboxMessage.event_id).where(
-            OutboxMessage.event_id.in_([str(e.id) for e in events])).order_by(OutboxMessage.seq))).all()
-        logged = (await session.exec(select(AccessLog.resource).where(
-            AccessLog.resource.like("together/%")).order_by(AccessLog.id))).all()
-    assert list(outbox) == [str(e.id) for e in events]
-    assert list(logged) == ["together/0", "together/1", "together/2"]
 
 
 async def test_resend_after_the_broker_lost_the_tail_gives_each_effect_once(

@@ -138,11 +138,6 @@ def defer_insert(session: AsyncSession | SyncSession, table: Table, row: dict[st
     sync.info.setdefault(DEFERRED_KEY, {}).setdefault(table, []).append(row)
 
 
-# Well under PostgreSQL's 32,767 parameters a statement; bigger batches (a selection run's
-# events) go table by table as before.
-_MAX_PARAMETERS = 5000
-
-
 def bound_rows(table: Table, names: tuple[str, ...], count: int, prefix: str) -> Any:
     """`count` rows of the columns `names` as bound parameters `<prefix><n>_<column>`, typed as
     `table`'s columns, to INSERT ... SELECT from: one SELECT per row, UNION ALL. Unlike a
@@ -161,42 +156,11 @@ def bound_values(rows: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
     return {f"{prefix}{n}_{name}": value for n, row in enumerate(rows) for name, value in row.items()}
 
 
-_DEFERRED_STATEMENTS: dict[tuple, Any] = {}
-
-
-def deferred_statement(deferred: dict[Table, list[dict[str, Any]]]) -> tuple[Any, dict[str, Any]]:
-    """PostgreSQL: the rows of several tables in one statement (each table's INSERT a
-    data-modifying CTE of the last one's), one round trip instead of one per table. Every row
-    of a table has the same keys (each table's rows come from one writer). One statement per
-    shape (tables, columns, counts of rows), built and compiled once; answers it and its
-    parameters."""
-    shape = tuple((table, tuple(rows[0]), len(rows)) for table, rows in deferred.items())
-    statement = _DEFERRED_STATEMENTS.get(shape)
-    if statement is None:
-        inserts = [
-            insert(table).from_select(names, bound_rows(table, names, count, f"t{t}_"))
-            for t, (table, names, count) in enumerate(shape)
-        ]
-        statement = inserts[-1]
-        for (table, _, _), each in zip(shape[:-1], inserts[:-1], strict=True):
-            statement = statement.add_cte(each.cte(f"deferred_{table.name}"))
-        _DEFERRED_STATEMENTS[shape] = statement
-    params: dict[str, Any] = {}
-    for t, rows in enumerate(deferred.values()):
-        params.update(bound_values(rows, f"t{t}_"))
-    return statement, params
-
-
 @event.listens_for(SyncSession, "before_commit")
 def _insert_deferred(session: SyncSession) -> None:
     # Runs inside AsyncSession.commit's greenlet, so the synchronous execute is fine here.
     while deferred := session.info.pop(DEFERRED_KEY, None):
         connection = session.connection()
-        if len(deferred) > 1 and connection.dialect.name == "postgresql" and sum(
-            len(rows) * len(rows[0]) for rows in deferred.values()
-        ) <= _MAX_PARAMETERS:
-            connection.execute(*deferred_statement(deferred))
-            continue
         for table, rows in deferred.items():
             connection.execute(insert(table), rows)
 
