@@ -56,8 +56,8 @@ token: install ## Mint a local token: make token ROLE=probation [PROVIDER=NACRO]
 	@$(VENV)/bin/pathways token --role $(or $(ROLE),probation) \
 		$(if $(PROVIDER),--provider $(PROVIDER)) $(if $(AREAS),--areas $(AREAS))
 
-bench: install infra ## Run the benchmarks in bench/ (prints medians)
-	@for b in bench/bench_*.py; do echo "==> $$b"; $(VENV)/bin/python $$b || exit 1; done
+bench: install infra ## Run the benchmarks in bench/ (prints medians; `GOAL` lines: MET or MISSED)
+	@for b in bench/bench_*.py bench/cpu_per_referral.py; do echo "==> $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 docs: install ## Regenerate docs/asyncapi.json and docs/openapi/*.json from the code
 	@$(VENV)/bin/pathways asyncapi > docs/asyncapi.json && echo "wrote docs/asyncapi.json"

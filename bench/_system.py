@@ -14,7 +14,9 @@ import math
 import os
 import platform
 import signal
+import statistics
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -180,3 +182,46 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), math.ceil(p / 100 * len(ordered))))
     return ordered[rank - 1]
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def timed_gets(client, path: str, n: int, *, params: dict | None = None,
+               headers: dict | None = None, check=None) -> list[float]:
+    """`n` sequential GETs of `path` on an `httpx.Client`: each one's milliseconds. A status
+    other than 200 (or an answer `check(response)` refuses) stops the benchmark."""
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = client.get(path, params=params, headers=headers)
+        times.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200 or (check is not None and not check(response)):
+            raise RuntimeError(f"{path}: {response.status_code}: {response.text[:300]}")
+    return times
+
+
+def print_run(run: int, name: str, times: list[float], width: int = 50) -> None:
+    """One case's line of one run: p50 and p99."""
+    print(f"run {run} {name:{width}s} p50 {percentile(times, 50):6.1f} ms"
+          f"  p99 {percentile(times, 99):6.1f} ms", flush=True)
+
+
+def print_medians(results: dict[str, list[list[float]]], width: int = 50) -> dict[str, float]:
+    """Per case, the median over runs of each run's p50 and p99, printed; returns each case's
+    median p99."""
+    runs = max((len(r) for r in results.values()), default=0)
+    print(f"\nmedians of {runs} runs (client-side, whole HTTP request):")
+    p99s = {}
+    for name, times in results.items():
+        p50 = statistics.median(percentile(t, 50) for t in times)
+        p99s[name] = statistics.median(percentile(t, 99) for t in times)
+        print(f"  {name:{width}s} p50 {p50:6.1f} ms  p99 {p99s[name]:6.1f} ms")
+    return p99s
+
+
+def goal(name: str, figure: str, target: str, met: bool) -> bool:
+    """The one-line summary every benchmark ends with, per goal: the figure, the goal, MET or
+    MISSED (`make bench | grep ^GOAL` is the table)."""
+    print(f"GOAL  {name}: {figure}; goal {target}: {'MET' if met else 'MISSED'}", flush=True)
+    return met

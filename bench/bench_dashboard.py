@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -33,11 +31,14 @@ from _system import (
     database_exists,
     database_url,
     drop_database,
+    goal,
     machine_report,
     migrate,
-    percentile,
+    print_medians,
+    print_run,
     recreate_database,
     system_running,
+    timed_gets,
 )
 from bench_insights import SOLIHULL, load, loaded_count
 
@@ -59,14 +60,7 @@ def signed_in_client(base_url: str, role: str, areas: list[str]) -> httpx.Client
 
 
 def time_page(client: httpx.Client, path: str, n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        response = client.get(path)
-        times.append((time.perf_counter() - started) * 1000)
-        if response.status_code != 200 or "<table" not in response.text:
-            raise RuntimeError(f"{path}: {response.status_code}: {response.text[:300]}")
-    return times
+    return timed_gets(client, path, n, check=lambda response: "<table" in response.text)
 
 
 def main() -> None:
@@ -100,24 +94,17 @@ def main() -> None:
                     for name, path, *_ in CASES:
                         times = time_page(clients[name], path, args.requests)
                         results[name].append(times)
-                        print(f"run {i + 1} {name:46s} p50 {percentile(times, 50):6.1f} ms"
-                              f"  p99 {percentile(times, 99):6.1f} ms", flush=True)
+                        print_run(i + 1, name, times, 46)
             finally:
                 for client in clients.values():
                     client.close()
     finally:
         if not args.keep:
             asyncio.run(drop_database(dbname))
-    print(f"\nmedians of {args.runs} runs (client-side, whole HTTP request):")
-    overview_worst = 0.0
-    for name, runs in results.items():
-        p50 = statistics.median(percentile(t, 50) for t in runs)
-        p99 = statistics.median(percentile(t, 99) for t in runs)
-        if name.startswith("overview"):
-            overview_worst = max(overview_worst, p99)
-        print(f"  {name:46s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
-    print(f"\noverview page: worst p99 {overview_worst:.1f} ms; goal p99 < {GOAL_MS:.0f} ms: "
-          f"{'MET' if overview_worst < GOAL_MS else 'MISSED'}")
+    p99s = print_medians(results, 46)
+    overview_worst = max(p99 for name, p99 in p99s.items() if name.startswith("overview"))
+    goal("dashboard overview page", f"worst p99 {overview_worst:.1f} ms",
+         f"p99 < {GOAL_MS:.0f} ms", overview_worst < GOAL_MS)
 
 
 if __name__ == "__main__":

@@ -43,11 +43,14 @@ from _system import (
     database_exists,
     database_url,
     drop_database,
+    goal,
     machine_report,
     migrate,
-    percentile,
+    print_medians,
+    print_run,
     recreate_database,
     system_running,
+    timed_gets,
     token,
 )
 
@@ -300,17 +303,6 @@ CASES = [
 ]
 
 
-def time_case(client: httpx.Client, path: str, params: dict, headers: dict, n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        response = client.get(path, params=params, headers=headers)
-        times.append((time.perf_counter() - started) * 1000)
-        if response.status_code != 200:
-            raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
-    return times
-
-
 def bench_figures(args) -> float:
     dbname = f"pathways_bench_insights_{args.needs}"
     if not args.keep:
@@ -333,24 +325,17 @@ def bench_figures(args) -> float:
             }
             with httpx.Client(base_url=system.url("insights"), timeout=60) as client:
                 for _, path, params, role in CASES:
-                    time_case(client, path, params, headers[role], 10)
+                    timed_gets(client, path, 10, params=params, headers=headers[role])
                 for i in range(args.runs):
                     for name, path, params, role in CASES:
-                        times = time_case(client, path, params, headers[role], args.requests)
+                        times = timed_gets(client, path, args.requests, params=params,
+                                           headers=headers[role])
                         results[name].append(times)
-                        print(f"run {i + 1} {name:50s} p50 {percentile(times, 50):6.1f} ms"
-                              f"  p99 {percentile(times, 99):6.1f} ms", flush=True)
+                        print_run(i + 1, name, times)
     finally:
         if not args.keep:
             asyncio.run(drop_database(dbname))
-    print(f"\nmedians of {args.runs} runs (client-side, whole HTTP request):")
-    worst = 0.0
-    for name, runs in results.items():
-        p50 = statistics.median(percentile(t, 50) for t in runs)
-        p99 = statistics.median(percentile(t, 99) for t in runs)
-        worst = max(worst, p99)
-        print(f"  {name:50s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
-    return worst
+    return max(print_medians(results).values())
 
 
 def main() -> None:
@@ -371,11 +356,11 @@ def main() -> None:
         worst = bench_figures(args)
     print()
     if rate is not None:
-        print(f"projection: median {rate:.0f} events/s; goal >= 300 events/s: "
-              f"{'MET' if rate >= 300 else 'MISSED'}")
+        goal("5a. insights projection", f"median {rate:.0f} events/s", ">= 300 events/s",
+             rate >= 300)
     if worst is not None:
-        print(f"figures: worst p99 {worst:.1f} ms over {len(CASES)} cases; goal p99 < 100 ms: "
-              f"{'MET' if worst < 100 else 'MISSED'}")
+        goal("5b. insights figures", f"worst p99 {worst:.1f} ms over {len(CASES)} cases",
+             "p99 < 100 ms", worst < 100)
 
 
 if __name__ == "__main__":

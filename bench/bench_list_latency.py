@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -41,11 +40,14 @@ from _system import (
     database_exists,
     database_url,
     drop_database,
+    goal,
     machine_report,
     migrate,
-    percentile,
+    print_medians,
+    print_run,
     recreate_database,
     system_running,
+    timed_gets,
     token,
 )
 
@@ -209,17 +211,6 @@ async def cases(url: str) -> list[dict]:
     return out
 
 
-def time_case(client: httpx.Client, params: dict, n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        response = client.get("/referrals", params=params)
-        times.append((time.perf_counter() - started) * 1000)
-        if response.status_code != 200:
-            raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
-    return times
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--referrals", type=int, default=1_000_000)
@@ -252,13 +243,13 @@ def main() -> None:
             with httpx.Client(base_url=system.url("referrals"), headers=headers,
                               timeout=30) as client:
                 for case in the_cases:
-                    time_case(client, case["params"], 20)
+                    timed_gets(client, "/referrals", 20, params=case["params"])
                 for i in range(args.runs):
                     for case in the_cases:
-                        times = time_case(client, case["params"], args.requests)
+                        times = timed_gets(client, "/referrals", args.requests,
+                                           params=case["params"])
                         results[case["name"]].append(times)
-                        print(f"run {i + 1} {case['name']:55s} p50 {percentile(times, 50):6.1f} ms"
-                              f"  p99 {percentile(times, 99):6.1f} ms", flush=True)
+                        print_run(i + 1, case["name"], times, 55)
             print("\nEXPLAIN ANALYZE of each case's query (database side only):")
             for case in the_cases:
                 timing = [line for line in case["plan"] if line.startswith("Execution Time")]
@@ -270,14 +261,8 @@ def main() -> None:
         if not args.keep:
             asyncio.run(drop_database(dbname))
 
-    print(f"\nmedians of {args.runs} runs (client-side, whole HTTP request):")
-    worst = 0.0
-    for name, runs in results.items():
-        p50 = statistics.median(percentile(t, 50) for t in runs)
-        p99 = statistics.median(percentile(t, 99) for t in runs)
-        worst = max(worst, p99)
-        print(f"  {name:55s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
-    print(f"worst p99 {worst:.1f} ms; goal p99 < 20 ms: {'MET' if worst < 20 else 'MISSED'}")
+    worst = max(print_medians(results, 55).values())
+    goal("3. GET /referrals at 1,000,000", f"worst p99 {worst:.1f} ms", "p99 < 20 ms", worst < 20)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import re
 import subprocess
 import sys
 
-from _system import PY, ROOT, machine_report
+from _system import PY, ROOT, goal, machine_report
 
 COHORTS_BENCH = ROOT / "services" / "cohorts" / "bench" / "bench_selection.py"
 
@@ -42,8 +42,7 @@ def main() -> None:
     if median is None:
         print("could not read the median from the cohorts benchmark's output")
         sys.exit(1)
-    print(f"\nselection run (median): {median:.2f} s; goal < 10 s: "
-          f"{'MET' if median < 10 else 'MISSED'}")
+    goal("4. selection run 100k/1M", f"median {median:.2f} s", "< 10 s", median < 10)
 
 
 if __name__ == "__main__":

@@ -237,3 +237,91 @@ async def test_a_handler_that_outlasts_ack_wait_keeps_its_message(app, nc, subje
 
     info = await wait_until(settled, timeout=10)
     assert (info.num_redelivered, info.num_ack_pending, info.delivered.consumer_seq) == (0, 0, 1)
+
+
+async def test_a_durable_takes_only_its_event_types_and_an_older_one_is_brought_to_that(
+    app, nc, subject_prefix
+):
+    """Filter subjects: the types a subscription has handlers for. A durable declared by an
+    older release (the whole stream) is updated at start-up, keeping its place."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from pathways_shared.consumer import Consumer, Subscription
+    from pathways_shared.events import stream_name
+
+    runtime = app.state.runtime
+    js = nc.jetstream()
+    stream = stream_name("COHORTS", subject_prefix)
+    # As an older release left it: the whole stream, one event already taken and acked.
+    await js.add_consumer(stream, ConsumerConfig(durable_name="shared-filter",
+                                                 ack_policy=AckPolicy.EXPLICIT))
+    taken = make_event("cohorts.member.selected", {"n": 0}, crn="F000001")
+    await publish(js, subject_prefix, taken)
+    psub = await js.pull_subscribe_bind("shared-filter", stream=stream)
+    [first] = await psub.fetch(1, timeout=5)
+    await first.ack_sync()
+
+    seen: list[str] = []
+
+    async def handler(session, event) -> None:
+        seen.append(event.event_type)
+
+    consumer = Consumer(
+        Subscription(stream="COHORTS", durable="shared-filter", handlers={
+            "cohorts.member.selected": handler, "cohorts.member.deselected": handler}),
+        runtime.sessionmaker, runtime.broker,
+    )
+    assert consumer.subscription.subjects() == ["cohorts.member.deselected",
+                                                "cohorts.member.selected"]
+    await consumer.declare()
+    info = await js.consumer_info(stream, "shared-filter")
+    assert sorted(info.config.filter_subjects or []) == [
+        f"{subject_prefix}cohorts.member.deselected", f"{subject_prefix}cohorts.member.selected"]
+    assert info.delivered.stream_seq == 1  # its place in the stream kept
+
+    events = [make_event(kind, {"n": n}, crn="F000001") for n, kind in enumerate([
+        "cohorts.member.review-due", "cohorts.member.deselected",
+        "cohorts.selection-run.completed", "cohorts.member.selected"], start=1)]
+    for event in events:
+        await publish(js, subject_prefix, event)
+    messages = await psub.fetch(4, timeout=2)
+    assert [m.subject for m in messages] == [
+        f"{subject_prefix}cohorts.member.deselected", f"{subject_prefix}cohorts.member.selected"]
+    assert await consumer.handle_batch(messages) == ["handled", "handled"]
+    assert seen == ["cohorts.member.deselected", "cohorts.member.selected"]
+
+
+async def test_an_event_without_a_handler_is_settled_without_a_transaction(app, nc, subject_prefix):
+    """An event type a subscription has no handler for (delivered by a filter it does not
+    control, e.g. `filter_subject`) is acked at once: nothing recorded, no transaction."""
+    from pathways_shared.consumer import Consumer, Subscription
+    from pathways_shared.events import stream_name
+
+    runtime = app.state.runtime
+    opened = 0
+    real = runtime.sessionmaker
+
+    def counting_sessionmaker():
+        nonlocal opened
+        opened += 1
+        return real()
+
+    async def handler(session, event) -> None:
+        pass
+
+    consumer = Consumer(
+        Subscription(stream="COHORTS", durable="shared-noop", filter_subject="cohorts.>",
+                     handlers={"cohorts.member.selected": handler}),
+        counting_sessionmaker, runtime.broker,  # type: ignore[arg-type]
+    )
+    await consumer.declare()
+    js = nc.jetstream()
+    events = [make_event("cohorts.member.review-due", {"n": n}, crn=f"N00000{n}") for n in range(3)]
+    events.append(make_event("cohorts.member.selected", {"n": 3}, crn="N000009"))
+    for event in events:
+        await publish(js, subject_prefix, event)
+    psub = await js.pull_subscribe_bind("shared-noop", stream=stream_name("COHORTS", subject_prefix))
+    messages = await psub.fetch(4, timeout=5)
+    assert await consumer.handle_batch(messages) == ["ignored"] * 3 + ["handled"]
+    assert opened == 1  # the handled event's transaction only
+    assert await count(real, ProcessedEvent, ProcessedEvent.consumer == "shared-noop") == 1

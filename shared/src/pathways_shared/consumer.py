@@ -30,7 +30,6 @@ from typing import TypeVar
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -81,10 +80,19 @@ class Subscription:
     stream: str  # e.g. "PROVIDERS"
     durable: str  # e.g. "referrals-from-providers"
     handlers: dict[str, Handler] = field(default_factory=dict)
-    filter_subject: str | None = None  # defaults to the whole stream
+    filter_subject: str | None = None  # defaults to the event types of `handlers`
 
     def handler_for(self, event_type: str) -> Handler | None:
         return self.handlers.get(event_type)
+
+    def subjects(self) -> list[str]:
+        """What the durable consumer takes from the stream: `filter_subject` if given, else
+        the event types it has handlers for (JetStream never delivers the others, so they
+        cost neither a delivery nor an ack); no list (the whole stream) when it has none,
+        e.g. a subscription that takes every event type, known or new."""
+        if self.filter_subject:
+            return [self.filter_subject]
+        return sorted(self.handlers)
 
 
 def retry_delay(deliveries: int) -> float:
@@ -122,6 +130,8 @@ class Consumer:
     async def declare(self) -> None:
         """Create the durable consumer, or update it to this configuration."""
         js = await self.broker.wait_ready()
+        # One subject goes as `filter_subject`, several as `filter_subjects` (NATS 2.10+).
+        subjects = [f"{self.broker.prefix}{s}" for s in self.subscription.subjects()]
         config = ConsumerConfig(
             durable_name=self.name,
             ack_policy=AckPolicy.EXPLICIT,
@@ -129,20 +139,14 @@ class Consumer:
             ack_wait=self.ack_wait_seconds,
             max_deliver=-1,  # we dead-letter ourselves after max_deliveries
             max_ack_pending=1000,
-            filter_subject=(
-                f"{self.broker.prefix}{self.subscription.filter_subject}"
-                if self.subscription.filter_subject
-                else None
-            ),
+            filter_subject=subjects[0] if len(subjects) == 1 else None,
+            filter_subjects=subjects if len(subjects) > 1 else None,
         )
-        try:
-            await js.consumer_info(self.stream, self.name)
-        except NotFoundError:
-            await js.add_consumer(self.stream, config)
-        else:
-            # An existing durable is updated in place (same name: the server applies the
-            # editable fields); its position in the stream is kept.
-            await js.add_consumer(self.stream, config)
+        # Created, or an existing durable updated in place (same name: the server applies the
+        # editable fields, the filter subjects among them, NATS 2.10+); its position in the
+        # stream is kept. A durable declared by an older release (the whole stream, or other
+        # subjects) is brought to this configuration here, at start-up.
+        await js.add_consumer(self.stream, config)
 
     async def run(self) -> None:
         while True:
@@ -203,8 +207,15 @@ class Consumer:
     async def _handle_share(
         self, share: list[tuple[Msg, Event | Exception]]
     ) -> list[tuple[Msg, str]]:
-        # Together only first deliveries of well-formed events; anything else (a retry, a
-        # poison message) is handled one by one, as is a share of one.
+        # Events without a handler are settled at once, outside any transaction. Together
+        # only first deliveries of well-formed events; anything else (a retry, a poison
+        # message) is handled one by one, as is a share of one.
+        ignored = [(msg, event) for msg, event in share if isinstance(event, Event)
+                   and self.subscription.handler_for(event.event_type) is None]
+        if ignored:
+            done = [(msg, await self.handle(msg, event)) for msg, event in ignored]
+            rest = [(msg, event) for msg, event in share if not any(msg is m for m, _ in ignored)]
+            return done + await self._handle_share(rest) if rest else done
         if len(share) > 1 and all(
             isinstance(event, Event) and _deliveries(msg) == 1 for msg, event in share
         ):
@@ -243,6 +254,8 @@ class Consumer:
             await self._dead_letter(msg, None, f"unparseable event: {event}", deliveries)
             await msg.ack()
             return "dead_lettered"
+        if self.subscription.handler_for(event.event_type) is None:
+            return await self._settled(msg, event, "ignored")  # nothing to do: no transaction
         try:
             async with transaction(self.sessionmaker) as session:
                 outcome = await self._apply(session, event)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Column, Table, event, func, insert, select
+from sqlalchemy import Column, Table, bindparam, cast, event, func, insert, select, union_all
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
@@ -136,6 +136,24 @@ def defer_insert(session: AsyncSession | SyncSession, table: Table, row: dict[st
     if not sync.in_transaction():
         sync.begin()  # no I/O: it makes the rollback that would forget these rows a real one
     sync.info.setdefault(DEFERRED_KEY, {}).setdefault(table, []).append(row)
+
+
+def bound_rows(table: Table, names: tuple[str, ...], count: int, prefix: str) -> Any:
+    """`count` rows of the columns `names` as bound parameters `<prefix><n>_<column>`, typed as
+    `table`'s columns, to INSERT ... SELECT from: one SELECT per row, UNION ALL. Unlike a
+    multi-row VALUES, a statement built of these is cached, so compiled once (and a column
+    of NULLs is not taken for text)."""
+    rows = [
+        select(*[cast(bindparam(f"{prefix}{n}_{name}", type_=table.c[name].type),
+                      table.c[name].type).label(name) for name in names])
+        for n in range(count)
+    ]
+    return rows[0] if count == 1 else union_all(*rows)
+
+
+def bound_values(rows: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """The parameters of `bound_rows` for `rows`."""
+    return {f"{prefix}{n}_{name}": value for n, row in enumerate(rows) for name, value in row.items()}
 
 
 @event.listens_for(SyncSession, "before_commit")

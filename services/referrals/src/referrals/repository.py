@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from pathways_shared.db import insert_if_new
+from pathways_shared.db import bound_rows, bound_values, insert_if_new, is_postgres
 from pathways_shared.vocabulary import (
     Complexity,
     NeedStatus,
@@ -18,7 +18,19 @@ from pathways_shared.vocabulary import (
     SupervisionStatus,
     WithdrawalReason,
 )
-from sqlalchemy import Row, and_, bindparam, case, exists, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    Row,
+    and_,
+    bindparam,
+    case,
+    exists,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from referrals.domain.referral import (
@@ -261,6 +273,47 @@ def list_query(where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID
     return query.order_by(r.submitted_at.desc(), r.id.desc()).limit(limit)
 
 
+_SUBMIT_STATEMENTS: dict[tuple, Any] = {}
+
+
+def _submit_statement(
+    referral: dict[str, Any], needs: list[dict[str, Any]], history: list[dict[str, Any]]
+) -> tuple[Any, dict[str, Any]]:
+    """PostgreSQL: the referral (`INSERT ... ON CONFLICT DO NOTHING RETURNING id`), its needs
+    and its history in one statement, with data-modifying CTEs: the needs and history go in
+    only when the referral did. What `ReferralRepository._add_in_steps` does in three
+    statements (SQLite; a test holds the rows of the two equal). One statement per count of
+    needs and history entries, built and compiled once: only the parameters vary.
+    Answers the statement and its parameters."""
+    need_names = tuple(needs[0]) if needs else ()
+    history_names = tuple(history[0]) if history else ()
+    shape = (tuple(referral), need_names, len(needs), history_names, len(history))
+    statement = _SUBMIT_STATEMENTS.get(shape)
+    if statement is None:
+        new = (
+            pg_insert(REFERRALS)
+            .values({name: bindparam(f"r_{name}", type_=REFERRALS.c[name].type)
+                     for name in referral})
+            .on_conflict_do_nothing()
+            .returning(REFERRALS.c.id)
+            .cte("new_referral")
+        )
+        statement = select(new.c.id)
+        for table, names, count, prefix in ((NEEDS, need_names, len(needs), "n"),
+                                            (HISTORY, history_names, len(history), "h")):
+            if count:
+                given = bound_rows(table, names, count, prefix).subquery(f"{table.name}_given")
+                statement = statement.add_cte(
+                    insert(table)
+                    .from_select(names, select(given).where(exists(select(new.c.id))))
+                    .cte(f"new_{table.name}")
+                )
+        _SUBMIT_STATEMENTS[shape] = statement
+    params = {f"r_{name}": value for name, value in referral.items()}
+    params.update(bound_values(needs, "n") | bound_values(history, "h"))
+    return statement, params
+
+
 class ReferralRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -282,18 +335,28 @@ class ReferralRepository:
         NOTHING for the referral (a twin request still in flight is waited for, then seen),
         one multi-row INSERT each for the needs and the history.
         """
+        values = _referral_values(referral, fingerprint, idempotency_key, client)
+        needs = [_need_values(referral.id, position, need)
+                 for position, need in enumerate(referral.needs)]
+        histories = [_history_values(referral.id, entry) for entry in history]
+        if is_postgres(self.session):
+            # The same three inserts as one statement, one round trip (below).
+            statement, params = _submit_statement(values, needs, histories)
+            inserted = await self.session.exec(statement, params=params)
+            return inserted.first() is not None
+        return await self._add_in_steps(values, needs, histories)
+
+    async def _add_in_steps(
+        self, values: dict[str, Any], needs: list[dict[str, Any]], histories: list[dict[str, Any]]
+    ) -> bool:
         inserted = await self.session.exec(
-            insert_if_new(self.session, ReferralRow.__table__, ReferralRow.__table__.c.id),
-            params=_referral_values(referral, fingerprint, idempotency_key, client),
+            insert_if_new(self.session, REFERRALS, REFERRALS.c.id), params=values
         )
         if inserted.first() is None:
             return False
-        await self.session.exec(
-            insert(NeedRow.__table__),
-            params=[_need_values(referral.id, position, need)
-                    for position, need in enumerate(referral.needs)],
-        )
-        await self.add_history(referral.id, history)
+        await self.session.exec(insert(NEEDS), params=needs)
+        if histories:
+            await self.session.exec(insert(HISTORY), params=histories)
         return True
 
     async def add_history(self, referral_id: UUID, history: Sequence[HistoryEntry]) -> None:

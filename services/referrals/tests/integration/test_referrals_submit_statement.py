@@ -1,0 +1,87 @@
+"""On PostgreSQL a submission is one statement (data-modifying CTEs); on SQLite, three. The two
+write the same rows, and neither writes anything when the referral is already stored."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pathways_shared.clock import utc_now
+from pathways_shared.db import make_engine, make_sessionmaker
+from referrals import domain
+from referrals.repository import HISTORY, NEEDS, REFERRALS, ReferralRepository
+from referrals.schemas import ReferralCreate
+from sqlalchemy import select
+
+
+NOW = utc_now()
+
+
+def _decision(body: dict[str, Any]) -> domain.Decision:
+    return domain.submit_referral(ReferralCreate.model_validate(body).to_domain(),
+                                  actor="test-probation", now=NOW, new_id=uuid.uuid4)
+
+
+async def _stored(session, referral_id) -> dict[str, Any]:
+    """The rows written for a referral, without what differs by construction (ids, keys)."""
+    def strip(row, *names) -> dict[str, Any]:
+        return {k: v for k, v in row._mapping.items() if k not in names}
+
+    referral = (await session.exec(select(REFERRALS).where(REFERRALS.c.id == referral_id))).one()
+    needs = (await session.exec(
+        select(NEEDS).where(NEEDS.c.referral_id == referral_id).order_by(NEEDS.c.position))).all()
+    history = (await session.exec(
+        select(HISTORY).where(HISTORY.c.referral_id == referral_id).order_by(HISTORY.c.id))).all()
+    return {
+        "referral": strip(referral, "id", "source_reference", "fingerprint"),
+        "needs": [strip(n, "id", "referral_id") for n in needs],
+        "history": [strip(h, "id", "referral_id", "need_id") for h in history],
+    }
+
+
+async def test_one_statement_and_three_write_the_same_rows(database_url, referral_body):
+    engine = make_engine(database_url)
+    sessionmaker = make_sessionmaker(engine)
+    two_needs = referral_body()
+    two_needs["needs"] = [*two_needs["needs"], {**two_needs["needs"][0], "pathway": "health",
+                                                "details": "GP registration"}]
+    try:
+        one, three = (_decision({**two_needs, "source_reference": f"CTE-{n}-{uuid.uuid4().hex[:8]}"})
+                      for n in (1, 3))
+        async with sessionmaker() as session, session.begin():
+            repo = ReferralRepository(session)
+            # The PostgreSQL path (one statement) and the SQLite one (three), side by side.
+            assert await repo.add(one.referral, fingerprint="f", idempotency_key=None,
+                                  history=one.history)
+            assert await repo._add_in_steps(*_values(three, "f"))
+        async with sessionmaker() as session:
+            written_one = await _stored(session, one.referral.id)
+            written_three = await _stored(session, three.referral.id)
+        assert len(written_one["needs"]) == 2 and written_one["history"]
+        assert written_one == written_three
+
+        # A replay (same source reference, a new id): nothing is written, by either path.
+        again = _decision({**two_needs, "source_reference": one.referral.source_reference})
+        async with sessionmaker() as session, session.begin():
+            repo = ReferralRepository(session)
+            assert not await repo.add(again.referral, fingerprint="f", idempotency_key=None,
+                                      history=again.history)
+            assert not await repo._add_in_steps(*_values(again, "f"))
+        async with sessionmaker() as session:
+            for table, column in ((REFERRALS, REFERRALS.c.id), (NEEDS, NEEDS.c.referral_id),
+                                  (HISTORY, HISTORY.c.referral_id)):
+                assert (await session.exec(
+                    select(table).where(column == again.referral.id))).all() == []
+    finally:
+        await engine.dispose()
+
+
+def _values(decision: domain.Decision, fingerprint: str):
+    from referrals.repository import _history_values, _need_values, _referral_values
+
+    referral = decision.referral
+    return (
+        _referral_values(referral, fingerprint, None),
+        [_need_values(referral.id, n, need) for n, need in enumerate(referral.needs)],
+        [_history_values(referral.id, entry) for entry in decision.history],
+    )
