@@ -245,13 +245,19 @@ async def figures(
             merged[key] = merged.get(key, 0) + n
         raw = [RawRow(key=key, counts={"unallocated": n}) for key, n in merged.items()]
     else:
-        raw = await repository.read_counts(definition.read, **scope)
-        if definition.histograms:
+        raw = await repository.read_counts(definition.cell_counts, **scope)
+        if definition.histograms or definition.breakdowns:
             by_key = {row.key: row for row in raw}
-            measures = [str(m) for m in definition.histograms]
+            histograms = {str(m) for m in definition.histograms}
+            breakdowns = {str(b.measure): b for b in definition.breakdowns}
+            measures = sorted(histograms | set(breakdowns))
             for measure, key, detail, n in await repository.read_details(measures, **scope):
                 row = by_key.get(key)
                 if row is None:
+                    continue
+                if measure in breakdowns:
+                    column = breakdowns[measure].column(detail)
+                    row.counts[column] = row.counts.get(column, 0) + n
                     continue
                 histogram = row.histograms.setdefault(measure, {})
                 histogram[int(detail)] = histogram.get(int(detail), 0) + n
