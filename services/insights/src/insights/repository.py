@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
     String,
     Table,
@@ -30,6 +31,8 @@ from sqlalchemy.orm import Session as SyncSession
 from sqlmodel import select as select_models
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from insights.domain.cohorts import ACTIVITY, DESELECTED, SELECTED, Stock
+from insights.domain.cohorts import ENDED as ENDED_STATUSES
 from insights.domain.cohorts import CohortFact as CohortFactValue
 from insights.domain.dimensions import Dimension
 from insights.domain.figures import RawRow
@@ -288,6 +291,74 @@ class InsightsRepository:
             select(c.event_id, c.kind, c.member_key, c.area, c.cohort, c.occurred_at, c.reason,
                    c.pathway, c.status)
             .where(c.area.in_(list(areas)), c.occurred_at <= end_of_london_day(end))
+        )).all()
+        return [CohortFactValue(*row) for row in rows]
+
+    async def cohort_stock(
+        self, areas: Sequence[str], periods: Sequence[tuple[date, datetime]]
+    ) -> list[Stock]:
+        """Members per area and cohort at each instant (with their period's first day), and
+        how many of them have an open need, counted by the database: a member is one whose
+        latest adoption or deselection at or before the instant is an adoption (a deselection
+        at the same instant taken as the later, then the event id); an open need, a pathway
+        whose latest activity is not an ended status (DOMAIN.md "IOM"; the rule of
+        `insights.domain.cohorts.cohort_rows`). A few rows, not every fact."""
+        c = COHORT_FACTS.c
+        moments = union_all(*(
+            select(literal(first, Date()).label("period"),
+                   literal(moment, DateTime(timezone=True)).label("moment"))
+            for first, moment in periods
+        )).subquery("moments")
+        facts = moments.join(COHORT_FACTS, c.occurred_at <= moments.c.moment)
+        ranked = (
+            select(moments.c.period, moments.c.moment, c.area, c.cohort, c.member_key, c.kind,
+                   func.row_number().over(
+                       partition_by=(moments.c.moment, c.area, c.cohort, c.member_key),
+                       order_by=(c.occurred_at.desc(), (c.kind == DESELECTED).desc(),
+                                 c.event_id.desc())).label("latest"))
+            .select_from(facts)
+            .where(c.area.in_(list(areas)), c.kind.in_([SELECTED, DESELECTED]))
+        ).subquery("ranked")
+        members = (
+            select(ranked.c.period, ranked.c.moment, ranked.c.area, ranked.c.cohort,
+                   ranked.c.member_key)
+            .where(ranked.c.latest == 1, ranked.c.kind == SELECTED)
+        ).subquery("members")
+        activity = (
+            select(moments.c.moment, c.member_key, c.status,
+                   func.row_number().over(
+                       partition_by=(moments.c.moment, c.member_key, c.pathway),
+                       order_by=(c.occurred_at.desc(), c.event_id.desc())).label("latest"))
+            .select_from(facts)
+            .where(c.area.in_(list(areas)), c.kind == ACTIVITY, c.pathway.is_not(None),
+                   c.pathway != "")
+        ).subquery("activity")
+        open_need = (
+            select(activity.c.moment, activity.c.member_key)
+            .where(activity.c.latest == 1,
+                   func.coalesce(activity.c.status, "").not_in(sorted(ENDED_STATUSES)))
+            .distinct()
+        ).subquery("open_need")
+        query = (
+            select(members.c.period, members.c.area, members.c.cohort, func.count(),
+                   func.count(open_need.c.member_key))
+            .select_from(members.outerjoin(open_need, and_(
+                open_need.c.moment == members.c.moment,
+                open_need.c.member_key == members.c.member_key)))
+            .group_by(members.c.period, members.c.area, members.c.cohort)
+        )
+        return [Stock(*row) for row in (await self.session.exec(query)).all()]
+
+    async def cohort_flows(self, areas: Sequence[str], start: date, end: date) -> list[CohortFactValue]:
+        """Adoptions and deselections around [start, end] (a day either side: the caller keeps
+        those on its London days)."""
+        c = COHORT_FACTS.c
+        low = datetime.combine(start - timedelta(days=1), time.min, tzinfo=UTC)
+        high = datetime.combine(end + timedelta(days=2), time.min, tzinfo=UTC)
+        rows = (await self.session.exec(
+            select(c.event_id, c.kind, c.member_key, c.area, c.cohort, c.occurred_at, c.reason)
+            .where(c.area.in_(list(areas)), c.kind.in_([SELECTED, DESELECTED]),
+                   c.occurred_at >= low, c.occurred_at < high)
         )).all()
         return [CohortFactValue(*row) for row in rows]
 

@@ -47,7 +47,7 @@ from datetime import date, datetime, timedelta
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from insights.config import InsightsSettings
-from insights.domain.cohorts import cohort_rows
+from insights.domain.cohorts import cohort_answer, periods_of
 from insights.domain.dimensions import (
     InvalidDimensions,
     age_band,
@@ -236,8 +236,9 @@ async def figures(
     if not query.areas:
         raw: list[RawRow] = []
     elif kind is FigureKind.COHORTS:
-        facts = await repository.cohort_facts(query.areas, query.to)
-        raw, total_counts = cohort_rows(facts, query.from_, query.to, query.by)
+        stock = await repository.cohort_stock(query.areas, periods_of(query.from_, query.to, query.by))
+        flows = await repository.cohort_flows(query.areas, query.from_, query.to)
+        raw, total_counts = cohort_answer(stock, flows, query.from_, query.to, query.by)
     elif kind is FigureKind.UNMET_NEED:
         details = await repository.read_details([str(DetailMeasure.UNMET_REASON)], **scope)
         merged: dict[tuple, int] = {}
