@@ -39,6 +39,7 @@ import asyncpg
 import httpx
 from _system import (
     AREA_CODES,
+    NATS_URL,
     asyncpg_dsn,
     database_exists,
     database_url,
@@ -91,7 +92,7 @@ async def projection_run(system, url: str, events: int, run: int) -> float:
     now = datetime.now(UTC)
     batch = [e for n in range(events // 6) for e in lifecycle(run * 1_000_000 + n, str(run), now)]
     conn = await asyncpg.connect(asyncpg_dsn(url))
-    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    nc = await nats.connect(NATS_URL)
     js = nc.jetstream()
     try:
         before = await conn.fetchval("SELECT count(*) FROM processed_events")

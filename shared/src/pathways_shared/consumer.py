@@ -81,6 +81,9 @@ class Subscription:
     durable: str  # e.g. "referrals-from-providers"
     handlers: dict[str, Handler] = field(default_factory=dict)
     filter_subject: str | None = None  # defaults to the event types of `handlers`
+    # The consumer class that runs this subscription (a subclass of `Consumer` that handles a
+    # fetched batch its own way, e.g. the insights projection); default `Consumer`.
+    consumer_class: type[Consumer] | None = None
 
     def handler_for(self, event_type: str) -> Handler | None:
         return self.handlers.get(event_type)

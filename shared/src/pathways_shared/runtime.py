@@ -140,7 +140,7 @@ def build_app(
         runtime = Runtime(settings, engine, sessionmaker, broker, app.state.metrics, relay,
                           erasers=erasers)
         runtime.consumers = [
-            Consumer(
+            (sub.consumer_class or Consumer)(
                 sub, sessionmaker, broker, metrics=app.state.metrics,
                 max_deliveries=settings.consumer_max_deliveries,
                 batch_size=settings.consumer_batch_size,

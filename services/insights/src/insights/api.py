@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from insights import service
-from insights.domain.figures import FigureKind
+from insights.domain.figures import DEFINITIONS, FigureKind
 from insights.schemas import FiguresAnswer, problem_responses
 from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal, require_roles
@@ -74,8 +74,21 @@ def _route(kind: FigureKind, summary: str) -> None:
                              pathway, provider, format)
 
     endpoint.__name__ = f"figures_{kind.value.replace('-', '_')}"
+    definition = DEFINITIONS[kind]
+    description = (
+        f"Per row (and in `total`): {', '.join(f'`{c}`' for c in definition.counts)}"
+        + (f"; derived: {', '.join(f'`{c}`' for c in definition.derived)}" if definition.derived else "")
+        + "".join(
+            f". `{b.prefix}<code>` counts `{b.prefix.rstrip('_')}` by {b.measure.replace('_', ' ')}"
+            f" code ({', '.join(b.categories)}); an unknown code counts under `{b.fallback}`"
+            for b in definition.breakdowns
+        )
+        + f". Dimensions for `by`: {', '.join(f'`{d}`' for d in definition.dimensions)}."
+        " Small numbers suppressed (a null count, named in its row's `suppressed`)."
+    )
     router.add_api_route(
         f"/figures/{kind.value}", endpoint, methods=["GET"], summary=summary,
+        description=description,
         response_model=FiguresAnswer, response_model_by_alias=True, responses=CSV_RESPONSE,
     )
 
@@ -99,6 +112,7 @@ async def subject_access_request(
 
 _route(FigureKind.NEEDS, "Needs: submitted, allocated, ... by up to two dimensions")
 _route(FigureKind.UNMET_NEED, "Unmet need: unallocated needs, by reason and other dimensions")
-_route(FigureKind.SERVICE_LEVELS, "Service levels: on time, medians, acceptance, outcomes")
+_route(FigureKind.SERVICE_LEVELS,
+       "Service levels: on time, medians, acceptance, outcomes, declines by reason code")
 _route(FigureKind.COHORTS, "IOM cohorts: members, adoptions, deselections, open needs")
 _route(FigureKind.DUTY_TO_REFER, "Duty to Refer: accommodation needs at risk, notices sent")

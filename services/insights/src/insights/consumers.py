@@ -10,16 +10,21 @@ members are known by a keyed pseudonym.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from nats.aio.msg import Msg
+from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from insights import service
 from insights.config import InsightsSettings
 from insights.domain.cohorts import ACTIVITY, DESELECTED, SELECTED
 from insights.domain.projection import StepKind, unmet_reason
-from pathways_shared.consumer import Handler, PermanentError, Subscription, typed
+from insights.repository import InsightsRepository
+from pathways_shared.consumer import Consumer, Handler, PermanentError, Subscription, typed
+from pathways_shared.db import transaction
 from pathways_shared.event_payloads import (
     PAYLOADS,
     DeadlineMissed,
@@ -37,7 +42,10 @@ from pathways_shared.event_payloads import (
     ReferralWithdrawn,
 )
 from pathways_shared.events import Event
+from pathways_shared.observability import get_logger
 from pathways_shared.working_days import WorkingCalendar
+
+log = get_logger(__name__)
 
 P = TypeVar("P", bound=Payload)
 TypedHandler = Callable[[AsyncSession, Event, Any], Awaitable[None]]
@@ -58,7 +66,7 @@ class Projector:
         self.pseudonym_secret = service.pseudonym_secret(settings)
 
     async def on_submitted(self, session: AsyncSession, event: Event, p: ReferralSubmitted) -> None:
-        await service.record_submission(
+        service.record_submission(
             session, event_id=str(event.id), occurred_at=event.occurred_at,
             referral_id=str(p.referral_id), area=p.area, sex=str(p.sex),
             age_on_submission=p.age_on_submission, supervision_status=str(p.supervision_status),
@@ -67,11 +75,11 @@ class Projector:
         )
 
     async def on_withdrawn(self, session: AsyncSession, event: Event, p: ReferralWithdrawn) -> None:
-        for need_id in map(str, p.need_ids):
-            await self._step(session, event, need_id, StepKind.WITHDRAWN, detail=str(p.reason_code))
+        self._step(session, event, [str(n) for n in p.need_ids], StepKind.WITHDRAWN,
+                   detail=str(p.reason_code))
 
     async def on_allocated(self, session: AsyncSession, event: Event, p: ReferralAllocated) -> None:
-        await service.record_allocation(
+        service.record_allocation(
             session, event_id=str(event.id), occurred_at=event.occurred_at, need_id=p.need_id,
             provider_referral_id=p.provider_referral_id, service_code=p.service_code,
             provider_code=p.provider_code, programme=p.programme,
@@ -82,8 +90,7 @@ class Projector:
         self, session: AsyncSession, event: Event, p: ReferralUnallocated
     ) -> None:
         reasons = None if p.reasons is None else [(r.service_code, r.criterion) for r in p.reasons]
-        await self._step(session, event, p.need_id, StepKind.UNALLOCATED,
-                         detail=unmet_reason(reasons))
+        self._step(session, event, [p.need_id], StepKind.UNALLOCATED, detail=unmet_reason(reasons))
 
     def on_step(self, kind: StepKind) -> TypedHandler:
         async def handle(session: AsyncSession, event: Event, p: ProviderReferralRef) -> None:
@@ -94,13 +101,13 @@ class Projector:
                 detail = str(p.outcome)
             elif isinstance(p, DeadlineMissed):
                 detail = p.deadline
-            await self._step(session, event, p.need_id, kind,
-                             provider_referral_id=p.provider_referral_id, detail=detail)
+            self._step(session, event, [p.need_id], kind,
+                       provider_referral_id=p.provider_referral_id, detail=detail)
 
         return handle
 
     async def on_duty_to_refer(self, session: AsyncSession, event: Event, p: DutyToReferSent) -> None:
-        await self._step(session, event, p.need_id, StepKind.DUTY_TO_REFER_SENT)
+        self._step(session, event, [p.need_id], StepKind.DUTY_TO_REFER_SENT)
 
     async def on_member(
         self, session: AsyncSession, event: Event,
@@ -114,18 +121,18 @@ class Projector:
             kind, extra = DESELECTED, {"reason": str(p.reason)}
         else:
             kind, extra = ACTIVITY, {"pathway": str(p.pathway), "status": str(p.status)}
-        await service.record_cohort_fact(
+        service.record_cohort_fact(
             session, event_id=str(event.id), occurred_at=event.occurred_at, kind=kind,
             member=service.member_key(event.crn, self.pseudonym_secret), area=p.area,
-            cohort=str(p.cohort), **extra,
+            cohort=str(p.cohort), calendar=self.calendar, **extra,
         )
 
-    async def _step(
-        self, session: AsyncSession, event: Event, need_id: str, kind: StepKind, *,
+    def _step(
+        self, session: AsyncSession, event: Event, need_ids: list[str], kind: StepKind, *,
         provider_referral_id: str | None = None, detail: str | None = None,
     ) -> None:
-        await service.record_step(
-            session, event_id=str(event.id), occurred_at=event.occurred_at, need_id=need_id,
+        service.record_steps(
+            session, event_id=str(event.id), occurred_at=event.occurred_at, need_ids=need_ids,
             kind=kind, provider_referral_id=provider_referral_id, detail=detail,
             calendar=self.calendar,
         )
@@ -163,9 +170,82 @@ class Projector:
         }
 
 
+class ProjectionConsumer(Consumer):
+    """The shared idempotent consumer, with each fetched batch projected in one transaction.
+
+    A projection handles many small events that touch the same aggregate rows, so one
+    transaction per fetch beats several concurrent ones (they would only queue on those rows'
+    locks): the batch's events are marked handled in one statement, each new one's facts
+    kept, and at commit all of them stored and projected together (`InsightsRepository`).
+    Order within the batch does not matter (the projection is the same for every order).
+    If anything in the batch fails, nothing of it is kept and each message is handled again
+    on its own by the shared path (retried with backoff, dead-lettered when it can never
+    succeed), so one bad event never takes the others with it. A redelivered message, or one
+    that cannot be parsed, always goes the shared path.
+    """
+
+    async def handle_batch(self, messages: list[Msg]) -> list[str]:
+        parsed = [(msg, _parse(msg)) for msg in messages]
+        fresh = [(msg, event) for msg, event in parsed
+                 if isinstance(event, Event) and _deliveries(msg) == 1]
+        outcomes: dict[int, str] = {}
+        if len(fresh) > 1:
+            together = await self._project_together(fresh)  # type: ignore[arg-type]
+            if together is not None:
+                outcomes = together
+        for msg, event in parsed:
+            if id(msg) not in outcomes:
+                outcomes[id(msg)] = await self.handle(msg, event)
+        return [outcomes[id(msg)] for msg in messages]
+
+    async def _project_together(self, batch: list[tuple[Msg, Event]]) -> dict[int, str] | None:
+        outcomes: dict[int, str] = {}
+        try:
+            async with transaction(self.sessionmaker) as session:
+                known = [event for _, event in batch if self.subscription.handler_for(event.event_type)]
+                new = await InsightsRepository(session).mark_processed(self.name, known)
+                for msg, event in batch:
+                    handler = self.subscription.handler_for(event.event_type)
+                    if handler is None:
+                        outcomes[id(msg)] = "ignored"
+                    elif str(event.id) not in new:
+                        outcomes[id(msg)] = "duplicate"
+                    else:
+                        new.discard(str(event.id))  # the same event twice in a batch: once
+                        await handler(session, event)
+                        outcomes[id(msg)] = "handled"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (each handled on its own, which reports it)
+            log.info("consumer.batch_failed", consumer=self.name, events=len(batch),
+                     error=str(exc)[:500], then="each handled on its own")
+            return None
+        for msg, _ in batch:
+            await msg.ack()
+        counted: dict[str, int] = {}
+        for outcome in outcomes.values():
+            counted[outcome] = counted.get(outcome, 0) + 1
+            if self.metrics:
+                self.metrics.consumer_messages.labels(consumer=self.name, outcome=outcome).inc()
+        log.info("consumer.batch_handled", consumer=self.name, events=len(batch), **counted)
+        return outcomes
+
+
+def _parse(msg: Msg) -> Event | Exception:
+    try:
+        return Event.from_json(msg.data)
+    except (ValidationError, ValueError) as exc:
+        return exc
+
+
+def _deliveries(msg: Msg) -> int:
+    return msg.metadata.num_delivered if msg.metadata else 1
+
+
 def subscriptions(settings: InsightsSettings) -> list[Subscription]:
     handlers = Projector(settings).handlers()
     return [
-        Subscription(stream=stream, durable=durable, handlers=handlers[stream])
+        Subscription(stream=stream, durable=durable, handlers=handlers[stream],
+                     consumer_class=ProjectionConsumer)
         for stream, durable in DURABLES.items()
     ]

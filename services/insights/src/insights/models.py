@@ -91,7 +91,9 @@ class StepFact(SQLModel, table=True):
 
 class CohortFact(SQLModel, table=True):
     __tablename__ = "cohort_facts"
-    __table_args__ = (Index("ix_cohort_facts_area_at", "area", "occurred_at"),)
+    # Covering (migration 0003): the cohort figures read only this index.
+    __table_args__ = (Index("ix_cohort_facts_read", "area", "occurred_at", postgresql_include=[
+        "event_id", "kind", "member_key", "cohort", "reason", "pathway", "status"]),)
 
     event_id: str = Field(primary_key=True, max_length=36)
     kind: str = Field(max_length=20)  # selected, deselected, activity
@@ -166,7 +168,11 @@ class FigureDetail(SQLModel, table=True):
     __tablename__ = "figure_details"
     __table_args__ = (
         PrimaryKeyConstraint(*CELL_KEY, "measure", "detail", name="pk_figure_details"),
-        Index("ix_figure_details_measure_area_period", "measure", "cube", "grain", "area", "period"),
+        # Covering (migration 0003): medians and decline reasons read only this index.
+        Index("ix_figure_details_read", "measure", "cube", "grain", "area", "period",
+              postgresql_include=["pathway", "complexity", "sex", "age_band", "supervision",
+                                  "service_code", "provider_code", "programme", "month",
+                                  "detail", "count"]),
     )
 
     cube: str = Field(sa_column=Column(String(1), nullable=False))

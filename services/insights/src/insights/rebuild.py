@@ -54,7 +54,7 @@ async def rebuild(settings: InsightsSettings, *, timeout: float = 3600) -> Rebui
             with contextlib.suppress(NotFoundError):
                 await js.delete_consumer(stream_name(stream, broker.prefix), durable)
         consumers = [
-            Consumer(sub, sessionmaker, broker, max_deliveries=settings.consumer_max_deliveries,
+            (sub.consumer_class or Consumer)(sub, sessionmaker, broker, max_deliveries=settings.consumer_max_deliveries,
                      batch_size=max(settings.consumer_batch_size, 100),
                      concurrency=settings.consumer_concurrency if engine.dialect.name != "sqlite" else 1)
             for sub in subscriptions(settings)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from datetime import date, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
     String,
     Table,
@@ -29,10 +31,21 @@ from sqlalchemy.orm import Session as SyncSession
 from sqlmodel import select as select_models
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from insights.domain.cohorts import ACTIVITY, DESELECTED, SELECTED, Stock
+from insights.domain.cohorts import ENDED as ENDED_STATUSES
 from insights.domain.cohorts import CohortFact as CohortFactValue
 from insights.domain.dimensions import Dimension
 from insights.domain.figures import RawRow
-from insights.domain.projection import Allocation, CellKey, Contribution, Need, Step, StepKind
+from insights.domain.projection import (
+    Allocation,
+    CellKey,
+    Contribution,
+    History,
+    Need,
+    Step,
+    StepKind,
+)
+from insights.domain.projection import change as change_of
 from insights.models import (
     CELL_KEY,
     CELL_MEASURES,
@@ -46,9 +59,11 @@ from insights.models import (
     NeedFact,
     StepFact,
 )
-from pathways_shared.db import insert_if_new, is_postgres
+from pathways_shared.clock import utc_now
+from pathways_shared.db import is_postgres
+from pathways_shared.events import Event
 from pathways_shared.infra_models import ProcessedEvent
-from pathways_shared.working_days import end_of_london_day
+from pathways_shared.working_days import WorkingCalendar, end_of_london_day
 
 CELLS: Table = FigureCell.__table__  # type: ignore[attr-defined]
 NEEDS: Table = NeedFact.__table__  # type: ignore[attr-defined]
@@ -56,6 +71,7 @@ ALLOCATIONS: Table = AllocationFact.__table__  # type: ignore[attr-defined]
 STEPS: Table = StepFact.__table__  # type: ignore[attr-defined]
 COHORT_FACTS: Table = CohortFact.__table__  # type: ignore[attr-defined]
 PENDING_KEY = "insights_pending_contribution"
+FACTS_KEY = "insights_pending_facts"
 DETAILS: Table = FigureDetail.__table__  # type: ignore[attr-defined]
 
 _DIMENSION_COLUMNS = {
@@ -76,25 +92,35 @@ _OPTIONAL = frozenset({Dimension.PROVIDER, Dimension.SERVICE, Dimension.PROGRAMM
 
 
 def _history_query() -> Any:
-    """need_facts, allocation_facts and step_facts of one need as one UNION ALL (typed by
+    """need_facts, allocation_facts and step_facts of some needs as one UNION ALL (typed by
     its first branch, so times come back as aware datetimes on SQLite too)."""
-    need_id = bindparam("need_id")
+    need_ids = bindparam("need_ids", expanding=True)
     no_text, no_time = null().cast(String), null().cast(DateTime(timezone=True))
     return union_all(
-        select(literal(0).label("kind"), NEEDS.c.need_id, NEEDS.c.area, NEEDS.c.pathway,
-               NEEDS.c.complexity, NEEDS.c.sex, NEEDS.c.age_band, NEEDS.c.supervision,
-               NEEDS.c.at_risk_of_homelessness, NEEDS.c.submitted_at, no_time, no_time)
-        .where(NEEDS.c.need_id == need_id),
-        select(literal(1), ALLOCATIONS.c.provider_referral_id, ALLOCATIONS.c.service_code,
-               ALLOCATIONS.c.provider_code, ALLOCATIONS.c.programme, no_text, no_text, no_text,
-               null().cast(Boolean), ALLOCATIONS.c.allocated_at, ALLOCATIONS.c.acknowledge_by,
-               ALLOCATIONS.c.respond_by)
-        .where(ALLOCATIONS.c.need_id == need_id),
-        select(literal(2), STEPS.c.event_id, STEPS.c.step, STEPS.c.provider_referral_id,
-               STEPS.c.detail, no_text, no_text, no_text, null().cast(Boolean),
-               STEPS.c.occurred_at, no_time, no_time)
-        .where(STEPS.c.need_id == need_id),
+        select(literal(0).label("kind"), NEEDS.c.need_id.label("need"), NEEDS.c.need_id,
+               NEEDS.c.area, NEEDS.c.pathway, NEEDS.c.complexity, NEEDS.c.sex, NEEDS.c.age_band,
+               NEEDS.c.supervision, NEEDS.c.at_risk_of_homelessness, NEEDS.c.submitted_at,
+               no_time, no_time)
+        .where(NEEDS.c.need_id.in_(need_ids)),
+        select(literal(1), ALLOCATIONS.c.need_id, ALLOCATIONS.c.provider_referral_id,
+               ALLOCATIONS.c.service_code, ALLOCATIONS.c.provider_code, ALLOCATIONS.c.programme,
+               no_text, no_text, no_text, null().cast(Boolean), ALLOCATIONS.c.allocated_at,
+               ALLOCATIONS.c.acknowledge_by, ALLOCATIONS.c.respond_by)
+        .where(ALLOCATIONS.c.need_id.in_(need_ids)),
+        select(literal(2), STEPS.c.need_id, STEPS.c.event_id, STEPS.c.step,
+               STEPS.c.provider_referral_id, STEPS.c.detail, no_text, no_text, no_text,
+               null().cast(Boolean), STEPS.c.occurred_at, no_time, no_time)
+        .where(STEPS.c.need_id.in_(need_ids)),
     )
+
+
+HISTORY = _history_query()
+# Every need of a transaction locked in one statement, in one order (the lock keys'), so two
+# transactions never wait for each other's locks in opposite orders.
+LOCK_NEEDS = text(
+    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h"
+    " FROM unnest(CAST(:keys AS text[])) AS k) AS locks ORDER BY h"
+)
 
 
 def split_period(start: date, end: date) -> tuple[list[date], list[tuple[date, date]]]:
@@ -119,14 +145,19 @@ def split_period(start: date, end: date) -> tuple[list[date], list[tuple[date, d
     return months, ranges
 
 
-def _period_filter(table: Table, start: date, end: date) -> Any:
+def _period_parts(table: Table, start: date, end: date) -> list[Any]:
+    """[start, end] as conditions on (grain, period): its whole months, then the days left."""
     months, ranges = split_period(start, end)
     conditions = []
     if months:
         conditions.append(and_(table.c.grain == "M", table.c.period.in_(months)))
     for low, high in ranges:
         conditions.append(and_(table.c.grain == "D", table.c.period.between(low, high)))
-    return or_(*conditions)
+    return conditions
+
+
+def _period_filter(table: Table, start: date, end: date) -> Any:
+    return or_(*_period_parts(table, start, end))
 
 
 def _dimension_value(dimension: Dimension, value: Any) -> Any:
@@ -141,69 +172,50 @@ class InsightsRepository:
 
     # --- facts ---------------------------------------------------------------------------
 
-    async def lock_need(self, need_id: str) -> None:
-        """Serialise the changes to one need's facts until the transaction ends.
+    def add_facts(
+        self, calendar: WorkingCalendar, *, needs: Sequence[dict[str, Any]] = (),
+        allocations: Sequence[dict[str, Any]] = (), steps: Sequence[dict[str, Any]] = (),
+        cohort: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Keep facts (rows of the fact tables) to project when the transaction commits.
 
-        Two events of one need can arrive at once on different streams; each computes the
-        need's contribution before and after its fact, so they must not interleave. SQLite
-        has a single writer already.
-        """
-        if is_postgres(self.session):
-            await self.session.exec(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                params={"key": f"insights-need:{need_id}"},
-            )
-
-    async def history(self, need_id: str) -> tuple[Need | None, list[Allocation], list[Step]]:
-        """Every fact of a need, in one round trip (it runs for every event projected)."""
-        rows = (await self.session.exec(_history_query(), params={"need_id": need_id})).all()
-        need = None
-        allocations: list[Allocation] = []
-        steps: list[Step] = []
-        for kind, key, a, b, c, d, e, f, flag, t1, t2, t3 in rows:
-            if kind == 0:
-                need = Need(key, a, b, c, d, e, f, bool(flag), t1)
-            elif kind == 1:
-                allocations.append(Allocation(key, a, b, c, t1, t2, t3))
-            else:
-                steps.append(Step(key, StepKind(a), t1, b, c))
-        return need, allocations, steps
-
-    async def _insert_if_new(self, table: Table, key: Any, values: dict[str, Any]) -> bool:
-        inserted = await self.session.exec(insert_if_new(self.session, table, key), params=values)
-        return inserted.first() is not None
-
-    async def add_need(self, row: NeedFact) -> bool:
-        table = NeedFact.__table__  # type: ignore[attr-defined]
-        return await self._insert_if_new(table, table.c.need_id, row.model_dump())
-
-    async def add_allocation(self, row: AllocationFact) -> bool:
-        table = AllocationFact.__table__  # type: ignore[attr-defined]
-        return await self._insert_if_new(table, table.c.provider_referral_id, row.model_dump())
-
-    async def add_step(self, row: StepFact) -> bool:
-        table = StepFact.__table__  # type: ignore[attr-defined]
-        return await self._insert_if_new(table, table.c.event_id, row.model_dump())
-
-    async def add_cohort_fact(self, row: CohortFact) -> bool:
-        table = CohortFact.__table__  # type: ignore[attr-defined]
-        return await self._insert_if_new(table, table.c.event_id, row.model_dump())
-
-    # --- aggregates ----------------------------------------------------------------------
-
-    def apply(self, delta: Contribution) -> None:
-        """Add a difference of contributions to the aggregates, when the transaction commits.
-
-        The changes of every event handled in the transaction are summed first, then written
-        in one statement per table, rows in key order: concurrent transactions take the row
-        locks of the aggregates in the same order (no deadlock) and hold them only while
-        committing.
+        At commit the facts of every event handled in the transaction are projected together
+        (`project_facts`): the needs they touch locked and read in one statement each, the new
+        facts inserted in one statement per table, the aggregates changed by the difference.
+        A fact already stored (a redelivered or replayed event) changes nothing. Not visible
+        to queries before the commit.
         """
         sync = self.session.sync_session
         if not sync.in_transaction():
-            sync.begin()
-        pending: Contribution = sync.info.setdefault(PENDING_KEY, Counter())
-        pending.update(delta)
+            sync.begin()  # no I/O: a rollback then forgets these facts
+        pending: PendingFacts | None = sync.info.get(FACTS_KEY)
+        if pending is None:
+            pending = sync.info[FACTS_KEY] = PendingFacts(calendar)
+        for row in needs:
+            pending.needs.setdefault(row["need_id"], row)
+        for row in allocations:
+            pending.allocations.setdefault(row["provider_referral_id"], row)
+        for row in steps:
+            pending.steps.setdefault((row["event_id"], row["need_id"]), row)
+        for row in cohort:
+            pending.cohort.setdefault(row["event_id"], row)
+
+    async def mark_processed(self, consumer: str, events: Sequence[Event]) -> set[str]:
+        """Record that `consumer` handled these events, in one statement; the ids of those it
+        had not handled before (as `pathways_shared.consumer.mark_processed`, for a batch)."""
+        if not events:
+            return set()
+        table: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
+        dialect = postgresql if is_postgres(self.session) else sqlite
+        now = utc_now()
+        result = await self.session.exec(
+            dialect.insert(table).on_conflict_do_nothing().returning(table.c.event_id),
+            params=[{"consumer": consumer, "event_id": str(e.id), "event_type": e.event_type,
+                     "processed_at": now} for e in events],
+        )
+        return {row[0] for row in result.all()}
+
+    # --- aggregates ----------------------------------------------------------------------
 
     async def read_counts(
         self, measures: Sequence[str], *, areas: Sequence[str], start: date, end: date,
@@ -233,15 +245,27 @@ class InsightsRepository:
         by: Sequence[Dimension], pathway: str | None = None, provider: str | None = None,
     ) -> list[tuple[str, tuple, str, int]]:
         """(measure, dimension values, detail, count) for detail measures, in one scan."""
-        group = [DETAILS.c[_DIMENSION_COLUMNS[d]] for d in by if d is not Dimension.REASON]
         by_plain = [d for d in by if d is not Dimension.REASON]
+        names = [_DIMENSION_COLUMNS[d] for d in by_plain]
+        # One branch per part of the period (whole months; days at either end), each a plain
+        # range of the covering index `ix_figure_details_read`, read alone (an index-only
+        # scan); an OR of the parts would make PostgreSQL visit the table's rows instead.
+        branches = []
+        for part in _period_parts(DETAILS, start, end):
+            branch = (
+                select(DETAILS.c.measure, *(DETAILS.c[n] for n in names), DETAILS.c.detail,
+                       DETAILS.c["count"])
+                .where(DETAILS.c.measure.in_(list(measures)),
+                       DETAILS.c.cube == cube_for(by, provider),
+                       DETAILS.c.area.in_(list(areas)), part)
+            )
+            branches.append(self._filters(branch, DETAILS, pathway, provider))
+        parts = union_all(*branches).subquery() if len(branches) > 1 else branches[0].subquery()
+        group = [parts.c[n] for n in names]
         query = (
-            select(DETAILS.c.measure, *group, DETAILS.c.detail, func.sum(DETAILS.c["count"]).label("n"))
-            .where(DETAILS.c.measure.in_(list(measures)), DETAILS.c.cube == cube_for(by, provider),
-                   DETAILS.c.area.in_(list(areas)), _period_filter(DETAILS, start, end))
-            .group_by(DETAILS.c.measure, *group, DETAILS.c.detail)
+            select(parts.c.measure, *group, parts.c.detail, func.sum(parts.c["count"]).label("n"))
+            .group_by(parts.c.measure, *group, parts.c.detail)
         )
-        query = self._filters(query, DETAILS, pathway, provider)
         result = await self.session.exec(query)
         out = []
         width = len(by_plain)
@@ -267,6 +291,74 @@ class InsightsRepository:
             select(c.event_id, c.kind, c.member_key, c.area, c.cohort, c.occurred_at, c.reason,
                    c.pathway, c.status)
             .where(c.area.in_(list(areas)), c.occurred_at <= end_of_london_day(end))
+        )).all()
+        return [CohortFactValue(*row) for row in rows]
+
+    async def cohort_stock(
+        self, areas: Sequence[str], periods: Sequence[tuple[date, datetime]]
+    ) -> list[Stock]:
+        """Members per area and cohort at each instant (with their period's first day), and
+        how many of them have an open need, counted by the database: a member is one whose
+        latest adoption or deselection at or before the instant is an adoption (a deselection
+        at the same instant taken as the later, then the event id); an open need, a pathway
+        whose latest activity is not an ended status (DOMAIN.md "IOM"; the rule of
+        `insights.domain.cohorts.cohort_rows`). A few rows, not every fact."""
+        c = COHORT_FACTS.c
+        moments = union_all(*(
+            select(literal(first, Date()).label("period"),
+                   literal(moment, DateTime(timezone=True)).label("moment"))
+            for first, moment in periods
+        )).subquery("moments")
+        facts = moments.join(COHORT_FACTS, c.occurred_at <= moments.c.moment)
+        ranked = (
+            select(moments.c.period, moments.c.moment, c.area, c.cohort, c.member_key, c.kind,
+                   func.row_number().over(
+                       partition_by=(moments.c.moment, c.area, c.cohort, c.member_key),
+                       order_by=(c.occurred_at.desc(), (c.kind == DESELECTED).desc(),
+                                 c.event_id.desc())).label("latest"))
+            .select_from(facts)
+            .where(c.area.in_(list(areas)), c.kind.in_([SELECTED, DESELECTED]))
+        ).subquery("ranked")
+        members = (
+            select(ranked.c.period, ranked.c.moment, ranked.c.area, ranked.c.cohort,
+                   ranked.c.member_key)
+            .where(ranked.c.latest == 1, ranked.c.kind == SELECTED)
+        ).subquery("members")
+        activity = (
+            select(moments.c.moment, c.member_key, c.status,
+                   func.row_number().over(
+                       partition_by=(moments.c.moment, c.member_key, c.pathway),
+                       order_by=(c.occurred_at.desc(), c.event_id.desc())).label("latest"))
+            .select_from(facts)
+            .where(c.area.in_(list(areas)), c.kind == ACTIVITY, c.pathway.is_not(None),
+                   c.pathway != "")
+        ).subquery("activity")
+        open_need = (
+            select(activity.c.moment, activity.c.member_key)
+            .where(activity.c.latest == 1,
+                   func.coalesce(activity.c.status, "").not_in(sorted(ENDED_STATUSES)))
+            .distinct()
+        ).subquery("open_need")
+        query = (
+            select(members.c.period, members.c.area, members.c.cohort, func.count(),
+                   func.count(open_need.c.member_key))
+            .select_from(members.outerjoin(open_need, and_(
+                open_need.c.moment == members.c.moment,
+                open_need.c.member_key == members.c.member_key)))
+            .group_by(members.c.period, members.c.area, members.c.cohort)
+        )
+        return [Stock(*row) for row in (await self.session.exec(query)).all()]
+
+    async def cohort_flows(self, areas: Sequence[str], start: date, end: date) -> list[CohortFactValue]:
+        """Adoptions and deselections around [start, end] (a day either side: the caller keeps
+        those on its London days)."""
+        c = COHORT_FACTS.c
+        low = datetime.combine(start - timedelta(days=1), time.min, tzinfo=UTC)
+        high = datetime.combine(end + timedelta(days=2), time.min, tzinfo=UTC)
+        rows = (await self.session.exec(
+            select(c.event_id, c.kind, c.member_key, c.area, c.cohort, c.occurred_at, c.reason)
+            .where(c.area.in_(list(areas)), c.kind.in_([SELECTED, DESELECTED]),
+                   c.occurred_at >= low, c.occurred_at < high)
         )).all()
         return [CohortFactValue(*row) for row in rows]
 
@@ -361,9 +453,97 @@ def _flush(connection: Any, pending: Contribution) -> None:
         )
 
 
+@dataclass
+class PendingFacts:
+    """Facts of a transaction not yet stored, by their keys (the first of a key kept)."""
+
+    calendar: WorkingCalendar
+    needs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    allocations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    steps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    cohort: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _insert_new(connection: Any, table: Table, rows: list[dict[str, Any]]) -> set[tuple]:
+    """Insert the rows not already there (one statement); the primary keys of those inserted."""
+    if not rows:
+        return set()
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    keys = list(table.primary_key.columns)
+    result = connection.execute(
+        dialect.insert(table).on_conflict_do_nothing().returning(*keys), rows
+    )
+    return {tuple(row) for row in result}
+
+
+def _histories(connection: Any, need_ids: list[str]) -> dict[str, History]:
+    """Every stored fact of these needs, in one round trip."""
+    out: dict[str, History] = defaultdict(History)
+    for kind, need_id, key, a, b, c, d, e, f, flag, t1, t2, t3 in connection.execute(
+        HISTORY, {"need_ids": need_ids}
+    ):
+        history = out[need_id]
+        if kind == 0:
+            history.need = Need(key, a, b, c, d, e, f, bool(flag), t1)
+        elif kind == 1:
+            history.allocations.append(Allocation(key, a, b, c, t1, t2, t3))
+        else:
+            history.steps.append(Step(key, StepKind(a), t1, b, c))
+    return out
+
+
+def project_facts(connection: Any, pending: PendingFacts) -> Contribution:
+    """Store a transaction's new facts; the change they make to the aggregates.
+
+    The needs touched are locked until the transaction ends (two events of one need can be
+    handled at once by the consumers of different streams: each computes the need's
+    contribution before and after its facts, so they must not interleave; SQLite has one
+    writer already), then read, then the new facts inserted: only those inserted change
+    anything, so a fact seen twice counts once.
+    """
+    if pending.cohort:
+        _insert_new(connection, COHORT_FACTS, list(pending.cohort.values()))
+    need_ids = sorted({*pending.needs, *(r["need_id"] for r in pending.allocations.values()),
+                       *(r["need_id"] for r in pending.steps.values())})
+    if not need_ids:
+        return Counter()
+    if connection.dialect.name == "postgresql":
+        connection.execute(LOCK_NEEDS, {"keys": [f"insights-need:{n}" for n in need_ids]})
+    known = _histories(connection, need_ids)
+    added: dict[str, History] = defaultdict(History)
+    for (need_id,) in _insert_new(connection, NEEDS, list(pending.needs.values())):
+        r = pending.needs[need_id]
+        added[need_id].need = Need(
+            need_id, r["area"], r["pathway"], r["complexity"], r["sex"], r["age_band"],
+            r["supervision"], r["at_risk_of_homelessness"], r["submitted_at"],
+        )
+    for (provider_referral_id,) in _insert_new(connection, ALLOCATIONS,
+                                               list(pending.allocations.values())):
+        r = pending.allocations[provider_referral_id]
+        added[r["need_id"]].allocations.append(Allocation(
+            provider_referral_id, r["service_code"], r["provider_code"], r["programme"],
+            r["allocated_at"], r["acknowledge_by"], r["respond_by"],
+        ))
+    for event_id, need_id in _insert_new(connection, STEPS, list(pending.steps.values())):
+        r = pending.steps[(event_id, need_id)]
+        added[need_id].steps.append(Step(
+            event_id, StepKind(r["step"]), r["occurred_at"], r["provider_referral_id"],
+            r["detail"],
+        ))
+    delta: Contribution = Counter()
+    for need_id in sorted(added):
+        delta.update(change_of(known.get(need_id, History()), added[need_id], pending.calendar))
+    return delta
+
+
 @event.listens_for(SyncSession, "before_commit")
 def _write_pending(session: SyncSession) -> None:
     # Runs inside AsyncSession.commit's greenlet (as pathways_shared.db's deferred inserts).
+    facts = session.info.pop(FACTS_KEY, None)
+    if facts is not None:
+        delta = project_facts(session.connection(), facts)
+        if delta:
+            session.info.setdefault(PENDING_KEY, Counter()).update(delta)
     pending = session.info.pop(PENDING_KEY, None)
     if pending:
         _flush(session.connection(), pending)
@@ -373,3 +553,4 @@ def _write_pending(session: SyncSession) -> None:
 def _forget_pending(session: SyncSession, previous_transaction: Any) -> None:
     if previous_transaction.parent is None:
         session.info.pop(PENDING_KEY, None)
+        session.info.pop(FACTS_KEY, None)

@@ -29,8 +29,10 @@ Interface for the dashboard (stable; the HTML layer calls these without HTTP):
   measure); a dimension value is `None` when the count has none (no allocation).
 
 Projection: every consumer handler calls one of the `record_*` functions inside the
-consumer's transaction; each adds facts (unless already there) and applies the change of the
-need's contribution to the aggregates (see `insights.domain.projection`).
+consumer's transaction; each keeps facts to store when the transaction commits, when the facts
+of every event handled in it are stored together (unless already there) and the change of each
+need's contribution applied to the aggregates (see `InsightsRepository.add_facts` and
+`insights.domain.projection`).
 """
 
 from __future__ import annotations
@@ -41,13 +43,11 @@ import hmac
 import io
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from insights.config import InsightsSettings
-from insights.domain import projection
-from insights.domain.cohorts import cohort_rows
+from insights.domain.cohorts import cohort_answer, periods_of
 from insights.domain.dimensions import (
     InvalidDimensions,
     age_band,
@@ -56,7 +56,6 @@ from insights.domain.dimensions import (
 )
 from insights.domain.figures import DEFINITIONS, FigureKind, RawRow, assemble
 from insights.domain.projection import DetailMeasure, StepKind
-from insights.models import AllocationFact, CohortFact, NeedFact, StepFact
 from insights.repository import InsightsRepository
 from insights.schemas import FiguresAnswer, FiguresQuery, Suppression
 from pathways_shared.auth import Principal
@@ -73,84 +72,48 @@ EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
 # --- projection ------------------------------------------------------------------------------
 
 
-async def _change_need(
-    session: AsyncSession, need_id: str, fact: Any, calendar: WorkingCalendar
-) -> bool:
-    """Add one fact of a need and apply the change it makes to the need's contribution."""
-    repository = InsightsRepository(session)
-    await repository.lock_need(need_id)
-    need, allocations, steps = await repository.history(need_id)
-    before = projection.contribution(need, allocations, steps, calendar)
-    if isinstance(fact, NeedFact):
-        added = await repository.add_need(fact)
-        need = projection.Need(
-            fact.need_id, fact.area, fact.pathway, fact.complexity, fact.sex, fact.age_band,
-            fact.supervision, fact.at_risk_of_homelessness, fact.submitted_at,
-        )
-    elif isinstance(fact, AllocationFact):
-        added = await repository.add_allocation(fact)
-        allocations = [*allocations, projection.Allocation(
-            fact.provider_referral_id, fact.service_code, fact.provider_code, fact.programme,
-            fact.allocated_at, fact.acknowledge_by, fact.respond_by,
-        )]
-    else:
-        added = await repository.add_step(fact)
-        steps = [*steps, projection.Step(
-            fact.event_id, StepKind(fact.step), fact.occurred_at, fact.provider_referral_id,
-            fact.detail,
-        )]
-    if not added:
-        return False
-    after = projection.contribution(need, allocations, steps, calendar)
-    delta = projection.difference(after, before)
-    if delta:
-        repository.apply(delta)
-    return True
-
-
-async def record_submission(
+def record_submission(
     session: AsyncSession, *, event_id: str, occurred_at: datetime, referral_id: str, area: str,
     sex: str, age_on_submission: int, supervision_status: str,
     needs: Sequence[tuple[str, str, str, Sequence[str]]], calendar: WorkingCalendar,
 ) -> None:
     """`needs`: (need id, pathway, complexity, flags) of each need."""
-    for need_id, pathway, complexity, flags in needs:
-        fact = NeedFact(
-            need_id=need_id, referral_id=referral_id, event_id=event_id, area=area,
-            pathway=pathway, complexity=complexity, sex=sex,
-            age_band=age_band(age_on_submission),
-            supervision=supervision_category(supervision_status),
-            at_risk_of_homelessness=(
-                pathway == Pathway.ACCOMMODATION and "at_risk_of_homelessness" in flags
-            ),
-            submitted_at=occurred_at,
-        )
-        await _change_need(session, need_id, fact, calendar)
+    band, supervision = age_band(age_on_submission), supervision_category(supervision_status)
+    InsightsRepository(session).add_facts(calendar, needs=[
+        {"need_id": need_id, "referral_id": referral_id, "event_id": event_id, "area": area,
+         "pathway": pathway, "complexity": complexity, "sex": sex, "age_band": band,
+         "supervision": supervision,
+         "at_risk_of_homelessness": (
+             pathway == Pathway.ACCOMMODATION and "at_risk_of_homelessness" in flags),
+         "submitted_at": occurred_at}
+        for need_id, pathway, complexity, flags in needs
+    ])
 
 
-async def record_allocation(
+def record_allocation(
     session: AsyncSession, *, event_id: str, occurred_at: datetime, need_id: str,
     provider_referral_id: str, service_code: str, provider_code: str, programme: str,
     acknowledge_by: datetime, respond_by: datetime, calendar: WorkingCalendar,
 ) -> None:
-    fact = AllocationFact(
-        provider_referral_id=provider_referral_id, need_id=need_id, event_id=event_id,
-        service_code=service_code, provider_code=provider_code, programme=programme,
-        allocated_at=occurred_at, acknowledge_by=acknowledge_by, respond_by=respond_by,
-    )
-    await _change_need(session, need_id, fact, calendar)
+    InsightsRepository(session).add_facts(calendar, allocations=[{
+        "provider_referral_id": provider_referral_id, "need_id": need_id, "event_id": event_id,
+        "service_code": service_code, "provider_code": provider_code, "programme": programme,
+        "allocated_at": occurred_at, "acknowledge_by": acknowledge_by, "respond_by": respond_by,
+    }])
 
 
-async def record_step(
-    session: AsyncSession, *, event_id: str, occurred_at: datetime, need_id: str,
+def record_steps(
+    session: AsyncSession, *, event_id: str, occurred_at: datetime, need_ids: Sequence[str],
     kind: StepKind, provider_referral_id: str | None = None, detail: str | None = None,
     calendar: WorkingCalendar,
 ) -> None:
-    fact = StepFact(
-        event_id=event_id, need_id=need_id, step=str(kind),
-        provider_referral_id=provider_referral_id, detail=detail, occurred_at=occurred_at,
-    )
-    await _change_need(session, need_id, fact, calendar)
+    """The same step of one or more needs (a withdrawal names every need of its referral)."""
+    InsightsRepository(session).add_facts(calendar, steps=[
+        {"event_id": event_id, "need_id": need_id, "step": str(kind),
+         "provider_referral_id": provider_referral_id, "detail": detail,
+         "occurred_at": occurred_at}
+        for need_id in need_ids
+    ])
 
 
 def pseudonym_secret(settings: InsightsSettings) -> str:
@@ -166,15 +129,16 @@ def member_key(crn: str, secret: str) -> str:
     return hmac.new(secret.encode(), crn.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-async def record_cohort_fact(
+def record_cohort_fact(
     session: AsyncSession, *, event_id: str, occurred_at: datetime, kind: str, member: str,
     area: str, cohort: str, reason: str | None = None, pathway: str | None = None,
-    status: str | None = None,
+    status: str | None = None, calendar: WorkingCalendar,
 ) -> None:
-    await InsightsRepository(session).add_cohort_fact(CohortFact(
-        event_id=event_id, kind=kind, member_key=member, area=area, cohort=cohort,
-        reason=reason, pathway=pathway, status=status, occurred_at=occurred_at,
-    ))
+    InsightsRepository(session).add_facts(calendar, cohort=[{
+        "event_id": event_id, "kind": kind, "member_key": member, "area": area,
+        "cohort": cohort, "reason": reason, "pathway": pathway, "status": status,
+        "occurred_at": occurred_at,
+    }])
 
 
 async def subject_access(session: AsyncSession, crn: str, settings: InsightsSettings) -> dict:
@@ -272,8 +236,9 @@ async def figures(
     if not query.areas:
         raw: list[RawRow] = []
     elif kind is FigureKind.COHORTS:
-        facts = await repository.cohort_facts(query.areas, query.to)
-        raw, total_counts = cohort_rows(facts, query.from_, query.to, query.by)
+        stock = await repository.cohort_stock(query.areas, periods_of(query.from_, query.to, query.by))
+        flows = await repository.cohort_flows(query.areas, query.from_, query.to)
+        raw, total_counts = cohort_answer(stock, flows, query.from_, query.to, query.by)
     elif kind is FigureKind.UNMET_NEED:
         details = await repository.read_details([str(DetailMeasure.UNMET_REASON)], **scope)
         merged: dict[tuple, int] = {}
@@ -281,13 +246,19 @@ async def figures(
             merged[key] = merged.get(key, 0) + n
         raw = [RawRow(key=key, counts={"unallocated": n}) for key, n in merged.items()]
     else:
-        raw = await repository.read_counts(definition.read, **scope)
-        if definition.histograms:
+        raw = await repository.read_counts(definition.cell_counts, **scope)
+        if definition.histograms or definition.breakdowns:
             by_key = {row.key: row for row in raw}
-            measures = [str(m) for m in definition.histograms]
+            histograms = {str(m) for m in definition.histograms}
+            breakdowns = {str(b.measure): b for b in definition.breakdowns}
+            measures = sorted(histograms | set(breakdowns))
             for measure, key, detail, n in await repository.read_details(measures, **scope):
                 row = by_key.get(key)
                 if row is None:
+                    continue
+                if measure in breakdowns:
+                    column = breakdowns[measure].column(detail)
+                    row.counts[column] = row.counts.get(column, 0) + n
                     continue
                 histogram = row.histograms.setdefault(measure, {})
                 histogram[int(detail)] = histogram.get(int(detail), 0) + n

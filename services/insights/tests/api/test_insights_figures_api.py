@@ -144,3 +144,35 @@ async def test_an_empty_period_shows_true_zeros(client, projected):
                          params={"from": "2020-01-01", "to": "2020-12-31"})
     total = r.json()["total"]
     assert total["submitted"] == 0 and total["suppressed"] == []
+
+
+async def test_service_levels_count_declines_by_reason_code(client, projected, sessionmaker):
+    from datetime import timedelta
+
+    from insights.domain.dimensions import Dimension
+    from insights.schemas import FiguresQuery
+    from insights.service import figures
+    from pathways_shared.clock import london_today
+    from pathways_shared.vocabulary import AREAS
+
+    # Below the threshold (one decline each): in the CSV's columns, every cell suppressed.
+    r = await client.get("/figures/service-levels", headers=auth("admin"),
+                         params={"by": "provider", "format": "csv"})
+    assert r.status_code == 200, r.text
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert {"declined", "declined_capacity", "declined_not_eligible", "declined_other"} <= set(rows[0])
+    by_provider = {row["provider"]: row for row in rows}
+    assert by_provider["MAXIMUS"]["declined_capacity"] == "" and by_provider["MAXIMUS"]["declined"] == ""
+    assert by_provider["NACRO"]["declined_capacity"] == "0"  # a true zero
+
+    # With a threshold of 1 (nothing small): each decline under its provider and reason code.
+    today = london_today()
+    query = FiguresQuery(areas=tuple(sorted(AREAS)), **{"from": today - timedelta(days=364)},
+                         to=today, by=(Dimension.PROVIDER,))
+    async with sessionmaker() as session:
+        answer = await figures(session, "service-levels", query, threshold=1)
+    shown = {row["provider"]: row for row in answer.rows}
+    assert (shown["MAXIMUS"]["declined"], shown["MAXIMUS"]["declined_capacity"]) == (1, 1)
+    assert (shown["ND_SERVICE"]["declined"], shown["ND_SERVICE"]["declined_not_eligible"]) == (1, 1)
+    assert shown["ND_SERVICE"]["declined_capacity"] == 0
+    assert answer.total["declined"] == 2 and answer.total["declined_other"] == 0

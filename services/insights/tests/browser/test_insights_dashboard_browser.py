@@ -345,3 +345,48 @@ def test_keyboard_reaches_the_skip_link_first_and_sees_focus(dashboard, browser)
             "getComputedStyle(document.activeElement).outlineColor + ' ' + getComputedStyle(document.activeElement).boxShadow"
         )
         assert "rgb(255, 221, 0)" in outline
+
+
+PAGE_OVERFLOW = """() => {
+    const width = document.documentElement.clientWidth;
+    const wider = [...document.querySelectorAll('body *')]
+        .filter(e => e.getBoundingClientRect().right > width + 1 && !e.closest('.app-table-scroll'))
+        .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + '.' + [...e.classList].join('.'));
+    return {scroll: document.documentElement.scrollWidth, width, wider: wider.slice(0, 5)};
+}"""
+
+
+def test_at_a_phones_width_no_page_scrolls_sideways_and_wide_tables_scroll_in_a_region(
+    dashboard, browser
+):
+    """WCAG 1.4.10 reflow at 320 CSS px of content (a 375 px phone): the page never scrolls
+    sideways; a table wider than the screen scrolls within its own wrapper, which keyboard
+    users can focus (tabindex) and screen readers announce by the table's heading."""
+    scrolled = 0
+    for javascript in (True, False):
+        with signed_in(browser, dashboard, javascript=javascript) as (_, page):
+            scrolled += _fits_a_phone(dashboard, page, shoot=javascript)
+    assert scrolled > 0  # some tables are wider than a phone: they scroll, not the page
+
+
+def _fits_a_phone(dashboard: Dashboard, page: Page, *, shoot: bool) -> int:
+    """Checks every page at 375 px; how many tables scroll within their wrapper."""
+    page.set_viewport_size({"width": 375, "height": 800})
+    scrolled = 0
+    for spec in PAGES:
+        page.goto(f"{dashboard.url}{spec.path}")
+        overflow = page.evaluate(PAGE_OVERFLOW)
+        assert overflow["scroll"] <= overflow["width"], (spec.slug, overflow)
+        assert overflow["wider"] == [], (spec.slug, overflow)
+        for table in spec.tables:
+            wrapper = page.locator(f"#{table.id} .app-table-scroll")
+            assert wrapper.get_attribute("tabindex") == "0"
+            assert wrapper.get_attribute("role") == "region"
+            assert wrapper.get_attribute("aria-labelledby") == f"{table.id}-heading"
+            box = wrapper.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375 + 1
+            widths = wrapper.evaluate("e => [e.scrollWidth, e.clientWidth]")
+            scrolled += widths[0] > widths[1]
+        if spec.slug == "providers" and shoot:
+            shot(page, "providers-narrow-reflow")
+    return scrolled

@@ -67,7 +67,10 @@ def test_an_answer_names_what_it_hid_and_nulls_rates_drawn_from_it():
     assert nacro["acceptance_rate"] is None  # 3 declines
     assert nacro["median_working_days_to_acknowledge"] is None
     assert nacro["achievement_score"] == 1.0
-    assert ixion["acceptance_rate"] == round(20 / 30, 4) and ixion["achievement_score"] == 0.75
+    # Declines are shown (with their reasons): IXION's 10 would give NACRO's 3 away from the
+    # total, so it is hidden too, and the acceptance rate drawn from it.
+    assert nacro["declined"] is None and ixion["declined"] is None and total["declined"] == 13
+    assert ixion["acceptance_rate"] is None and ixion["achievement_score"] == 0.75
     assert ixion["acknowledged_late"] is None  # secondary: else 7 - 5 gives NACRO's 2 away
     assert total["acknowledged_late"] == 7 and total["median_working_days_to_acknowledge"] == 2.0
 
@@ -86,3 +89,32 @@ def test_every_combination_of_small_counts_in_a_row_is_safe():
                                     "outcome_not_achieved")]
         hidden_count = sum(1 for v in shown if v is None) + (total["completed"] is None)
         assert hidden_count != 1
+
+
+def test_declines_by_reason_code_are_suppressed_with_the_declines_they_add_up_to():
+    def row(provider: str, declined: int, **reasons: int) -> RawRow:
+        counts = {"allocated": 100, "accepted": 50, "declined": declined}
+        counts |= {f"declined_{reason}": n for reason, n in reasons.items()}
+        return RawRow((provider,), counts)
+
+    raw = [row("NACRO", 12, capacity=9, risk_too_high=3),
+           row("IXION", 20, capacity=14, not_eligible=6)]
+    rows, total = assemble(SERVICE_LEVELS, [Dimension.PROVIDER], raw, 5)
+    ixion, nacro = rows
+    assert [c for c in SERVICE_LEVELS.counts if c.startswith("declined_")] == [
+        "declined_capacity", "declined_not_eligible", "declined_risk_too_high",
+        "declined_unable_to_engage", "declined_duplicate", "declined_other"]
+    # NACRO's 3 for risk is small; its 9 for capacity would give it away (12 - 9): hidden too.
+    assert nacro["declined_risk_too_high"] is None and nacro["declined_capacity"] is None
+    assert set(nacro["suppressed"]) >= {"declined_risk_too_high", "declined_capacity"}
+    assert nacro["declined"] == 12 and nacro["declined_other"] == 0  # a true zero is shown
+    # The total of capacity (23) would give NACRO's 9 away from IXION's 14: one of them goes,
+    # and then what IXION's row would give away of it.
+    assert None in (total["declined_capacity"], ixion["declined_capacity"])
+    assert ixion["declined"] == 20 and total["declined"] == 32
+    assert total["declined_risk_too_high"] is None  # 3 in all: small
+    reasons = [c for c in SERVICE_LEVELS.counts if c.startswith("declined")]
+    for shown in (*rows, total):  # no row has exactly one hidden figure to work out
+        assert sum(shown[c] is None for c in reasons) != 1, shown
+    for column in reasons:  # nor any column
+        assert sum(r[column] is None for r in (*rows, total)) != 1, column

@@ -10,8 +10,8 @@ an open need by the latest activity per pathway, so the order events arrived in 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
 from insights.domain.dimensions import Dimension
 from insights.domain.figures import RawRow
@@ -21,11 +21,10 @@ from pathways_shared.working_days import end_of_london_day, london_day
 SELECTED = "selected"
 DESELECTED = "deselected"
 ACTIVITY = "activity"
-_ENDED = frozenset(str(s) for s in ENDED_NEED_STATUSES)
+ENDED = frozenset(str(s) for s in ENDED_NEED_STATUSES)
 
 
-@dataclass(frozen=True)
-class CohortFact:
+class CohortFact(NamedTuple):  # a tuple: thousands are read for one answer
     event_id: str
     kind: str
     member_key: str
@@ -72,7 +71,8 @@ def cohort_rows(
         row = counts.setdefault(key, {})
         row[column] = row.get(column, 0) + n
 
-    periods = months_between(start, end) if Dimension.MONTH in by else [(start, end)]
+    by_month = Dimension.MONTH in by
+    periods = months_between(start, end) if by_month else [(start, end)]
     member: dict[tuple[str, str, str], bool] = {}
     status: dict[tuple[str, str], str] = {}
     i = j = 0
@@ -90,24 +90,90 @@ def cohort_rows(
                 status[(fact.member_key, fact.pathway)] = fact.status or ""
             j += 1
         members = [key for key, current in member.items() if current]
-        open_need = {m for (m, _), s in status.items() if s not in _ENDED}
+        open_need = {m for (m, _), s in status.items() if s not in ENDED}
         month = first.strftime("%Y-%m")
+        stock: dict[tuple[str, str], list[int]] = {}
         for area, cohort, key in members:
+            tally = stock.setdefault((area, cohort), [0, 0])
+            tally[0] += 1
+            tally[1] += key in open_need
+        for (area, cohort), (n, with_open_need) in stock.items():
             values = {Dimension.AREA: area, Dimension.COHORT: cohort, Dimension.MONTH: month,
                       Dimension.REASON: None}
-            add(values, "members")
-            if key in open_need:
-                add(values, "members_with_open_need")
+            add(values, "members", n)
+            if with_open_need:
+                add(values, "members_with_open_need", with_open_need)
+    # Only facts near the period can fall in it (its London days): a cheap test first.
+    low = datetime.combine(start - timedelta(days=1), time.min, tzinfo=UTC)
+    high = datetime.combine(end + timedelta(days=2), time.min, tzinfo=UTC)
     for fact in membership:
+        if not low <= fact.occurred_at < high:
+            continue
         day = london_day(fact.occurred_at)
         if not start <= day <= end:
             continue
         values = {Dimension.AREA: fact.area, Dimension.COHORT: fact.cohort,
-                  Dimension.MONTH: day.strftime("%Y-%m"),
+                  Dimension.MONTH: day.strftime("%Y-%m") if by_month else None,
                   Dimension.REASON: fact.reason if fact.kind == DESELECTED else None}
         add(values, "adopted" if fact.kind == SELECTED else "deselected")
-    stock = {
+    stock_total = {
         "members": len(members),
         "members_with_open_need": sum(1 for _, _, m in members if m in open_need),
     }
-    return [RawRow(key=key, counts=row) for key, row in counts.items()], stock
+    return [RawRow(key=key, counts=row) for key, row in counts.items()], stock_total
+
+
+def periods_of(start: date, end: date, by: Sequence[Dimension]) -> list[tuple[date, datetime]]:
+    """The instants the stock counts are taken at: the end of each month of the period (by
+    month; each clipped to it), else the end of the period; each with its period's first day."""
+    periods = months_between(start, end) if Dimension.MONTH in by else [(start, end)]
+    return [(first, end_of_london_day(last)) for first, last in periods]
+
+
+class Stock(NamedTuple):
+    """Members of a cohort in an area at the end of a period (`period`: its first day)."""
+
+    period: date
+    area: str
+    cohort: str
+    members: int
+    members_with_open_need: int
+
+
+def cohort_answer(
+    stock: Iterable[Stock], flows: Iterable[CohortFact], start: date, end: date,
+    by: Sequence[Dimension],
+) -> tuple[list[RawRow], dict[str, int]]:
+    """What `cohort_rows` gives, from the stock counted by the store at the end of each period
+    (the same rule: the latest adoption or deselection, the latest activity per pathway) and
+    the adoptions and deselections near the period."""
+    counts: dict[tuple, dict[str, int]] = {}
+
+    def add(values: dict[Dimension, str | None], column: str, n: int = 1) -> None:
+        key = tuple(values.get(d) for d in by)
+        row = counts.setdefault(key, {})
+        row[column] = row.get(column, 0) + n
+
+    by_month = Dimension.MONTH in by
+    last = max((first for first, _ in periods_of(start, end, by)), default=start)
+    total = {"members": 0, "members_with_open_need": 0}
+    for row in stock:
+        values = {Dimension.AREA: row.area, Dimension.COHORT: row.cohort,
+                  Dimension.MONTH: row.period.strftime("%Y-%m"), Dimension.REASON: None}
+        add(values, "members", row.members)
+        if row.members_with_open_need:
+            add(values, "members_with_open_need", row.members_with_open_need)
+        if row.period == last:
+            total["members"] += row.members
+            total["members_with_open_need"] += row.members_with_open_need
+    for fact in flows:
+        if fact.kind not in (SELECTED, DESELECTED):
+            continue
+        day = london_day(fact.occurred_at)
+        if not start <= day <= end:
+            continue
+        values = {Dimension.AREA: fact.area, Dimension.COHORT: fact.cohort,
+                  Dimension.MONTH: day.strftime("%Y-%m") if by_month else None,
+                  Dimension.REASON: fact.reason if fact.kind == DESELECTED else None}
+        add(values, "adopted" if fact.kind == SELECTED else "deselected")
+    return [RawRow(key=key, counts=row) for key, row in counts.items()], total

@@ -15,6 +15,7 @@ from typing import Any
 from insights.domain.dimensions import COHORT_DIMENSIONS, NEED_DIMENSIONS, Dimension
 from insights.domain.projection import DetailMeasure
 from insights.domain.suppression import TOTAL, RowRelation, is_small, suppressed_cells
+from pathways_shared.vocabulary import DeclineReason
 
 
 class FigureKind(StrEnum):
@@ -31,6 +32,30 @@ OUTCOME_SCORES = {"outcome_achieved": 1.0, "outcome_partially_achieved": 0.5,
 
 
 @dataclass(frozen=True)
+class Breakdown:
+    """A count split by the categories of a detail (declines by reason code): one column per
+    category, `prefix` + category; a detail outside the categories counts under `fallback`."""
+
+    measure: DetailMeasure
+    prefix: str
+    categories: tuple[str, ...]
+    fallback: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.prefix + c for c in self.categories)
+
+    def column(self, detail: str) -> str:
+        return self.prefix + (detail if detail in self.categories else self.fallback)
+
+
+DECLINE_REASONS = Breakdown(
+    DetailMeasure.DECLINE_REASON, "declined_", tuple(str(r) for r in DeclineReason),
+    str(DeclineReason.OTHER),
+)
+
+
+@dataclass(frozen=True)
 class FigureDefinition:
     kind: FigureKind
     counts: tuple[str, ...]  # shown, suppressed when small
@@ -42,10 +67,18 @@ class FigureDefinition:
     # Counts at the end of a period (not additive over months).
     stock: tuple[str, ...] = ()
     extra_dimensions: tuple[Dimension, ...] = field(default=())
+    # Counts read from the details, by category (the rest are read from the cells).
+    breakdowns: tuple[Breakdown, ...] = ()
 
     @property
     def read(self) -> tuple[str, ...]:
         return self.counts + self.hidden
+
+    @property
+    def cell_counts(self) -> tuple[str, ...]:
+        """What is read from the aggregated cells (not from the details)."""
+        from_details = {c for b in self.breakdowns for c in b.columns}
+        return tuple(c for c in self.read if c not in from_details)
 
 
 NEEDS = FigureDefinition(
@@ -70,14 +103,16 @@ SERVICE_LEVELS = FigureDefinition(
     FigureKind.SERVICE_LEVELS,
     counts=(
         "allocated", "acknowledged_on_time", "acknowledged_late", "responded_on_time",
-        "responded_late", "deadlines_missed",
+        "responded_late", "deadlines_missed", "declined", *DECLINE_REASONS.columns,
     ),
-    hidden=("accepted", "declined", *OUTCOMES),
+    hidden=("accepted", *OUTCOMES),
     derived=(
         "median_working_days_to_acknowledge", "median_working_days_to_respond",
         "acceptance_rate", "achievement_score",
     ),
     histograms=(DetailMeasure.WORKING_DAYS_TO_ACKNOWLEDGE, DetailMeasure.WORKING_DAYS_TO_RESPOND),
+    breakdowns=(DECLINE_REASONS,),
+    relations=(RowRelation(("declined",), DECLINE_REASONS.columns),),
     dimensions=NEED_DIMENSIONS,
 )
 COHORTS = FigureDefinition(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -250,3 +250,28 @@ def difference(after: Contribution, before: Contribution) -> Contribution:
         if change:
             delta[key] = change
     return delta
+
+
+@dataclass
+class History:
+    """The facts known about one need."""
+
+    need: Need | None = None
+    allocations: list[Allocation] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+
+def change(known: History, added: History, calendar: WorkingCalendar) -> Contribution:
+    """What adding new facts (`added`, none of them known before) changes in the figures.
+
+    However many facts arrive at once, and in whatever order, the need's contribution goes
+    from what its known facts give to what all of them give.
+    """
+    if not (added.need or added.allocations or added.steps):
+        return Counter()
+    before = contribution(known.need, known.allocations, known.steps, calendar)
+    after = contribution(
+        added.need or known.need, [*known.allocations, *added.allocations],
+        [*known.steps, *added.steps], calendar,
+    )
+    return difference(after, before)

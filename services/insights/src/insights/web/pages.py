@@ -14,8 +14,9 @@ from typing import Any
 
 from markupsafe import Markup
 
+from insights.domain.figures import DECLINE_REASONS as DECLINE_REASON_COUNTS
 from insights.web import charts
-from insights.web.labels import DIMENSION_NAMES, dimension_value
+from insights.web.labels import DECLINE_REASONS, DIMENSION_NAMES, dimension_value
 from pathways_shared.vocabulary import Pathway
 
 SUPPRESSED = "[c]"
@@ -176,6 +177,18 @@ PROVIDERS = PageSpec(
                 _count("completed", "Completed"), _count("withdrawn", "Withdrawn"),
             ),
             ChartSpec("declined", "Declines by provider"),
+        ),
+        TableSpec(
+            "decline-reasons-by-provider", "service-levels", ("provider",),
+            "Declines by reason, by provider",
+            (
+                _count("declined", "Declined"),
+                *(_count(column, DECLINE_REASONS.get(reason, reason))
+                  for reason, column in zip(DECLINE_REASON_COUNTS.categories,
+                                            DECLINE_REASON_COUNTS.columns, strict=True)),
+            ),
+            ChartSpec("declined", "Declines by provider"),
+            note="The reason code the provider gave when it declined the referral.",
         ),
         TableSpec(
             "outcomes-by-provider", "needs", ("provider",),
