@@ -8,18 +8,20 @@ from typing import Any
 
 from pathways_shared.clock import utc_now
 from pathways_shared.db import make_engine, make_sessionmaker
-from referrals import domain
+from referrals.domain.events import Decision
+from referrals.domain.submission import submit_referral
 from referrals.repository import HISTORY, NEEDS, REFERRALS, ReferralRepository
 from referrals.schemas import ReferralCreate
 from sqlalchemy import select
 
 
 NOW = utc_now()
+CLIENT = "test-probation"
 
 
-def _decision(body: dict[str, Any]) -> domain.Decision:
-    return domain.submit_referral(ReferralCreate.model_validate(body).to_domain(),
-                                  actor="test-probation", now=NOW, new_id=uuid.uuid4)
+def _decision(body: dict[str, Any]) -> Decision:
+    return submit_referral(ReferralCreate.model_validate(body).to_domain(),
+                           actor="test-probation", now=NOW, new_id=uuid.uuid4)
 
 
 async def _stored(session, referral_id) -> dict[str, Any]:
@@ -52,7 +54,7 @@ async def test_one_statement_and_three_write_the_same_rows(database_url, referra
             repo = ReferralRepository(session)
             # The PostgreSQL path (one statement) and the SQLite one (three), side by side.
             assert await repo.add(one.referral, fingerprint="f", idempotency_key=None,
-                                  history=one.history)
+                                  client=CLIENT, history=one.history)
             assert await repo._add_in_steps(*_values(three, "f"))
         async with sessionmaker() as session:
             written_one = await _stored(session, one.referral.id)
@@ -65,7 +67,7 @@ async def test_one_statement_and_three_write_the_same_rows(database_url, referra
         async with sessionmaker() as session, session.begin():
             repo = ReferralRepository(session)
             assert not await repo.add(again.referral, fingerprint="f", idempotency_key=None,
-                                      history=again.history)
+                                      client=CLIENT, history=again.history)
             assert not await repo._add_in_steps(*_values(again, "f"))
         async with sessionmaker() as session:
             for table, column in ((REFERRALS, REFERRALS.c.id), (NEEDS, NEEDS.c.referral_id),
@@ -76,12 +78,12 @@ async def test_one_statement_and_three_write_the_same_rows(database_url, referra
         await engine.dispose()
 
 
-def _values(decision: domain.Decision, fingerprint: str):
+def _values(decision: Decision, fingerprint: str):
     from referrals.repository import _history_values, _need_values, _referral_values
 
     referral = decision.referral
     return (
-        _referral_values(referral, fingerprint, None),
+        _referral_values(referral, fingerprint, None, CLIENT),
         [_need_values(referral.id, n, need) for n, need in enumerate(referral.needs)],
         [_history_values(referral.id, entry) for entry in decision.history],
     )
