@@ -46,3 +46,32 @@ from referrals.config import ReferralsSettings
 app = create_app(ReferralsSettings(jwt_secret="openapi-export", environment="development"))
 print(json.dumps(app.state.operator_openapi()))
 """
+
+
+def _operations():
+    import json
+
+    for path in sorted((ROOT / "docs" / "openapi").glob("*.json")):
+        doc = json.loads(path.read_text())
+        for route, item in doc["paths"].items():
+            for method, op in item.items():
+                yield path.stem, method, route, op
+
+
+def test_operation_ids_are_descriptive_and_unique():
+    """A generated client's method names: a verb and a noun (`acceptReferral`, not `accept`)."""
+    import re
+
+    seen: dict[str, set[str]] = {}
+    for service, method, route, op in _operations():
+        op_id = op["operationId"]
+        assert re.fullmatch(r"[a-z]+(?:[A-Z][a-z0-9]*)+", op_id), (service, method, route, op_id)
+        assert op_id not in seen.setdefault(service, set()), (service, op_id)
+        seen[service].add(op_id)
+
+
+def test_every_created_answer_documents_its_location():
+    created = [(s, m, r, op) for s, m, r, op in _operations() if "201" in op["responses"]]
+    assert len(created) >= 7
+    for service, method, route, op in created:
+        assert "Location" in op["responses"]["201"].get("headers", {}), (service, method, route)

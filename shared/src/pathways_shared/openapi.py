@@ -41,6 +41,12 @@ def _problem_content() -> dict[str, Any]:
 
 def _shape_operation(op: dict[str, Any], *, path: str) -> None:
     responses: dict[str, Any] = op.setdefault("responses", {})
+    for created in ("201", "202"):
+        if created in responses:
+            responses[created].setdefault("headers", {})["Location"] = {
+                "description": "The path of the record created (of the import, for a 202)",
+                "schema": {"type": "string"},
+            }
     statuses: set[int] = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
     if op.get("security"):
         statuses |= {401, 403}

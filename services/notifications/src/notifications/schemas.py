@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pathways_shared.events import iso_z
+from pathways_shared.pagination import NextCursor
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 
@@ -59,7 +60,7 @@ class SubscriptionCreated(SubscriptionPublic):
 
 class SubscriptionsPublic(BaseModel):
     data: list[SubscriptionPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 class AttemptPublic(_Out):
@@ -94,7 +95,7 @@ class NotificationPublic(_Out):
 
 class NotificationsPublic(BaseModel):
     data: list[NotificationPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 class SubjectAccessNotification(NotificationPublic):

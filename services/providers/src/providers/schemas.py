@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pathways_shared.inputs import InputBool, InputDate, InputDateTime
+from pathways_shared.pagination import NextCursor
 from pathways_shared.problems import problem_responses as shared_problem_responses
 from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
 from providers.catalogue import Eligibility, NeedFlag, Service
@@ -42,7 +43,7 @@ class ServicePublic(Strict):
 
 class ServicesPublic(Strict):
     data: list[ServicePublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 class ServicePut(Service):
@@ -59,7 +60,7 @@ class ProviderPublic(Strict):
 
 class ProvidersPublic(Strict):
     data: list[ProviderPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 # ---- eligibility ---------------------------------------------------------------------------
@@ -135,7 +136,7 @@ class ProviderReferralPublic(Strict):
 
 class ProviderReferralsPublic(Strict):
     data: list[ProviderReferralPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 class ProviderReferralDetail(ProviderReferralPublic):
@@ -176,7 +177,7 @@ class RoutingDecisionPublic(Strict):
 
 class RoutingDecisionsPublic(Strict):
     data: list[RoutingDecisionPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 # ---- problems (for the OpenAPI document) ---------------------------------------------------

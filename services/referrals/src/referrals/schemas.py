@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerialize
 
 from pathways_shared.events import iso_z
 from pathways_shared.inputs import InputBool, InputDate
+from pathways_shared.pagination import NextCursor
 from pathways_shared.problems import problem_responses as shared_problem_responses
 from pathways_shared.vocabulary import (
     Complexity,
@@ -367,7 +368,7 @@ def referral_document(row: Any, needs: Sequence[Any]) -> dict[str, Any]:
 
 class ReferralsPublic(BaseModel):
     data: list[ReferralPublic]
-    next_cursor: str | None
+    next_cursor: NextCursor
 
 
 class HistoryEntryPublic(BaseModel):
@@ -390,7 +391,7 @@ class HistoryEntryPublic(BaseModel):
 
 class HistoryPublic(BaseModel):
     data: list[HistoryEntryPublic]
-    next_cursor: str | None
+    next_cursor: NextCursor
 
 
 class PathwayPublic(BaseModel):
@@ -400,7 +401,7 @@ class PathwayPublic(BaseModel):
 
 class PathwaysPublic(BaseModel):
     data: list[PathwayPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 class AccessLogPublic(BaseModel):
