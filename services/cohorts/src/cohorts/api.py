@@ -15,6 +15,7 @@ from cohorts.schemas import (
     AssessmentPublic,
     DeselectionSuggestion,
     ImportPublic,
+    ImportStarted,
     MemberCreate,
     MemberDeselect,
     MemberMove,
@@ -29,6 +30,7 @@ from cohorts.schemas import (
     SelectionRunCreate,
     SelectionRunPublic,
     SelectionRunSummary,
+    SubjectAccessPublic,
 )
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
@@ -248,7 +250,12 @@ _CSV_BODY = {
     tags=["nominals"],
     response_model=ImportPublic,
     openapi_extra=_CSV_BODY,
-    responses={202: {"description": "Accepted: follow the import at /offence-imports/{id}"}},
+    responses={
+        202: {
+            "model": ImportStarted,
+            "description": "Accepted: follow the import at /offence-imports/{id}",
+        }
+    },
 )
 async def import_offences(
     request: Request,
@@ -533,6 +540,7 @@ async def get_deselection_suggestions(
 @router.get(
     "/subject-access-requests",
     tags=["data protection"],
+    response_model=SubjectAccessPublic,
     operation_id="subjectAccessRequest",
 )
 async def get_subject_access(

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
 
-from pathways_shared.events import iso_z
+from pathways_shared.outputs import UtcDateTime
 from pathways_shared.pagination import NextCursor
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Body(BaseModel):
@@ -17,10 +15,6 @@ class _Body(BaseModel):
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
-
-    @field_serializer("*", when_used="json")
-    def _times(self, value: Any) -> Any:
-        return iso_z(value) if isinstance(value, datetime) else value
 
 
 class SubscriptionCreate(_Body):
@@ -47,8 +41,8 @@ class SubscriptionPublic(_Out):
     areas: list[str] | None
     active: bool
     created_by: str
-    created_at: datetime
-    disabled_at: datetime | None
+    created_at: UtcDateTime
+    disabled_at: UtcDateTime | None
     disabled_reason: str | None
     consecutive_failures: int
     last_error: str | None
@@ -65,8 +59,8 @@ class SubscriptionsPublic(BaseModel):
 
 class AttemptPublic(_Out):
     number: int
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: UtcDateTime
+    finished_at: UtcDateTime | None
     outcome: str | None
     status_code: int | None
     detail: str | None
@@ -85,11 +79,11 @@ class NotificationPublic(_Out):
     need_ids: list[uuid.UUID]
     status: str
     attempts: int
-    next_attempt_at: datetime | None
+    next_attempt_at: UtcDateTime | None
     last_error: str | None
-    delivered_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    delivered_at: UtcDateTime | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
     attempt_log: list[AttemptPublic] = Field(default_factory=list)
 
 
@@ -103,7 +97,7 @@ class SubjectAccessNotification(NotificationPublic):
 
 
 class AccessLogEntry(_Out):
-    at: datetime
+    at: UtcDateTime
     actor: str
     action: str
     resource: str

@@ -8,10 +8,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pathways_shared.inputs import InputBool, InputDate, InputDateTime
+from pathways_shared.inputs import (
+    AreaCode,
+    InputBool,
+    InputDate,
+    InputDateTime,
+    code_of,
+    comments_required_when_other,
+)
 from pathways_shared.pagination import NextCursor
 from pathways_shared.problems import problem_responses as shared_problem_responses
-from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
+from pathways_shared.vocabulary import (
+    Complexity,
+    DeclineReason,
+    Outcome,
+    Pathway,
+    Sex,
+    SupervisionStatus,
+)
 from providers.catalogue import Eligibility, NeedFlag, Service
 from providers.domain import ProviderReferralStatus
 
@@ -82,7 +96,7 @@ class EligibilityNeed(Strict):
 
 
 class EligibilityRequest(Strict):
-    area: str = Field(min_length=1, max_length=20)
+    area: AreaCode
     person: EligibilityPerson
     supervision: EligibilitySupervision
     need: EligibilityNeed
@@ -147,7 +161,9 @@ class ProviderReferralDetail(ProviderReferralPublic):
 
 
 class DeclineRequest(Strict):
-    reason_code: str = Field(max_length=40)
+    model_config = ConfigDict(json_schema_extra=comments_required_when_other("reason_code"))
+
+    reason_code: str = code_of(DeclineReason, "Why the provider declines")
     comments: str | None = Field(default=None, max_length=4000)
 
 
@@ -156,7 +172,7 @@ class StartRequest(Strict):
 
 
 class CompleteRequest(Strict):
-    outcome: str = Field(max_length=40)
+    outcome: str = code_of(Outcome, "What the intervention achieved")
     notes: str | None = Field(default=None, max_length=4000)
 
 

@@ -14,10 +14,18 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from pathways_shared.events import iso_z
-from pathways_shared.inputs import InputBool, InputDate
+from pathways_shared.inputs import (
+    AreaCode,
+    Crn,
+    InputBool,
+    InputDate,
+    NomsNumber,
+    PncNumber,
+    comments_required_when_other,
+)
 from pathways_shared.pagination import NextCursor
 from pathways_shared.problems import problem_responses as shared_problem_responses
 from pathways_shared.vocabulary import (
@@ -32,7 +40,11 @@ from pathways_shared.vocabulary import (
 from referrals import domain
 from referrals.domain import NeedFlag, ReferralStatus
 
-UtcDatetime = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
+UtcDatetime = Annotated[
+    datetime,
+    PlainSerializer(iso_z, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
 
 Short = Annotated[str, Field(max_length=100)]
 Name = Annotated[str, Field(max_length=200)]
@@ -44,9 +56,9 @@ class _Request(BaseModel):
 
 
 class PersonIn(_Request):
-    crn: Annotated[str, Field(max_length=20)]
-    noms_number: Annotated[str, Field(max_length=20)] | None = None
-    pnc_number: Annotated[str, Field(max_length=20)] | None = None
+    crn: Crn
+    noms_number: NomsNumber | None = None
+    pnc_number: PncNumber | None = None
     given_name: Name
     family_name: Name
     date_of_birth: InputDate
@@ -62,7 +74,7 @@ class SupervisionIn(_Request):
 
 class RiskIn(_Request):
     rosh: Rosh
-    mappa_level: int | None = None
+    mappa_level: Annotated[int, Field(json_schema_extra={"enum": [1, 2, 3]})] | None = None
 
 
 class PractitionerIn(_Request):
@@ -85,7 +97,7 @@ class NeedIn(_Request):
 
 class ReferralCreate(_Request):
     source_reference: Short
-    area: Annotated[str, Field(max_length=20)]
+    area: AreaCode
     person: PersonIn
     supervision: SupervisionIn
     risk: RiskIn
@@ -134,6 +146,8 @@ class ReferralCreate(_Request):
 
 
 class WithdrawalCreate(_Request):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=comments_required_when_other("reason_code"))
+
     reason_code: WithdrawalReason
     comments: LongText | None = None
 
