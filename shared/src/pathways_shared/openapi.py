@@ -72,6 +72,9 @@ def _shape_operation(op: dict[str, Any], *, path: str) -> None:
     if op.get("security"):
         statuses |= {401, 403}
     has_input = bool(op.get("parameters") or op.get("requestBody"))
+    if op.get("requestBody"):
+        # a body the server cannot decode (not UTF-8) is a 400; one past the size limit a 413
+        statuses |= {400, 413}
     if has_input:
         statuses.add(422)
     if "{" in path:

@@ -53,11 +53,12 @@ class Problem(BaseModel):
 
 # What each status means when a route does not say more.
 STATUS_MEANINGS = {
-    400: "Bad request",
+    400: "Bad request: the body cannot be decoded",
     401: "No bearer token, or one that is invalid or expired (see WWW-Authenticate)",
     403: "The token lacks the role, provider or area this needs",
     404: "No such record, or one the caller may not see",
     409: "The record's state does not allow this",
+    413: "The request body is larger than the service takes",
     422: "The request is invalid; `errors` names each field at fault",
     503: "A dependency is unreachable; retry after Retry-After seconds",
 }
