@@ -18,11 +18,12 @@ $(VENV)/.installed: uv.lock pyproject.toml shared/pyproject.toml $(wildcard serv
 	$(UV) sync --all-packages --frozen --quiet
 	@touch $@
 
-# GOV.UK Frontend (served by the insights dashboard) and axe-core (its browser tests), pinned in
+# GOV.UK Frontend (served by the insights dashboard), axe-core (its browser tests), Redocly CLI and the
+# AsyncAPI parser (the contract checks of shared/tests/test_published_documents.py), pinned in
 # package-lock.json; `npm ci` installs exactly the lock, dev packages included.
 node_modules/.installed: package.json package-lock.json
 	@scripts/ensure-node.sh
-	npm ci --include=dev --no-audit --no-fund --loglevel=error
+	SCARF_ANALYTICS=false npm ci --include=dev --no-audit --no-fund --loglevel=error
 	@touch $@
 
 browser: ## Make sure Debian's Chromium is installed (the dashboard's browser tests)

@@ -1,6 +1,7 @@
 """Fuzzing: schemathesis against every running service's `/openapi.json`, with a token that
 holds every role, on a system of its own (the fuzzer creates services, policies and members
-that would disturb other tests). Every answer must be a non-5xx that matches its schema.
+that would disturb other tests). Every answer must be a non-5xx that the document describes
+(status, content type, headers, body).
 
 Bounded: a few positive and a few negative examples per operation, derandomised, no
 shrinking. PATHWAYS_FUZZ_EXAMPLES raises the number of examples for a longer run.
@@ -20,7 +21,12 @@ from hypothesis import HealthCheck, Phase
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from pathways_shared.testing import auth
 
@@ -29,7 +35,14 @@ pytestmark = pytest.mark.timeout(int(os.environ.get("PATHWAYS_FUZZ_TIMEOUT", "36
 EXAMPLES = int(os.environ.get("PATHWAYS_FUZZ_EXAMPLES", "6"))
 EVERY_ROLE = auth(["probation", "provider", "police", "iom_panel", "admin", "service"],
                   provider="NACRO", sub="fuzzer")
-CHECKS = [not_a_server_error, response_schema_conformance]
+# What the documents promise: no 5xx, every status, content type and header documented, every
+# body within its schema. Left out: positive_data_acceptance (schema-valid input may break a
+# rule JSON Schema cannot say, such as an age on the day or an unknown record, and is rightly
+# refused) and negative_data_rejection (the token every call carries undoes a case that drops
+# `Authorization`, and unknown query parameters are ignored, as HTTP APIs do: the contract
+# refuses unknown fields of a body, which the body schemas say).
+CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance,
+          content_type_conformance, response_headers_conformance]
 SETTINGS = hypothesis.settings(
     max_examples=EXAMPLES,
     derandomize=True,

@@ -73,3 +73,61 @@ async def test_docs_pages_load_their_assets_locally(client):
 async def test_metrics_still_serves_prometheus_text(client):
     r = await client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+
+
+async def test_a_405_allows_every_method_the_path_takes(settings):
+    """The router names only the first route whose path matched: `Allow` must list them all."""
+    import httpx
+    from fastapi import APIRouter
+
+    from pathways_shared.runtime import build_app
+
+    router = APIRouter()
+
+    @router.get("/things/{code}")
+    async def get_thing(code: str) -> dict:
+        return {"code": code}
+
+    @router.put("/things/{code}")
+    async def put_thing(code: str) -> dict:
+        return {"code": code}
+
+    @router.delete("/things/{code}", status_code=204)
+    async def delete_thing(code: str) -> None:
+        return None
+
+    app = build_app(settings, title="allow", routers=[router])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        r = await c.patch("/things/x", json={})
+        assert r.status_code == 405
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.headers["allow"] == "DELETE, GET, PUT"
+        r = await c.options("/docs-assets/swagger-ui.css")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+        r = await c.options("/health/live")
+        assert r.status_code == 405 and r.headers["allow"] == "GET"
+
+
+async def test_every_created_answer_documents_its_location(client):
+    doc = (await client.get("/openapi.json")).json()
+    created = doc["paths"]["/pings"]["post"]["responses"]["201"]
+    assert created["headers"]["Location"]["schema"] == {"type": "string"}
+
+
+async def test_an_empty_cursor_is_refused_as_the_schema_says(client):
+    """The last page answers `next_cursor: null`, never ""; the schema says a cursor is never
+    empty, and the server refuses one with a 422 naming `cursor`."""
+    from pathways_shared.testing import auth
+
+    r = await client.get("/admin/dead-letters", params={"cursor": ""}, headers=auth("admin"))
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["cursor"]
+    first = await client.get("/admin/dead-letters", headers=auth("admin"))
+    assert first.status_code == 200 and first.json()["next_cursor"] is None
+
+    operator = (await client.get("/openapi-operator.json")).json()
+    params = operator["paths"]["/admin/dead-letters"]["get"]["parameters"]
+    cursor = next(p for p in params if p["name"] == "cursor")["schema"]["anyOf"][0]
+    assert cursor["minLength"] == 1 and cursor["pattern"]
+    page = operator["components"]["schemas"]["Page_DeadLetterPublic_"]["properties"]["next_cursor"]
+    assert "null on the last page" in page["description"]

@@ -12,7 +12,9 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, StrictBool
+from pydantic import BeforeValidator, Field, StrictBool
+
+from pathways_shared.vocabulary import AREAS
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -35,4 +37,51 @@ InputDate = Annotated[date, BeforeValidator(_date_string)]
 InputDateTime = Annotated[datetime, BeforeValidator(_date_time_string)]
 InputBool = StrictBool
 
-__all__ = ["InputBool", "InputDate", "InputDateTime"]
+
+# Identifiers as the published schema states them. The services check each one in their own
+# rules (every error of a body at once, with a message a person can act on); these types only
+# make the schema say what those rules refuse, so a partner's validator and generator know it.
+CRN_JSON_PATTERN = r"^[A-Z][0-9]{6}$"
+NOMS_JSON_PATTERN = r"^[A-Z][0-9]{4}[A-Z]{2}$"
+PNC_JSON_PATTERN = r"^[0-9]{4}/[0-9]{7}[A-Z]$"
+
+AreaCode = Annotated[str, Field(
+    max_length=20, description="A local authority area, by its ONS GSS code",
+    json_schema_extra={"enum": sorted(AREAS)},
+)]
+Crn = Annotated[str, Field(
+    max_length=20, description="Case reference number (nDelius): a capital letter and six digits",
+    json_schema_extra={"pattern": CRN_JSON_PATTERN, "examples": ["X123456"]},
+)]
+NomsNumber = Annotated[str, Field(
+    max_length=20, description="Prison number: a letter, four digits, two letters",
+    json_schema_extra={"pattern": NOMS_JSON_PATTERN, "examples": ["A1234BC"]},
+)]
+PncNumber = Annotated[str, Field(
+    max_length=20, description="Police National Computer number: YYYY/NNNNNNNL",
+    json_schema_extra={"pattern": PNC_JSON_PATTERN, "examples": ["2010/1234567A"]},
+)]
+
+
+def code_of(values: Any, description: str) -> Any:
+    """A code the service parses in its own rules (a 422 naming the field), stated in the
+    schema as the enum it is."""
+    return Field(max_length=40, description=description,
+                 json_schema_extra={"enum": [getattr(v, "value", v) for v in values]})
+
+
+def comments_required_when_other(reason_field: str) -> dict[str, Any]:
+    """JSON Schema (OpenAPI 3.1) for "`comments` is required, not blank, when the reason is
+    `other`": the rule the server enforces, as a model's `json_schema_extra`."""
+    return {
+        "if": {"properties": {reason_field: {"const": "other"}}, "required": [reason_field]},
+        "then": {"required": ["comments"],
+                 "properties": {"comments": {"type": "string", "pattern": r"\S"}}},
+        "description": f"`comments` is required (not blank) when `{reason_field}` is `other`.",
+    }
+
+
+__all__ = [
+    "AreaCode", "Crn", "InputBool", "InputDate", "InputDateTime", "NomsNumber", "PncNumber",
+    "code_of", "comments_required_when_other",
+]

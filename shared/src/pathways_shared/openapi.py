@@ -29,6 +29,25 @@ INFO = {
 }
 
 
+# What each tag groups, for the documents' tag list (a tag a service uses and this does not
+# name is described by its name).
+TAG_DESCRIPTIONS = {
+    "referrals": "Referrals of people on probation and their needs, as probation sees them",
+    "catalogue": "Providers and their commissioned services",
+    "routing": "Eligibility and how each need was routed",
+    "inbox": "A provider's referrals and the actions it takes on them",
+    "nominals": "People known to the IOM scheme and their offence histories",
+    "policies": "Each area's selection policy",
+    "selection": "Selection runs: the candidates for each cohort",
+    "cohorts": "Cohort membership: adoption, deselection, moves and reviews",
+    "subscriptions": "Webhook subscriptions to the partnership's events",
+    "delivery log": "Every email and webhook delivery and its attempts",
+    "figures": "The partnership's figures (no personal data)",
+    "data protection": "Subject access requests (DPA 2018)",
+    OPERATOR_TAG: "Health, metrics and dead letters, for the team running the service",
+}
+
+
 def operation_id(route: APIRoute) -> str:
     """`submit_referral` -> `submitReferral`: stable while the route's function keeps its name."""
     head, *rest = route.name.split("_")
@@ -41,10 +60,21 @@ def _problem_content() -> dict[str, Any]:
 
 def _shape_operation(op: dict[str, Any], *, path: str) -> None:
     responses: dict[str, Any] = op.setdefault("responses", {})
+    for created in ("201", "202"):
+        if created in responses:
+            responses[created].setdefault("headers", {})["Location"] = {
+                "description": "The path of the record created (of the import, for a 202)",
+                "schema": {"type": "string"},
+            }
     statuses: set[int] = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
+    # an operation without the bearer scheme (health, metrics) says it needs no credentials
+    op.setdefault("security", [])
     if op.get("security"):
         statuses |= {401, 403}
     has_input = bool(op.get("parameters") or op.get("requestBody"))
+    if op.get("requestBody"):
+        # a body the server cannot decode (not UTF-8) is a 400; one past the size limit a 413
+        statuses |= {400, 413}
     if has_input:
         statuses.add(422)
     if "{" in path:
@@ -72,6 +102,15 @@ def shape_document(doc: dict[str, Any]) -> dict[str, Any]:
                 if not op.get("tags"):
                     # untagged routes group by their collection: /provider-referrals/{id} -> provider-referrals
                     op["tags"] = [path.strip("/").split("/")[0].split(":")[0] or "service"]
+    # every tag an operation uses is declared at the top (Redocly's operation-tag-defined)
+    declared = doc.setdefault("tags", [])
+    named = {tag["name"] for tag in declared}
+    used = sorted({t for item in doc.get("paths", {}).values() for op in item.values()
+                   if isinstance(op, dict) for t in op.get("tags", [])})
+    declared.extend({"name": tag, "description": TAG_DESCRIPTIONS.get(tag, tag.capitalize())}
+                    for tag in used if tag not in named)
+    if not declared:
+        doc.pop("tags")
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pathways_shared.clock import in_utc_range
 from pathways_shared.problems import ValidationProblem
@@ -20,13 +20,24 @@ from pathways_shared.problems import ValidationProblem
 T = TypeVar("T")
 
 LimitParam = Annotated[int, Query(ge=1, le=200, description="Page size, at most 200")]
-CursorParam = Annotated[str | None, Query(max_length=500, description="From a previous next_cursor")]
+# A cursor is what `encode_cursor` writes (unpadded URL-safe base64): never empty. The first
+# page is asked without one; the last page answers `next_cursor: null`.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+CursorParam = Annotated[
+    str | None,
+    Query(
+        min_length=1, max_length=500, pattern=CURSOR_PATTERN,
+        description="The `next_cursor` of the previous page, as it was given; left out for the first page",
+    ),
+]
+NEXT_CURSOR_DESCRIPTION = "Ask for the next page with this as `cursor`; null on the last page"
+NextCursor = Annotated[str | None, Field(description=NEXT_CURSOR_DESCRIPTION)]
 DEFAULT_LIMIT = 50
 
 
 class Page(BaseModel, Generic[T]):
     data: list[T]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 def encode_cursor(values: list[Any]) -> str:

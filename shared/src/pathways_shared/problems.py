@@ -53,11 +53,12 @@ class Problem(BaseModel):
 
 # What each status means when a route does not say more.
 STATUS_MEANINGS = {
-    400: "Bad request",
+    400: "Bad request: the body cannot be decoded",
     401: "No bearer token, or one that is invalid or expired (see WWW-Authenticate)",
     403: "The token lacks the role, provider or area this needs",
     404: "No such record, or one the caller may not see",
     409: "The record's state does not allow this",
+    413: "The request body is larger than the service takes",
     422: "The request is invalid; `errors` names each field at fault",
     503: "A dependency is unreachable; retry after Retry-After seconds",
 }
@@ -143,12 +144,38 @@ def install_problem_handlers(app: FastAPI) -> None:
         titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
         title = titles.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else title
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
         return problem_response(exc.status_code, title, detail, instance=request.url.path,
-                                headers=getattr(exc, "headers", None))
+                                headers=headers or None)
 
     @app.exception_handler(PathwaysError)
     async def _problem(request: Request, exc: PathwaysError) -> JSONResponse:
         return exception_response(request, exc)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """RFC 9110 section 15.5.6: a 405's `Allow` lists every method the path takes. The router
+    names only the first route whose path matched, though `GET` and `PUT /services/{code}`
+    are routes of their own: each method is asked of every route (included routers nest)."""
+    from starlette.routing import Match, Mount
+
+    # asked as the app saw the request, before a mount moved `root_path` on
+    scope = {**request.scope, "root_path": request.scope.get("app_root_path", request.scope.get("root_path", ""))}
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Mount):  # static files: read-only
+            if route.matches(scope)[0] is not Match.NONE:
+                methods |= {"GET", "HEAD"}
+            continue
+        for method in _METHODS:
+            if route.matches({**scope, "method": method})[0] is Match.FULL:
+                methods.add(method)
+    return ", ".join(sorted(methods))
 
 
 def _is_unavailable(exc: Exception) -> bool:

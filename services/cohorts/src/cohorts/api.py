@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from cohorts import service
@@ -15,6 +15,7 @@ from cohorts.schemas import (
     AssessmentPublic,
     DeselectionSuggestion,
     ImportPublic,
+    ImportStarted,
     MemberCreate,
     MemberDeselect,
     MemberMove,
@@ -29,6 +30,7 @@ from cohorts.schemas import (
     SelectionRunCreate,
     SelectionRunPublic,
     SelectionRunSummary,
+    SubjectAccessPublic,
 )
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
@@ -125,7 +127,13 @@ def import_view(record: OffenceImportRecord) -> dict[str, Any]:
 # --- nominals and offences ------------------------------------------------------------------
 
 
-@router.put("/nominals/{crn}", tags=["nominals"], response_model=NominalPublic)
+@router.put(
+    "/nominals/{crn}",
+    tags=["nominals"],
+    response_model=NominalPublic,
+    responses={201: {"model": NominalPublic, "description": "The nominal, created"}},
+    operation_id="upsertNominal",
+)
 async def put_nominal(
     crn: str, body: NominalUpsert, session: SessionDep, principal: Writer
 ) -> JSONResponse:
@@ -140,7 +148,11 @@ async def put_nominal(
         pnc_number=body.pnc_number,
         now=_now(),
     )
-    return JSONResponse(nominal_view(record), status_code=201 if created else 200)
+    if created:
+        return JSONResponse(
+            nominal_view(record), status_code=201, headers={"Location": f"/nominals/{crn}"}
+        )
+    return JSONResponse(nominal_view(record))
 
 
 @router.get("/nominals/{crn}", tags=["nominals"], response_model=NominalPublic)
@@ -150,18 +162,25 @@ async def get_nominal(crn: str, session: SessionDep, principal: Reader) -> dict[
 
 
 @router.post(
-    "/nominals/{crn}/offences", tags=["nominals"], status_code=201, response_model=OffencesAdded
+    "/nominals/{crn}/offences", tags=["nominals"], status_code=201, response_model=OffencesAdded,
+    operation_id="addOffences",
 )
 async def post_offences(
-    crn: str, body: OffencesCreate, session: SessionDep, principal: Writer
+    crn: str, body: OffencesCreate, response: Response, session: SessionDep, principal: Writer
 ) -> dict[str, Any]:
     added, duplicates = await service.add_offences(
         session, principal, crn, [o.model_dump() for o in body.offences], now=_now()
     )
+    response.headers["Location"] = f"/nominals/{crn}/offences"
     return {"crn": crn, "added": added, "duplicates": duplicates}
 
 
-@router.get("/nominals/{crn}/offences", tags=["nominals"], response_model=Page[OffencePublic])
+@router.get(
+    "/nominals/{crn}/offences",
+    tags=["nominals"],
+    response_model=Page[OffencePublic],
+    operation_id="listOffences",
+)
 async def get_offences(
     crn: str,
     session: SessionDep,
@@ -186,7 +205,12 @@ async def get_offences(
     }
 
 
-@router.get("/nominals/{crn}/assessment", tags=["nominals"], response_model=AssessmentPublic)
+@router.get(
+    "/nominals/{crn}/assessment",
+    tags=["nominals"],
+    response_model=AssessmentPublic,
+    operation_id="getNominalAssessment",
+)
 async def get_assessment(
     crn: str, session: SessionDep, principal: CohortReader, as_of: date | None = None
 ) -> dict[str, Any]:
@@ -226,7 +250,12 @@ _CSV_BODY = {
     tags=["nominals"],
     response_model=ImportPublic,
     openapi_extra=_CSV_BODY,
-    responses={202: {"description": "Accepted: follow the import at /offence-imports/{id}"}},
+    responses={
+        202: {
+            "model": ImportStarted,
+            "description": "Accepted: follow the import at /offence-imports/{id}",
+        }
+    },
 )
 async def import_offences(
     request: Request,
@@ -272,7 +301,12 @@ async def _in_background(job: Any, import_id: str) -> None:
         log.warning("import.failed", import_id=import_id, error=str(exc))
 
 
-@router.get("/offence-imports/{import_id}", tags=["nominals"], response_model=ImportPublic)
+@router.get(
+    "/offence-imports/{import_id}",
+    tags=["nominals"],
+    response_model=ImportPublic,
+    operation_id="getOffenceImport",
+)
 async def get_import(import_id: str, session: SessionDep, principal: Reader) -> dict[str, Any]:
     return import_view(await service.get_import(session, principal, import_id))
 
@@ -280,12 +314,22 @@ async def get_import(import_id: str, session: SessionDep, principal: Reader) -> 
 # --- policies -------------------------------------------------------------------------------
 
 
-@router.get("/policies/{area}", tags=["policies"], response_model=PolicyPublic)
+@router.get(
+    "/policies/{area}",
+    tags=["policies"],
+    response_model=PolicyPublic,
+    operation_id="getSelectionPolicy",
+)
 async def get_policy(area: str, session: SessionDep, principal: PolicyReader) -> dict[str, Any]:
     return await service.read_policy(session, principal, area)
 
 
-@router.put("/policies/{area}", tags=["policies"], response_model=PolicyPublic)
+@router.put(
+    "/policies/{area}",
+    tags=["policies"],
+    response_model=PolicyPublic,
+    operation_id="replaceSelectionPolicy",
+)
 async def put_policy(
     area: str, body: PolicyPut, session: SessionDep, principal: Admin
 ) -> dict[str, Any]:
@@ -304,10 +348,15 @@ async def put_policy(
 
 
 @router.post(
-    "/selection-runs", tags=["selection"], status_code=201, response_model=SelectionRunPublic
+    "/selection-runs", tags=["selection"], status_code=201, response_model=SelectionRunPublic,
+    operation_id="runSelection",
 )
 async def post_selection_run(
-    body: SelectionRunCreate, request: Request, session: SessionDep, principal: Panel
+    body: SelectionRunCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    principal: Panel,
 ) -> dict[str, Any]:
     record = await service.run_selection(
         session,
@@ -317,6 +366,7 @@ async def post_selection_run(
         now=_now(),
         base_url=_base_url(request),
     )
+    response.headers["Location"] = f"/selection-runs/{record.id}"
     return run_view(record)
 
 
@@ -350,10 +400,16 @@ async def get_selection_run(
 
 
 @router.post(
-    "/cohorts/{area}/members", tags=["cohorts"], status_code=201, response_model=MemberPublic
+    "/cohorts/{area}/members", tags=["cohorts"], status_code=201, response_model=MemberPublic,
+    operation_id="adoptMember",
 )
 async def post_member(
-    area: str, body: MemberCreate, request: Request, session: SessionDep, principal: Panel
+    area: str,
+    body: MemberCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    principal: Panel,
 ) -> dict[str, Any]:
     record = await service.adopt_member(
         session,
@@ -366,10 +422,16 @@ async def post_member(
         now=_now(),
         base_url=_base_url(request),
     )
+    response.headers["Location"] = f"/cohorts/{area}/members/{record.crn}"
     return member_view(record)
 
 
-@router.get("/cohorts/{area}/members", tags=["cohorts"], response_model=Page[MemberPublic])
+@router.get(
+    "/cohorts/{area}/members",
+    tags=["cohorts"],
+    response_model=Page[MemberPublic],
+    operation_id="listMembers",
+)
 async def get_members(
     area: str,
     session: SessionDep,
@@ -400,7 +462,8 @@ async def get_member(
 
 
 @router.post(
-    "/cohorts/{area}/members/{crn}/deselect", tags=["cohorts"], response_model=MemberPublic
+    "/cohorts/{area}/members/{crn}/deselect", tags=["cohorts"], response_model=MemberPublic,
+    operation_id="deselectMember",
 )
 async def post_deselect(
     area: str,
@@ -424,7 +487,12 @@ async def post_deselect(
     return member_view(record)
 
 
-@router.post("/cohorts/{area}/members/{crn}/move", tags=["cohorts"], response_model=MemberPublic)
+@router.post(
+    "/cohorts/{area}/members/{crn}/move",
+    tags=["cohorts"],
+    response_model=MemberPublic,
+    operation_id="moveMember",
+)
 async def post_move(
     area: str, crn: str, body: MemberMove, request: Request, session: SessionDep, principal: Panel
 ) -> dict[str, Any]:
@@ -446,6 +514,7 @@ async def post_move(
     "/cohorts/{area}/deselection-suggestions",
     tags=["cohorts"],
     response_model=Page[DeselectionSuggestion],
+    operation_id="listDeselectionSuggestions",
 )
 async def get_deselection_suggestions(
     area: str, session: SessionDep, principal: CohortReader
@@ -468,7 +537,12 @@ async def get_deselection_suggestions(
 # --- subject access -------------------------------------------------------------------------
 
 
-@router.get("/subject-access-requests", tags=["data protection"])
+@router.get(
+    "/subject-access-requests",
+    tags=["data protection"],
+    response_model=SubjectAccessPublic,
+    operation_id="subjectAccessRequest",
+)
 async def get_subject_access(
     request: Request, crn: str, session: SessionDep, principal: SubjectAccessAdmin
 ) -> dict[str, Any]:

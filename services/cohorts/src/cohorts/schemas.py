@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pathways_shared.events import iso_z
-from pathways_shared.inputs import InputDate
+from pathways_shared.inputs import AreaCode, InputDate
+from pathways_shared.outputs import UtcDateTime
 from pathways_shared.vocabulary import (
     Cohort,
     DeselectionReason,
@@ -17,7 +17,6 @@ from pathways_shared.vocabulary import (
 )
 
 Crn = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{6}$")]
-Area = Annotated[str, StringConstraints(pattern=r"^E[0-9]{8}$")]
 Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Text2000 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
@@ -29,18 +28,12 @@ class Request(BaseModel):
 class Response(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    @field_serializer("*", when_used="json")
-    def _times(self, value: Any) -> Any:
-        if isinstance(value, datetime):
-            return iso_z(value)
-        return value
-
 
 # --- nominals and offences ------------------------------------------------------------------
 
 
 class NominalUpsert(Request):
-    area: str
+    area: AreaCode
     date_of_birth: InputDate
     supervision_status: SupervisionStatus
     mappa_level: int | None = Field(default=None, ge=1, le=3)
@@ -54,8 +47,8 @@ class NominalPublic(Response):
     supervision_status: SupervisionStatus
     mappa_level: int | None
     pnc_number: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
     offence_count: int = 0
     last_offence_date: date | None = None
 
@@ -74,7 +67,7 @@ class OffencePublic(Response):
     offence_date: date
     category: OffenceCategory
     description: str | None
-    recorded_at: datetime
+    recorded_at: UtcDateTime
 
 
 class OffencesAdded(Response):
@@ -93,8 +86,8 @@ class ImportPublic(Response):
     id: str
     status: str
     created_by: str
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: UtcDateTime
+    finished_at: UtcDateTime | None
     total_rows: int
     processed_rows: int
     loaded: int
@@ -143,7 +136,7 @@ class PolicyPut(Request):
     given, must be the current version (an optimistic lock against lost updates); `area`,
     when given, must be the area of the path."""
 
-    area: str | None = None
+    area: AreaCode | None = None
     version: int | None = None
     updated_at: datetime | None = Field(default=None, description="read-only; ignored")
     updated_by: str | None = Field(default=None, description="read-only; ignored")
@@ -185,7 +178,7 @@ class PolicyPublic(BaseModel):
 
 
 class SelectionRunCreate(Request):
-    area: str
+    area: AreaCode
     as_of: InputDate
 
 
@@ -216,7 +209,7 @@ class SelectionRunSummary(BaseModel):
     area: str
     as_of: date
     policy_version: int
-    created_at: str
+    created_at: UtcDateTime
     created_by: str
     counts: dict[str, dict[str, int]] = Field(
         description="per cohort: candidates, and how many are within capacity"
@@ -234,7 +227,7 @@ class SelectionRunPublic(SelectionRunSummary):
 class DeselectionSuggestion(BaseModel):
     crn: str
     cohort: Cohort
-    adopted_at: str
+    adopted_at: UtcDateTime
     last_offence_date: date | None
 
 
@@ -265,14 +258,14 @@ class MemberPublic(Response):
     area: str
     cohort: Cohort
     status: str
-    adopted_at: datetime
+    adopted_at: UtcDateTime
     adopted_by: str
     rationale: str
-    review_due_at: datetime
+    review_due_at: UtcDateTime
     met_criteria: bool
     criteria_reasons: list[str]
     score_at_adoption: int
-    deselected_at: datetime | None
+    deselected_at: UtcDateTime | None
     deselected_by: str | None
     deselection_reason: DeselectionReason | None
     deselection_comments: str | None
@@ -292,3 +285,31 @@ class AssessmentPublic(BaseModel):
     last_offence_date: date | None
     excluded: str | None
     reasons: list[str]
+
+
+class ImportStarted(BaseModel):
+    """An import answered at once (`wait=false`): follow it at `Location`."""
+
+    id: str
+    status: str = Field(json_schema_extra={"enum": ["running"]})
+
+
+class SubjectAccessRun(BaseModel):
+    id: str
+    area: str
+    as_of: date
+    candidate: list[CandidatePublic]
+    excluded: list[ExcludedPublic]
+
+
+class SubjectAccessPublic(BaseModel):
+    """Everything the cohorts service holds on one person (DPA 2018 s.45): each record as it
+    is stored, and the log of who read or changed it."""
+
+    crn: str
+    nominal: dict[str, Any] | None
+    offences: list[dict[str, Any]]
+    memberships: list[dict[str, Any]]
+    referral_needs: list[dict[str, Any]]
+    selection_runs: list[SubjectAccessRun]
+    access_log: list[dict[str, Any]]

@@ -35,6 +35,7 @@ async def test_adoption_records_the_decision_and_the_review_date(
     await seed("X000001", dob="2004-01-01", offences=[(10, "burglary_domestic")] * 8)
     answer = await adopt(client, panel, "X000001")
     assert answer.status_code == 201, answer.text
+    assert answer.headers["location"] == f"/cohorts/{SOLIHULL}/members/X000001"
     member = answer.json()
     assert (member["crn"], member["cohort"], member["status"]) == ("X000001", "fixed", "active")
     assert (member["adopted_by"], member["rationale"]) == ("DS Example", "Panel 12 Nov")

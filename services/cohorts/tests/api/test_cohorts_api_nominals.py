@@ -19,6 +19,7 @@ async def test_put_creates_then_replaces(client: httpx.AsyncClient, police: dict
     created = await client.put("/nominals/X200001", json=NOMINAL, headers=police)
     assert created.status_code == 201, created.text
     assert created.json()["crn"] == "X200001"
+    assert created.headers["location"] == "/nominals/X200001"
     replaced = await client.put(
         "/nominals/X200001", json={**NOMINAL, "mappa_level": None}, headers=police
     )
@@ -38,6 +39,7 @@ async def test_offences_are_added_once(
     body = {"offences": [{"offence_date": days_ago(3), "category": "theft_from_person"}]}
     first = await client.post("/nominals/X200002/offences", json=body, headers=police)
     assert first.status_code == 201, first.text
+    assert first.headers["location"] == "/nominals/X200002/offences"
     assert (first.json()["added"], first.json()["duplicates"]) == (1, 0)
     again = (await client.post("/nominals/X200002/offences", json=body, headers=police)).json()
     assert (again["added"], again["duplicates"]) == (0, 1)

@@ -25,6 +25,7 @@ async def test_a_run_ranks_candidates_and_lists_exclusions(
     )
     assert answer.status_code == 201, answer.text
     run = answer.json()
+    assert answer.headers["location"] == f"/selection-runs/{run['id']}"
     assert run["area"] == SOLIHULL and run["policy_version"] == 0
     assert [(c["crn"], c["cohort"], c["score"]) for c in run["candidates"]] == [
         ("A000001", "fixed", 78),

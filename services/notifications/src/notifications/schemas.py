@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
 
 from pathways_shared.erasure import ErasurePublic
-from pathways_shared.events import iso_z
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pathways_shared.outputs import UtcDateTime
+from pathways_shared.pagination import NextCursor
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Body(BaseModel):
@@ -17,10 +16,6 @@ class _Body(BaseModel):
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
-
-    @field_serializer("*", when_used="json")
-    def _times(self, value: Any) -> Any:
-        return iso_z(value) if isinstance(value, datetime) else value
 
 
 class SubscriptionCreate(_Body):
@@ -47,8 +42,8 @@ class SubscriptionPublic(_Out):
     areas: list[str] | None
     active: bool
     created_by: str
-    created_at: datetime
-    disabled_at: datetime | None
+    created_at: UtcDateTime
+    disabled_at: UtcDateTime | None
     disabled_reason: str | None
     consecutive_failures: int
     last_error: str | None
@@ -60,13 +55,13 @@ class SubscriptionCreated(SubscriptionPublic):
 
 class SubscriptionsPublic(BaseModel):
     data: list[SubscriptionPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 class AttemptPublic(_Out):
     number: int
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: UtcDateTime
+    finished_at: UtcDateTime | None
     outcome: str | None
     status_code: int | None
     detail: str | None
@@ -85,17 +80,17 @@ class NotificationPublic(_Out):
     need_ids: list[uuid.UUID]
     status: str
     attempts: int
-    next_attempt_at: datetime | None
+    next_attempt_at: UtcDateTime | None
     last_error: str | None
-    delivered_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    delivered_at: UtcDateTime | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
     attempt_log: list[AttemptPublic] = Field(default_factory=list)
 
 
 class NotificationsPublic(BaseModel):
     data: list[NotificationPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 class SubjectAccessNotification(NotificationPublic):
@@ -103,7 +98,7 @@ class SubjectAccessNotification(NotificationPublic):
 
 
 class AccessLogEntry(_Out):
-    at: datetime
+    at: UtcDateTime
     actor: str
     action: str
     resource: str

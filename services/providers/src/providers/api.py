@@ -133,6 +133,7 @@ async def get_service(code: str, session: SessionDep, _: AnyRole) -> ServicePubl
     response_model=ServicePublic,
     tags=["catalogue"],
     responses={201: {"model": ServicePublic, "description": "The service, created"}},
+    operation_id="upsertService",
 )
 async def put_service(
     code: str, body: ServicePut, session: SessionDep, principal: Admin, response: Response
@@ -142,13 +143,20 @@ async def put_service(
     validated = Service.parse(body.model_dump(mode="json") | {"code": code})
     created = await service.put_service(session, validated, principal=principal, now=utc_now())
     response.status_code = 201 if created else 200
+    if created:
+        response.headers["Location"] = f"/services/{code}"
     return ServicePublic.of(validated)
 
 
 # ---- eligibility ---------------------------------------------------------------------------
 
 
-@router.post("/eligibility", response_model=EligibilityResponse, tags=["routing"])
+@router.post(
+    "/eligibility",
+    response_model=EligibilityResponse,
+    tags=["routing"],
+    operation_id="checkEligibility",
+)
 async def eligibility(
     body: EligibilityRequest, session: SessionDep, _: Asker
 ) -> EligibilityResponse:
@@ -187,6 +195,7 @@ async def eligibility(
     response_model=RoutingDecisionsPublic,
     tags=["routing"],
     responses=problem_responses(404),
+    operation_id="getRoutingOfNeed",
 )
 async def routing_of_need(
     need_id: uuid.UUID, session: SessionDep, principal: RoutingReader
@@ -230,7 +239,12 @@ def referral_public(row: Any) -> ProviderReferralPublic:
     return ProviderReferralPublic.model_validate(row, from_attributes=True)
 
 
-@router.get("/provider-referrals", response_model=ProviderReferralsPublic, tags=["inbox"])
+@router.get(
+    "/provider-referrals",
+    response_model=ProviderReferralsPublic,
+    tags=["inbox"],
+    operation_id="listProviderReferrals",
+)
 async def inbox(
     session: SessionDep,
     principal: ProviderUser,
@@ -311,6 +325,7 @@ async def _act(
     response_model=ProviderReferralPublic,
     tags=["inbox"],
     responses=problem_responses(404, 409),
+    operation_id="acknowledgeReferral",
 )
 async def acknowledge(
     provider_referral_id: uuid.UUID, session: SessionDep, principal: ProviderUser, ctx: Ctx
@@ -323,6 +338,7 @@ async def acknowledge(
     response_model=ProviderReferralPublic,
     tags=["inbox"],
     responses=problem_responses(404, 409),
+    operation_id="acceptReferral",
 )
 async def accept(
     provider_referral_id: uuid.UUID, session: SessionDep, principal: ProviderUser, ctx: Ctx
@@ -335,6 +351,7 @@ async def accept(
     response_model=ProviderReferralPublic,
     tags=["inbox"],
     responses=problem_responses(404, 409),
+    operation_id="declineReferral",
 )
 async def decline(
     provider_referral_id: uuid.UUID,
@@ -359,6 +376,7 @@ async def decline(
     response_model=ProviderReferralPublic,
     tags=["inbox"],
     responses=problem_responses(404, 409),
+    operation_id="startReferral",
 )
 async def start(
     provider_referral_id: uuid.UUID,
@@ -376,6 +394,7 @@ async def start(
     response_model=ProviderReferralPublic,
     tags=["inbox"],
     responses=problem_responses(404, 409),
+    operation_id="completeReferral",
 )
 async def complete(
     provider_referral_id: uuid.UUID,

@@ -8,9 +8,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pathways_shared.inputs import InputBool, InputDate, InputDateTime
+from pathways_shared.inputs import (
+    AreaCode,
+    InputBool,
+    InputDate,
+    InputDateTime,
+    code_of,
+    comments_required_when_other,
+)
+from pathways_shared.pagination import NextCursor
 from pathways_shared.problems import problem_responses as shared_problem_responses
-from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
+from pathways_shared.vocabulary import (
+    Complexity,
+    DeclineReason,
+    Outcome,
+    Pathway,
+    Sex,
+    SupervisionStatus,
+)
 from providers.catalogue import Eligibility, NeedFlag, Service
 from providers.domain import ProviderReferralStatus
 
@@ -42,7 +57,7 @@ class ServicePublic(Strict):
 
 class ServicesPublic(Strict):
     data: list[ServicePublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 class ServicePut(Service):
@@ -59,7 +74,7 @@ class ProviderPublic(Strict):
 
 class ProvidersPublic(Strict):
     data: list[ProviderPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 # ---- eligibility ---------------------------------------------------------------------------
@@ -81,7 +96,7 @@ class EligibilityNeed(Strict):
 
 
 class EligibilityRequest(Strict):
-    area: str = Field(min_length=1, max_length=20)
+    area: AreaCode
     person: EligibilityPerson
     supervision: EligibilitySupervision
     need: EligibilityNeed
@@ -135,7 +150,7 @@ class ProviderReferralPublic(Strict):
 
 class ProviderReferralsPublic(Strict):
     data: list[ProviderReferralPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 class ProviderReferralDetail(ProviderReferralPublic):
@@ -146,7 +161,9 @@ class ProviderReferralDetail(ProviderReferralPublic):
 
 
 class DeclineRequest(Strict):
-    reason_code: str = Field(max_length=40)
+    model_config = ConfigDict(json_schema_extra=comments_required_when_other("reason_code"))
+
+    reason_code: str = code_of(DeclineReason, "Why the provider declines")
     comments: str | None = Field(default=None, max_length=4000)
 
 
@@ -155,7 +172,7 @@ class StartRequest(Strict):
 
 
 class CompleteRequest(Strict):
-    outcome: str = Field(max_length=40)
+    outcome: str = code_of(Outcome, "What the intervention achieved")
     notes: str | None = Field(default=None, max_length=4000)
 
 
@@ -176,7 +193,7 @@ class RoutingDecisionPublic(Strict):
 
 class RoutingDecisionsPublic(Strict):
     data: list[RoutingDecisionPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 # ---- problems (for the OpenAPI document) ---------------------------------------------------

@@ -154,11 +154,15 @@ async def test_admin_creates_then_replaces_a_service(client):
     created = await client.put("/services/HF-PILOT", json=service_body(), headers=ADMIN)
     assert created.status_code == 201, created.text
     assert created.json()["code"] == "HF-PILOT"
+    assert created.headers["location"] == "/services/HF-PILOT"
     assert created.json()["eligibility"]["min_age"] == 25
     replaced = await client.put(
         "/services/HF-PILOT", json=service_body(active=False, code="HF-PILOT"), headers=ADMIN
     )
     assert replaced.status_code == 200
+    assert "location" not in replaced.headers
+    refused = await client.delete("/services/HF-PILOT", headers=ADMIN)
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, PUT"
     stored = (await client.get("/services/HF-PILOT", headers=PROBATION)).json()
     assert stored["active"] is False and stored["respond_days"] == 3
     nacro = (await client.get("/providers/NACRO", headers=PROBATION)).json()

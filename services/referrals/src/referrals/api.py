@@ -133,6 +133,7 @@ async def get_referral(
     "/referrals/{referral_id}/history",
     response_model=HistoryPublic,
     responses=problem_responses(404),
+    operation_id="getReferralHistory",
 )
 async def referral_history(
     referral_id: UUID,
@@ -178,7 +179,7 @@ async def withdraw_referral(
     return ReferralPublic.of(referral)
 
 
-@router.get("/pathways", response_model=PathwaysPublic)
+@router.get("/pathways", response_model=PathwaysPublic, operation_id="listPathways")
 async def pathways(principal: Authenticated) -> PathwaysPublic:
     return PathwaysPublic(data=[PathwayPublic(code=p, name=PATHWAY_NAMES[p]) for p in Pathway])
 

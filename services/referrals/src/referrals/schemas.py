@@ -14,11 +14,20 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from pathways_shared.erasure import ErasurePublic
 from pathways_shared.events import iso_z
-from pathways_shared.inputs import InputBool, InputDate
+from pathways_shared.inputs import (
+    AreaCode,
+    Crn,
+    InputBool,
+    InputDate,
+    NomsNumber,
+    PncNumber,
+    comments_required_when_other,
+)
+from pathways_shared.pagination import NextCursor
 from pathways_shared.problems import problem_responses as shared_problem_responses
 from pathways_shared.vocabulary import (
     Complexity,
@@ -43,7 +52,11 @@ from referrals.domain.referral import (
 )
 from referrals.domain.submission import NeedRequest, Submission
 
-UtcDatetime = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
+UtcDatetime = Annotated[
+    datetime,
+    PlainSerializer(iso_z, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
 
 Short = Annotated[str, Field(max_length=100)]
 Name = Annotated[str, Field(max_length=200)]
@@ -55,9 +68,9 @@ class _Request(BaseModel):
 
 
 class PersonIn(_Request):
-    crn: Annotated[str, Field(max_length=20)]
-    noms_number: Annotated[str, Field(max_length=20)] | None = None
-    pnc_number: Annotated[str, Field(max_length=20)] | None = None
+    crn: Crn
+    noms_number: NomsNumber | None = None
+    pnc_number: PncNumber | None = None
     given_name: Name
     family_name: Name
     date_of_birth: InputDate
@@ -73,7 +86,7 @@ class SupervisionIn(_Request):
 
 class RiskIn(_Request):
     rosh: Rosh
-    mappa_level: int | None = None
+    mappa_level: Annotated[int, Field(json_schema_extra={"enum": [1, 2, 3]})] | None = None
 
 
 class PractitionerIn(_Request):
@@ -96,7 +109,7 @@ class NeedIn(_Request):
 
 class ReferralCreate(_Request):
     source_reference: Short
-    area: Annotated[str, Field(max_length=20)]
+    area: AreaCode
     person: PersonIn
     supervision: SupervisionIn
     risk: RiskIn
@@ -145,6 +158,8 @@ class ReferralCreate(_Request):
 
 
 class WithdrawalCreate(_Request):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=comments_required_when_other("reason_code"))
+
     reason_code: WithdrawalReason
     comments: LongText | None = None
 
@@ -379,7 +394,7 @@ def referral_document(row: Any, needs: Sequence[Any]) -> dict[str, Any]:
 
 class ReferralsPublic(BaseModel):
     data: list[ReferralPublic]
-    next_cursor: str | None
+    next_cursor: NextCursor
 
 
 class HistoryEntryPublic(BaseModel):
@@ -402,7 +417,7 @@ class HistoryEntryPublic(BaseModel):
 
 class HistoryPublic(BaseModel):
     data: list[HistoryEntryPublic]
-    next_cursor: str | None
+    next_cursor: NextCursor
 
 
 class PathwayPublic(BaseModel):
@@ -412,7 +427,7 @@ class PathwayPublic(BaseModel):
 
 class PathwaysPublic(BaseModel):
     data: list[PathwayPublic]
-    next_cursor: str | None = None
+    next_cursor: NextCursor = None
 
 
 class AccessLogPublic(BaseModel):
