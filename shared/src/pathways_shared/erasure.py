@@ -24,19 +24,19 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, PlainSerializer
+from pydantic import BaseModel
 from sqlalchemy import Column, Index, Text, insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.access import Action
-from pathways_shared.clock import iso_z
 from pathways_shared.config import ServiceSettings
 from pathways_shared.infra_models import AccessLog, BigIntPK, utc_column
 from pathways_shared.observability import get_logger
+from pathways_shared.outputs import UtcDateTime
 
 log = get_logger(__name__)
 
@@ -59,9 +59,6 @@ class ErasureRecord(SQLModel, table=True):
     fields: str = Field(sa_column=Column(Text, nullable=False))  # comma-separated names
 
 
-UtcDatetime = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
-
-
 def _utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every time here is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -73,8 +70,8 @@ class ErasurePublic(BaseModel):
 
     record_type: str
     record_id: str
-    ended_at: UtcDatetime
-    erased_at: UtcDatetime
+    ended_at: UtcDateTime
+    erased_at: UtcDateTime
     fields: list[str]
 
     @classmethod
