@@ -106,9 +106,11 @@ async def test_ready_is_503_when_nats_is_unreachable(settings, app_factory):
     from pathways_shared.testing import free_port
 
     app = app_factory(settings.model_copy(update={"nats_url": f"nats://127.0.0.1:{free_port()}"}))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            r = await c.get("/health/ready")
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        r = await c.get("/health/ready")
     assert r.status_code == 503
     assert r.json()["checks"]["nats"] == "down" and r.json()["checks"]["database"] == "up"
 

@@ -26,7 +26,7 @@ async def app(scope, receive, send):
         "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
         "body": body.decode("utf-8", errors="replace"),
     }
-    with open(sys.argv[2], "a", encoding="utf-8") as out:
+    with open(sys.argv[2], "a", encoding="utf-8") as out:  # noqa: ASYNC230  a test receiver, one line
         out.write(json.dumps(record) + "\n")
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"ok"})

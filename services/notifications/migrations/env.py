@@ -1,6 +1,7 @@
+from sqlmodel import SQLModel
+
 from notifications import models  # noqa: F401  (registers the tables)
 from pathways_shared.migrations import run_env
-from sqlmodel import SQLModel
 
 run_env(
     SQLModel.metadata,

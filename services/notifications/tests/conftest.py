@@ -24,6 +24,7 @@ from typing import Any
 import jwt
 import pytest
 from aiosmtpd.controller import Controller
+
 from notifications.app import create_app
 from notifications.config import NotificationsSettings
 from pathways_shared.testing import TEST_JWT_SECRET, free_port

@@ -258,7 +258,7 @@ class Broker:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # NATS down or JetStream not ready: try again
+            except Exception as exc:  # noqa: BLE001  NATS down or JetStream not ready: try again
                 log.warning("nats.connect_failed", url=redact(self.url), error=str(exc), retry_in=delay)
                 if self.nc is not None:
                     with contextlib.suppress(Exception):

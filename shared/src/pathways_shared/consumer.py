@@ -166,7 +166,7 @@ class Consumer:
                     await self.handle_batch(messages)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  whatever went wrong, the consumer comes back
                 log.warning("consumer.restarting", consumer=self.name, error=str(exc))
                 await asyncio.sleep(1)
 
@@ -237,7 +237,7 @@ class Consumer:
                         outcomes.append(await self._apply(session, event))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  each is handled again on its own, which reports it
             log.info("consumer.share_failed", consumer=self.name, events=len(share),
                      error=str(exc), then="each handled on its own")
             return None
@@ -264,7 +264,7 @@ class Consumer:
                 outcome = await self._apply(session, event)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  a handler's failure is retried or dead-lettered
             permanent = isinstance(exc, PermanentError) or deliveries >= self.max_deliveries
             detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
             if permanent:

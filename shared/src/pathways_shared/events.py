@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from pathways_shared.clock import iso_z, utc_now  # noqa: F401  (re-exported: the envelope's times)
+from pathways_shared.clock import iso_z, utc_now
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,9 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import jwt
-
 
 Route = Callable[[str, dict[str, str], bytes], tuple[int, dict[str, Any]]]
 
@@ -106,13 +105,13 @@ class LocalIdentityProvider:
         token = self.sign(sub=client_id, roles=self.clients[client_id][1])
         return 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.ttl_seconds}
 
-    def __enter__(self) -> LocalIdentityProvider:
+    def __enter__(self) -> Self:
         self._serving = contextlib.ExitStack()
         self.url = self._serving.enter_context(
             serving_http({"/.well-known/jwks.json": self._jwks, "/oauth/token": self._token})
         )
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         assert self._serving is not None
         self._serving.close()

@@ -126,7 +126,7 @@ class OutboxRelay:
                     continue  # more waiting: go straight on
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  the relay keeps relaying; the rows wait
                 if self.metrics:
                     self.metrics.outbox_failures.inc()
                 log.warning("outbox.publish_failed", error=str(exc), retry_in=backoff)
@@ -152,40 +152,39 @@ class OutboxRelay:
         if js is None:
             raise RuntimeError("NATS is not connected")
         table = OutboxMessage.__table__
-        async with self.sessionmaker() as session:
-            async with session.begin():
-                if not await take_turn(session, self._lock_key):
-                    return 0
-                query = (
-                    select(table.c.seq, table.c.subject, table.c.payload, table.c.headers,
-                              table.c.created_at)
-                    .where(table.c.published_at.is_(None))
-                    .order_by(table.c.seq)
-                    .limit(self.batch_size)
-                )
-                if is_postgres(session):
-                    query = query.with_for_update(skip_locked=True)
-                rows = list((await session.exec(query)).all())
-                if not rows:
-                    if self.metrics:
-                        self.metrics.outbox_pending.set(0)
-                        self.metrics.outbox_lag.set(0)
-                    return 0
-                acked, failed, failure = await self._publish(js, rows)
-                now = datetime.now(UTC)
-                if acked:
-                    await session.exec(
-                        update(table).where(table.c.seq.in_(acked)).values(published_at=now)
-                    )
-                if failed:
-                    await session.exec(
-                        update(table)
-                        .where(table.c.seq.in_(failed))
-                        .values(attempts=table.c.attempts + 1,
-                                last_error=f"{type(failure).__name__}: {failure}"[:2000])
-                    )
+        async with self.sessionmaker() as session, session.begin():
+            if not await take_turn(session, self._lock_key):
+                return 0
+            query = (
+                select(table.c.seq, table.c.subject, table.c.payload, table.c.headers,
+                          table.c.created_at)
+                .where(table.c.published_at.is_(None))
+                .order_by(table.c.seq)
+                .limit(self.batch_size)
+            )
+            if is_postgres(session):
+                query = query.with_for_update(skip_locked=True)
+            rows = list((await session.exec(query)).all())
+            if not rows:
                 if self.metrics:
-                    self._observe(rows, set(acked), now)
+                    self.metrics.outbox_pending.set(0)
+                    self.metrics.outbox_lag.set(0)
+                return 0
+            acked, failed, failure = await self._publish(js, rows)
+            now = datetime.now(UTC)
+            if acked:
+                await session.exec(
+                    update(table).where(table.c.seq.in_(acked)).values(published_at=now)
+                )
+            if failed:
+                await session.exec(
+                    update(table)
+                    .where(table.c.seq.in_(failed))
+                    .values(attempts=table.c.attempts + 1,
+                            last_error=f"{type(failure).__name__}: {failure}"[:2000])
+                )
+            if self.metrics:
+                self._observe(rows, set(acked), now)
         if acked:
             log.debug("outbox.published", count=len(acked))
         if failure is not None:
@@ -205,7 +204,7 @@ class OutboxRelay:
                         headers=json.loads(row.headers),
                     )
                 )
-        except Exception as exc:  # the connection went while sending: the rest wait
+        except Exception as exc:  # noqa: BLE001  the connection went while sending: the rest wait
             failure = exc
         if futures:
             _, waiting = await asyncio.wait(futures, timeout=self.publish_timeout)

@@ -50,7 +50,7 @@ from sqlalchemy.engine import make_url
 from pathways_shared.auth import mint_token
 from pathways_shared.clock import london_today
 from pathways_shared.events import STREAMS, Event, stream_name
-from pathways_shared.harness import (  # noqa: F401  (free_port, TEST_JWT_SECRET: for the tests)
+from pathways_shared.harness import (
     NATS_LOCAL_CONF,
     NATS_URL,
     TEST_JWT_SECRET,

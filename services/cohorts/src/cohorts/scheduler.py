@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
+from cohorts import service
 from pathways_shared.clock import utc_now
 from pathways_shared.db import take_turn, transaction
 from pathways_shared.observability import get_logger
 from pathways_shared.runtime import Runtime
-
-from cohorts import service
 
 log = get_logger(__name__)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
 from pathways_shared.migrations import BIGINT_PK
 
 revision = "0002"

@@ -6,10 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pathways_shared.auth import Principal, require_roles
-from pathways_shared.db import SessionDep
-from pathways_shared.pagination import DEFAULT_LIMIT, CursorParam, LimitParam
-from pathways_shared.vocabulary import Role
 
 from notifications import service
 from notifications.delivery import DeliveryStatus
@@ -23,6 +19,10 @@ from notifications.schemas import (
     SubscriptionsPublic,
 )
 from notifications.transports import resolve_host
+from pathways_shared.auth import Principal, require_roles
+from pathways_shared.db import SessionDep
+from pathways_shared.pagination import DEFAULT_LIMIT, CursorParam, LimitParam
+from pathways_shared.vocabulary import Role
 
 router = APIRouter()
 

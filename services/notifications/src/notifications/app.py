@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from pathways_shared.runtime import build_app
-from pathways_shared.serving import serve
 
 from notifications import api, consumers, erasure
 from notifications.config import NotificationsSettings
 from notifications.worker import delivery_worker
+from pathways_shared.runtime import build_app
+from pathways_shared.serving import serve
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pathways_shared.config import ServiceSettings
-from pathways_shared.vocabulary import AREAS, PROVIDER_CODES
 from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
 from notifications.delivery import RetryPolicy
 from notifications.subscriptions import DisablePolicy
+from pathways_shared.config import ServiceSettings
+from pathways_shared.vocabulary import AREAS, PROVIDER_CODES
 
 DEV_SECRET_KEY = "pathways-dev-notifications-secret-key"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pathways_shared.consumer import Handler, Subscription
-from pathways_shared.events import Event
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications import service
+from pathways_shared.consumer import Handler, Subscription
+from pathways_shared.events import Event
 
 STREAMS = ("REFERRALS", "PROVIDERS", "COHORTS", "NOTIFICATIONS")
 

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathways_shared.service_client import PeerUnavailable, ServiceClient
-
 from notifications.domain import Contacts, NotificationKind
 from notifications.templates import RenderContext
+from pathways_shared.service_client import PeerUnavailable, ServiceClient
 
 
 class ContactsUnavailable(Exception):

@@ -46,11 +46,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pathways_shared.vocabulary import Pathway, is_email_address
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from notifications.errors import RecipientUnresolvable, UnparseableEvent
+from pathways_shared.vocabulary import Pathway, is_email_address
 
 # The fixed namespace of every key this service derives; changing it would resend everything.
 KEY_NAMESPACE = uuid.UUID("6f1c7a52-2f0c-4d8e-9a57-3b0e8f4d2c11")

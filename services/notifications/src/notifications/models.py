@@ -16,10 +16,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pathways_shared.erasure import ErasureRecord
-from pathways_shared.infra_models import AccessLog, DeadLetter, OutboxMessage, ProcessedEvent
 from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, Text, text
 from sqlmodel import Field, SQLModel
+
+from pathways_shared.erasure import ErasureRecord
+from pathways_shared.infra_models import AccessLog, DeadLetter, OutboxMessage, ProcessedEvent
 
 __all__ = [
     "AccessLog",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from pathways_shared.erasure import ErasurePublic
 from pathways_shared.outputs import UtcDateTime
 from pathways_shared.pagination import NextCursor
-from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Body(BaseModel):

@@ -10,23 +10,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pathways_shared.clock import utc_now
-from pathways_shared.access import Action, access_log_for, record_access
-from pathways_shared.auth import Principal
-from pathways_shared.config import ServiceSettings
-from pathways_shared.consumer import PermanentError
-from pathways_shared.erasure import erasures_for
-from pathways_shared.events import Event
-from pathways_shared.pagination import decode_cursor, page_of
-from pathways_shared.problems import NotFound, ValidationProblem
 from sqlalchemy import Row
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications.config import NotificationsSettings
 from notifications.delivery import DeliveryStatus
 from notifications.domain import (
-    AllocatedInfo,
     NEEDS_ALLOCATIONS,
+    AllocatedInfo,
     EventType,
     InboundEvent,
     NotificationIntent,
@@ -65,7 +56,15 @@ from notifications.subscriptions import (
 )
 from notifications.transports import Resolver, check_destination
 from notifications.webhooks import generate_secret
-
+from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.auth import Principal
+from pathways_shared.clock import utc_now
+from pathways_shared.config import ServiceSettings
+from pathways_shared.consumer import PermanentError
+from pathways_shared.erasure import erasures_for
+from pathways_shared.events import Event
+from pathways_shared.pagination import decode_cursor, page_of
+from pathways_shared.problems import NotFound, ValidationProblem
 
 # --------------------------------------------------------------------------- consuming events
 

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from pathways_shared.vocabulary import AREAS, Role, expand_areas
-
 from notifications.delivery import AttemptOutcome, OutcomeKind
 from notifications.domain import (
     InboundEvent,
@@ -38,6 +36,7 @@ from notifications.errors import (
     SubscriptionForbidden,
     UnsafeSubscriberUrl,
 )
+from pathways_shared.vocabulary import AREAS, Role, expand_areas
 
 ONE_TOKEN = "*"
 REST = ">"

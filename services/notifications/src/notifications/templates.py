@@ -18,9 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pathways_shared.clock import LONDON
-from pathways_shared.vocabulary import AREAS, PATHWAY_NAMES, Pathway
-
 from notifications.domain import (
     AllocatedInfo,
     DeadlineMissedInfo,
@@ -33,6 +30,8 @@ from notifications.domain import (
     WithdrawnInfo,
 )
 from notifications.errors import TemplateError
+from pathways_shared.clock import LONDON
+from pathways_shared.vocabulary import AREAS, PATHWAY_NAMES, Pathway
 
 NOT_GIVEN = "not given"
 MAX_FREE_TEXT = 300

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from notifications.app import create_app
 from pathways_shared.testing import auth, running
 

@@ -3,13 +3,14 @@ events published on the bus become emails and signed webhooks, exactly once."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlmodel import col, select
+
 from notifications import service
 from notifications.app import create_app
 from notifications.domain import Recipient, RecipientRole, idempotency_key
@@ -18,7 +19,6 @@ from pathways_shared.db import transaction
 from pathways_shared.events import Event, make_event
 from pathways_shared.infra_models import DeadLetter, ProcessedEvent
 from pathways_shared.testing import auth, running, stream_events, wait_until
-from sqlmodel import col, select
 
 SOLIHULL = "E08000029"
 BIRMINGHAM = "E08000025"

@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import httpx
+from sqlmodel import select
+
 from notifications import service
 from notifications.app import create_app
 from notifications.models import NotificationRow
@@ -19,7 +21,6 @@ from notifications.worker import Deliverer
 from pathways_shared.db import transaction
 from pathways_shared.events import make_event
 from pathways_shared.testing import auth, free_port, running
-from sqlmodel import select
 
 SOLIHULL = "E08000029"
 REFERRAL_ID = "11111111-1111-4111-8111-111111111111"

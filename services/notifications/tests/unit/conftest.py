@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
 from notifications.domain import InboundEvent, parse_envelope
 
 REFERRAL_ID = uuid.UUID("11111111-1111-4111-8111-111111111111")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from notifications.contacts import ContactsMissing, ReferralRecord
 from notifications.domain import NotificationKind
 from notifications.secretbox import SecretBox

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from notifications.errors import UnsafeSubscriberUrl
 from notifications.transports import check_destination
 

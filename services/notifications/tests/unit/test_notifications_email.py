@@ -8,6 +8,7 @@ import email.policy
 from datetime import UTC, datetime
 
 import pytest
+
 from notifications.templates import EmailContent
 from notifications.transports import SmtpSettings, build_email
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from notifications.delivery import (
     AttemptOutcome,
     OutcomeKind,

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+
 from notifications.domain import (
     NotificationIntent,
     NotificationKind,

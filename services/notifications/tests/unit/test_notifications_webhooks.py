@@ -8,6 +8,7 @@ import hmac
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from notifications.errors import InvalidSignature, InvalidWebhookSecret
 from notifications.webhooks import (
     decode_secret,

@@ -14,9 +14,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
-from pathways_shared.event_payloads import SubmittedNeed
 from pathways_shared.config import ServiceSettings
 from pathways_shared.erasure import erasures_for
+from pathways_shared.event_payloads import SubmittedNeed
 from pathways_shared.events import Event, make_event
 from pathways_shared.outbox import add_event
 from pathways_shared.problems import NotFound

@@ -7,12 +7,12 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
 from pathways_shared.pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from pathways_shared.vocabulary import PATHWAY_NAMES, Pathway, Role
-
 from referrals import service
 from referrals.domain.referral import ReferralStatus
 from referrals.repository import ReferralFilter

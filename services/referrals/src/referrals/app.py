@@ -6,7 +6,6 @@ from fastapi import FastAPI
 
 from pathways_shared.runtime import build_app
 from pathways_shared.serving import serve
-
 from referrals import api, consumers, erasure
 from referrals.config import ReferralsSettings
 

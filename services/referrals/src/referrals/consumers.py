@@ -8,11 +8,11 @@ Malformed events and events for unknown referrals or needs go to the dead letter
 
 from __future__ import annotations
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from pathways_shared.consumer import Subscription, typed
 from pathways_shared.event_payloads import PAYLOADS, NeedRef
 from pathways_shared.events import Event, utc_now
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from referrals import service
 from referrals.domain.need_lifecycle import ProviderEventKind
 

@@ -14,6 +14,10 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import JSON, Column, ForeignKey, Index, Text, UniqueConstraint, text
+from sqlalchemy import Uuid as SaUuid
+from sqlmodel import Field, SQLModel
+
 from pathways_shared.erasure import ErasureRecord  # noqa: F401  (registers the erasure register)
 from pathways_shared.infra_models import (  # noqa: F401  (registers the infrastructure tables)
     AccessLog,
@@ -23,9 +27,6 @@ from pathways_shared.infra_models import (  # noqa: F401  (registers the infrast
     ProcessedEvent,
     utc_column,
 )
-from sqlalchemy import JSON, Column, ForeignKey, Index, Text, UniqueConstraint, text
-from sqlalchemy import Uuid as SaUuid
-from sqlmodel import Field, SQLModel
 
 
 class ReferralRow(SQLModel, table=True):

@@ -8,16 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from pathways_shared.db import bound_rows, bound_values, insert_if_new, is_postgres
-from pathways_shared.vocabulary import (
-    Complexity,
-    NeedStatus,
-    Pathway,
-    Rosh,
-    Sex,
-    SupervisionStatus,
-    WithdrawalReason,
-)
 from sqlalchemy import (
     Row,
     and_,
@@ -33,6 +23,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pathways_shared.db import bound_rows, bound_values, insert_if_new, is_postgres
+from pathways_shared.vocabulary import (
+    Complexity,
+    NeedStatus,
+    Pathway,
+    Rosh,
+    Sex,
+    SupervisionStatus,
+    WithdrawalReason,
+)
 from referrals.domain.referral import (
     Consent,
     HistoryEntry,

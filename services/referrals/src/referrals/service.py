@@ -13,12 +13,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import PermanentError
-from pathways_shared.event_payloads import NeedRef
 from pathways_shared.erasure import ErasurePublic, erasures_for
+from pathways_shared.event_payloads import NeedRef
 from pathways_shared.events import EVENT_TYPES, Event, Identifier, PersonReference
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.observability import get_logger
@@ -26,8 +28,6 @@ from pathways_shared.outbox import add_event
 from pathways_shared.pagination import decode_cursor, encode_cursor
 from pathways_shared.problems import Forbidden, NotFound, ValidationProblem
 from pathways_shared.vocabulary import AREAS, CRN_PATTERN
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from referrals.domain.events import Decision, DomainEvent
 from referrals.domain.need_lifecycle import (
     MalformedProviderEvent,
@@ -277,7 +277,7 @@ async def history(
     if values is not None:
         try:
             if not isinstance(values[1], int):
-                raise ValueError("a history cursor ends in an integer id")
+                raise TypeError("a history cursor ends in an integer id")
             after = (_cursor_time(values[0]), values[1])
         except (TypeError, ValueError) as error:
             raise ValidationProblem("cursor is not valid", field="cursor") from error

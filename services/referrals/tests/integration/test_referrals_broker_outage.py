@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import nats
+
 from pathways_shared.testing import auth, running, stream_events
 from referrals.app import create_app
 

@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
-from pathways_shared.db import make_engine
-from referrals.repository import ReferralFilter, list_query
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
+
+from pathways_shared.db import make_engine
+from referrals.repository import ReferralFilter, list_query
 
 AFTER = (datetime(2026, 11, 24, 10, 0, tzinfo=UTC), UUID(int=1))
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+
 from pathways_shared.clock import utc_now
 from pathways_shared.db import make_engine, make_sessionmaker
 from referrals.domain.events import Decision
 from referrals.domain.submission import submit_referral
 from referrals.repository import HISTORY, NEEDS, REFERRALS, ReferralRepository
 from referrals.schemas import ReferralCreate
-from sqlalchemy import select
-
 
 NOW = utc_now()
 CLIENT = "test-probation"

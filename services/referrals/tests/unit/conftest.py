@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+
 from pathways_shared.vocabulary import Complexity, Pathway, Rosh, Sex, SupervisionStatus
 from referrals.domain.referral import (
     Consent,

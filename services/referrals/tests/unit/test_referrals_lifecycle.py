@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
 import pytest
+
 from pathways_shared.event_payloads import ReferralSubmitted, ReferralWithdrawn
 from pathways_shared.vocabulary import (
     Complexity,

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
+from pydantic import ValidationError
+
 from pathways_shared.event_payloads import PAYLOADS, NeedRef
 from pathways_shared.events import Event
 from pathways_shared.vocabulary import NeedStatus
-from pydantic import ValidationError
 from referrals.domain.need_lifecycle import (
     Deadline,
     MalformedProviderEvent,

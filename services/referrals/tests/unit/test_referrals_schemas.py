@@ -8,8 +8,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
 from pydantic import ValidationError
+
+from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
 from referrals.domain.referral import NeedFlag, ReferralStatus
 from referrals.schemas import ReferralCreate, ReferralPublic, WithdrawalCreate
 

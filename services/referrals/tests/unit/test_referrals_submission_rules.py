@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+
 from pathways_shared.clock import age_on, london_day
 from pathways_shared.errors import FieldError
 from pathways_shared.vocabulary import Complexity, Pathway, Rosh, SupervisionStatus

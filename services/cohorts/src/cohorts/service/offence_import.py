@@ -62,7 +62,7 @@ def parse_offence_csv(data: bytes, today: date) -> ParsedImport:
             cells = next(reader)
         except StopIteration:
             break
-        except csv.Error as exc:
+        except csv.Error:
             line = reader.line_num
             total += 1
             errors.append(RowError(line, "row", "is not valid CSV"))

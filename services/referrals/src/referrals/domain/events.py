@@ -11,7 +11,6 @@ from typing import Any
 from uuid import UUID
 
 from pathways_shared.event_payloads import ReferralSubmitted, ReferralWithdrawn, event_type_of
-
 from referrals.domain.referral import HistoryEntry, Referral
 
 

@@ -37,7 +37,6 @@ from pathways_shared.event_payloads import (
     ReferralUnallocated,
 )
 from pathways_shared.vocabulary import NeedStatus
-
 from referrals.domain.referral import HistoryEntry, Need, Referral, ReferralStatus
 
 EVENT_TYPE_PREFIX = "providers.referral."

@@ -38,7 +38,6 @@ from pathways_shared.vocabulary import (
     SupervisionStatus,
     is_email_address,
 )
-
 from referrals.domain.events import Decision, DomainEvent
 from referrals.domain.referral import (
     Consent,

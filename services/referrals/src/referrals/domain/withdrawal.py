@@ -9,7 +9,6 @@ from uuid import UUID
 from pathways_shared.errors import FieldError, PathwaysError
 from pathways_shared.event_payloads import ReferralWithdrawn
 from pathways_shared.vocabulary import NeedStatus, WithdrawalReason
-
 from referrals.domain.events import Decision, DomainEvent
 from referrals.domain.referral import (
     HistoryEntry,
