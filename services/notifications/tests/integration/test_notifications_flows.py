@@ -13,8 +13,8 @@ from sqlmodel import col, select
 
 from notifications import service
 from notifications.app import create_app
-from notifications.domain import Recipient, RecipientRole, idempotency_key
-from notifications.worker import Deliverer
+from notifications.domain.intents import Recipient, RecipientRole, idempotency_key
+from notifications.scheduler import Deliverer
 from pathways_shared.db import transaction
 from pathways_shared.events import Event, make_event
 from pathways_shared.infra_models import DeadLetter, ProcessedEvent
