@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from pathways_shared.erasure import ErasurePublic
 from pathways_shared.inputs import AreaCode, InputDate
 from pathways_shared.outputs import UtcDateTime
 from pathways_shared.vocabulary import (
@@ -313,3 +314,5 @@ class SubjectAccessPublic(BaseModel):
     referral_needs: list[dict[str, Any]]
     selection_runs: list[SubjectAccessRun]
     access_log: list[dict[str, Any]]
+    # what was erased once its retention period ended, and when (pathways_shared.erasure)
+    erasures: list[ErasurePublic] = Field(default_factory=list)
