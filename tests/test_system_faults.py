@@ -225,7 +225,7 @@ async def delivery_log(client: httpx.AsyncClient, system) -> list[dict]:
 def interrupted_keys(log: list[dict]) -> tuple[set[str], set[str]]:
     """The Message-IDs and webhook-ids of deliveries whose send was interrupted by the kill
     (an attempt with no recorded outcome, sent again with the same idempotency key)."""
-    from notifications.domain import Recipient, RecipientRole, idempotency_key
+    from notifications.domain.intents import Recipient, RecipientRole, idempotency_key
 
     emails, webhooks = set(), set()
     for d in log:

@@ -25,9 +25,9 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from cohorts import service
-from cohorts.policy import default_policy
+from cohorts.domain.policy import default_policy
+from cohorts.domain.selection import select
 from cohorts.repository import CohortsRepository
-from cohorts.selection import select
 from pathways_shared.auth import Principal
 from pathways_shared.db import make_engine, make_sessionmaker, transaction
 from pathways_shared.migrations import upgrade

@@ -32,11 +32,6 @@ def app_factory():
     return create_app
 
 
-@pytest.fixture
-async def js(nc) -> Any:
-    return nc.jetstream()
-
-
 # --- events -----------------------------------------------------------------------------------
 # A realistic set of events for a few referrals, timed from the real clock (so the tests hold
 # on any day): every step the figures count, across all four streams.

@@ -17,8 +17,8 @@ from pathways_shared.testing import (
     stream_events,
 )
 from providers.app import create_app
-from providers.catalogue import load_seed_catalogue
 from providers.config import ProvidersSettings
+from providers.domain.catalogue import load_seed_catalogue
 from providers.service import seed_catalogue
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]

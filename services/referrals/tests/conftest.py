@@ -72,8 +72,3 @@ def settings(service_settings) -> ReferralsSettings:
 @pytest.fixture
 def app_factory():
     return create_app
-
-
-@pytest.fixture
-async def js(nc) -> Any:
-    return nc.jetstream()

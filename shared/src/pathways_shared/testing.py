@@ -200,6 +200,11 @@ async def nc() -> AsyncIterator[nats.NATS]:
     await client.close()
 
 
+@pytest.fixture
+async def js(nc: nats.NATS) -> Any:
+    return nc.jetstream()
+
+
 def token(role: str | list[str] = "probation", **claims: Any) -> str:
     roles = [role] if isinstance(role, str) else list(role)
     return mint_token(TEST_JWT_SECRET, roles=roles, sub=claims.pop("sub", f"test-{roles[0]}"), **claims)
@@ -464,6 +469,28 @@ def nats_cluster() -> Any:
     cluster.start()
     yield cluster
     cluster.cleanup()
+
+
+def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """An `application/problem+json` answer with this status (naming `field`, if given)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= body.keys()
+    assert body["status"] == status
+    if field is not None:
+        assert field in [e["field"] for e in body["errors"]], body
+    return body
+
+
+async def check_health(client: httpx.AsyncClient, service: str) -> None:
+    """A service's smoke check: live, ready, its metrics exposed and its own OpenAPI document."""
+    assert (await client.get("/health/live")).status_code == 200
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 200, ready.text
+    assert "pathways_http_requests_total" in (await client.get("/metrics")).text
+    document = (await client.get("/openapi.json")).json()
+    assert document["info"]["title"] == f"Pathways {service} service"
 
 
 async def check_outbox_round_trip(app: Any, nc: Any, prefix: str, service: str) -> None:

@@ -198,20 +198,21 @@ class Role(StrEnum):
     PARTNERSHIP = "partnership"
 
 
-PROVIDER_CODES: frozenset[str] = frozenset(
-    {
-        "NACRO",
-        "CHANGING_LIVES",
-        "INGEUS",
-        "MAXIMUS",
-        "IXION",
-        "SIAS",
-        "CWH",
-        "SMBC_EARLY_HELP",
-        "ND_SERVICE",
-        "PROBATION",
-    }
-)
+PROVIDER_NAMES: dict[str, str] = {
+    "NACRO": "Nacro",
+    "CHANGING_LIVES": "Changing Lives",
+    "INGEUS": "Ingeus",
+    "MAXIMUS": "Maximus",
+    "IXION": "Ixion",
+    "SIAS": "SIAS (Solihull Integrated Addiction Services)",
+    "CWH": "Community Wellbeing Hub",
+    "SMBC_EARLY_HELP": "Solihull MBC Early Help",
+    "ND_SERVICE": "Neuro-diversity service",
+    "PROBATION": "Probation",
+}
+"""Each provider's name as people read it (emails, the dashboard), by provider code."""
+
+PROVIDER_CODES: frozenset[str] = frozenset(PROVIDER_NAMES)
 
 # Identifiers are matched whole: `\Z`, not `$` (which also matches before a trailing newline,
 # so "S391957\n" would pass). Pydantic `pattern=` constraints run in Rust's regex engine,

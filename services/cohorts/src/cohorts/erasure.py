@@ -16,7 +16,7 @@ from sqlalchemy import update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts.membership import MembershipStatus
+from cohorts.domain.membership import MembershipStatus
 from cohorts.models import MembershipRecord
 from pathways_shared.erasure import Erasable, lock_due
 

@@ -1,7 +1,7 @@
 """Every query of the cohorts service: `CohortsRepository(session)`.
 
 The selection run's heavy lifting is `summaries`: one aggregate over the area's offences that
-gives each nominal's `NominalSummary` (see `cohorts.selection`), so a run never loads offences
+gives each nominal's `NominalSummary` (see `cohorts.domain.selection`), so a run never loads offences
 into Python. Its date bounds come from `summary_windows`, the same as `summarise` uses.
 """
 
@@ -29,7 +29,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts.dates import shift_years
+from cohorts.domain.dates import shift_years
+from cohorts.domain.policy import MIN_AGE, SelectionPolicy
+from cohorts.domain.selection import MAPPA_EXCLUDED_LEVELS, Nominal, NominalSummary, summary_windows
 from cohorts.models import (
     MembershipRecord,
     NominalRecord,
@@ -39,8 +41,6 @@ from cohorts.models import (
     ReferralNeedRecord,
     SelectionRunRecord,
 )
-from cohorts.policy import MIN_AGE, SelectionPolicy
-from cohorts.selection import MAPPA_EXCLUDED_LEVELS, Nominal, NominalSummary, summary_windows
 from pathways_shared.access import Action, access_log_for
 from pathways_shared.auth import Principal
 from pathways_shared.db import is_postgres

@@ -5,10 +5,10 @@ import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from cohorts.domain.policy import SelectionPolicy, default_policy
+from cohorts.domain.selection import Nominal, Offence, select, summarise, summary_windows
 from cohorts.models import NominalRecord
-from cohorts.policy import SelectionPolicy, default_policy
 from cohorts.repository import CohortsRepository
-from cohorts.selection import Nominal, Offence, select, summarise, summary_windows
 from pathways_shared.db import make_engine, make_sessionmaker, transaction
 from pathways_shared.vocabulary import OffenceCategory, SupervisionStatus
 

@@ -2,7 +2,7 @@ from datetime import date
 
 import pytest
 
-from cohorts.dates import (
+from cohorts.domain.dates import (
     age_on,
     first_day_of_months_before,
     first_day_of_years_before,

@@ -3,8 +3,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from cohorts.errors import AlreadyMember, IllegalTransition, InvalidValue, NotAMember, NotForIom
-from cohorts.membership import (
+from cohorts.domain.membership import (
     Membership,
     MembershipStatus,
     adopt,
@@ -17,8 +16,9 @@ from cohorts.membership import (
     run_completed,
     should_suggest_deselection,
 )
-from cohorts.policy import SelectionPolicy, default_policy
-from cohorts.selection import Assessment, Nominal, Offence, assess, select, summarise
+from cohorts.domain.policy import SelectionPolicy, default_policy
+from cohorts.domain.selection import Assessment, Nominal, Offence, assess, select, summarise
+from cohorts.errors import AlreadyMember, IllegalTransition, InvalidValue, NotAMember, NotForIom
 from pathways_shared.vocabulary import Cohort, DeselectionReason, OffenceCategory, SupervisionStatus
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

@@ -2,8 +2,7 @@ from datetime import date
 
 import pytest
 
-from cohorts.errors import InvalidValue
-from cohorts.offences import (
+from cohorts.domain.offences import (
     OffenceRow,
     RowError,
     check_nominal,
@@ -11,6 +10,7 @@ from cohorts.offences import (
     check_row,
     header_problems,
 )
+from cohorts.errors import InvalidValue
 from pathways_shared.vocabulary import OffenceCategory
 
 TODAY = date(2026, 11, 24)

@@ -2,14 +2,14 @@ from typing import Any
 
 import pytest
 
-from cohorts.errors import InvalidPolicy
-from cohorts.policy import (
+from cohorts.domain.policy import (
     DEFAULT_GRAVITY_WEIGHTS,
     ProlificBand,
     RecencyBand,
     SelectionPolicy,
     default_policy,
 )
+from cohorts.errors import InvalidPolicy
 from pathways_shared.vocabulary import Cohort, OffenceCategory
 
 DOMAIN_WEIGHTS = {

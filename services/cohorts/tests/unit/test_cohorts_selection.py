@@ -4,8 +4,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from cohorts.policy import SelectionPolicy, default_policy
-from cohorts.selection import (
+from cohorts.domain.policy import SelectionPolicy, default_policy
+from cohorts.domain.selection import (
     ExclusionReason,
     Nominal,
     NominalSummary,

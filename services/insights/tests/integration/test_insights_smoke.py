@@ -1,11 +1,14 @@
-from pathways_shared.testing import check_outbox_round_trip
+"""The insights service on real PostgreSQL and NATS: migrated, healthy, its outbox reaches
+JetStream and the consumer machinery on its database sees what arrives."""
+
+from __future__ import annotations
+
+from pathways_shared.testing import check_health, check_outbox_round_trip
 
 
-async def test_health_and_ready(client):
-    assert (await client.get("/health/live")).json() == {"status": "up"}
-    ready = await client.get("/health/ready")
-    assert ready.status_code == 200, ready.text
+async def test_ready_live_and_metrics(client):
+    await check_health(client, "insights")
 
 
-async def test_outbox_and_consumer_round_trip(app, nc, subject_prefix):
+async def test_outbox_reaches_nats_and_a_consumer_sees_it(app, nc, subject_prefix):
     await check_outbox_round_trip(app, nc, subject_prefix, "insights")

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from notifications import service
-from notifications.delivery import DeliveryStatus
+from notifications.domain.delivery import DeliveryStatus
 from notifications.schemas import (
     NotificationPublic,
     NotificationsPublic,

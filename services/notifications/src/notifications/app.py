@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from notifications import api, consumers, erasure
 from notifications.config import NotificationsSettings
-from notifications.worker import delivery_worker
+from notifications.scheduler import delivery_worker
 from pathways_shared.runtime import build_app
 from pathways_shared.serving import serve
 

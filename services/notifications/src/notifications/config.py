@@ -10,8 +10,8 @@ from datetime import timedelta
 from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
-from notifications.delivery import RetryPolicy
-from notifications.subscriptions import DisablePolicy
+from notifications.domain.delivery import RetryPolicy
+from notifications.domain.subscriptions import DisablePolicy
 from pathways_shared.config import ServiceSettings
 from pathways_shared.vocabulary import AREAS, PROVIDER_CODES
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from notifications.domain import Contacts, NotificationKind
-from notifications.templates import RenderContext
+from notifications.domain.intents import Contacts, NotificationKind
+from notifications.domain.templates import RenderContext
 from pathways_shared.service_client import PeerUnavailable, ServiceClient
 
 

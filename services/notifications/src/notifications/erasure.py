@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from notifications.delivery import FINAL_STATUSES
+from notifications.domain.delivery import FINAL_STATUSES
 from notifications.models import DeliveryAttemptRow, NotificationRow
 from pathways_shared.erasure import Erasable, lock_due
 

@@ -1,5 +1,5 @@
 """Recording what an attempt came to, after the send (step 3 of a round in
-`notifications.worker`): the delivery's state, a webhook subscription's health and its
+`notifications.scheduler`): the delivery's state, a webhook subscription's health and its
 disabling, and the events that follow (``notifications.duty-to-refer.sent``,
 ``notifications.delivery.failed``) through the outbox in the same transaction.
 """
@@ -16,23 +16,23 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications import repository
 from notifications.config import NotificationsSettings
-from notifications.delivery import (
+from notifications.domain.delivery import (
     Delivery,
     DeliveryStatus,
     cancel,
     record_outcome,
 )
-from notifications.domain import (
+from notifications.domain.intents import (
     Channel,
     OutboundEvent,
     events_after_delivery,
     events_after_final_failure,
     parse_envelope,
 )
+from notifications.domain.subscriptions import SubscriptionHealth, record_webhook_attempt
 from notifications.models import DeliveryAttemptRow, NotificationRow, SubscriptionRow
 from notifications.repository import NotificationsRepository
 from notifications.sending import AttemptResult
-from notifications.subscriptions import SubscriptionHealth, record_webhook_attempt
 from pathways_shared.access import Action, record_access
 from pathways_shared.clock import utc_now
 from pathways_shared.db import transaction

@@ -15,8 +15,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from notifications.delivery import Delivery, DeliveryStatus
-from notifications.domain import NotificationIntent, NotificationKind, Recipient, RecipientRole
+from notifications.domain.delivery import Delivery, DeliveryStatus
+from notifications.domain.intents import (
+    NotificationIntent,
+    NotificationKind,
+    Recipient,
+    RecipientRole,
+)
 from notifications.models import (
     DeliveryAttemptRow,
     NeedAllocationRow,

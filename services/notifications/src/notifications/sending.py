@@ -25,24 +25,25 @@ from notifications.contacts import (
     ReferralRecord,
     ReferralsClient,
 )
-from notifications.delivery import (
+from notifications.domain.delivery import (
     AttemptOutcome,
     permanent_failure,
     transport_failure,
 )
-from notifications.domain import (
+from notifications.domain.intents import (
     Contacts,
     email_message_id,
     parse_envelope,
     resolve_address,
 )
+from notifications.domain.templates import RenderContext, render_email
+from notifications.domain.webhooks import webhook_headers
 from notifications.errors import (
     UnsafeSubscriberUrl,
 )
 from notifications.models import NotificationRow
 from notifications.repository import NotificationsRepository
 from notifications.secretbox import SecretBox
-from notifications.templates import RenderContext, render_email
 from notifications.transports import (
     Resolver,
     SmtpSession,
@@ -53,7 +54,6 @@ from notifications.transports import (
     post_webhook,
     resolve_host,
 )
-from notifications.webhooks import webhook_headers
 from pathways_shared.clock import utc_now
 from pathways_shared.db import transaction
 from pathways_shared.errors import PathwaysError

@@ -14,8 +14,8 @@ from sqlalchemy import Row
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications.config import NotificationsSettings
-from notifications.delivery import DeliveryStatus
-from notifications.domain import (
+from notifications.domain.delivery import DeliveryStatus
+from notifications.domain.intents import (
     NEEDS_ALLOCATIONS,
     AllocatedInfo,
     EventType,
@@ -26,6 +26,15 @@ from notifications.domain import (
     decide_notifications,
     parse_envelope,
 )
+from notifications.domain.subscriptions import (
+    EventPattern,
+    Subscription,
+    SubscriptionScope,
+    authorise_subscription,
+    decide_webhooks,
+    parse_patterns,
+)
+from notifications.domain.webhooks import generate_secret
 from notifications.errors import UnparseableEvent
 from notifications.models import (
     DeliveryAttemptRow,
@@ -46,16 +55,7 @@ from notifications.schemas import (
     SubscriptionsPublic,
 )
 from notifications.secretbox import SecretBox
-from notifications.subscriptions import (
-    EventPattern,
-    Subscription,
-    SubscriptionScope,
-    authorise_subscription,
-    decide_webhooks,
-    parse_patterns,
-)
 from notifications.transports import Resolver, check_destination
-from notifications.webhooks import generate_secret
 from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.clock import utc_now

@@ -21,16 +21,16 @@ from urllib.parse import urlsplit, urlunsplit
 import aiosmtplib
 import httpx
 
-from notifications.delivery import (
+from notifications.domain.delivery import (
     AttemptOutcome,
     classify_http_status,
     classify_smtp_reply,
     permanent_failure,
     transport_failure,
 )
+from notifications.domain.subscriptions import check_resolved_addresses, parse_subscriber_url
+from notifications.domain.templates import EmailContent
 from notifications.errors import UnsafeSubscriberUrl
-from notifications.subscriptions import check_resolved_addresses, parse_subscriber_url
-from notifications.templates import EmailContent
 
 USER_AGENT = "Pathways-Webhooks/1.0"
 

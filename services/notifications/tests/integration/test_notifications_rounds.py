@@ -14,10 +14,10 @@ from sqlmodel import select
 
 from notifications import service
 from notifications.app import create_app
+from notifications.domain.templates import EmailContent
 from notifications.models import NotificationRow
-from notifications.templates import EmailContent
+from notifications.scheduler import Deliverer
 from notifications.transports import SmtpSession, SmtpSettings, build_email
-from notifications.worker import Deliverer
 from pathways_shared.db import transaction
 from pathways_shared.events import make_event
 from pathways_shared.testing import auth, free_port, running

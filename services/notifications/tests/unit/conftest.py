@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from notifications.domain import InboundEvent, parse_envelope
+from notifications.domain.intents import InboundEvent, parse_envelope
 
 REFERRAL_ID = uuid.UUID("11111111-1111-4111-8111-111111111111")
 NEED_ID = uuid.UUID("22222222-2222-4222-8222-222222222222")

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from notifications.contacts import ContactsMissing, ReferralRecord
-from notifications.domain import NotificationKind
+from notifications.domain.intents import NotificationKind
 from notifications.secretbox import SecretBox
 
 REFERRAL = {

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifications.delivery import (
+from notifications.domain.delivery import (
     DEFAULT_LEASE,
     AttemptOutcome,
     Delivery,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from notifications.templates import EmailContent
+from notifications.domain.templates import EmailContent
 from notifications.transports import SmtpSettings, build_email
 
 SENT_AT = datetime(2026, 11, 24, 10, 15, 30, tzinfo=UTC)

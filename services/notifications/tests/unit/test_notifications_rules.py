@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from notifications.domain import (
+from notifications.domain.intents import (
     Channel,
     Contacts,
     EventType,

@@ -8,20 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifications.delivery import (
+from notifications.domain.delivery import (
     AttemptOutcome,
     OutcomeKind,
     classify_http_status,
     transport_failure,
 )
-from notifications.domain import NotificationKind, Recipient, RecipientRole, idempotency_key
-from notifications.errors import (
-    InvalidEventPattern,
-    InvalidValue,
-    SubscriptionForbidden,
-    UnsafeSubscriberUrl,
-)
-from notifications.subscriptions import (
+from notifications.domain.intents import NotificationKind, Recipient, RecipientRole, idempotency_key
+from notifications.domain.subscriptions import (
     DisablePolicy,
     EventPattern,
     Subscription,
@@ -33,6 +27,12 @@ from notifications.subscriptions import (
     parse_patterns,
     parse_subscriber_url,
     record_webhook_attempt,
+)
+from notifications.errors import (
+    InvalidEventPattern,
+    InvalidValue,
+    SubscriptionForbidden,
+    UnsafeSubscriberUrl,
 )
 
 SOLIHULL = "E08000029"

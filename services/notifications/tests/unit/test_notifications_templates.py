@@ -9,15 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from notifications.domain import (
+from notifications.domain.intents import (
     NotificationIntent,
     NotificationKind,
     Recipient,
     RecipientRole,
     decide_notifications,
 )
-from notifications.errors import TemplateError
-from notifications.templates import (
+from notifications.domain.templates import (
     DECLINE_REASONS,
     FOOTER,
     TEMPLATES,
@@ -28,6 +27,7 @@ from notifications.templates import (
     one_line,
     render_email,
 )
+from notifications.errors import TemplateError
 
 PERSON_NAME = "Sam Example"
 

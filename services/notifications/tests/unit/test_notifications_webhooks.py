@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifications.errors import InvalidSignature, InvalidWebhookSecret
-from notifications.webhooks import (
+from notifications.domain.webhooks import (
     decode_secret,
     generate_secret,
     sign,
     verify,
     webhook_headers,
 )
+from notifications.errors import InvalidSignature, InvalidWebhookSecret
 
 # The worked example of the Standard Webhooks specification (and its reference libraries).
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

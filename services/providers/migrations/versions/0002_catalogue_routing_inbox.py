@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-from providers.catalogue import load_seed_catalogue
+from providers.domain.catalogue import load_seed_catalogue
 
 revision = "0002"
 down_revision = "0001"

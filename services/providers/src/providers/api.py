@@ -22,10 +22,10 @@ from pathways_shared.pagination import (
 from pathways_shared.problems import Forbidden, ValidationProblem
 from pathways_shared.vocabulary import AREAS, CRN_PATTERN, Pathway, Role
 from providers import service
-from providers.catalogue import Service
-from providers.domain import ProviderReferralStatus
+from providers.domain.catalogue import Service
+from providers.domain.provider_referral import ProviderReferralStatus
+from providers.domain.routing import EligibilityQuery
 from providers.repository import referral_from_row
-from providers.routing import EligibilityQuery
 from providers.schemas import (
     CompleteRequest,
     DeclineRequest,

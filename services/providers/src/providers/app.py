@@ -8,9 +8,9 @@ from pathways_shared.runtime import Runtime, build_app
 from pathways_shared.serving import serve
 from providers import api, consumers, erasure
 from providers.config import ProvidersSettings
+from providers.domain.working_days import WorkingCalendar
 from providers.referrals_client import ReferralsClient
 from providers.scheduler import deadline_worker
-from providers.working_days import WorkingCalendar
 
 
 def create_app(settings: ProvidersSettings | None = None) -> FastAPI:

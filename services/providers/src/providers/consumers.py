@@ -21,7 +21,7 @@ from pathways_shared.event_payloads import (
 from pathways_shared.events import Event, utc_now
 from pathways_shared.vocabulary import AREAS
 from providers import service
-from providers.working_days import WorkingCalendar
+from providers.domain.working_days import WorkingCalendar
 
 
 def _crn(event: Event) -> str:

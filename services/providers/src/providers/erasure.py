@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.erasure import Erasable, lock_due
-from providers.domain import ENDED_STATUSES
+from providers.domain.provider_referral import ENDED_STATUSES
 from providers.models import IomMemberRow, NeedRow, ProviderReferralRow, RoutingDecisionRow
 
 PROVIDER_REFERRALS = ProviderReferralRow.__table__

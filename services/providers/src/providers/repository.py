@@ -21,8 +21,8 @@ from pathways_shared.vocabulary import (
     Pathway,
     WithdrawalReason,
 )
-from providers.catalogue import Service
-from providers.domain import ProviderReferral, ProviderReferralStatus
+from providers.domain.catalogue import Service
+from providers.domain.provider_referral import ProviderReferral, ProviderReferralStatus
 from providers.models import (
     IomMemberRow,
     NeedRow,

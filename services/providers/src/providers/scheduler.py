@@ -20,7 +20,7 @@ from pathways_shared.events import utc_now
 from pathways_shared.observability import get_logger
 from pathways_shared.runtime import Runtime
 from providers import service
-from providers.working_days import WorkingCalendar
+from providers.domain.working_days import WorkingCalendar
 
 log = get_logger(__name__)
 

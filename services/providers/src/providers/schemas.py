@@ -26,8 +26,8 @@ from pathways_shared.vocabulary import (
     Sex,
     SupervisionStatus,
 )
-from providers.catalogue import Eligibility, NeedFlag, Service
-from providers.domain import ProviderReferralStatus
+from providers.domain.catalogue import Eligibility, NeedFlag, Service
+from providers.domain.provider_referral import ProviderReferralStatus
 
 
 class Strict(BaseModel):

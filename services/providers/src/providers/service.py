@@ -27,8 +27,8 @@ from pathways_shared.vocabulary import (
     SupervisionStatus,
     WithdrawalReason,
 )
-from providers.catalogue import Catalogue, Service
-from providers.domain import (
+from providers.domain.catalogue import Catalogue, Service
+from providers.domain.provider_referral import (
     NeedEvent,
     NeedToRoute,
     ProviderReferral,
@@ -37,6 +37,8 @@ from providers.domain import (
     declined_services,
     requires_duty_to_refer,
 )
+from providers.domain.routing import EligibilityQuery, RoutingDecision, route
+from providers.domain.working_days import WorkingCalendar
 from providers.models import (
     IomMemberRow,
     NeedRow,
@@ -56,8 +58,6 @@ from providers.repository import (
     service_from_row,
     service_row,
 )
-from providers.routing import EligibilityQuery, RoutingDecision, route
-from providers.working_days import WorkingCalendar
 
 SYSTEM_ACTOR = "system:providers"
 

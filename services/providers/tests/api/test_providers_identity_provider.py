@@ -18,8 +18,8 @@ from pathways_shared.events import utc_now
 from pathways_shared.problems import Unauthorized
 from pathways_shared.testing import LocalIdentityProvider, running, serving_http, wait_until
 from providers.app import create_app
-from providers.catalogue import load_seed_catalogue
 from providers.config import ProvidersSettings
+from providers.domain.catalogue import load_seed_catalogue
 from providers.models import ProviderReferralRow
 from providers.service import seed_catalogue
 

@@ -13,9 +13,9 @@ from sqlmodel import select
 from pathways_shared.db import transaction
 from pathways_shared.testing import settle_outbox
 from providers import scheduler, service
+from providers.domain.working_days import WorkingCalendar
 from providers.models import ProviderReferralRow
 from providers.scheduler import run_deadline_check
-from providers.working_days import WorkingCalendar
 
 CALENDAR = WorkingCalendar()
 CHRISTMAS_EVE = datetime(2026, 12, 24, 10, 0, tzinfo=UTC)  # a Thursday

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pathways_shared.vocabulary import AREAS, PROVIDER_CODES, STATUTORY_STATUSES
-from providers.catalogue import Catalogue, Service, load_seed_catalogue
+from providers.domain.catalogue import Catalogue, Service, load_seed_catalogue
 from providers.errors import InvalidService
 
 STATUTORY = sorted(STATUTORY_STATUSES)

@@ -11,8 +11,8 @@ import pytest
 
 from pathways_shared.events import EVENT_TYPES
 from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
-from providers.catalogue import load_seed_catalogue
-from providers.domain import (
+from providers.domain.catalogue import load_seed_catalogue
+from providers.domain.provider_referral import (
     ALLOWED_FROM,
     Deadline,
     DeadlineMissed,
@@ -32,9 +32,9 @@ from providers.domain import (
     declined_services,
     requires_duty_to_refer,
 )
+from providers.domain.routing import EligibilityQuery, route
+from providers.domain.working_days import WorkingCalendar
 from providers.errors import IllegalTransition, InvalidValue
-from providers.routing import EligibilityQuery, route
-from providers.working_days import WorkingCalendar
 
 S = ProviderReferralStatus
 CATALOGUE = load_seed_catalogue()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from pathways_shared.vocabulary import Complexity, Pathway, Sex, SupervisionStatus
-from providers.catalogue import Service, load_seed_catalogue
-from providers.routing import (
+from providers.domain.catalogue import Service, load_seed_catalogue
+from providers.domain.routing import (
     CRITERIA,
     PREVIOUSLY_DECLINED,
     EligibilityQuery,

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from providers.working_days import WorkingCalendar, end_of_london_day, london_day
+from providers.domain.working_days import WorkingCalendar, end_of_london_day, london_day
 
 CALENDAR = WorkingCalendar()
 

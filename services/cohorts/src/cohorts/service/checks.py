@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from cohorts.offences import (
+from cohorts.domain.offences import (
     EARLIEST_DATE,
 )
 from pathways_shared.clock import london_today

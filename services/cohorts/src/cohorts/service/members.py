@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts.membership import (
+from cohorts.domain.membership import (
     Decision,
     Membership,
     MembershipStatus,
@@ -21,11 +21,11 @@ from cohorts.membership import (
     pathway_activity,
     review_if_due,
 )
+from cohorts.domain.policy import SelectionPolicy
 from cohorts.models import (
     MembershipRecord,
     ReferralNeedRecord,
 )
-from cohorts.policy import SelectionPolicy
 from cohorts.repository import CohortsRepository
 from cohorts.service.checks import checked_crn
 from cohorts.service.nominals import assessment_of

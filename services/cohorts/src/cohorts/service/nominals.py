@@ -8,21 +8,21 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts.models import (
-    NominalRecord,
-)
-from cohorts.offences import (
+from cohorts.domain.offences import (
     check_nominal,
     check_offence,
 )
-from cohorts.policy import SelectionPolicy
-from cohorts.repository import CohortsRepository
-from cohorts.selection import (
+from cohorts.domain.policy import SelectionPolicy
+from cohorts.domain.selection import (
     Assessment,
     Nominal,
     NominalSummary,
     assess,
 )
+from cohorts.models import (
+    NominalRecord,
+)
+from cohorts.repository import CohortsRepository
 from cohorts.service.checks import check_as_of, checked_crn
 from cohorts.service.policies import policy_for
 from pathways_shared.access import Action, record_access

@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts.models import (
-    OffenceImportRecord,
-)
-from cohorts.offences import (
+from cohorts.domain.offences import (
     RowError,
     check_row,
     header_problems,
+)
+from cohorts.models import (
+    OffenceImportRecord,
 )
 from cohorts.repository import CohortsRepository
 from pathways_shared.access import Action

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from cohorts.domain.policy import SelectionPolicy
 from cohorts.models import (
     PolicyRecord,
 )
-from cohorts.policy import SelectionPolicy
 from cohorts.repository import CohortsRepository
 from pathways_shared.auth import Principal
 from pathways_shared.events import iso_z

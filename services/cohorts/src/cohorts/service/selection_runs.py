@@ -10,16 +10,16 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cohorts.membership import (
+from cohorts.domain.membership import (
     run_completed,
+)
+from cohorts.domain.selection import (
+    select,
 )
 from cohorts.models import (
     SelectionRunRecord,
 )
 from cohorts.repository import CohortsRepository
-from cohorts.selection import (
-    select,
-)
 from cohorts.service.checks import check_as_of, known_area
 from cohorts.service.policies import policy_for
 from pathways_shared.access import Action

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 
+from pathways_shared import vocabulary
 from pathways_shared.vocabulary import AREAS, PATHWAY_NAMES, Pathway
 
-PROVIDER_NAMES: dict[str, str] = {
-    "NACRO": "Nacro",
-    "CHANGING_LIVES": "Changing Lives",
-    "INGEUS": "Ingeus",
-    "MAXIMUS": "Maximus",
-    "IXION": "Ixion",
-    "SIAS": "SIAS",
-    "CWH": "Community Wellbeing Hub",
-    "SMBC_EARLY_HELP": "Solihull MBC Early Help",
-    "ND_SERVICE": "Neuro-diversity service",
-    "PROBATION": "Probation",
-}
+# short enough for a chart's axis and a table's column
+PROVIDER_NAMES: dict[str, str] = {**vocabulary.PROVIDER_NAMES, "SIAS": "SIAS"}
 
 UNMET_REASONS: dict[str, str] = {
     "no_service": "No service for the pathway in the area",

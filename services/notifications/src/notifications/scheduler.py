@@ -1,4 +1,4 @@
-"""The delivery worker: a loop, started in the app's lifespan, that sends what is due. The
+"""The scheduler: the delivery loop, started in the app's lifespan, that sends what is due. The
 loop and the claiming live here; sending in `notifications.sending`, recording outcomes in
 `notifications.outcomes`.
 
@@ -31,12 +31,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications import repository
 from notifications.config import NotificationsSettings
-from notifications.delivery import (
+from notifications.domain.delivery import (
     DeliveryStatus,
     begin_attempt,
     transport_failure,
 )
-from notifications.domain import (
+from notifications.domain.intents import (
     Channel,
 )
 from notifications.errors import (

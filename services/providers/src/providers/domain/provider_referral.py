@@ -23,10 +23,10 @@ from pathways_shared.vocabulary import (
     Pathway,
     WithdrawalReason,
 )
-from providers.catalogue import NeedFlag, Service
+from providers.domain.catalogue import NeedFlag, Service
+from providers.domain.routing import RoutingDecision
+from providers.domain.working_days import WorkingCalendar
 from providers.errors import IllegalTransition, InvalidValue
-from providers.routing import RoutingDecision
-from providers.working_days import WorkingCalendar
 
 
 class ProviderReferralStatus(StrEnum):

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from notifications.domain import (
+from notifications.domain.intents import (
     AllocatedInfo,
     DeadlineMissedInfo,
     DeclinedInfo,
@@ -31,23 +31,10 @@ from notifications.domain import (
 )
 from notifications.errors import TemplateError
 from pathways_shared.clock import LONDON
-from pathways_shared.vocabulary import AREAS, PATHWAY_NAMES, Pathway
+from pathways_shared.vocabulary import AREAS, PATHWAY_NAMES, PROVIDER_NAMES, Pathway
 
 NOT_GIVEN = "not given"
 MAX_FREE_TEXT = 300
-
-PROVIDER_NAMES: dict[str, str] = {
-    "NACRO": "Nacro",
-    "CHANGING_LIVES": "Changing Lives",
-    "INGEUS": "Ingeus",
-    "MAXIMUS": "Maximus",
-    "IXION": "Ixion",
-    "SIAS": "SIAS (Solihull Integrated Addiction Services)",
-    "CWH": "Community Wellbeing Hub",
-    "SMBC_EARLY_HELP": "Solihull MBC Early Help",
-    "ND_SERVICE": "Neuro-diversity service",
-    "PROBATION": "Probation",
-}
 
 DECLINE_REASONS: dict[str, str] = {
     "capacity": "the service has no capacity",

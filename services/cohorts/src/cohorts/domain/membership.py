@@ -13,7 +13,9 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from cohorts.dates import first_day_of_months_before
+from cohorts.domain.dates import first_day_of_months_before
+from cohorts.domain.policy import SelectionPolicy
+from cohorts.domain.selection import Assessment, ExclusionReason, SelectionRun
 from cohorts.errors import (
     AlreadyMember,
     FieldError,
@@ -22,8 +24,6 @@ from cohorts.errors import (
     NotAMember,
     NotForIom,
 )
-from cohorts.policy import SelectionPolicy
-from cohorts.selection import Assessment, ExclusionReason, SelectionRun
 from pathways_shared.clock import iso_z
 from pathways_shared.vocabulary import Cohort, DeselectionReason
 

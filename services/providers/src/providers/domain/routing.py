@@ -20,7 +20,7 @@ from pathways_shared.vocabulary import (
     Sex,
     SupervisionStatus,
 )
-from providers.catalogue import Service
+from providers.domain.catalogue import Service
 
 
 @dataclass(frozen=True)

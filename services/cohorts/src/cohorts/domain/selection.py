@@ -16,8 +16,8 @@ from datetime import date
 from enum import StrEnum
 from functools import cached_property
 
-from cohorts.dates import first_day_of_years_before
-from cohorts.policy import MIN_AGE, SelectionPolicy
+from cohorts.domain.dates import first_day_of_years_before
+from cohorts.domain.policy import MIN_AGE, SelectionPolicy
 from pathways_shared.clock import age_on
 from pathways_shared.vocabulary import (
     NEIGHBOURHOOD_CRIME,

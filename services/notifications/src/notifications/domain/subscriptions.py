@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from notifications.delivery import AttemptOutcome, OutcomeKind
-from notifications.domain import (
+from notifications.domain.delivery import AttemptOutcome, OutcomeKind
+from notifications.domain.intents import (
     InboundEvent,
     NotificationIntent,
     NotificationKind,
