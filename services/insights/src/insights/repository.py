@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     event,
     func,
@@ -145,19 +146,52 @@ def split_period(start: date, end: date) -> tuple[list[date], list[tuple[date, d
     return months, ranges
 
 
-def _period_parts(table: Table, start: date, end: date) -> list[Any]:
-    """[start, end] as conditions on (grain, period): its whole months, then the days left."""
+def _month_bounds(day: date) -> tuple[date, date]:
+    first = day.replace(day=1)
+    return first, (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+
+
+def period_terms(
+    start: date, end: date
+) -> tuple[list[date], list[tuple[date, date]], list[tuple[date, date]]]:
+    """[start, end] as the fewest rows to read: whole months (their first days) and day ranges
+    added, and day ranges subtracted. Days left over in a month are read as that month less
+    its other days when those are fewer (8 December to 31 December: December less 1 to 7
+    December), so a period never reads more than half a month of daily rows at either end."""
     months, ranges = split_period(start, end)
-    conditions = []
+    added: list[tuple[date, date]] = []
+    subtracted: list[tuple[date, date]] = []
+    pieces = []
+    for low, high in ranges:  # each within one month (a range may span two without months)
+        while low <= high:
+            last = _month_bounds(low)[1]
+            pieces.append((low, min(high, last)))
+            low = last + timedelta(days=1)
+    for low, high in pieces:
+        first, last = _month_bounds(low)
+        inside = (high - low).days + 1
+        if (last - first).days + 1 - inside < inside:
+            months.append(first)
+            if first < low:
+                subtracted.append((first, low - timedelta(days=1)))
+            if high < last:
+                subtracted.append((high + timedelta(days=1), last))
+        else:
+            added.append((low, high))
+    return sorted(months), added, subtracted
+
+
+def _period_parts(table: Table, start: date, end: date) -> list[tuple[Any, int]]:
+    """[start, end] as conditions on (grain, period), each with its sign (1: its counts are
+    added, -1: subtracted): whole months, then days (`period_terms`)."""
+    months, added, subtracted = period_terms(start, end)
+    conditions: list[tuple[Any, int]] = []
     if months:
-        conditions.append(and_(table.c.grain == "M", table.c.period.in_(months)))
-    for low, high in ranges:
-        conditions.append(and_(table.c.grain == "D", table.c.period.between(low, high)))
+        conditions.append((and_(table.c.grain == "M", table.c.period.in_(months)), 1))
+    for ranges, sign in ((added, 1), (subtracted, -1)):
+        for low, high in ranges:
+            conditions.append((and_(table.c.grain == "D", table.c.period.between(low, high)), sign))
     return conditions
-
-
-def _period_filter(table: Table, start: date, end: date) -> Any:
-    return or_(*_period_parts(table, start, end))
 
 
 def _dimension_value(dimension: Dimension, value: Any) -> Any:
@@ -222,10 +256,18 @@ class InsightsRepository:
         by: Sequence[Dimension], pathway: str | None = None, provider: str | None = None,
     ) -> list[RawRow]:
         group = [CELLS.c[_DIMENSION_COLUMNS[d]] for d in by]
+        parts = _period_parts(CELLS, start, end)
+        negative = [condition for condition, sign in parts if sign < 0]
+
+        def total(m: str) -> Any:
+            if not negative:
+                return func.sum(CELLS.c[m]).label(m)
+            return func.sum(case((or_(*negative), -CELLS.c[m]), else_=CELLS.c[m])).label(m)
+
         query = (
-            select(*group, *(func.sum(CELLS.c[m]).label(m) for m in measures))
+            select(*group, *(total(m) for m in measures))
             .where(CELLS.c.cube == cube_for(by, provider), CELLS.c.area.in_(list(areas)),
-                   _period_filter(CELLS, start, end))
+                   or_(*(condition for condition, _ in parts)))
         )
         query = self._filters(query, CELLS, pathway, provider)
         if group:
@@ -247,14 +289,16 @@ class InsightsRepository:
         """(measure, dimension values, detail, count) for detail measures, in one scan."""
         by_plain = [d for d in by if d is not Dimension.REASON]
         names = [_DIMENSION_COLUMNS[d] for d in by_plain]
-        # One branch per part of the period (whole months; days at either end), each a plain
-        # range of the covering index `ix_figure_details_read`, read alone (an index-only
-        # scan); an OR of the parts would make PostgreSQL visit the table's rows instead.
+        # One branch per part of the period (whole months; days added or subtracted at either
+        # end, see `period_terms`), each a plain range of the covering index
+        # `ix_figure_details_read`, read alone (an index-only scan); an OR of the parts would
+        # make PostgreSQL visit the table's rows instead.
         branches = []
-        for part in _period_parts(DETAILS, start, end):
+        for part, sign in _period_parts(DETAILS, start, end):
+            count = DETAILS.c["count"] if sign > 0 else -DETAILS.c["count"]
             branch = (
                 select(DETAILS.c.measure, *(DETAILS.c[n] for n in names), DETAILS.c.detail,
-                       DETAILS.c["count"])
+                       count.label("count"))
                 .where(DETAILS.c.measure.in_(list(measures)),
                        DETAILS.c.cube == cube_for(by, provider),
                        DETAILS.c.area.in_(list(areas)), part)
