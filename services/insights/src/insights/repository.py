@@ -194,10 +194,9 @@ def _period_parts(table: Table, start: date, end: date) -> list[tuple[Any, int]]
     return conditions
 
 
-def _dimension_value(dimension: Dimension, value: Any) -> Any:
-    if dimension in _OPTIONAL and value == NO_VALUE:
-        return None
-    return value
+def _key(values: Sequence[Any], optional: Sequence[bool]) -> tuple:
+    """Dimension values as answered: an optional dimension's stored "" is None."""
+    return tuple(None if o and v == NO_VALUE else v for v, o in zip(values, optional, strict=True))
 
 
 class InsightsRepository:
@@ -274,12 +273,12 @@ class InsightsRepository:
             query = query.group_by(*group)
         result = await self.session.exec(query)
         out = []
+        width, optional = len(by), [d in _OPTIONAL for d in by]
         for row in result.all():
-            counts = {m: int(row._mapping[m] or 0) for m in measures}
+            counts = {m: int(v or 0) for m, v in zip(measures, row[width:], strict=True)}
             if not any(counts.values()):
                 continue
-            key = tuple(_dimension_value(d, row[i]) for i, d in enumerate(by))
-            out.append(RawRow(key=key, counts=counts))
+            out.append(RawRow(key=_key(row[:width], optional), counts=counts))
         return out
 
     async def read_details(
@@ -312,13 +311,16 @@ class InsightsRepository:
         )
         result = await self.session.exec(query)
         out = []
-        width = len(by_plain)
+        width, optional = len(by_plain), [d in _OPTIONAL for d in by]
+        # The reason is the detail: put back in its place among the dimensions.
+        reason = list(by).index(Dimension.REASON) if Dimension.REASON in by else None
         for row in result.all():
             measure, detail, n = row[0], row[width + 1], int(row[width + 2] or 0)
             if n:
-                values = dict(zip(by_plain, row[1: width + 1], strict=True))
-                values[Dimension.REASON] = detail
-                out.append((measure, tuple(_dimension_value(d, values[d]) for d in by), detail, n))
+                values = list(row[1: width + 1])
+                if reason is not None:
+                    values.insert(reason, detail)
+                out.append((measure, _key(values, optional), detail, n))
         return out
 
     @staticmethod
