@@ -365,11 +365,16 @@ class InsightsRepository:
             .select_from(facts)
             .where(c.area.in_(list(areas)), c.kind.in_([SELECTED, DESELECTED]))
         ).subquery("ranked")
+        # The latest adoption of each member, and the latest activity of each pathway (1 when
+        # its need is open), as one list; a member has an open need when any row of theirs at
+        # that instant has one. No join: the planner cannot estimate the ranked rows, and a
+        # join of them (by instant and member) became a nested loop or a merge on the instant
+        # alone, seconds by month.
         members = (
             select(ranked.c.period, ranked.c.moment, ranked.c.area, ranked.c.cohort,
-                   ranked.c.member_key)
+                   ranked.c.member_key, literal(1).label("member"), literal(0).label("open"))
             .where(ranked.c.latest == 1, ranked.c.kind == SELECTED)
-        ).subquery("members")
+        )
         activity = (
             select(moments.c.moment, c.member_key, c.status,
                    func.row_number().over(
@@ -379,19 +384,24 @@ class InsightsRepository:
             .where(c.area.in_(list(areas)), c.kind == ACTIVITY, c.pathway.is_not(None),
                    c.pathway != "")
         ).subquery("activity")
-        open_need = (
-            select(activity.c.moment, activity.c.member_key)
-            .where(activity.c.latest == 1,
-                   func.coalesce(activity.c.status, "").not_in(sorted(ENDED_STATUSES)))
-            .distinct()
-        ).subquery("open_need")
+        needs = (
+            select(null().cast(Date), activity.c.moment, null().cast(String),
+                   null().cast(String), activity.c.member_key, literal(0),
+                   case((func.coalesce(activity.c.status, "").not_in(sorted(ENDED_STATUSES)), 1),
+                        else_=0))
+            .where(activity.c.latest == 1)
+        )
+        both = union_all(members, needs).subquery("both_")
+        flagged = (
+            select(both.c.period, both.c.area, both.c.cohort, both.c.member,
+                   func.max(both.c.open).over(
+                       partition_by=(both.c.moment, both.c.member_key)).label("has_open"))
+        ).subquery("flagged")
         query = (
-            select(members.c.period, members.c.area, members.c.cohort, func.count(),
-                   func.count(open_need.c.member_key))
-            .select_from(members.outerjoin(open_need, and_(
-                open_need.c.moment == members.c.moment,
-                open_need.c.member_key == members.c.member_key)))
-            .group_by(members.c.period, members.c.area, members.c.cohort)
+            select(flagged.c.period, flagged.c.area, flagged.c.cohort, func.count(),
+                   func.sum(flagged.c.has_open))
+            .where(flagged.c.member == 1)
+            .group_by(flagged.c.period, flagged.c.area, flagged.c.cohort)
         )
         return [Stock(*row) for row in (await self.session.exec(query)).all()]
 
