@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     event,
     func,
@@ -145,25 +146,57 @@ def split_period(start: date, end: date) -> tuple[list[date], list[tuple[date, d
     return months, ranges
 
 
-def _period_parts(table: Table, start: date, end: date) -> list[Any]:
-    """[start, end] as conditions on (grain, period): its whole months, then the days left."""
+def _month_bounds(day: date) -> tuple[date, date]:
+    first = day.replace(day=1)
+    return first, (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+
+
+def period_terms(
+    start: date, end: date
+) -> tuple[list[date], list[tuple[date, date]], list[tuple[date, date]]]:
+    """[start, end] as the fewest rows to read: whole months (their first days) and day ranges
+    added, and day ranges subtracted. Days left over in a month are read as that month less
+    its other days when those are fewer (8 December to 31 December: December less 1 to 7
+    December), so a period never reads more than half a month of daily rows at either end."""
     months, ranges = split_period(start, end)
-    conditions = []
+    added: list[tuple[date, date]] = []
+    subtracted: list[tuple[date, date]] = []
+    pieces = []
+    for low, high in ranges:  # each within one month (a range may span two without months)
+        while low <= high:
+            last = _month_bounds(low)[1]
+            pieces.append((low, min(high, last)))
+            low = last + timedelta(days=1)
+    for low, high in pieces:
+        first, last = _month_bounds(low)
+        inside = (high - low).days + 1
+        if (last - first).days + 1 - inside < inside:
+            months.append(first)
+            if first < low:
+                subtracted.append((first, low - timedelta(days=1)))
+            if high < last:
+                subtracted.append((high + timedelta(days=1), last))
+        else:
+            added.append((low, high))
+    return sorted(months), added, subtracted
+
+
+def _period_parts(table: Table, start: date, end: date) -> list[tuple[Any, int]]:
+    """[start, end] as conditions on (grain, period), each with its sign (1: its counts are
+    added, -1: subtracted): whole months, then days (`period_terms`)."""
+    months, added, subtracted = period_terms(start, end)
+    conditions: list[tuple[Any, int]] = []
     if months:
-        conditions.append(and_(table.c.grain == "M", table.c.period.in_(months)))
-    for low, high in ranges:
-        conditions.append(and_(table.c.grain == "D", table.c.period.between(low, high)))
+        conditions.append((and_(table.c.grain == "M", table.c.period.in_(months)), 1))
+    for ranges, sign in ((added, 1), (subtracted, -1)):
+        for low, high in ranges:
+            conditions.append((and_(table.c.grain == "D", table.c.period.between(low, high)), sign))
     return conditions
 
 
-def _period_filter(table: Table, start: date, end: date) -> Any:
-    return or_(*_period_parts(table, start, end))
-
-
-def _dimension_value(dimension: Dimension, value: Any) -> Any:
-    if dimension in _OPTIONAL and value == NO_VALUE:
-        return None
-    return value
+def _key(values: Sequence[Any], optional: Sequence[bool]) -> tuple:
+    """Dimension values as answered: an optional dimension's stored "" is None."""
+    return tuple(None if o and v == NO_VALUE else v for v, o in zip(values, optional, strict=True))
 
 
 class InsightsRepository:
@@ -222,22 +255,30 @@ class InsightsRepository:
         by: Sequence[Dimension], pathway: str | None = None, provider: str | None = None,
     ) -> list[RawRow]:
         group = [CELLS.c[_DIMENSION_COLUMNS[d]] for d in by]
+        parts = _period_parts(CELLS, start, end)
+        negative = [condition for condition, sign in parts if sign < 0]
+
+        def total(m: str) -> Any:
+            if not negative:
+                return func.sum(CELLS.c[m]).label(m)
+            return func.sum(case((or_(*negative), -CELLS.c[m]), else_=CELLS.c[m])).label(m)
+
         query = (
-            select(*group, *(func.sum(CELLS.c[m]).label(m) for m in measures))
+            select(*group, *(total(m) for m in measures))
             .where(CELLS.c.cube == cube_for(by, provider), CELLS.c.area.in_(list(areas)),
-                   _period_filter(CELLS, start, end))
+                   or_(*(condition for condition, _ in parts)))
         )
         query = self._filters(query, CELLS, pathway, provider)
         if group:
             query = query.group_by(*group)
         result = await self.session.exec(query)
         out = []
+        width, optional = len(by), [d in _OPTIONAL for d in by]
         for row in result.all():
-            counts = {m: int(row._mapping[m] or 0) for m in measures}
+            counts = {m: int(v or 0) for m, v in zip(measures, row[width:], strict=True)}
             if not any(counts.values()):
                 continue
-            key = tuple(_dimension_value(d, row[i]) for i, d in enumerate(by))
-            out.append(RawRow(key=key, counts=counts))
+            out.append(RawRow(key=_key(row[:width], optional), counts=counts))
         return out
 
     async def read_details(
@@ -247,14 +288,16 @@ class InsightsRepository:
         """(measure, dimension values, detail, count) for detail measures, in one scan."""
         by_plain = [d for d in by if d is not Dimension.REASON]
         names = [_DIMENSION_COLUMNS[d] for d in by_plain]
-        # One branch per part of the period (whole months; days at either end), each a plain
-        # range of the covering index `ix_figure_details_read`, read alone (an index-only
-        # scan); an OR of the parts would make PostgreSQL visit the table's rows instead.
+        # One branch per part of the period (whole months; days added or subtracted at either
+        # end, see `period_terms`), each a plain range of the covering index
+        # `ix_figure_details_read`, read alone (an index-only scan); an OR of the parts would
+        # make PostgreSQL visit the table's rows instead.
         branches = []
-        for part in _period_parts(DETAILS, start, end):
+        for part, sign in _period_parts(DETAILS, start, end):
+            count = DETAILS.c["count"] if sign > 0 else -DETAILS.c["count"]
             branch = (
                 select(DETAILS.c.measure, *(DETAILS.c[n] for n in names), DETAILS.c.detail,
-                       DETAILS.c["count"])
+                       count.label("count"))
                 .where(DETAILS.c.measure.in_(list(measures)),
                        DETAILS.c.cube == cube_for(by, provider),
                        DETAILS.c.area.in_(list(areas)), part)
@@ -268,13 +311,16 @@ class InsightsRepository:
         )
         result = await self.session.exec(query)
         out = []
-        width = len(by_plain)
+        width, optional = len(by_plain), [d in _OPTIONAL for d in by]
+        # The reason is the detail: put back in its place among the dimensions.
+        reason = list(by).index(Dimension.REASON) if Dimension.REASON in by else None
         for row in result.all():
             measure, detail, n = row[0], row[width + 1], int(row[width + 2] or 0)
             if n:
-                values = dict(zip(by_plain, row[1: width + 1], strict=True))
-                values[Dimension.REASON] = detail
-                out.append((measure, tuple(_dimension_value(d, values[d]) for d in by), detail, n))
+                values = list(row[1: width + 1])
+                if reason is not None:
+                    values.insert(reason, detail)
+                out.append((measure, _key(values, optional), detail, n))
         return out
 
     @staticmethod
@@ -319,11 +365,16 @@ class InsightsRepository:
             .select_from(facts)
             .where(c.area.in_(list(areas)), c.kind.in_([SELECTED, DESELECTED]))
         ).subquery("ranked")
+        # The latest adoption of each member, and the latest activity of each pathway (1 when
+        # its need is open), as one list; a member has an open need when any row of theirs at
+        # that instant has one. No join: the planner cannot estimate the ranked rows, and a
+        # join of them (by instant and member) became a nested loop or a merge on the instant
+        # alone, seconds by month.
         members = (
             select(ranked.c.period, ranked.c.moment, ranked.c.area, ranked.c.cohort,
-                   ranked.c.member_key)
+                   ranked.c.member_key, literal(1).label("member"), literal(0).label("open"))
             .where(ranked.c.latest == 1, ranked.c.kind == SELECTED)
-        ).subquery("members")
+        )
         activity = (
             select(moments.c.moment, c.member_key, c.status,
                    func.row_number().over(
@@ -333,19 +384,24 @@ class InsightsRepository:
             .where(c.area.in_(list(areas)), c.kind == ACTIVITY, c.pathway.is_not(None),
                    c.pathway != "")
         ).subquery("activity")
-        open_need = (
-            select(activity.c.moment, activity.c.member_key)
-            .where(activity.c.latest == 1,
-                   func.coalesce(activity.c.status, "").not_in(sorted(ENDED_STATUSES)))
-            .distinct()
-        ).subquery("open_need")
+        needs = (
+            select(null().cast(Date), activity.c.moment, null().cast(String),
+                   null().cast(String), activity.c.member_key, literal(0),
+                   case((func.coalesce(activity.c.status, "").not_in(sorted(ENDED_STATUSES)), 1),
+                        else_=0))
+            .where(activity.c.latest == 1)
+        )
+        both = union_all(members, needs).subquery("both_")
+        flagged = (
+            select(both.c.period, both.c.area, both.c.cohort, both.c.member,
+                   func.max(both.c.open).over(
+                       partition_by=(both.c.moment, both.c.member_key)).label("has_open"))
+        ).subquery("flagged")
         query = (
-            select(members.c.period, members.c.area, members.c.cohort, func.count(),
-                   func.count(open_need.c.member_key))
-            .select_from(members.outerjoin(open_need, and_(
-                open_need.c.moment == members.c.moment,
-                open_need.c.member_key == members.c.member_key)))
-            .group_by(members.c.period, members.c.area, members.c.cohort)
+            select(flagged.c.period, flagged.c.area, flagged.c.cohort, func.count(),
+                   func.sum(flagged.c.has_open))
+            .where(flagged.c.member == 1)
+            .group_by(flagged.c.period, flagged.c.area, flagged.c.cohort)
         )
         return [Stock(*row) for row in (await self.session.exec(query)).all()]
 

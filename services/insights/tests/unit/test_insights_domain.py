@@ -3,6 +3,8 @@ and a need's contribution."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -17,7 +19,7 @@ from insights.domain.dimensions import (
 )
 from insights.domain.figures import median
 from insights.domain.projection import Allocation, Need, Step, StepKind, contribution, unmet_reason
-from insights.repository import split_period
+from insights.repository import period_terms, split_period
 from pathways_shared.working_days import WorkingCalendar
 
 CALENDAR = WorkingCalendar.with_holidays([date(2026, 12, 25), date(2026, 12, 28)])
@@ -136,3 +138,29 @@ def test_a_withdrawal_counts_under_the_allocation_current_then():
     contrib = contribution(NEED, [ALLOCATION], [withdrawn, unallocated], CALENDAR)
     [cell] = [cell for (cell, measure, _) in contrib if measure == "withdrawn"]
     assert cell.provider_code == ""
+
+
+def test_a_period_reads_its_days_once_and_at_most_half_a_month_of_days_at_either_end():
+    assert period_terms(date(2025, 12, 8), date(2026, 12, 7)) == (
+        [date(2025, 12, 1), *(date(2026, m, 1) for m in range(1, 12))],
+        [(date(2026, 12, 1), date(2026, 12, 7))],
+        [(date(2025, 12, 1), date(2025, 12, 7))],
+    )
+
+    def days(low, high):
+        return [low + timedelta(days=i) for i in range((high - low).days + 1)]
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        start = date(2024, 1, 1) + timedelta(days=rng.randint(0, 800))
+        end = start + timedelta(days=rng.choice((0, 1, 5, 20, 40, 90, 364, 700)) + rng.randint(0, 9))
+        months, added, subtracted = period_terms(start, end)
+        read: Counter = Counter()
+        for first in months:
+            read.update(days(first, (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)))
+        for low, high in added:
+            read.update(days(low, high))
+        read.subtract(d for low, high in subtracted for d in days(low, high))
+        assert +read == Counter(days(start, end)), (start, end)
+        assert min(read.values(), default=0) >= 0
+        assert sum(len(days(*r)) for r in (*added, *subtracted)) <= 2 * 16, (start, end)

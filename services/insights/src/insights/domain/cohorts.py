@@ -9,6 +9,7 @@ an open need by the latest activity per pathway, so the order events arrived in 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
@@ -166,14 +167,22 @@ def cohort_answer(
         if row.period == last:
             total["members"] += row.members
             total["members_with_open_need"] += row.members_with_open_need
+    # Tallied first (a thousand facts, a few dozen keys), then added as rows.
+    tally: Counter[tuple] = Counter()
     for fact in flows:
-        if fact.kind not in (SELECTED, DESELECTED):
+        if fact.kind == SELECTED:
+            reason, column = None, "adopted"
+        elif fact.kind == DESELECTED:
+            reason, column = fact.reason, "deselected"
+        else:
             continue
         day = london_day(fact.occurred_at)
-        if not start <= day <= end:
-            continue
-        values = {Dimension.AREA: fact.area, Dimension.COHORT: fact.cohort,
-                  Dimension.MONTH: day.strftime("%Y-%m") if by_month else None,
-                  Dimension.REASON: fact.reason if fact.kind == DESELECTED else None}
-        add(values, "adopted" if fact.kind == SELECTED else "deselected")
+        if start <= day <= end:
+            tally[(fact.area, fact.cohort, day.replace(day=1) if by_month else None, reason,
+                   column)] += 1
+    for (area, cohort, month, reason, column), n in tally.items():
+        values = {Dimension.AREA: area, Dimension.COHORT: cohort,
+                  Dimension.MONTH: month.strftime("%Y-%m") if month else None,
+                  Dimension.REASON: reason}
+        add(values, column, n)
     return [RawRow(key=key, counts=row) for key, row in counts.items()], total
