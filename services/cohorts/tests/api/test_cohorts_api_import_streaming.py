@@ -104,7 +104,7 @@ async def test_a_file_refused_late_in_its_body_leaves_nothing_written(
     body was checked at once: no batch was written before the end was seen."""
     await seed(CRN)
     for bad, message in ((f"{CRN},{days_ago(1)},arson,a\x00b\n", "NUL"), ("\xff", "UTF-8")):
-        body, rows = large_body(days_ago, {})
+        body, _ = large_body(days_ago, {})
         tail = bad.encode("latin-1") if bad == "\xff" else bad.encode()
 
         async def then_bad(body: AsyncIterator[bytes] = body, tail: bytes = tail):

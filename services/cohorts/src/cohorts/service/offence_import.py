@@ -207,14 +207,18 @@ class _Chunks(io.RawIOBase):
     def __init__(self, chunks: queue.Queue[bytes | BaseException | None]) -> None:
         self._chunks = chunks
         self._pending = memoryview(b"")
+        self._ended = False  # asked again after the end, it stays ended
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
+            if self._ended:
+                return 0
             item = self._chunks.get()
             if item is None:
+                self._ended = True
                 return 0
             if isinstance(item, BaseException):
                 raise item
