@@ -264,33 +264,40 @@ async def import_offences(
         bool, Query(description="false: answer 202 at once and load in the background")
     ] = True,
 ) -> JSONResponse:
-    data = await request.body()
+    # The CSV is read as it arrives, never held whole: parsed and checked on the way in
+    # (wait=true), or spooled to a temporary file for the background import (wait=false).
     sessionmaker = request.app.state.sessionmaker
     settings = request.app.state.settings
     now = _now()
-    if not data.strip():
-        raise ValidationProblem("the body is empty: send the CSV", field="body")
-    import_id = await service.start_import(sessionmaker, principal, now=now)
-    job = service.run_import(
-        sessionmaker, principal, import_id, data, now=now, batch_size=settings.import_batch_size,
-        max_listed_errors=settings.import_max_listed_errors,
-    )
-    if not wait:
-        tasks: set[asyncio.Task] | None = getattr(request.app.state, "import_tasks", None)
-        if tasks is None:
-            tasks = request.app.state.import_tasks = set()
-        task = asyncio.create_task(_in_background(job, import_id), name=f"import-{import_id}")
-        tasks.add(task)  # held until done, so the task is not garbage-collected mid-way
-        task.add_done_callback(tasks.discard)
-        return JSONResponse(
-            {"id": import_id, "status": "running"},
-            status_code=202,
-            headers={"Location": f"/offence-imports/{import_id}"},
+    limits = {
+        "batch_size": settings.import_batch_size,
+        "max_listed_errors": settings.import_max_listed_errors,
+    }
+    if wait:
+        import_id = await service.import_arriving(
+            sessionmaker, principal, request.stream(), now=now, **limits
         )
-    await job
-    async with sessionmaker() as session:
-        record = await service.get_import(session, principal, import_id)
-    return JSONResponse(import_view(record))
+        async with sessionmaker() as session:
+            record = await service.get_import(session, principal, import_id)
+        return JSONResponse(import_view(record))
+    spool = await service.spool_body(request.stream())
+    try:
+        import_id = await service.start_import(sessionmaker, principal, now=now)
+    except BaseException:
+        spool.close()
+        raise
+    job = service.run_import(sessionmaker, principal, import_id, spool, now=now, **limits)
+    tasks: set[asyncio.Task] | None = getattr(request.app.state, "import_tasks", None)
+    if tasks is None:
+        tasks = request.app.state.import_tasks = set()
+    task = asyncio.create_task(_in_background(job, import_id), name=f"import-{import_id}")
+    tasks.add(task)  # held until done, so the task is not garbage-collected mid-way
+    task.add_done_callback(tasks.discard)
+    return JSONResponse(
+        {"id": import_id, "status": "running"},
+        status_code=202,
+        headers={"Location": f"/offence-imports/{import_id}"},
+    )
 
 
 async def _in_background(job: Any, import_id: str) -> None:

@@ -26,10 +26,16 @@ from cohorts.service.nominals import (
     visible_nominal,
 )
 from cohorts.service.offence_import import (
+    EmptyBody,
     ParsedImport,
     get_import,
+    import_arriving,
+    load_import,
+    parse_arriving,
     parse_offence_csv,
+    parse_offence_stream,
     run_import,
+    spool_body,
     start_import,
 )
 from cohorts.service.policies import policy_for, policy_view, read_policy, replace_policy
@@ -37,18 +43,23 @@ from cohorts.service.selection_runs import list_runs, read_run, run_selection
 from cohorts.service.subject_access import subject_access
 
 __all__ = [
+    "EmptyBody",
     "ParsedImport",
     "add_offences",
     "adopt_member",
     "assess_nominal",
     "deselect_member",
     "get_import",
+    "import_arriving",
     "list_members",
     "list_offences",
     "list_runs",
+    "load_import",
     "move_member",
     "note_need_activity",
+    "parse_arriving",
     "parse_offence_csv",
+    "parse_offence_stream",
     "policy_for",
     "policy_view",
     "read_member",
@@ -59,6 +70,7 @@ __all__ = [
     "review_due_members",
     "run_import",
     "run_selection",
+    "spool_body",
     "start_import",
     "subject_access",
     "suggestions",

@@ -1,20 +1,30 @@
-"""The offence CSV import: parsed off the event loop, written in batches, each batch its own
-unit of work (so it takes the sessionmaker, unlike every other use case)."""
+"""The offence CSV import, streamed: the body is parsed and checked as it arrives (off the event
+loop), the good rows spooled to a temporary file, then written in batches, each batch its own
+unit of work (so it takes the sessionmaker, unlike every other use case).
+
+Nothing is written until the whole body has arrived and been checked, so a file refused whole
+(not UTF-8, a NUL, not our header: 422), a body cut off or past its limit leaves nothing behind.
+Memory stays bounded by a few chunks, one CSV field and one batch, whatever the body's size.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import io
+import queue
+import tempfile
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cohorts.domain.offences import (
+    OffenceRow,
     RowError,
     check_row,
     header_problems,
@@ -27,26 +37,118 @@ from pathways_shared.access import Action
 from pathways_shared.auth import Principal
 from pathways_shared.clock import london_today
 from pathways_shared.problems import NotFound, ValidationProblem
+from pathways_shared.vocabulary import OffenceCategory
 
-# --- the CSV import -------------------------------------------------------------------------
+# --- parsing, as the body arrives -----------------------------------------------------------
+
+_COLUMNS = ("crn", "offence_date", "category", "description")
+_QUEUED_CHUNKS = 8  # chunks of the body waiting for the parser: the bound on what is held
+_SPOOL_IN_MEMORY = 1 << 20  # good rows past this many bytes go to disk
 
 
-@dataclass(frozen=True)
+@dataclass
 class ParsedImport:
-    good: list[Any]  # OffenceRow
-    errors: list[Any]  # RowError
-    total_rows: int
+    """What checking the whole file found: its good rows spooled (line, crn, date, category,
+    description), the first `max_listed_errors` row errors in line order, and the counts."""
+
+    good: IO[str]
+    good_rows: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    rejected: int = 0  # lines with at least one error, listed or not
+    total_rows: int = 0
+
+    def batches(self, size: int) -> Iterator[list[OffenceRow]]:
+        self.good.seek(0)
+        batch: list[OffenceRow] = []
+        for line, crn, offence_date, category, description in csv.reader(self.good):
+            batch.append(
+                OffenceRow(
+                    int(line),
+                    crn,
+                    date.fromisoformat(offence_date),
+                    OffenceCategory(category),
+                    description or None,
+                )
+            )
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def close(self) -> None:
+        self.good.close()
 
 
-def parse_offence_csv(data: bytes, today: date) -> ParsedImport:
-    """Every row checked; the whole file refused (422) only when it is not a CSV of ours."""
+class _Lines:
+    """The body's lines, decoded as they are read (a BOM dropped, line ends kept, as csv
+    wants); a body that is not UTF-8 or holds a NUL is noted, not raised, and the rest still
+    read, so the answer is the one a check of the whole body at once gives."""
+
+    def __init__(self, binary: IO[bytes]) -> None:
+        self._text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")  # type: ignore[arg-type]
+        self.not_utf8 = False
+        self.has_nul = False
+        self.iterator = self._lines()
+
+    def _lines(self) -> Iterator[str]:
+        try:
+            for line in self._text:
+                if self.has_nul:
+                    continue
+                if "\x00" in line:  # PostgreSQL stores no NUL: the file is refused (not a 500)
+                    self.has_nul = True
+                    continue
+                yield line
+        except UnicodeDecodeError:
+            self.not_utf8 = True
+
+    def drain(self) -> None:
+        for _ in self.iterator:
+            pass
+
+    def problem(self) -> ValidationProblem | None:
+        if self.not_utf8:
+            return ValidationProblem("the file is not UTF-8 text", field="body")
+        if self.has_nul:
+            return ValidationProblem("the file contains a NUL character", field="body")
+        return None
+
+
+def parse_offence_stream(
+    binary: IO[bytes], today: date, *, max_listed_errors: int = 1000
+) -> ParsedImport:
+    """Every row checked, the body read as a stream; the whole file refused (422) only when
+    it is not a CSV of ours. Blocking: run it off the event loop."""
+    lines = _Lines(binary)
+    parsed = ParsedImport(
+        tempfile.SpooledTemporaryFile(  # noqa: SIM115  (closed by ParsedImport.close)
+            max_size=_SPOOL_IN_MEMORY, mode="w+", newline="", encoding="utf-8"
+        )
+    )
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValidationProblem("the file is not UTF-8 text", field="body") from exc
-    if "\x00" in text:  # PostgreSQL stores no NUL: refuse the file rather than fail (a 500)
-        raise ValidationProblem("the file contains a NUL character", field="body")
-    reader = csv.reader(io.StringIO(text, newline=""))
+        _parse_rows(lines, parsed, today, max_listed_errors)
+    except ValidationProblem as header_problem:
+        lines.drain()
+        parsed.close()
+        raise (lines.problem() or header_problem) from None
+    except BaseException:  # aborted (the body stopped arriving), or a bug
+        parsed.close()
+        raise
+    lines.drain()
+    if problem := lines.problem():
+        parsed.close()
+        raise problem
+    return parsed
+
+
+def parse_offence_csv(data: bytes, today: date, *, max_listed_errors: int = 1000) -> ParsedImport:
+    """A body already in memory (tests, small files): parsed as the stream would be."""
+    return parse_offence_stream(io.BytesIO(data), today, max_listed_errors=max_listed_errors)
+
+
+def _parse_rows(lines: _Lines, parsed: ParsedImport, today: date, max_listed: int) -> None:
+    reader = csv.reader(lines.iterator)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -54,32 +156,174 @@ def parse_offence_csv(data: bytes, today: date) -> ParsedImport:
     problems = header_problems(header)
     if problems:
         raise ValidationProblem(problems[0].message, field="header")
-    good, errors, total = [], [], 0
-    columns = ("crn", "offence_date", "category", "description")
-    line = 1
+    good = csv.writer(parsed.good)
+    last_rejected = 0
+
+    def reject(found: list[RowError]) -> None:
+        nonlocal last_rejected
+        room = max_listed - len(parsed.errors)
+        if room > 0:
+            parsed.errors.extend(found[:room])
+        if found[0].line != last_rejected:  # lines come in order: one count per line
+            parsed.rejected += 1
+            last_rejected = found[0].line
+
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             break
         except csv.Error:
-            line = reader.line_num
-            total += 1
-            errors.append(RowError(line, "row", "is not valid CSV"))
+            parsed.total_rows += 1
+            reject([RowError(reader.line_num, "row", "is not valid CSV")])
             continue
         line = reader.line_num
         if not cells or all(not c.strip() for c in cells):
             continue
-        total += 1
-        raw: dict[Any, Any] = dict(zip(columns, cells))
-        if len(cells) > len(columns):
-            raw[None] = cells[len(columns) :]
+        parsed.total_rows += 1
+        raw: dict[Any, Any] = dict(zip(_COLUMNS, cells))
+        if len(cells) > len(_COLUMNS):
+            raw[None] = cells[len(_COLUMNS) :]
         checked = check_row(line, raw, today)
         if isinstance(checked, list):
-            errors.extend(checked)
+            reject(checked)
         else:
-            good.append(checked)
-    return ParsedImport(good, errors, total)
+            parsed.good_rows += 1
+            good.writerow(
+                (
+                    checked.line,
+                    checked.crn,
+                    checked.offence_date.isoformat(),
+                    checked.category.value,
+                    checked.description or "",
+                )
+            )
+
+
+class _Chunks(io.RawIOBase):
+    """A blocking binary stream over the chunks the event loop hands over a bounded queue:
+    the parser's thread reads the body as it arrives. `None` ends it; an exception aborts."""
+
+    def __init__(self, chunks: queue.Queue[bytes | BaseException | None]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+        self._ended = False  # asked again after the end, it stays ended
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            if self._ended:
+                return 0
+            item = self._chunks.get()
+            if item is None:
+                self._ended = True
+                return 0
+            if isinstance(item, BaseException):
+                raise item
+            self._pending = memoryview(item)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+class EmptyBody(ValidationProblem):
+    """No CSV at all: refused before any import is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__("the body is empty: send the CSV", field="body")
+
+
+class _Aborted(Exception):
+    """The body stopped arriving (cut off, past its limit, timed out): the parser stops too."""
+
+
+async def parse_arriving(
+    body: AsyncIterable[bytes], today: date, *, max_listed_errors: int
+) -> ParsedImport:
+    """Parse a body as it arrives: a thread checks the rows while the loop receives the next
+    chunks, at most `_QUEUED_CHUNKS` of them waiting. An empty body is a 422 on `body`."""
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
+    parsing = asyncio.ensure_future(
+        asyncio.to_thread(
+            parse_offence_stream,
+            io.BufferedReader(_Chunks(chunks)),
+            today,
+            max_listed_errors=max_listed_errors,
+        )
+    )
+    empty = True
+    try:
+        async for chunk in body:
+            if empty and chunk.strip():
+                empty = False
+            if chunk:
+                await _hand_over(chunks, chunk, parsing)
+        await _hand_over(chunks, None, parsing)
+    except BaseException:
+        _abort(chunks)
+        await asyncio.wait({parsing})
+        if parsing.done() and not parsing.cancelled() and parsing.exception() is None:
+            parsing.result().close()
+        raise
+    try:
+        parsed = await parsing
+    except ValidationProblem:
+        if empty:
+            raise EmptyBody from None
+        raise
+    if empty:
+        parsed.close()
+        raise EmptyBody
+    return parsed
+
+
+async def _hand_over(
+    chunks: queue.Queue[bytes | BaseException | None],
+    item: bytes | None,
+    parsing: asyncio.Future[Any],
+) -> None:
+    """Queue a chunk for the parser, waiting while the queue is full (the bound on memory);
+    a parser that has stopped reading takes nothing more."""
+    while not parsing.done():
+        try:
+            chunks.put_nowait(item)
+            return
+        except queue.Full:
+            await asyncio.wait({parsing}, timeout=0.002)
+
+
+def _abort(chunks: queue.Queue[bytes | BaseException | None]) -> None:
+    while True:
+        try:
+            chunks.get_nowait()
+        except queue.Empty:
+            break
+    chunks.put_nowait(_Aborted())
+
+
+async def spool_body(body: AsyncIterable[bytes]) -> IO[bytes]:
+    """A body for a background import, written to a temporary file as it arrives (not held
+    in memory); an empty body is a 422 on `body`. The caller closes the file."""
+    spool = tempfile.TemporaryFile()  # noqa: SIM115  (handed to the background import)
+    empty = True
+    try:
+        async for chunk in body:
+            if empty and chunk.strip():
+                empty = False
+            await asyncio.to_thread(spool.write, chunk)
+        if empty:
+            raise EmptyBody
+        await asyncio.to_thread(spool.seek, 0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+# --- loading, in batches --------------------------------------------------------------------
 
 
 async def start_import(
@@ -99,11 +343,74 @@ async def start_import(
     return import_id
 
 
+async def import_arriving(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    body: AsyncIterable[bytes],
+    *,
+    now: datetime,
+    batch_size: int,
+    max_listed_errors: int = 1000,
+) -> str:
+    """`wait=true`: parse the body as it arrives, then load it; answers the import's id.
+    An empty body records no import; a file refused whole records a failed one (and 422)."""
+    try:
+        parsed: ParsedImport | ValidationProblem = await parse_arriving(
+            body, london_today(now), max_listed_errors=max_listed_errors
+        )
+    except EmptyBody:
+        raise
+    except ValidationProblem as problem:
+        parsed = problem
+    import_id = await start_import(sessionmaker, principal, now=now)
+    if isinstance(parsed, ValidationProblem):
+        await _finish_import(sessionmaker, import_id, status="failed", failure=parsed.detail)
+        raise parsed
+    try:
+        await load_import(
+            sessionmaker, principal, import_id, parsed, now=now, batch_size=batch_size,
+            max_listed_errors=max_listed_errors,
+        )
+    finally:
+        parsed.close()
+    return import_id
+
+
 async def run_import(
     sessionmaker: async_sessionmaker[AsyncSession],
     principal: Principal,
     import_id: str,
-    data: bytes,
+    spool: IO[bytes],
+    *,
+    now: datetime,
+    batch_size: int,
+    max_listed_errors: int = 1000,
+) -> None:
+    """`wait=false`: parse the spooled body (off the event loop, as a stream) and load it;
+    closes the spool."""
+    try:
+        with spool:
+            # Checking hundreds of thousands of rows takes CPU: off the event loop.
+            parsed = await asyncio.to_thread(
+                parse_offence_stream, spool, london_today(now), max_listed_errors=max_listed_errors
+            )
+    except ValidationProblem as problem:
+        await _finish_import(sessionmaker, import_id, status="failed", failure=problem.detail)
+        raise
+    try:
+        await load_import(
+            sessionmaker, principal, import_id, parsed, now=now, batch_size=batch_size,
+            max_listed_errors=max_listed_errors,
+        )
+    finally:
+        parsed.close()
+
+
+async def load_import(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    import_id: str,
+    parsed: ParsedImport,
     *,
     now: datetime,
     batch_size: int,
@@ -112,24 +419,19 @@ async def run_import(
     """Load the good rows in batches; each batch, with its progress, is one transaction, so a
     batch is loaded whole or not at all. Rows of nominals in areas the caller cannot see, and,
     for an area-bound caller, rows of CRNs with no nominal yet, are refused like bad rows."""
-    try:
-        # Checking hundreds of thousands of rows takes CPU: off the event loop.
-        parsed = await asyncio.to_thread(parse_offence_csv, data, london_today(now))
-    except ValidationProblem as problem:
-        await _finish_import(sessionmaker, import_id, status="failed", failure=problem.detail)
-        raise
-    batches = [parsed.good[i : i + batch_size] for i in range(0, len(parsed.good), batch_size)]
-    errors = [e.as_dict() for e in parsed.errors]
+    batches_total = -(-parsed.good_rows // batch_size)
     async with sessionmaker() as session, session.begin():
         record = await CohortsRepository(session).get_import(import_id)
         assert record is not None
         record.total_rows = parsed.total_rows
-        record.rejected = len({e.line for e in parsed.errors})
-        record.batches_total = len(batches)
+        record.rejected = parsed.rejected
+        record.batches_total = batches_total
         record.processed_rows = record.rejected
-        record.errors = sorted(errors, key=lambda e: e["line"])[:max_listed_errors]
-    for batch in batches:
+        record.errors = [e.as_dict() for e in parsed.errors[:max_listed_errors]]
+    batches = parsed.batches(batch_size)
+    for number in range(1, batches_total + 1):
         try:
+            batch = await asyncio.to_thread(next, batches, [])
             async with sessionmaker() as session, session.begin():
                 repository = CohortsRepository(session)
                 areas = await repository.areas_of(sorted({row.crn for row in batch}))
@@ -188,7 +490,7 @@ async def run_import(
                 sessionmaker,
                 import_id,
                 status="failed",
-                failure=f"batch {batches.index(batch) + 1} of {len(batches)} was not loaded: {type(exc).__name__}",
+                failure=f"batch {number} of {batches_total} was not loaded: {type(exc).__name__}",
             )
             raise
     await _finish_import(sessionmaker, import_id, status="completed")
