@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from typing import Annotated, Any
+from uuid import UUID
 
-from pydantic import BeforeValidator, Field, StrictBool
+from fastapi import Path, Query
+from pydantic import AfterValidator, BeforeValidator, Field, StrictBool
 
 from pathways_shared.vocabulary import AREAS
 
@@ -63,6 +65,39 @@ PncNumber = Annotated[str, Field(
 )]
 
 
+# Path parameters: checked before the route runs, a 422 naming the parameter (`crn`, `area`, ...)
+# when they do not match. Pydantic's `pattern` runs in Rust's regex engine, where `$` is the end
+# of the text, so "X123456\n" does not match (identifiers are matched whole).
+def _known_area(value: str) -> str:
+    if value not in AREAS:
+        raise ValueError("is not a known area (a GSS code of a local authority area we cover)")
+    return value
+
+
+def _known_area_if_given(value: str | None) -> str | None:
+    return None if value is None else _known_area(value)
+
+
+CrnPath = Annotated[str, Path(
+    max_length=7, pattern=CRN_JSON_PATTERN, examples=["X123456"],
+    description="Case reference number (nDelius): a capital letter and six digits",
+)]
+AreaPath = Annotated[str, AfterValidator(_known_area), Path(
+    max_length=20, description="A local authority area, by its ONS GSS code",
+    json_schema_extra={"enum": sorted(AREAS)},
+)]
+IdPath = Annotated[UUID, Path(description="The record's id (a UUID)")]
+# The same, asked as query parameters.
+CrnQuery = Annotated[str, Query(
+    max_length=7, pattern=CRN_JSON_PATTERN, examples=["X123456"],
+    description="Case reference number (nDelius): a capital letter and six digits",
+)]
+AreaQuery = Annotated[str | None, AfterValidator(_known_area_if_given), Query(
+    max_length=20, description="A local authority area, by its ONS GSS code",
+    json_schema_extra={"enum": sorted(AREAS)},
+)]
+
+
 def code_of(values: Any, description: str) -> Any:
     """A code the service parses in its own rules (a 422 naming the field), stated in the
     schema as the enum it is."""
@@ -82,6 +117,18 @@ def comments_required_when_other(reason_field: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "AreaCode", "Crn", "InputBool", "InputDate", "InputDateTime", "NomsNumber", "PncNumber",
-    "code_of", "comments_required_when_other",
+    "AreaCode",
+    "AreaPath",
+    "AreaQuery",
+    "Crn",
+    "CrnPath",
+    "CrnQuery",
+    "IdPath",
+    "InputBool",
+    "InputDate",
+    "InputDateTime",
+    "NomsNumber",
+    "PncNumber",
+    "code_of",
+    "comments_required_when_other",
 ]

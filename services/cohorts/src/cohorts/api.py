@@ -35,6 +35,7 @@ from cohorts.schemas import (
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import iso_z
+from pathways_shared.inputs import AreaPath, AreaQuery, CrnPath, CrnQuery, IdPath
 from pathways_shared.observability import get_logger
 from pathways_shared.pagination import (
     DEFAULT_LIMIT,
@@ -135,7 +136,7 @@ def import_view(record: OffenceImportRecord) -> dict[str, Any]:
     operation_id="upsertNominal",
 )
 async def put_nominal(
-    crn: str, body: NominalUpsert, session: SessionDep, principal: Writer
+    crn: CrnPath, body: NominalUpsert, session: SessionDep, principal: Writer
 ) -> JSONResponse:
     record, created = await service.upsert_nominal(
         session,
@@ -156,7 +157,7 @@ async def put_nominal(
 
 
 @router.get("/nominals/{crn}", tags=["nominals"], response_model=NominalPublic)
-async def get_nominal(crn: str, session: SessionDep, principal: Reader) -> dict[str, Any]:
+async def get_nominal(crn: CrnPath, session: SessionDep, principal: Reader) -> dict[str, Any]:
     record, count, last = await service.read_nominal(session, principal, crn)
     return nominal_view(record, count, last)
 
@@ -166,7 +167,7 @@ async def get_nominal(crn: str, session: SessionDep, principal: Reader) -> dict[
     operation_id="addOffences",
 )
 async def post_offences(
-    crn: str, body: OffencesCreate, response: Response, session: SessionDep, principal: Writer
+    crn: CrnPath, body: OffencesCreate, response: Response, session: SessionDep, principal: Writer
 ) -> dict[str, Any]:
     added, duplicates = await service.add_offences(
         session, principal, crn, [o.model_dump() for o in body.offences], now=_now()
@@ -182,7 +183,7 @@ async def post_offences(
     operation_id="listOffences",
 )
 async def get_offences(
-    crn: str,
+    crn: CrnPath,
     session: SessionDep,
     principal: Reader,
     limit: LimitParam = DEFAULT_LIMIT,
@@ -212,7 +213,7 @@ async def get_offences(
     operation_id="getNominalAssessment",
 )
 async def get_assessment(
-    crn: str, session: SessionDep, principal: CohortReader, as_of: date | None = None
+    crn: CrnPath, session: SessionDep, principal: CohortReader, as_of: date | None = None
 ) -> dict[str, Any]:
     a = await service.assess_nominal(session, principal, crn, as_of=as_of, now=_now())
     return {
@@ -314,8 +315,8 @@ async def _in_background(job: Any, import_id: str) -> None:
     response_model=ImportPublic,
     operation_id="getOffenceImport",
 )
-async def get_import(import_id: str, session: SessionDep, principal: Reader) -> dict[str, Any]:
-    return import_view(await service.get_import(session, principal, import_id))
+async def get_import(import_id: IdPath, session: SessionDep, principal: Reader) -> dict[str, Any]:
+    return import_view(await service.get_import(session, principal, str(import_id)))
 
 
 # --- policies -------------------------------------------------------------------------------
@@ -327,7 +328,7 @@ async def get_import(import_id: str, session: SessionDep, principal: Reader) -> 
     response_model=PolicyPublic,
     operation_id="getSelectionPolicy",
 )
-async def get_policy(area: str, session: SessionDep, principal: PolicyReader) -> dict[str, Any]:
+async def get_policy(area: AreaPath, session: SessionDep, principal: PolicyReader) -> dict[str, Any]:
     return await service.read_policy(session, principal, area)
 
 
@@ -338,7 +339,7 @@ async def get_policy(area: str, session: SessionDep, principal: PolicyReader) ->
     operation_id="replaceSelectionPolicy",
 )
 async def put_policy(
-    area: str, body: PolicyPut, session: SessionDep, principal: Admin
+    area: AreaPath, body: PolicyPut, session: SessionDep, principal: Admin
 ) -> dict[str, Any]:
     return await service.replace_policy(
         session,
@@ -381,7 +382,7 @@ async def post_selection_run(
 async def list_selection_runs(
     session: SessionDep,
     principal: CohortReader,
-    area: str | None = None,
+    area: AreaQuery = None,
     limit: LimitParam = DEFAULT_LIMIT,
     cursor: CursorParam = None,
 ) -> dict[str, Any]:
@@ -398,9 +399,9 @@ async def list_selection_runs(
 
 @router.get("/selection-runs/{run_id}", tags=["selection"], response_model=SelectionRunPublic)
 async def get_selection_run(
-    run_id: str, session: SessionDep, principal: CohortReader
+    run_id: IdPath, session: SessionDep, principal: CohortReader
 ) -> dict[str, Any]:
-    return run_view(await service.read_run(session, principal, run_id))
+    return run_view(await service.read_run(session, principal, str(run_id)))
 
 
 # --- members --------------------------------------------------------------------------------
@@ -411,7 +412,7 @@ async def get_selection_run(
     operation_id="adoptMember",
 )
 async def post_member(
-    area: str,
+    area: AreaPath,
     body: MemberCreate,
     request: Request,
     response: Response,
@@ -440,7 +441,7 @@ async def post_member(
     operation_id="listMembers",
 )
 async def get_members(
-    area: str,
+    area: AreaPath,
     session: SessionDep,
     principal: CohortReader,
     cohort: Cohort | None = None,
@@ -463,7 +464,7 @@ async def get_members(
 
 @router.get("/cohorts/{area}/members/{crn}", tags=["cohorts"], response_model=MemberPublic)
 async def get_member(
-    area: str, crn: str, session: SessionDep, principal: CohortReader
+    area: AreaPath, crn: CrnPath, session: SessionDep, principal: CohortReader
 ) -> dict[str, Any]:
     return member_view(await service.read_member(session, principal, area, crn))
 
@@ -473,8 +474,8 @@ async def get_member(
     operation_id="deselectMember",
 )
 async def post_deselect(
-    area: str,
-    crn: str,
+    area: AreaPath,
+    crn: CrnPath,
     body: MemberDeselect,
     request: Request,
     session: SessionDep,
@@ -501,7 +502,7 @@ async def post_deselect(
     operation_id="moveMember",
 )
 async def post_move(
-    area: str, crn: str, body: MemberMove, request: Request, session: SessionDep, principal: Panel
+    area: AreaPath, crn: CrnPath, body: MemberMove, request: Request, session: SessionDep, principal: Panel
 ) -> dict[str, Any]:
     record = await service.move_member(
         session,
@@ -524,7 +525,7 @@ async def post_move(
     operation_id="listDeselectionSuggestions",
 )
 async def get_deselection_suggestions(
-    area: str, session: SessionDep, principal: CohortReader
+    area: AreaPath, session: SessionDep, principal: CohortReader
 ) -> dict[str, Any]:
     found = await service.suggestions(session, principal, area, now=_now())
     return {
@@ -551,6 +552,6 @@ async def get_deselection_suggestions(
     operation_id="subjectAccessRequest",
 )
 async def get_subject_access(
-    request: Request, crn: str, session: SessionDep, principal: SubjectAccessAdmin
+    request: Request, crn: CrnQuery, session: SessionDep, principal: SubjectAccessAdmin
 ) -> dict[str, Any]:
     return await service.subject_access(session, principal, crn, request.app.state.settings)

@@ -104,3 +104,27 @@ async def test_an_identifier_with_a_trailing_newline_is_refused(
     pnc = {**body, "pnc_number": "2001/0000001A\n"}
     answer = await client.put("/nominals/S391957", headers=HEADERS, json=pnc)
     assert answer.status_code == 422, answer.text
+
+
+async def test_a_path_parameter_that_does_not_match_is_a_422_naming_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """What the document says of `{crn}`, `{area}` and the ids, the server checks first."""
+    cases = [
+        ("GET", "/nominals/x123456", "crn"),
+        ("GET", "/nominals/X1234567", "crn"),
+        ("GET", "/nominals/X123456%0A/assessment", "crn"),
+        ("GET", "/policies/nowhere", "area"),
+        ("GET", "/policies/E08000029%0A", "area"),
+        ("GET", f"/cohorts/{SOLIHULL}/members/X12", "crn"),
+        ("GET", "/cohorts/E99999999/deselection-suggestions", "area"),
+        ("GET", "/selection-runs/does-not-exist", "run_id"),
+        ("GET", "/offence-imports/nope", "import_id"),
+        ("GET", "/selection-runs?area=nowhere", "area"),
+        ("GET", "/subject-access-requests?crn=X123456%0A", "crn"),
+    ]
+    for method, path, field in cases:
+        answer = await client.request(method, path, headers=HEADERS)
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json"), path
+        assert [e["field"] for e in answer.json()["errors"]] == [field], (path, answer.text)

@@ -74,4 +74,7 @@ async def test_only_admin_changes_policies(client: httpx.AsyncClient, panel: dic
     assert (await client.get(f"/policies/{SOLIHULL}")).status_code == 401
     outsider = auth("police", areas=[BIRMINGHAM])
     assert (await client.get(f"/policies/{SOLIHULL}", headers=outsider)).status_code == 403
-    assert (await client.get("/policies/E00000000", headers=auth("admin"))).status_code == 404
+    # an area the document does not list is refused before anything is looked up (issue 15)
+    unknown = await client.get("/policies/E00000000", headers=auth("admin"))
+    assert unknown.status_code == 422
+    assert [e["field"] for e in unknown.json()["errors"]] == ["area"]

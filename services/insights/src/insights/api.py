@@ -15,6 +15,7 @@ from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
+from pathways_shared.inputs import CrnQuery
 from pathways_shared.vocabulary import Role
 from pathways_shared.working_days import london_day
 
@@ -94,7 +95,7 @@ def _route(kind: FigureKind, summary: str) -> None:
 
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
-CrnParam = Annotated[str, Query(pattern=r"^[A-Z][0-9]{6}$", description="the person's CRN")]
+CrnParam = CrnQuery
 
 
 @router.get("/subject-access-requests", tags=["data protection"])

@@ -21,6 +21,7 @@ from notifications.schemas import (
 from notifications.transports import resolve_host
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
+from pathways_shared.inputs import CrnQuery
 from pathways_shared.pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from pathways_shared.vocabulary import Role
 
@@ -129,6 +130,6 @@ async def subject_access_request(
     request: Request,
     principal: SubjectAccessAdmin,
     session: SessionDep,
-    crn: Annotated[str, Query(pattern=r"^[A-Z][0-9]{6}$")],
+    crn: CrnQuery,
 ) -> SubjectAccessPublic:
     return await service.subject_access(session, principal, crn, request.app.state.settings)

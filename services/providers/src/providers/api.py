@@ -6,12 +6,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.clock import age_on, london_day
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
+from pathways_shared.inputs import CrnQuery
 from pathways_shared.pagination import (
     DEFAULT_LIMIT,
     CursorParam,
@@ -22,7 +23,7 @@ from pathways_shared.pagination import (
 from pathways_shared.problems import Forbidden, ValidationProblem
 from pathways_shared.vocabulary import AREAS, CRN_PATTERN, Pathway, Role
 from providers import service
-from providers.domain.catalogue import Service
+from providers.domain.catalogue import SERVICE_CODE_PATTERN, Service
 from providers.domain.provider_referral import ProviderReferralStatus
 from providers.domain.routing import EligibilityQuery
 from providers.repository import referral_from_row
@@ -70,6 +71,16 @@ def context(request: Request) -> service.Context:
 
 
 Ctx = Annotated[service.Context, Depends(context)]
+# A provider's or a service's code as the catalogue writes them; a well-formed code not in the
+# catalogue is a 404.
+ProviderCodePath = Annotated[str, Path(
+    min_length=1, max_length=40, pattern=r"^[A-Z][A-Z0-9_]*$", examples=["NACRO"],
+    description="A provider, by its code: capital letters, digits and `_`",
+)]
+ServiceCodePath = Annotated[str, Path(
+    min_length=1, max_length=32, pattern=SERVICE_CODE_PATTERN, examples=["NACRO-ACCOM-1"],
+    description="A service, by its code: capital letters and digits, in parts joined by `-`",
+)]
 
 
 # ---- catalogue -----------------------------------------------------------------------------
@@ -89,7 +100,7 @@ async def list_providers(session: SessionDep, _: AnyRole) -> ProvidersPublic:
     tags=["catalogue"],
     responses=problem_responses(404),
 )
-async def get_provider(code: str, session: SessionDep, _: AnyRole) -> ProviderPublic:
+async def get_provider(code: ProviderCodePath, session: SessionDep, _: AnyRole) -> ProviderPublic:
     provider, codes = await service.get_provider(session, code)
     return ProviderPublic(code=provider.code, name=provider.name, services=codes)
 
@@ -124,7 +135,7 @@ async def list_services(
     tags=["catalogue"],
     responses=problem_responses(404),
 )
-async def get_service(code: str, session: SessionDep, _: AnyRole) -> ServicePublic:
+async def get_service(code: ServiceCodePath, session: SessionDep, _: AnyRole) -> ServicePublic:
     return ServicePublic.of(await service.get_service(session, code))
 
 
@@ -136,7 +147,7 @@ async def get_service(code: str, session: SessionDep, _: AnyRole) -> ServicePubl
     operation_id="upsertService",
 )
 async def put_service(
-    code: str, body: ServicePut, session: SessionDep, principal: Admin, response: Response
+    code: ServiceCodePath, body: ServicePut, session: SessionDep, principal: Admin, response: Response
 ) -> ServicePublic:
     if body.code is not None and body.code != code:
         raise ValidationProblem("must be the code in the path", field="code")
@@ -420,7 +431,7 @@ async def complete(
 @router.get("/subject-access-requests", tags=["data protection"])
 async def subject_access_request(
     request: Request, session: SessionDep, principal: SubjectAccessAdmin,
-    crn: Annotated[str, Query(max_length=7)],
+    crn: CrnQuery,
 ) -> dict[str, Any]:
     if not CRN_PATTERN.fullmatch(crn):
         raise ValidationProblem("must be a letter and six digits, e.g. X123456", field="crn")

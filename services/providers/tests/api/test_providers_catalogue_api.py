@@ -352,3 +352,23 @@ async def test_eligibility_takes_no_number_as_a_date_or_a_boolean(client, change
     response = await client.post("/eligibility", json=eligibility_body(**changes), headers=PROBATION)
     assert response.status_code == 422, response.text
     assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/providers/nacro", "code"),
+        ("/providers/NACRO%0A", "code"),
+        ("/services/crs-acc-m", "code"),
+        ("/services/CRS-ACC-M%0A", "code"),
+        ("/services/CRS--M", "code"),
+        ("/needs/not-a-uuid/routing", "need_id"),
+        ("/provider-referrals/42", "provider_referral_id"),
+        ("/subject-access-requests?crn=X123456%0A", "crn"),
+    ],
+)
+async def test_a_path_parameter_that_does_not_match_is_a_422_naming_it(client, path, field):
+    response = await client.get(path, headers=auth(["admin", "probation", "provider"], provider="NACRO"))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in response.json()["errors"]] == [field], response.text

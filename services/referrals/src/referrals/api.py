@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
+from pathways_shared.inputs import CrnQuery
 from pathways_shared.pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from pathways_shared.vocabulary import PATHWAY_NAMES, Pathway, Role
 from referrals import service
@@ -189,7 +190,7 @@ async def subject_access_request(
     request: Request,
     session: SessionDep,
     principal: SubjectAccessAdmin,
-    crn: Annotated[str, Query(max_length=20, pattern=NO_NUL)],
+    crn: CrnQuery,
     purpose: Purpose = None,
 ) -> SubjectAccessPublic:
     found = await service.subject_access(
