@@ -17,6 +17,12 @@ from pathways_shared.auth import Principal
 from pathways_shared.db import defer_insert
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.observability import current_correlation_id
+from pathways_shared.outputs import stored_form
+
+# One entry of the s.62 log as a subject access request discloses it.
+AccessLogStored = stored_form(
+    AccessLog, "AccessLogStored", "One entry of the log of who read or changed the record (DPA 2018 s.62)"
+)
 
 
 class Action(StrEnum):

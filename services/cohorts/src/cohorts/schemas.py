@@ -7,9 +7,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from cohorts.models import MembershipRecord, NominalRecord, OffenceRecord, ReferralNeedRecord
+from pathways_shared.access import AccessLogStored
 from pathways_shared.erasure import ErasurePublic
 from pathways_shared.inputs import AreaCode, InputDate
-from pathways_shared.outputs import UtcDateTime
+from pathways_shared.outputs import UtcDateTime, stored_form
 from pathways_shared.vocabulary import (
     Cohort,
     DeselectionReason,
@@ -295,6 +297,18 @@ class ImportStarted(BaseModel):
     status: str = Field(json_schema_extra={"enum": ["running"]})
 
 
+# The records a subject access request discloses, each as it is stored.
+NominalStored = stored_form(NominalRecord, "NominalStored", "The nominal, as stored")
+OffenceStored = stored_form(OffenceRecord, "OffenceStored", "An offence, as stored")
+MembershipStored = stored_form(
+    MembershipRecord, "MembershipStored", "A cohort membership, as stored",
+    criteria_reasons=list[str],
+)
+ReferralNeedStored = stored_form(
+    ReferralNeedRecord, "ReferralNeedStored", "A need of a referral, as the cohorts service keeps it"
+)
+
+
 class SubjectAccessRun(BaseModel):
     id: str
     area: str
@@ -308,11 +322,11 @@ class SubjectAccessPublic(BaseModel):
     is stored, and the log of who read or changed it."""
 
     crn: str
-    nominal: dict[str, Any] | None
-    offences: list[dict[str, Any]]
-    memberships: list[dict[str, Any]]
-    referral_needs: list[dict[str, Any]]
+    nominal: NominalStored | None  # type: ignore[valid-type]
+    offences: list[OffenceStored]  # type: ignore[valid-type]
+    memberships: list[MembershipStored]  # type: ignore[valid-type]
+    referral_needs: list[ReferralNeedStored]  # type: ignore[valid-type]
     selection_runs: list[SubjectAccessRun]
-    access_log: list[dict[str, Any]]
+    access_log: list[AccessLogStored]  # type: ignore[valid-type]
     # what was erased once its retention period ended, and when (pathways_shared.erasure)
     erasures: list[ErasurePublic] = Field(default_factory=list)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from insights import service
 from insights.domain.figures import DEFINITIONS, FigureKind
-from insights.schemas import FiguresAnswer, problem_responses
+from insights.schemas import FiguresAnswer, SubjectAccessPublic, problem_responses
 from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
@@ -98,7 +98,9 @@ Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 CrnParam = CrnQuery
 
 
-@router.get("/subject-access-requests", tags=["data protection"])
+@router.get(
+    "/subject-access-requests", tags=["data protection"], response_model=SubjectAccessPublic
+)
 async def subject_access_request(
     request: Request, session: SessionDep, principal: Admin, crn: CrnParam
 ) -> dict:

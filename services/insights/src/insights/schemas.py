@@ -7,7 +7,7 @@ plain dicts (their keys depend on `by` and on the kind of figures).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,3 +63,26 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                  "content": {PROBLEM_JSON: {"schema": {"type": "object"}}}}
         for status in statuses
     }
+
+
+class CohortEventStored(BaseModel):
+    """One IOM cohort event of the person, as the service keeps it (under the pseudonym)."""
+
+    event_id: str
+    kind: str
+    area: str
+    cohort: str
+    reason: str | None
+    pathway: str | None
+    status: str | None
+    occurred_at: datetime
+
+
+class SubjectAccessPublic(BaseModel):
+    """Everything the insights service holds on a person (DPA 2018 s.45)."""
+
+    crn: str
+    service: str
+    pseudonym: str = Field(description="The keyed pseudonym the person's cohort events are kept under")
+    note: str
+    cohort_events: list[CohortEventStored]

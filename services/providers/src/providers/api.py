@@ -44,6 +44,7 @@ from providers.schemas import (
     ServicePut,
     ServicesPublic,
     StartRequest,
+    SubjectAccessPublic,
     problem_responses,
 )
 
@@ -428,7 +429,9 @@ async def complete(
 # ---- data protection -----------------------------------------------------------------------
 
 
-@router.get("/subject-access-requests", tags=["data protection"])
+@router.get(
+    "/subject-access-requests", tags=["data protection"], response_model=SubjectAccessPublic
+)
 async def subject_access_request(
     request: Request, session: SessionDep, principal: SubjectAccessAdmin,
     crn: CrnQuery,

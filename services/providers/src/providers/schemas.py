@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pathways_shared.access import AccessLogStored
+from pathways_shared.erasure import ErasurePublic
 from pathways_shared.inputs import (
     AreaCode,
     InputBool,
@@ -16,6 +18,7 @@ from pathways_shared.inputs import (
     code_of,
     comments_required_when_other,
 )
+from pathways_shared.outputs import stored_form
 from pathways_shared.pagination import NextCursor
 from pathways_shared.problems import problem_responses as shared_problem_responses
 from pathways_shared.vocabulary import (
@@ -28,6 +31,7 @@ from pathways_shared.vocabulary import (
 )
 from providers.domain.catalogue import Eligibility, NeedFlag, Service
 from providers.domain.provider_referral import ProviderReferralStatus
+from providers.models import IomMemberRow, NeedRow, ProviderReferralRow, RoutingDecisionRow
 
 
 class Strict(BaseModel):
@@ -211,3 +215,40 @@ PROBLEM_MEANINGS: dict[int, str] = {
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for these statuses, each a problem+json body."""
     return shared_problem_responses(PROBLEM_MEANINGS, *statuses)
+
+
+# ---- subject access ------------------------------------------------------------------------
+
+
+class AssessmentStored(BaseModel):
+    """One service judged for the need, as the routing decision stored it."""
+
+    service_code: str
+    eligible: bool
+    criterion: str | None
+    reason: str | None
+
+
+NeedStored = stored_form(NeedRow, "NeedStored", "A need, as stored")
+RoutingDecisionStored = stored_form(
+    RoutingDecisionRow, "RoutingDecisionStored", "A routing decision, as stored",
+    assessments=list[AssessmentStored],
+)
+ProviderReferralStored = stored_form(
+    ProviderReferralRow, "ProviderReferralStored", "A provider referral, as stored"
+)
+IomMemberStored = stored_form(IomMemberRow, "IomMemberStored", "An IOM membership, as stored")
+
+
+class SubjectAccessPublic(BaseModel):
+    """Everything the providers service holds on one person (DPA 2018 s.45): each record as
+    it is stored, and the log of who read or changed it."""
+
+    crn: str
+    needs: list[NeedStored]  # type: ignore[valid-type]
+    routing_decisions: list[RoutingDecisionStored]  # type: ignore[valid-type]
+    provider_referrals: list[ProviderReferralStored]  # type: ignore[valid-type]
+    iom_membership: list[IomMemberStored]  # type: ignore[valid-type]
+    access_log: list[AccessLogStored]  # type: ignore[valid-type]
+    # what was erased once its retention period ended, and when (pathways_shared.erasure)
+    erasures: list[ErasurePublic]
