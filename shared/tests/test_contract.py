@@ -104,6 +104,12 @@ async def test_a_405_allows_every_method_the_path_takes(settings):
         assert r.headers["allow"] == "DELETE, GET, PUT"
         r = await c.options("/docs-assets/swagger-ui.css")
         assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+        # a method that takes a body, without a token: still 405, the assets are public
+        for method in ("POST", "PUT", "DELETE"):
+            r = await c.request(method, "/docs-assets/swagger-ui.css", content=b"x")
+            assert r.status_code == 405, (method, r.text)
+            assert r.headers["allow"] == "GET, HEAD"
+            assert r.headers["content-type"].startswith("application/problem+json")
         r = await c.options("/health/live")
         assert r.status_code == 405 and r.headers["allow"] == "GET"
 

@@ -24,7 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.routing import Match
+from starlette.routing import Match, Mount
+from starlette.staticfiles import StaticFiles
 
 from pathways_shared.admin import admin_router
 from pathways_shared.auth import Authenticator, current_principal
@@ -356,8 +357,13 @@ async def _guard_body(scope: Any, receive: Any, too_large: list[PathwaysError]) 
 
 def _routed(app: Any, scope: Any) -> bool:
     """Whether a route takes this path and method: one that does not is answered 404 or 405
-    by the router, its body never read, so no token is asked for first."""
-    return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
+    by the router, its body never read, so no token is asked for first. Static files (a
+    mount of `StaticFiles`: the docs' assets, the dashboard's) take no body: 405 with `Allow`."""
+    return any(
+        route.matches(scope)[0] is Match.FULL
+        for route in app.router.routes
+        if not (isinstance(route, Mount) and isinstance(route.app, StaticFiles))
+    )
 
 
 def _install_middleware(app: FastAPI) -> None:
