@@ -98,6 +98,13 @@ AreaQuery = Annotated[str | None, AfterValidator(_known_area_if_given), Query(
 )]
 
 
+def not_blank(max_length: int, description: str | None = None) -> Any:
+    """A text the server refuses blank (its own rule, with its own message), stated in the
+    schema as a pattern: at least one character that is not white space."""
+    return Field(max_length=max_length, description=description,
+                 json_schema_extra={"pattern": r"\S"})
+
+
 def code_of(values: Any, description: str) -> Any:
     """A code the service parses in its own rules (a 422 naming the field), stated in the
     schema as the enum it is."""
@@ -131,4 +138,5 @@ __all__ = [
     "PncNumber",
     "code_of",
     "comments_required_when_other",
+    "not_blank",
 ]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from cohorts.models import MembershipRecord, NominalRecord, OffenceRecord, ReferralNeedRecord
 from pathways_shared.access import AccessLogStored
 from pathways_shared.erasure import ErasurePublic
-from pathways_shared.inputs import AreaCode, InputDate
+from pathways_shared.inputs import AreaCode, InputDate, not_blank
 from pathways_shared.outputs import UtcDateTime, stored_form
 from pathways_shared.vocabulary import (
     Cohort,
@@ -240,20 +240,20 @@ class DeselectionSuggestion(BaseModel):
 class MemberCreate(Request):
     crn: Crn
     cohort: Cohort
-    decided_by: str = Field(max_length=200)
-    rationale: str = Field(max_length=2000)
+    decided_by: str = not_blank(200)
+    rationale: str = not_blank(2000)
 
 
 class MemberDeselect(Request):
     reason: DeselectionReason
-    decided_by: str = Field(max_length=200)
+    decided_by: str = not_blank(200)
     comments: str | None = Field(default=None, max_length=2000)
 
 
 class MemberMove(Request):
     cohort: Cohort
-    decided_by: str = Field(max_length=200)
-    rationale: str = Field(max_length=2000)
+    decided_by: str = not_blank(200)
+    rationale: str = not_blank(2000)
 
 
 class MemberPublic(Response):

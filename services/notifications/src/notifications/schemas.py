@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pathways_shared.erasure import ErasurePublic
+from pathways_shared.inputs import AreaCode
 from pathways_shared.outputs import UtcDateTime
 from pathways_shared.pagination import NextCursor
 
@@ -19,15 +21,23 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+# What `EventPattern.parse` takes: dot-separated tokens of lower-case letters, digits, `-`
+# and `_`, or the whole-token wildcards `*` (anywhere) and `>` (last only).
+EventTypePattern = Annotated[str, Field(
+    min_length=1, max_length=200,
+    json_schema_extra={"pattern": r"^((\*|[a-z0-9_-]+)\.)*(\*|>|[a-z0-9_-]+)$"},
+)]
+
+
 class SubscriptionCreate(_Body):
     url: str = Field(min_length=1, max_length=2048, description="Where to POST events")
-    event_types: list[str] = Field(
+    event_types: list[EventTypePattern] = Field(
         min_length=1,
         max_length=20,
         description="Patterns: `*` one token, `>` the rest (NATS wildcards), e.g. `cohorts.member.*`",
     )
     description: str | None = Field(default=None, max_length=500)
-    areas: list[str] | None = Field(
+    areas: list[AreaCode] | None = Field(
         default=None,
         min_length=1,
         max_length=10,

@@ -6,13 +6,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.clock import age_on, london_day
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
-from pathways_shared.inputs import CrnQuery
+from pathways_shared.inputs import AreaQuery, CrnQuery
 from pathways_shared.pagination import (
     DEFAULT_LIMIT,
     CursorParam,
@@ -111,12 +111,10 @@ async def list_services(
     session: SessionDep,
     _: AnyRole,
     pathway: Pathway | None = None,
-    area: Annotated[str | None, Query(max_length=20)] = None,
+    area: AreaQuery = None,
     limit: LimitParam = DEFAULT_LIMIT,
     cursor: CursorParam = None,
 ) -> ServicesPublic:
-    if area is not None and area not in AREAS:
-        raise ValidationProblem(f"unknown area {area}", field="area")
     after = decode_cursor(cursor, size=1)
     services = await service.list_services(
         session,

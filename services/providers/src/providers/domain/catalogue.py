@@ -97,10 +97,12 @@ class Service(BaseModel):
 
     code: str = Field(min_length=1, max_length=32, pattern=SERVICE_CODE_PATTERN)
     name: str = Field(min_length=1, max_length=200)
-    provider_code: str
+    provider_code: str = Field(json_schema_extra={"enum": sorted(PROVIDER_CODES)})
     programme: str = Field(min_length=1, max_length=50)
     pathway: Pathway
-    areas: tuple[str, ...] = Field(min_length=1)
+    areas: tuple[str, ...] = Field(
+        min_length=1, json_schema_extra={"items": {"type": "string", "enum": sorted({*AREAS, *REGIONS})}}
+    )
     priority: StrictInt = Field(ge=0, le=1000)
     eligibility: Eligibility = Field(default_factory=Eligibility)
     acknowledge_days: StrictInt = Field(default=2, ge=1, le=MAX_SERVICE_LEVEL_DAYS)
