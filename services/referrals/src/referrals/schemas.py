@@ -26,6 +26,7 @@ from pathways_shared.inputs import (
     NomsNumber,
     PncNumber,
     comments_required_when_other,
+    not_blank,
 )
 from pathways_shared.pagination import NextCursor
 from pathways_shared.problems import problem_responses as shared_problem_responses
@@ -50,7 +51,7 @@ from referrals.domain.referral import (
     Supervision,
     referral_status,
 )
-from referrals.domain.submission import NeedRequest, Submission
+from referrals.domain.submission import MAX_NEEDS, MIN_NEEDS, NeedRequest, Submission
 
 UtcDatetime = Annotated[
     datetime,
@@ -60,6 +61,11 @@ UtcDatetime = Annotated[
 
 Short = Annotated[str, Field(max_length=100)]
 Name = Annotated[str, Field(max_length=200)]
+# Texts the submission rules refuse blank (their own message, every error at once): the
+# schema says so with a pattern.
+ShortText = Annotated[str, not_blank(100)]
+NameText = Annotated[str, not_blank(200)]
+EMAIL_JSON_PATTERN = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
 LongText = Annotated[str, Field(max_length=4000)]
 
 
@@ -71,8 +77,8 @@ class PersonIn(_Request):
     crn: Crn
     noms_number: NomsNumber | None = None
     pnc_number: PncNumber | None = None
-    given_name: Name
-    family_name: Name
+    given_name: NameText
+    family_name: NameText
     date_of_birth: InputDate
     sex: Sex
     needs_interpreter: InputBool = False
@@ -90,13 +96,15 @@ class RiskIn(_Request):
 
 
 class PractitionerIn(_Request):
-    name: Name
-    email: Annotated[str, Field(max_length=320)]
+    name: NameText
+    email: Annotated[str, Field(max_length=320, json_schema_extra={
+        "pattern": EMAIL_JSON_PATTERN, "maxLength": 254})]
     team: Name | None = None
 
 
 class ConsentIn(_Request):
-    given: InputBool
+    # the referral is voluntary engagement: consent must be given (the rules say why if not)
+    given: Annotated[InputBool, Field(json_schema_extra={"enum": [True]})]
     recorded_at: AwareDatetime | None = None
 
 
@@ -104,19 +112,21 @@ class NeedIn(_Request):
     pathway: Pathway
     complexity: Complexity
     details: LongText | None = None
-    flags: Annotated[list[NeedFlag], Field(max_length=len(NeedFlag) * 2)] = []
+    flags: Annotated[list[NeedFlag], Field(
+        max_length=len(NeedFlag) * 2, json_schema_extra={"uniqueItems": True})] = []
 
 
 class ReferralCreate(_Request):
-    source_reference: Short
+    source_reference: ShortText
     area: AreaCode
     person: PersonIn
     supervision: SupervisionIn
     risk: RiskIn
     practitioner: PractitionerIn
     consent: ConsentIn
-    # 1 to 7 is a domain rule (reported at `needs`); this only bounds the payload.
-    needs: Annotated[list[NeedIn], Field(max_length=50)]
+    # 1 to 7 is a domain rule (reported at `needs`); the 50 only bounds the payload.
+    needs: Annotated[list[NeedIn], Field(
+        max_length=50, json_schema_extra={"minItems": MIN_NEEDS, "maxItems": MAX_NEEDS})]
 
     def fingerprint(self) -> str:
         """The same body, however its keys are ordered or spaced, has the same fingerprint."""
