@@ -54,14 +54,22 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, str]] = {
         "a `code` in the body must be the path's; max_age at least min_age; respond_days at "
         "least acknowledge_days: rules across fields")},
     ("cohorts", "PUT /nominals/{crn}"): {"positive_data_acceptance": f"date_of_birth: {_TODAY}"},
+    ("cohorts", "POST /nominals/{crn}/offences"): {"positive_data_acceptance": (
+        f"offence_date: {_TODAY}")},
+    ("cohorts", "GET /nominals/{crn}/assessment"): {"positive_data_acceptance": f"as_of: {_TODAY}"},
     ("cohorts", "POST /selection-runs"): {"positive_data_acceptance": f"as_of: {_TODAY}"},
     ("cohorts", "POST /cohorts/{area}/members"): {"positive_data_acceptance": (
         "`crn` must name a nominal already recorded (PUT /nominals/{crn}): a record, not a form")},
     ("cohorts", "PUT /policies/{area}"): {"positive_data_acceptance": (
         "an `area` in the body must be the path's; bands in order: rules across fields")},
-    ("cohorts", "POST /offences:import"): {"positive_data_acceptance": (
-        "the body is a CSV (`text/csv`, a string in the schema) whose header and rows the "
-        "server checks line by line")},
+    ("cohorts", "POST /offences:import"): {
+        "positive_data_acceptance": (
+            "the body is a CSV (`text/csv`, a string in the schema) whose header and rows the "
+            "server checks line by line"),
+        "negative_data_rejection": (
+            "a body negated to a non-string (`true`, a number) is sent as its text, a string "
+            "the schema allows; with wait=false it is checked after the 202"),
+    },
     ("notifications", "POST /subscriptions"): {"positive_data_acceptance": (
         "the URL's host must resolve (in production to public addresses only): a DNS lookup")},
     **{("insights", f"GET /figures/{kind}"): {"positive_data_acceptance": _FIGURES}

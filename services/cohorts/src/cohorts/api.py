@@ -45,7 +45,7 @@ from pathways_shared.pagination import (
     decode_cursor,
     page_of,
 )
-from pathways_shared.problems import ValidationProblem
+from pathways_shared.problems import ValidationProblem, problem_responses
 from pathways_shared.vocabulary import Cohort, Role
 
 log = get_logger(__name__)
@@ -132,7 +132,8 @@ def import_view(record: OffenceImportRecord) -> dict[str, Any]:
     "/nominals/{crn}",
     tags=["nominals"],
     response_model=NominalPublic,
-    responses={201: {"model": NominalPublic, "description": "The nominal, created"}},
+    responses={201: {"model": NominalPublic, "description": "The nominal, created"},
+               **problem_responses(None, 409)},
     operation_id="upsertNominal",
 )
 async def put_nominal(
@@ -337,6 +338,7 @@ async def get_policy(area: AreaPath, session: SessionDep, principal: PolicyReade
     tags=["policies"],
     response_model=PolicyPublic,
     operation_id="replaceSelectionPolicy",
+    responses=problem_responses(None, 409),
 )
 async def put_policy(
     area: AreaPath, body: PolicyPut, session: SessionDep, principal: Admin
@@ -409,7 +411,7 @@ async def get_selection_run(
 
 @router.post(
     "/cohorts/{area}/members", tags=["cohorts"], status_code=201, response_model=MemberPublic,
-    operation_id="adoptMember",
+    operation_id="adoptMember", responses=problem_responses(None, 409),
 )
 async def post_member(
     area: AreaPath,
@@ -471,7 +473,7 @@ async def get_member(
 
 @router.post(
     "/cohorts/{area}/members/{crn}/deselect", tags=["cohorts"], response_model=MemberPublic,
-    operation_id="deselectMember",
+    operation_id="deselectMember", responses=problem_responses(None, 409),
 )
 async def post_deselect(
     area: AreaPath,
@@ -500,6 +502,7 @@ async def post_deselect(
     tags=["cohorts"],
     response_model=MemberPublic,
     operation_id="moveMember",
+    responses=problem_responses(None, 409),
 )
 async def post_move(
     area: AreaPath, crn: CrnPath, body: MemberMove, request: Request, session: SessionDep, principal: Panel

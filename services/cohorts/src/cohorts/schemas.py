@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from cohorts.models import MembershipRecord, NominalRecord, OffenceRecord, ReferralNeedRecord
 from pathways_shared.access import AccessLogStored
 from pathways_shared.erasure import ErasurePublic
-from pathways_shared.inputs import AreaCode, InputDate, not_blank
+from pathways_shared.inputs import AreaCode, InputDate, InputDateTime, not_blank
 from pathways_shared.outputs import UtcDateTime, stored_form
 from pathways_shared.vocabulary import (
     Cohort,
@@ -108,30 +108,30 @@ class ImportPublic(Response):
 
 
 class ProlificBandIn(Request):
-    min_age: int
-    max_age: int | None = None
-    min_offences: int
+    min_age: StrictInt
+    max_age: StrictInt | None = None
+    min_offences: StrictInt
 
 
 class RecencyBandIn(Request):
-    max_days: int
-    points: int
+    max_days: StrictInt
+    points: StrictInt
 
 
 class ScoreIn(Request):
-    window_years: int | None = None
+    window_years: StrictInt | None = None
     recency_bands: list[RecencyBandIn] | None = None
-    frequency_points_per_offence: int | None = None
-    frequency_cap: int | None = None
-    gravity_weights: dict[OffenceCategory, int] | None = None
-    gravity_default_weight: int | None = None
-    gravity_cap: int | None = None
+    frequency_points_per_offence: StrictInt | None = None
+    frequency_cap: StrictInt | None = None
+    gravity_weights: dict[OffenceCategory, StrictInt] | None = None
+    gravity_default_weight: StrictInt | None = None
+    gravity_cap: StrictInt | None = None
 
 
 class CohortNumbersIn(Request):
-    fixed: int | None = None
-    flex: int | None = None
-    free: int | None = None
+    fixed: StrictInt | None = None
+    flex: StrictInt | None = None
+    free: StrictInt | None = None
 
 
 class PolicyPut(Request):
@@ -140,17 +140,17 @@ class PolicyPut(Request):
     when given, must be the area of the path."""
 
     area: AreaCode | None = None
-    version: int | None = None
-    updated_at: datetime | None = Field(default=None, description="read-only; ignored")
+    version: StrictInt | None = None
+    updated_at: InputDateTime | None = Field(default=None, description="read-only; ignored")
     updated_by: str | None = Field(default=None, description="read-only; ignored")
     flex_categories: list[OffenceCategory] | None = None
     prolific_bands: list[ProlificBandIn] | None = None
     score: ScoreIn | None = None
     thresholds: CohortNumbersIn | None = None
-    candidacy_window_years: int | None = None
+    candidacy_window_years: StrictInt | None = None
     capacities: CohortNumbersIn | None = None
-    review_interval_weeks: int | None = None
-    deselection_after_months: int | None = None
+    review_interval_weeks: StrictInt | None = None
+    deselection_after_months: StrictInt | None = None
 
     def policy_data(self) -> dict[str, Any]:
         data = self.model_dump(
