@@ -36,7 +36,7 @@ from pathways_shared.testing import auth
 
 pytestmark = pytest.mark.timeout(int(os.environ.get("PATHWAYS_FUZZ_TIMEOUT", "360")))
 
-EXAMPLES = int(os.environ.get("PATHWAYS_FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("PATHWAYS_FUZZ_EXAMPLES", "10"))
 EVERY_ROLE = auth(["probation", "provider", "police", "iom_panel", "admin", "service"],
                   provider="NACRO", sub="fuzzer")["Authorization"]
 
