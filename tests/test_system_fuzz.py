@@ -13,7 +13,10 @@ say, such as a person's age on the day), it is left out for that operation only,
 reason, in EXCEPTIONS below; nowhere globally.
 
 Bounded: a few positive and a few negative examples per operation, derandomised, no
-shrinking. PATHWAYS_FUZZ_EXAMPLES raises the number of examples for a longer run.
+shrinking. PATHWAYS_FUZZ_EXAMPLES raises the number of examples for a longer run;
+PATHWAYS_FUZZ_COVERAGE=1 adds schemathesis' coverage phase (every boundary and missing value of
+every parameter, about 3,200 more calls: the phase where `missing_required_header` and
+`unsupported_method` find something to check), too long for every `make test`.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
+from schemathesis.generation.meta import CoveragePhaseData
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from pathways_shared.testing import auth
 
 pytestmark = pytest.mark.timeout(int(os.environ.get("PATHWAYS_FUZZ_TIMEOUT", "360")))
 
+COVERAGE = os.environ.get("PATHWAYS_FUZZ_COVERAGE") == "1"
 EXAMPLES = int(os.environ.get("PATHWAYS_FUZZ_EXAMPLES", "10"))
 EVERY_ROLE = auth(["probation", "provider", "police", "iom_panel", "admin", "service"],
                   provider="NACRO", sub="fuzzer")["Authorization"]
@@ -99,30 +104,71 @@ def _with_token(case) -> dict[str, str] | None:
     return headers
 
 
+def _negates_opaque(case, mode: GenerationMode) -> bool:
+    """Whether the case may be breaking the cursor itself: a negative case, and in the
+    coverage phase (which names what it breaks) only one whose broken parameter is it."""
+    if mode is GenerationMode.POSITIVE:
+        return False
+    data = case.meta.phase.data
+    if isinstance(data, CoveragePhaseData):
+        return data.parameter in OPAQUE_QUERY
+    return True
+
+
+def check_case(service: str, case, mode: GenerationMode, base_url: str,
+               session: requests.Session, failed: collections.Counter) -> None:
+    operation = case.operation
+    excused = EXCEPTIONS.get((service, f"{operation.method.upper()} {operation.path}"), {})
+    case.headers = _with_token(case)
+    if case.query and not _negates_opaque(case, mode):
+        case.query = {k: v for k, v in case.query.items() if k not in OPAQUE_QUERY}
+    response = case.call(base_url=base_url, session=session, timeout=20)
+    try:
+        case.validate_response(
+            response, excluded_checks=[getattr(openapi_checks, name) for name in excused]
+        )
+    except FailureGroup as group:
+        for failure in group.exceptions:
+            failed[type(failure).__name__] += 1
+        raise AssertionError(f"{group}\n-- answered {response.status_code}: {response.text[:400]}") from None
+
+
 def fuzz_operation(service: str, operation, base_url: str, session: requests.Session,
                    mode: GenerationMode, failed: collections.Counter) -> int:
     calls = 0
-    excused = EXCEPTIONS.get((service, f"{operation.method.upper()} {operation.path}"), {})
-    excluded = [getattr(openapi_checks, name) for name in excused]
 
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     @SETTINGS
     def run(case) -> None:
         nonlocal calls
         calls += 1
-        case.headers = _with_token(case)
-        if mode is GenerationMode.POSITIVE and case.query:
-            case.query = {k: v for k, v in case.query.items() if k not in OPAQUE_QUERY}
-        response = case.call(base_url=base_url, session=session, timeout=20)
-        try:
-            case.validate_response(response, excluded_checks=excluded)
-        except FailureGroup as group:
-            for failure in group.exceptions:
-                failed[type(failure).__name__] += 1
-            raise AssertionError(f"{group}\n-- answered {response.status_code}: {response.text[:400]}") from None
+        check_case(service, case, mode, base_url, session, failed)
 
     run()
     return calls
+
+
+def cover_operation(service: str, schema, operation, base_url: str, session: requests.Session,
+                    failed: collections.Counter) -> tuple[int, list[str]]:
+    """The coverage phase: each case schemathesis derives from the schema's boundaries."""
+    from schemathesis.generation.drivers import CoverageGenerator
+    from schemathesis.generation.feedback import FeedbackSources
+    from schemathesis.generation.overrides import Override
+
+    generator = CoverageGenerator(
+        operation=operation, generation_modes=list(GenerationMode),
+        generation_config=schema.config.generation_for(operation=operation, phase="coverage"),
+        auth_storage=None, override=Override(query={}, headers={}, cookies={}, path_parameters={}, body={}),
+        feedback=FeedbackSources(),
+    )
+    calls, problems = 0, []
+    for case in generator:
+        calls += 1
+        try:
+            check_case(service, case, case.meta.generation.mode, base_url, session, failed)
+        except AssertionError as exc:
+            problems.append(f"{service} {operation.label} [coverage]:\n{str(exc)[:2500]}")
+    return calls, problems
 
 
 def test_every_operation_of_every_service_answers_within_its_schema(system_factory):
@@ -148,6 +194,10 @@ def test_every_operation_of_every_service_answers_within_its_schema(system_facto
                         assert mode is GenerationMode.NEGATIVE, operation.label
                     except (Exception, FailureGroup) as exc:  # noqa: BLE001  (all are reported)
                         failures.append(f"{service} {operation.label} [{mode.value}]:\n{str(exc)[:2500]}")
+                if COVERAGE:
+                    covered, problems = cover_operation(service, schema, operation, base_url, session, failed)
+                    calls += covered
+                    failures += problems
             summary.append(f"{service}: {operations} operations, {calls} calls")
     print(f"\nfuzz: {'; '.join(summary)}; {time.monotonic() - began:.1f}s; failures by check: {dict(failed)}")
     assert set(EXCEPTIONS) <= seen, f"exceptions for no operation: {set(EXCEPTIONS) - seen}"

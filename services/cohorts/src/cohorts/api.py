@@ -35,7 +35,7 @@ from cohorts.schemas import (
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import iso_z
-from pathways_shared.inputs import AreaPath, AreaQuery, CrnPath, CrnQuery, IdPath
+from pathways_shared.inputs import AreaPath, AreaQuery, CrnPath, CrnQuery, IdPath, InputDate
 from pathways_shared.observability import get_logger
 from pathways_shared.pagination import (
     DEFAULT_LIMIT,
@@ -214,7 +214,7 @@ async def get_offences(
     operation_id="getNominalAssessment",
 )
 async def get_assessment(
-    crn: CrnPath, session: SessionDep, principal: CohortReader, as_of: date | None = None
+    crn: CrnPath, session: SessionDep, principal: CohortReader, as_of: InputDate | None = None
 ) -> dict[str, Any]:
     a = await service.assess_nominal(session, principal, crn, as_of=as_of, now=_now())
     return {

@@ -122,6 +122,8 @@ async def test_a_path_parameter_that_does_not_match_is_a_422_naming_it(
         ("GET", "/offence-imports/nope", "import_id"),
         ("GET", "/selection-runs?area=nowhere", "area"),
         ("GET", "/subject-access-requests?crn=X123456%0A", "crn"),
+        # a number is not a date (lax parsing made `as_of=0` the 1st of January 1970)
+        ("GET", "/nominals/X123456/assessment?as_of=0", "as_of"),
     ]
     for method, path, field in cases:
         answer = await client.request(method, path, headers=HEADERS)

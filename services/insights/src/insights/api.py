@@ -15,7 +15,7 @@ from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
-from pathways_shared.inputs import CrnQuery
+from pathways_shared.inputs import CrnQuery, InputDate
 from pathways_shared.vocabulary import Role
 from pathways_shared.working_days import london_day
 
@@ -27,8 +27,8 @@ AreaParam = Annotated[
     list[Annotated[str, Query(max_length=40, pattern=NO_NUL)]] | None,
     Query(description="GSS code (repeatable) or `west-midlands`; default: every area you may see"),
 ]
-FromParam = Annotated[date | None, Query(alias="from", description="first London day (default: 364 days before `to`)")]
-ToParam = Annotated[date | None, Query(alias="to", description="last London day, included (default: today)")]
+FromParam = Annotated[InputDate | None, Query(alias="from", description="first London day (default: 364 days before `to`)")]
+ToParam = Annotated[InputDate | None, Query(alias="to", description="last London day, included (default: today)")]
 ByParam = Annotated[
     str | None,
     Query(max_length=200, pattern=NO_NUL, description="up to two dimensions, comma-separated"),
