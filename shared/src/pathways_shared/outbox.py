@@ -1,6 +1,7 @@
 """Transactional outbox: events leave a service only through a row written with the change.
 
-`add_event(session, event)` adds the row in the caller's transaction (inserted at commit).
+`publish(session, payload, addressing)` adds the row in the caller's transaction (inserted at
+commit): the payload is the event's shared model (`event_payloads`), which names its type.
 `OutboxRelay` publishes unpublished rows in order to JetStream with `Nats-Msg-Id` = event id,
 a batch at a time (sent in order, acks awaited together), and marks the acked rows published.
 If the relay dies between the ack and the mark, the row goes again and JetStream's duplicate
@@ -29,7 +30,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.broker import Broker
 from pathways_shared.db import defer_insert, is_postgres, take_turn
-from pathways_shared.events import Event, subject_for
+from pathways_shared.event_payloads import Payload
+from pathways_shared.events import Addressing, Event, envelope, subject_for
 from pathways_shared.infra_models import OutboxMessage
 from pathways_shared.observability import (
     CORRELATION_HEADER,
@@ -44,8 +46,18 @@ WAKERS_KEY = "outbox_wakers"
 DIRTY_KEY = "outbox_dirty"
 
 
+def publish(session: AsyncSession, payload: Payload, addressing: Addressing | None = None) -> Event:
+    """Publish the event whose payload is `payload` (its type's shared model; anything else is
+    refused with TypeError) from inside the caller's transaction: the way services publish.
+    Returns the envelope written."""
+    event = envelope(payload, addressing)
+    add_event(session, event)
+    return event
+
+
 def add_event(session: AsyncSession, event: Event) -> None:
-    """Write `event` to the outbox inside the caller's transaction. The only way to publish.
+    """Write a ready envelope to the outbox inside the caller's transaction (the primitive
+    under `publish`; for tools and tests that make events as another producer would).
 
     The row is inserted when the transaction commits (`defer_insert`), after the change it
     announces; the events of one transaction keep the order they were added in.

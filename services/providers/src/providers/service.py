@@ -17,8 +17,8 @@ from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
 from pathways_shared.erasure import erasures_for
 from pathways_shared.event_payloads import SubmittedNeed
-from pathways_shared.events import Event, make_event
-from pathways_shared.outbox import add_event
+from pathways_shared.events import Addressing
+from pathways_shared.outbox import publish
 from pathways_shared.problems import NotFound
 from pathways_shared.vocabulary import (
     Complexity,
@@ -71,24 +71,15 @@ class Context:
     base_url: str
 
 
-def envelope(event: NeedEvent, ctx: Context) -> Event:
+def _publish(session: AsyncSession, event: NeedEvent, crn: str, ctx: Context) -> None:
+    """Publish `event` about `crn`; its detail is the provider referral, or the need's routing."""
     provider_referral_id = getattr(event, "provider_referral_id", None)
     detail_url = (
         f"{ctx.base_url}/provider-referrals/{provider_referral_id}"
         if provider_referral_id
         else f"{ctx.base_url}/needs/{event.need_id}/routing"
     )
-    return make_event(
-        event.event_type,
-        event.additional_information(),
-        crn=event.crn,
-        detail_url=detail_url,
-        occurred_at=ctx.now,
-    )
-
-
-def publish(session: AsyncSession, event: NeedEvent, ctx: Context) -> None:
-    add_event(session, envelope(event, ctx))
+    publish(session, event, Addressing(crn=crn, detail_url=detail_url, occurred_at=ctx.now))
 
 
 # ---- the catalogue -------------------------------------------------------------------------
@@ -280,7 +271,7 @@ async def _route_need(
         need.current_provider_referral_id = None
     need.updated_at = ctx.now
     session.add(need)
-    publish(session, event, ctx)
+    _publish(session, event, need.crn, ctx)
     return referral
 
 
@@ -354,7 +345,7 @@ async def withdraw_needs(
         withdrawn, event = referral.withdraw(ctx.now, reason)
         copy_to_row(withdrawn, row, ctx.now)
         session.add(row)
-        publish(session, event, ctx)
+        _publish(session, event, referral.crn, ctx)
         closed += 1
     for need_id, need in locked.items():
         if need is None:
@@ -445,7 +436,7 @@ async def act(
     updated, event = method(ctx.now, **arguments)
     copy_to_row(updated, row, ctx.now)
     session.add(row)
-    publish(session, event, ctx)
+    _publish(session, event, referral.crn, ctx)
     record_access(
         session,
         actor=principal,
@@ -500,7 +491,7 @@ async def report_missed_deadlines(
                 row.acknowledge_missed_at = ctx.now
             else:
                 row.respond_missed_at = ctx.now
-            publish(session, event, ctx)
+            _publish(session, event, referral.crn, ctx)
             published += 1
         session.add(row)
     return published, len(rows)

@@ -4,6 +4,7 @@ pathway activity consumed from referral and provider events."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cohorts.domain.membership import (
     Decision,
+    MemberEvent,
     Membership,
     MembershipStatus,
     adopt,
@@ -34,8 +36,8 @@ from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.clock import london_today
 from pathways_shared.consumer import RetryLater
-from pathways_shared.events import make_event
-from pathways_shared.outbox import add_event
+from pathways_shared.events import Addressing
+from pathways_shared.outbox import publish
 from pathways_shared.problems import Conflict, NotFound, ValidationProblem
 from pathways_shared.vocabulary import (
     AREAS,
@@ -90,18 +92,13 @@ def _apply(record: MembershipRecord | None, member: Membership) -> MembershipRec
     return record
 
 
-def _publish(session: AsyncSession, events: Any, base_url: str, now: datetime) -> None:
+def _publish(session: AsyncSession, events: Iterable[MemberEvent], crn: str, base_url: str,
+             now: datetime) -> None:
+    """Publish events about the member `crn`; the detail is their membership in the area."""
     for event in events:
-        add_event(
-            session,
-            make_event(
-                event.event_type,
-                event.additional_information(),
-                crn=event.crn,
-                detail_url=f"{base_url}/cohorts/{event.area}/members/{event.crn}",
-                occurred_at=now,
-            ),
-        )
+        publish(session, event, Addressing(
+            crn=crn, detail_url=f"{base_url}/cohorts/{event.area}/members/{crn}", occurred_at=now
+        ))
 
 
 async def _save(
@@ -139,7 +136,7 @@ async def _record_panel_decision(
     """Save the spells a panel decision writes, add its events to the outbox and log the
     alteration, all in the caller's transaction."""
     saved = await _save(session, decision, current)
-    _publish(session, decision.events, base_url, now)
+    _publish(session, decision.events, decision.crn, base_url, now)
     record_access(
         session,
         actor=principal,
@@ -365,7 +362,7 @@ async def review_due_members(
             continue
         record.review_due_at = decision.membership.review_due_at
         CohortsRepository(session).add(record)
-        _publish(session, [decision.event], base_url, now)
+        _publish(session, [decision.event], record.crn, base_url, now)
         published += 1
     return published
 
@@ -415,7 +412,7 @@ async def note_need_activity(
             _to_domain(record), pathway=need.pathway, status=need.status, programme=need.programme
         )
         if event is not None:
-            _publish(session, [event], base_url, now)
+            _publish(session, [event], record.crn, base_url, now)
             published += 1
     return published
 
