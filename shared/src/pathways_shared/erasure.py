@@ -113,6 +113,23 @@ def lock_due(query: Any, *tables: Any) -> Any:
     return query.with_for_update(of=list(tables) or None, skip_locked=True)
 
 
+async def ended_records(
+    session: AsyncSession, table: Any, *, ended: Any, ended_at: Any, ended_before: datetime,
+    limit: int | None,
+) -> list[Erasable]:
+    """The usual `Eraser.due`: the rows of `table` (with `id`, `crn` and `erased_at` columns)
+    not yet erased for which `ended` holds and whose end, the column `ended_at`, came before
+    `ended_before`; oldest end first, at most `limit`, locked (`lock_due`)."""
+    c = table.c
+    query = lock_due(
+        select(c.id, c.crn, ended_at)
+        .where(c.erased_at.is_(None), ended, ended_at < ended_before)
+        .order_by(ended_at, c.id).limit(limit),
+        table,
+    )
+    return [Erasable(str(r[0]), r[1], r[2]) for r in (await session.exec(query)).all()]
+
+
 def register_key(settings: ServiceSettings) -> str:
     """PATHWAYS_ERASURE_REGISTER_KEY, else one derived from the JWT secret (set a key of its
     own in production, and keep it: with another key the register finds nothing)."""

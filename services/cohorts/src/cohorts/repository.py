@@ -46,6 +46,7 @@ from pathways_shared.auth import Principal
 from pathways_shared.db import is_postgres
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.observability import current_correlation_id
+from pathways_shared.pagination import newest_first
 from pathways_shared.vocabulary import (
     NEIGHBOURHOOD_CRIME,
     STATUTORY_STATUSES,
@@ -308,14 +309,12 @@ class CohortsRepository:
         after: list[Any] | None,
     ) -> list[SelectionRunRecord]:
         r = SelectionRunRecord
-        query = select(r).order_by(r.created_at.desc(), r.id.desc()).limit(limit + 1)
+        query = select(r)
         if area is not None:
             query = query.where(r.area == area)
         if areas is not None:
             query = query.where(r.area.in_(sorted(areas)))
-        if after is not None:
-            at, run_id = after
-            query = query.where(or_(r.created_at < at, and_(r.created_at == at, r.id < run_id)))
+        query = newest_first(query, r.created_at, r.id, after, limit)
         return list((await self.session.exec(query)).scalars().all())
 
     async def runs_naming(self, crn: str) -> list[SelectionRunRecord]:

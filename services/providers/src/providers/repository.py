@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.db import is_postgres
+from pathways_shared.pagination import newest_first
 from pathways_shared.vocabulary import (
     Complexity,
     DeclineReason,
@@ -267,26 +268,14 @@ class ProviderReferralRepository:
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
     ) -> Sequence[ProviderReferralRow]:
-        """Newest first, keyset-paged on (allocated_at, id); `limit + 1` rows to see if more."""
+        """Newest first, keyset-paged on (allocated_at, id)."""
         query = select(ProviderReferralRow).where(
             ProviderReferralRow.provider_code == provider_code
         )
         if status is not None:
             query = query.where(ProviderReferralRow.status == status)
-        if after is not None:
-            at, last_id = after
-            query = query.where(
-                or_(
-                    col(ProviderReferralRow.allocated_at) < at,
-                    and_(
-                        ProviderReferralRow.allocated_at == at,
-                        col(ProviderReferralRow.id) < last_id,
-                    ),
-                )
-            )
-        query = query.order_by(
-            col(ProviderReferralRow.allocated_at).desc(), col(ProviderReferralRow.id).desc()
-        ).limit(limit + 1)
+        query = newest_first(query, col(ProviderReferralRow.allocated_at),
+                             col(ProviderReferralRow.id), after, limit)
         return (await self.session.exec(query)).all()
 
     async def with_deadlines_due(self, now: datetime, limit: int) -> Sequence[ProviderReferralRow]:
