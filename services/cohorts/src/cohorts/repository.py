@@ -41,7 +41,7 @@ from cohorts.models import (
     ReferralNeedRecord,
     SelectionRunRecord,
 )
-from pathways_shared.access import Action, access_log_for
+from pathways_shared.access import Action
 from pathways_shared.auth import Principal
 from pathways_shared.db import is_postgres
 from pathways_shared.infra_models import AccessLog
@@ -470,6 +470,3 @@ class CohortsRepository:
             await self.session.exec(_LOG_MANY, params={**values, "crns": list(crns)})
             return
         await self.session.exec(insert(AccessLog), params=[{**values, "crn": crn} for crn in crns])
-
-    async def access_log_of(self, crn: str) -> list[AccessLog]:
-        return await access_log_for(self.session, crn)

@@ -56,12 +56,11 @@ from notifications.schemas import (
 )
 from notifications.secretbox import SecretBox
 from notifications.transports import Resolver, check_destination
-from pathways_shared.access import Action, access_log_for, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.clock import utc_now
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import PermanentError
-from pathways_shared.erasure import erasures_for
+from pathways_shared.erasure import subject_access_records
 from pathways_shared.events import Event
 from pathways_shared.pagination import decode_cursor, page_of
 from pathways_shared.problems import NotFound, ValidationProblem
@@ -346,16 +345,7 @@ async def subject_access(
 ) -> SubjectAccessPublic:
     rows = await NotificationsRepository(session).notifications_for_crn(crn)
     attempts = await NotificationsRepository(session).attempts_of([r.id for r in rows])
-    log_rows = await access_log_for(session, crn)
-    erasures = await erasures_for(session, crn, settings)
-    record_access(
-        session,
-        actor=principal,
-        action=Action.CONSULTATION,
-        resource="subject-access-request",
-        crn=crn,
-        purpose="subject access request",
-    )
+    log_rows, erasures = await subject_access_records(session, principal, crn, settings)
     return SubjectAccessPublic(
         crn=crn,
         notifications=[

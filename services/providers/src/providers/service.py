@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
-from pathways_shared.erasure import erasures_for
+from pathways_shared.erasure import subject_access_records
 from pathways_shared.event_payloads import SubmittedNeed
 from pathways_shared.events import Addressing
 from pathways_shared.outbox import publish
@@ -535,16 +535,7 @@ async def subject_access(
     decisions = await NeedRepository(session).decisions_for_crn(crn)
     referrals = await ProviderReferralRepository(session).for_crn(crn)
     memberships = await IomMembershipRepository(session).for_crn(crn)
-    log = await access_log_for(session, crn)
-    erasures = await erasures_for(session, crn, settings)
-    record_access(
-        session,
-        actor=principal,
-        action=Action.DISCLOSURE,
-        resource="subject-access-request",
-        crn=crn,
-        purpose="subject access request",
-    )
+    log, erasures = await subject_access_records(session, principal, crn, settings)
     return {
         "crn": crn,
         "needs": [n.model_dump(mode="json") for n in needs],

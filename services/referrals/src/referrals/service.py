@@ -15,11 +15,11 @@ from uuid import UUID
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import PermanentError
-from pathways_shared.erasure import ErasurePublic, erasures_for
+from pathways_shared.erasure import ErasurePublic, subject_access_records
 from pathways_shared.event_payloads import NeedRef
 from pathways_shared.events import Addressing, Event
 from pathways_shared.infra_models import AccessLog
@@ -307,16 +307,8 @@ async def subject_access(
         raise ValidationProblem("crn must be one letter and six digits", field="crn")
     repo = ReferralRepository(session)
     referrals = await repo.all_for_crn(crn)
-    access = await access_log_for(session, crn)
-    erasures = await erasures_for(session, crn, settings)
-    record_access(
-        session,
-        actor=principal,
-        action=Action.DISCLOSURE,
-        resource=f"subject-access-requests?crn={crn}",
-        crn=crn,
-        purpose=purpose,
-    )
+    access, erasures = await subject_access_records(session, principal, crn, settings,
+                                                    purpose=purpose)
     return SubjectAccess(crn=crn, referrals=referrals, access_log=access, erasures=erasures)
 
 
