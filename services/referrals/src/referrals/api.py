@@ -8,6 +8,7 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
+from pathways_shared.access import Purpose
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
@@ -42,8 +43,6 @@ SubjectAccessAdmin = Annotated[
 ]
 # Text filters reach PostgreSQL, which refuses a NUL character: a 422 here, not a 500.
 NO_NUL = r"^[^\x00]*$"
-# Why the caller looks at or changes the record (DPA 2018 s.62); a default per route.
-Purpose = Annotated[str | None, Header(alias="X-Purpose", max_length=300)]
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
 ]

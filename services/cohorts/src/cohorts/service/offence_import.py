@@ -33,7 +33,7 @@ from cohorts.models import (
     OffenceImportRecord,
 )
 from cohorts.repository import CohortsRepository
-from pathways_shared.access import Action
+from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.clock import london_today
 from pathways_shared.problems import NotFound, ValidationProblem
@@ -536,9 +536,20 @@ async def _finish_import(
 
 
 async def get_import(
-    session: AsyncSession, principal: Principal, import_id: str
+    session: AsyncSession, principal: Principal, import_id: str, *, purpose: str | None = None
 ) -> OffenceImportRecord:
+    """The import's report; read by a caller (`purpose` given), the read is logged: the
+    report is about police records of people, though it names them by line only."""
     record = await CohortsRepository(session).get_import(import_id)
     if record is None or (record.created_by != principal.actor and not principal.has("admin")):
         raise NotFound(f"no import {import_id}")
+    if purpose is not None:
+        record_access(
+            session,
+            actor=principal,
+            action=Action.CONSULTATION,
+            resource=f"/offence-imports/{import_id}",
+            crn=None,
+            purpose=purpose,
+        )
     return record
