@@ -7,6 +7,7 @@ the session and inserted, with every other row of that transaction, when it comm
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -45,6 +46,17 @@ Purpose = Annotated[
 ]
 
 
+# The request's X-Purpose (set by the request middleware, `pathways_shared.runtime`): it is
+# the purpose of every access the request records, in every service; a route's own words
+# are the default when the caller says nothing.
+requested_purpose: ContextVar[str | None] = ContextVar("requested_purpose", default=None)
+
+
+def purpose_of(default: str) -> str:
+    """The caller's stated purpose (X-Purpose), else the route's `default`; at most 300."""
+    return (requested_purpose.get() or default)[:300]
+
+
 def record_access(
     session: AsyncSession,
     *,
@@ -65,7 +77,7 @@ def record_access(
             "action": Action(action).value,  # ValueError for a word outside the vocabulary
             "resource": resource[:300],
             "crn": crn,
-            "purpose": purpose[:300],
+            "purpose": purpose_of(purpose),
             "correlation_id": current_correlation_id(),
         },
     )

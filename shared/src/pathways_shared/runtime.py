@@ -26,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Match
 
+from pathways_shared.access import PURPOSE_HEADER, requested_purpose
 from pathways_shared.admin import admin_router
 from pathways_shared.auth import Authenticator, current_principal
 from pathways_shared.broker import Broker, sample_broker_health
@@ -245,8 +246,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cid = (Headers(scope=scope).get(CORRELATION_HEADER) or new_correlation_id())[:100]
+        headers = Headers(scope=scope)
+        cid = (headers.get(CORRELATION_HEADER) or new_correlation_id())[:100]
         token = correlation_id.set(cid)
+        purpose_token = requested_purpose.set(headers.get(PURPOSE_HEADER, "").strip() or None)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -294,6 +297,7 @@ class RequestContextMiddleware:
             metrics.http_requests.labels(scope["method"], path, str(status)).inc()
             metrics.http_latency.labels(scope["method"], path).observe(time.perf_counter() - started)
             correlation_id.reset(token)
+            requested_purpose.reset(purpose_token)
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -41,7 +41,7 @@ from cohorts.models import (
     ReferralNeedRecord,
     SelectionRunRecord,
 )
-from pathways_shared.access import Action, access_log_for
+from pathways_shared.access import Action, access_log_for, purpose_of
 from pathways_shared.auth import Principal
 from pathways_shared.db import is_postgres
 from pathways_shared.infra_models import AccessLog
@@ -464,7 +464,7 @@ class CohortsRepository:
             "roles": ",".join(sorted(actor.roles)),
             "action": action.value,
             "resource": resource[:300],
-            "purpose": purpose[:300],
+            "purpose": purpose_of(purpose),
             "correlation_id": current_correlation_id(),
         }
         if is_postgres(self.session):
