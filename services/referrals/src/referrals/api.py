@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from pathways_shared.access import Purpose
-from pathways_shared.auth import Principal, require_roles
+from pathways_shared.auth import HONOURS_ON_BEHALF_OF, Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
 from pathways_shared.pagination import DEFAULT_LIMIT, CursorParam, LimitParam
@@ -82,7 +82,7 @@ async def submit_referral(
     return ReferralPublic.of(submitted.referral)
 
 
-@router.get("/referrals", response_model=ReferralsPublic)
+@router.get("/referrals", response_model=ReferralsPublic, dependencies=HONOURS_ON_BEHALF_OF)
 async def list_referrals(
     session: SessionDep,
     principal: Reader,
@@ -117,7 +117,8 @@ async def list_referrals(
 
 
 @router.get(
-    "/referrals/{referral_id}", response_model=ReferralPublic, responses=problem_responses(404)
+    "/referrals/{referral_id}", response_model=ReferralPublic, responses=problem_responses(404),
+    dependencies=HONOURS_ON_BEHALF_OF,
 )
 async def get_referral(
     referral_id: UUID, session: SessionDep, principal: Reader, purpose: Purpose = None
@@ -132,6 +133,7 @@ async def get_referral(
     "/referrals/{referral_id}/history",
     response_model=HistoryPublic,
     responses=problem_responses(404),
+    dependencies=HONOURS_ON_BEHALF_OF,
     operation_id="getReferralHistory",
 )
 async def referral_history(
