@@ -177,7 +177,7 @@ async def test_every_route_and_every_role(system):
 # Routes whose answer spans every area: an area-limited token (one with an `areas` claim) is
 # refused them (403) whatever its role; national work needs a national token (no `areas`).
 NATIONAL_ONLY = {
-    *((service, m, p) for service in ("referrals", "providers", "cohorts", "notifications")
+    *((service, m, p) for service in ("referrals", "providers", "cohorts", "notifications", "insights")
       for (m, p) in ADMIN_OPS),
     ("notifications", "GET", "/notifications"),
     ("notifications", "GET", "/notifications/{notification_id}"),
@@ -206,7 +206,7 @@ async def test_area_limited_tokens_are_limited_on_every_route(system):
                     problems.append(f"{service} {method} {path} {role}@{BIRMINGHAM}: "
                                     f"{r.status_code} {r.text[:200]}")
         # and with a real subject: an area-limited admin gets no other area's data
-        for service in ("referrals", "providers", "cohorts", "notifications"):
+        for service in ("referrals", "providers", "cohorts", "notifications", "insights"):
             r = await client.get(f"{system.url(service)}/subject-access-requests",
                                  params={"crn": "S391957"},
                                  headers=auth("admin", sub="area-admin", areas=[SOLIHULL]))
@@ -524,4 +524,30 @@ async def test_every_read_of_personal_records_is_access_logged(system):
             for action, logged_purpose, _ in rows:
                 if action not in set(Action) or logged_purpose != purpose:
                     problems.append(f"{service} GET {path}: logged {action!r} for {logged_purpose!r}")
+    assert problems == [], "\n".join(problems)
+
+
+async def test_another_areas_token_reads_nothing_of_an_areas_records_on_any_route(system):
+    """Derived from the route tables: every GET route that reads personal records, with each
+    role allowed on it, limited to Birmingham, asked for Solihull's records (the same ones the
+    access-log test reads): 403, 404, or an answer that names none of them."""
+    problems: list[str] = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        routes = [r for r in await routes_of(client, system)
+                  if r[1] == "GET" and not is_public(r[2]) and r not in NOT_PERSONAL]
+        values = await records_to_read(client, system)
+        named = [values[k] for k in ("crn", "referral_id", "provider_referral_id",
+                                     "notification_id", "import_id")]
+        for service, method, path in routes:
+            url = system.url(service) + path.format(**{k: values[k] for k in values if f"{{{k}}}" in path})
+            params = {"crn": values["crn"]} if path in ("/referrals", "/subject-access-requests") else {}
+            for role in sorted(MATRIX[(service, method, path)]):
+                headers = auth(role, sub=f"brum-{role}", areas=[BIRMINGHAM],
+                               provider="NACRO" if role == "provider" else None)
+                r = await client.get(url, headers=headers, params=params)
+                if r.status_code in (403, 404):
+                    continue
+                if r.status_code != 200 or any(value in r.text for value in named):
+                    problems.append(f"{service} GET {path} {role}@{BIRMINGHAM}: {r.status_code} "
+                                    f"{r.text[:200]}")
     assert problems == [], "\n".join(problems)

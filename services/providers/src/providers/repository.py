@@ -266,11 +266,15 @@ class ProviderReferralRepository:
         status: str | None,
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
+        areas: frozenset[str] | None = None,
     ) -> Sequence[ProviderReferralRow]:
-        """Newest first, keyset-paged on (allocated_at, id); `limit + 1` rows to see if more."""
+        """Newest first, keyset-paged on (allocated_at, id); `limit + 1` rows to see if more.
+        `areas`: only referrals of these areas (None: every area)."""
         query = select(ProviderReferralRow).where(
             ProviderReferralRow.provider_code == provider_code
         )
+        if areas is not None:
+            query = query.where(col(ProviderReferralRow.area).in_(sorted(areas)))
         if status is not None:
             query = query.where(ProviderReferralRow.status == status)
         if after is not None:

@@ -541,7 +541,10 @@ async def get_import(
     """The import's report; read by a caller (`purpose` given), the read is logged: the
     report is about police records of people, though it names them by line only."""
     record = await CohortsRepository(session).get_import(import_id)
-    if record is None or (record.created_by != principal.actor and not principal.has("admin")):
+    # Its creator reads it; else a national admin only (an import spans every area).
+    if record is None or (
+        record.created_by != principal.actor and not (principal.has("admin") and principal.national)
+    ):
         raise NotFound(f"no import {import_id}")
     if purpose is not None:
         record_access(
