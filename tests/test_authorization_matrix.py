@@ -551,3 +551,81 @@ async def test_another_areas_token_reads_nothing_of_an_areas_records_on_any_rout
                     problems.append(f"{service} GET {path} {role}@{BIRMINGHAM}: {r.status_code} "
                                     f"{r.text[:200]}")
     assert problems == [], "\n".join(problems)
+
+
+# Write routes that change no area's records: the national catalogue (PUT /services/{code},
+# admin), subscriptions (their creator's own, tested in notifications), dead letters
+# (national only, above).
+NO_AREA_WRITES = {
+    ("providers", "PUT", "/services/{code}"),
+    ("notifications", "DELETE", "/subscriptions/{subscription_id}"),
+    ("notifications", "POST", "/subscriptions/{subscription_id}/enable"),
+}
+
+
+def write_bodies(values: dict[str, str], policy: dict) -> dict[tuple[str, str, str], dict | None]:
+    """A valid body for each write route on an area's record (so only the area can refuse it)."""
+    nominal = {"area": SOLIHULL, "date_of_birth": "1994-07-08", "supervision_status": "licence",
+               "mappa_level": None, "pnc_number": None}
+    pr = "/provider-referrals/{provider_referral_id}"
+    return {
+        ("referrals", "POST", "/referrals/{referral_id}/withdraw"):
+            {"reason_code": "other", "comments": "not mine"},
+        ("providers", "POST", f"{pr}/acknowledge"): {},
+        ("providers", "POST", f"{pr}/accept"): {},
+        ("providers", "POST", f"{pr}/decline"): {"reason_code": "capacity", "comments": "full"},
+        ("providers", "POST", f"{pr}/start"): {},
+        ("providers", "POST", f"{pr}/complete"): {"outcome": "achieved", "notes": "x"},
+        ("cohorts", "PUT", "/nominals/{crn}"): nominal,
+        ("cohorts", "POST", "/nominals/{crn}/offences"): {"offences": [
+            {"offence_date": "2026-10-03", "category": "theft_other", "description": "z"}]},
+        ("cohorts", "PUT", "/policies/{area}"): policy,
+        ("cohorts", "POST", "/cohorts/{area}/members"):
+            {"crn": values["crn"], "cohort": "fixed", "decided_by": "x", "rationale": "y"},
+        ("cohorts", "POST", "/cohorts/{area}/members/{crn}/deselect"):
+            {"reason": "panel_decision", "decided_by": "x"},
+        ("cohorts", "POST", "/cohorts/{area}/members/{crn}/move"):
+            {"cohort": "fixed", "decided_by": "x", "rationale": "y"},
+    }
+
+
+async def test_another_areas_token_changes_nothing_of_an_areas_records_on_any_route(system):
+    """Derived from the route tables: every write route on a record of an area (a path naming
+    it), with each role allowed on it limited to Birmingham and a valid body, on Solihull's
+    records: 403 or 404, and the records read the same afterwards."""
+    problems: list[str] = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        routes = [r for r in await routes_of(client, system)
+                  if r[1] in ("POST", "PUT", "PATCH", "DELETE") and "{" in r[2]
+                  and r not in NO_AREA_WRITES and not r[2].startswith("/admin/")]
+        values = await records_to_read(client, system)
+        cohorts, national = system.url("cohorts"), auth("admin", sub="log-admin")
+        policy = (await client.get(f"{cohorts}/policies/{SOLIHULL}", headers=national)).json()
+        bodies = write_bodies(values, policy)
+        assert sorted(set(routes) - set(bodies)) == [], "add a body for each new write route"
+
+        async def snapshot() -> list[str]:
+            reads = [f"{system.url('referrals')}/referrals/{values['referral_id']}",
+                     f"{system.url('providers')}/provider-referrals/{values['provider_referral_id']}",
+                     f"{cohorts}/nominals/{values['crn']}", f"{cohorts}/nominals/{values['crn']}/offences",
+                     f"{cohorts}/cohorts/{SOLIHULL}/members/{values['crn']}",
+                     f"{cohorts}/policies/{SOLIHULL}"]
+            owners = [auth("probation"), auth("provider", provider="NACRO", sub="nacro-log"),
+                      *[auth("iom_panel", areas=[SOLIHULL])] * 3, national]
+            answers = [await client.get(url, headers=h) for url, h in zip(reads, owners, strict=True)]
+            assert [a.status_code for a in answers] == [200] * len(reads), [a.text for a in answers]
+            return [a.text for a in answers]
+
+        before = await snapshot()
+        for service, method, path in routes:
+            url = system.url(service) + path.format(**{k: values[k] for k in values if f"{{{k}}}" in path})
+            for role in sorted(MATRIX[(service, method, path)]):
+                headers = auth(role, sub=f"brum-{role}", areas=[BIRMINGHAM],
+                               provider="NACRO" if role == "provider" else None)
+                r = await client.request(method, url, headers=headers,
+                                         json=bodies[(service, method, path)])
+                if r.status_code not in (403, 404):
+                    problems.append(f"{service} {method} {path} {role}@{BIRMINGHAM}: "
+                                    f"{r.status_code} {r.text[:200]}")
+        assert await snapshot() == before, "a refused write changed a record"
+    assert problems == [], "\n".join(problems)
