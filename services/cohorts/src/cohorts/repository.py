@@ -43,7 +43,7 @@ from cohorts.models import (
     ReferralNeedRecord,
     SelectionRunRecord,
 )
-from pathways_shared.access import Action
+from pathways_shared.access import Action, purpose_of
 from pathways_shared.auth import Principal
 from pathways_shared.db import is_postgres
 from pathways_shared.infra_models import AccessLog
@@ -515,7 +515,7 @@ class CohortsRepository:
             "roles": ",".join(sorted(actor.roles)),
             "action": action.value,
             "resource": resource[:300],
-            "purpose": purpose[:300],
+            "purpose": purpose_of(purpose),
             "correlation_id": current_correlation_id(),
         }
         if is_postgres(self.session):

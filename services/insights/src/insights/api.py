@@ -93,13 +93,15 @@ def _route(kind: FigureKind, summary: str) -> None:
     )
 
 
-Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+SubjectAccessAdmin = Annotated[
+    Principal, Depends(require_roles(Role.ADMIN, national="a subject access request"))
+]
 CrnParam = Annotated[str, Query(pattern=r"^[A-Z][0-9]{6}$", description="the person's CRN")]
 
 
 @router.get("/subject-access-requests", tags=["data protection"])
 async def subject_access_request(
-    request: Request, session: SessionDep, principal: Admin, crn: CrnParam
+    request: Request, session: SessionDep, principal: SubjectAccessAdmin, crn: CrnParam
 ) -> dict:
     """Everything the service holds on a person (DPA 2018 s.45): cohort events only, kept under
     a keyed pseudonym; the disclosure is logged (s.62) under that pseudonym, not the CRN."""

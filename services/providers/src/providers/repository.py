@@ -267,11 +267,15 @@ class ProviderReferralRepository:
         status: str | None,
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
+        areas: frozenset[str] | None = None,
     ) -> Sequence[ProviderReferralRow]:
-        """Newest first, keyset-paged on (allocated_at, id)."""
+        """Newest first, keyset-paged on (allocated_at, id). `areas`: only referrals of these
+        areas (None: every area)."""
         query = select(ProviderReferralRow).where(
             ProviderReferralRow.provider_code == provider_code
         )
+        if areas is not None:
+            query = query.where(col(ProviderReferralRow.area).in_(sorted(areas)))
         if status is not None:
             query = query.where(ProviderReferralRow.status == status)
         query = newest_first(query, col(ProviderReferralRow.allocated_at),

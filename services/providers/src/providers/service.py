@@ -369,9 +369,11 @@ async def _own_referral(
     *,
     for_update: bool,
 ) -> ProviderReferralRow:
-    """The provider referral when it belongs to the caller's provider; 404 otherwise."""
+    """The provider referral when it belongs to the caller's provider (and, for an
+    area-limited token, to one of its areas); 404 otherwise."""
     row = await ProviderReferralRepository(session).get(provider_referral_id, for_update=for_update)
-    if row is None or row.provider_code != principal.provider:
+    if (row is None or row.provider_code != principal.provider
+            or not principal.may_see_area(row.area)):
         raise NotFound("no such provider referral")
     return row
 
@@ -386,7 +388,7 @@ async def inbox(
 ) -> Sequence[ProviderReferralRow]:
     assert principal.provider is not None
     rows = await ProviderReferralRepository(session).inbox(
-        principal.provider, status=status, limit=limit, after=after
+        principal.provider, status=status, limit=limit, after=after, areas=principal.areas
     )
     for row in rows[:limit]:
         record_access(
