@@ -215,6 +215,10 @@ class OutboxRelay:
               (<pending rows> WHERE turn.ok ... FOR UPDATE SKIP LOCKED) AS batch ON true
 
         One row with `ok` false: not this relay's turn; `ok` true and no seq: nothing pending.
+        The statement's snapshot may be taken just before the previous holder of the turn
+        commits; the rows it marked published are then still unpublished in that snapshot, but
+        `FOR UPDATE` re-reads a row a committed transaction changed and tests the WHERE again
+        on the new version, so they are dropped: none goes twice.
         """
         if self._one_statement is None:
             turn = select(
