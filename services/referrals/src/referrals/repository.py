@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -382,6 +383,17 @@ def _save_statement(
     return statement, params
 
 
+# `ReferralRepository._get_locked`: a referral and its needs, all their rows locked.
+_GET_LOCKED = (
+    select(REFERRALS, *[c.label(f"need_{c.name}") for c in NEEDS.c])
+    .join_from(REFERRALS, NEEDS, NEEDS.c.referral_id == REFERRALS.c.id)
+    .where(REFERRALS.c.id == bindparam("referral_id", type_=REFERRALS.c.id.type),
+           REFERRALS.c.erased_at.is_(None))
+    .with_for_update()
+)
+_NeedView = namedtuple("_NeedView", [c.name for c in NEEDS.c])  # a need's row from the join
+
+
 class ReferralRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -444,7 +456,10 @@ class ReferralRepository:
         return [_to_domain(row, needs[row.id]) for row in rows]
 
     async def get(self, referral_id: UUID, *, for_update: bool = False) -> Referral | None:
-        """The referral; `for_update` locks its row so concurrent changes queue behind us."""
+        """The referral; `for_update` locks its row so concurrent changes queue behind us
+        (on PostgreSQL in one statement with its needs: `_get_locked`)."""
+        if for_update and is_postgres(self.session):
+            return await self._get_locked(referral_id)
         query = select(REFERRALS).where(
             REFERRALS.c.id == referral_id, REFERRALS.c.erased_at.is_(None))
         if for_update:
@@ -454,6 +469,19 @@ class ReferralRepository:
             return None
         [referral] = await self._with_needs([row])
         return referral
+
+    async def _get_locked(self, referral_id: UUID) -> Referral | None:
+        """`get(for_update=True)` in one round trip (PostgreSQL): the referral joined to its
+        needs, the referral's row and its needs' rows locked. Locking the needs too is what
+        makes one statement safe: after waiting for the lock, PostgreSQL re-reads every locked
+        row at its newest version (the needs a concurrent change just committed), where an
+        unlocked joined row would still be read as of the statement's start."""
+        rows = (await self.session.exec(
+            _GET_LOCKED, params={"referral_id": referral_id})).all()
+        if not rows:
+            return None
+        width = len(REFERRALS.c)
+        return _to_domain(rows[0], [_NeedView._make(row[width:]) for row in rows])
 
     async def find_existing(
         self, *, client: str, area: str, source_reference: str, idempotency_key: str | None

@@ -155,6 +155,61 @@ async def test_one_statement_save_and_three_write_the_same_rows(database_url, re
         await engine.dispose()
 
 
+async def test_a_locked_read_in_one_statement_sees_what_a_concurrent_change_committed(
+    database_url, referral_body
+):
+    """On PostgreSQL `get(for_update=True)` reads the referral and its needs in one statement.
+    It reads what the plain read does, and, when it had to wait for another transaction's
+    lock, the needs as that transaction left them (not as they were when it started)."""
+    import asyncio
+    from datetime import timedelta
+
+    from referrals.domain.need_lifecycle import ProviderEvent, ProviderEventKind, apply_to_referral
+
+    engine = make_engine(database_url)
+    sessionmaker = make_sessionmaker(engine)
+    two_needs = referral_body()
+    two_needs["needs"] = [*two_needs["needs"], {**two_needs["needs"][0], "pathway": "health",
+                                                "details": "GP registration"}]
+    try:
+        made = _decision({**two_needs, "source_reference": f"LOCK-{uuid.uuid4().hex[:8]}"})
+        async with sessionmaker() as session, session.begin():
+            assert await ReferralRepository(session).add(
+                made.referral, fingerprint="f", idempotency_key=None, client=CLIENT,
+                history=made.history)
+        async with sessionmaker() as session, session.begin():
+            repo = ReferralRepository(session)
+            locked = await repo.get(made.referral.id, for_update=True)
+            assert locked == await repo.get(made.referral.id) == made.referral
+            assert await repo.get(uuid.uuid4(), for_update=True) is None
+
+        async def locked_read(started: asyncio.Event):
+            async with sessionmaker() as session, session.begin():
+                started.set()
+                return await ReferralRepository(session).get(made.referral.id, for_update=True)
+
+        async with sessionmaker() as session, session.begin():
+            repo = ReferralRepository(session)
+            referral = await repo.get(made.referral.id, for_update=True)
+            decision = apply_to_referral(referral, ProviderEvent(
+                kind=ProviderEventKind.ALLOCATED, occurred_at=NOW, referral_id=referral.id,
+                need_id=referral.needs[1].id, provider_referral_id=uuid.uuid4(),
+                service_code="HH-SIAS", provider_code="HH", programme="health",
+                acknowledge_by=NOW + timedelta(days=2), respond_by=NOW + timedelta(days=5)),
+                now=NOW)
+            await repo.save(decision.referral, decision.history)
+            started = asyncio.Event()
+            waiting = asyncio.create_task(locked_read(started))
+            await started.wait()
+            await asyncio.sleep(0.3)  # the other read is now waiting for our lock
+            assert not waiting.done()
+        seen = await asyncio.wait_for(waiting, 10)
+        assert seen == decision.referral
+        assert seen.needs[1].service_code == "HH-SIAS"
+    finally:
+        await engine.dispose()
+
+
 def _values(decision: Decision, fingerprint: str):
     from referrals.repository import _history_values, _need_values, _referral_values
 
