@@ -145,6 +145,25 @@ async def load_catalogue(session: AsyncSession) -> list[Service]:
     return [service_from_row(r) for r in await CatalogueRepository(session).services()]
 
 
+# The catalogue as last loaded, by its fingerprint (PostgreSQL): routing reads the fingerprint
+# with its other reads and loads the services only when it changed (`PUT /services/{code}`).
+_CATALOGUES: dict[str, list[Service]] = {}
+
+
+async def cached_catalogue(session: AsyncSession, fingerprint: str | None) -> list[Service]:
+    """`load_catalogue` for the catalogue whose stored rows have `fingerprint`, loaded once
+    per content (None, on SQLite: loaded). Loaded rows are kept under the fingerprint read
+    with them in the same statement, so a concurrent change is never kept under an older one."""
+    if fingerprint is not None and (services := _CATALOGUES.get(fingerprint)) is not None:
+        return services
+    rows, loaded = await CatalogueRepository(session).services_and_fingerprint()
+    services = [service_from_row(r) for r in rows]
+    if loaded is not None:
+        _CATALOGUES.clear()  # only the latest catalogue is kept
+        _CATALOGUES[loaded] = services
+    return services
+
+
 async def seed_catalogue(session: AsyncSession, catalogue: Catalogue, now: datetime) -> int:
     """Insert the seed providers and services that are missing; never overwrite edits."""
     repo = CatalogueRepository(session)
@@ -281,13 +300,16 @@ async def route_submitted_referral(
     """Route every need of a submitted referral not seen before; returns how many."""
     needs = NeedRepository(session)
     await needs.lock_referral(submitted.referral_id)
-    iom_member = await IomMembershipRepository(session).is_member(submitted.crn)
-    services = await load_catalogue(session)
+    reads = await needs.routing_reads(submitted.crn, [item.need_id for item in submitted.needs])
+    iom_member = reads.iom_member
+    services = await cached_catalogue(session, reads.catalogue)
     routed = 0
+    seen = set(reads.known)
     for item in submitted.needs:
-        if await needs.get(item.need_id) is not None:
+        if item.need_id in seen:
             continue
-        withdrawn = await needs.withdrawn(item.need_id)
+        seen.add(item.need_id)
+        withdrawn = item.need_id in reads.withdrawn
         need = NeedRow(
             id=item.need_id,
             referral_id=submitted.referral_id,
