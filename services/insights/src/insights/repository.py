@@ -61,8 +61,7 @@ from insights.models import (
     NeedFact,
     StepFact,
 )
-from pathways_shared.clock import utc_now
-from pathways_shared.db import is_postgres
+from pathways_shared.consumer import mark_processed_many
 from pathways_shared.events import Event
 from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.working_days import WorkingCalendar, end_of_london_day
@@ -179,18 +178,8 @@ class InsightsRepository:
 
     async def mark_processed(self, consumer: str, events: Sequence[Event]) -> set[str]:
         """Record that `consumer` handled these events, in one statement; the ids of those it
-        had not handled before (as `pathways_shared.consumer.mark_processed`, for a batch)."""
-        if not events:
-            return set()
-        table: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
-        dialect = postgresql if is_postgres(self.session) else sqlite
-        now = utc_now()
-        result = await self.session.exec(
-            dialect.insert(table).on_conflict_do_nothing().returning(table.c.event_id),
-            params=[{"consumer": consumer, "event_id": str(e.id), "event_type": e.event_type,
-                     "processed_at": now} for e in events],
-        )
-        return {row[0] for row in result.all()}
+        had not handled before (`pathways_shared.consumer.mark_processed_many`)."""
+        return await mark_processed_many(self.session, consumer, list(events))
 
     # --- aggregates ----------------------------------------------------------------------
 
