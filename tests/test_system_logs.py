@@ -1,7 +1,8 @@
 """No personal data in logs: a person's details go through every service of the running system,
 by the paths that carry them (submission, refused submissions, the provider's view, decline,
 withdrawal, emails, subject access, a cohort nominal, an offence import whose first line is
-data), and then every line every service process logged is searched for the values used. None
+data, the same in the background, a webhook delivery of a cohort member), and then every line
+every service process logged is searched for the values used. None
 may be there: logs name records by identifier, and fields by name, never by content."""
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def personal_values() -> dict[str, str]:
         "withdrawal_comments": f"Withdrawn after {_word()} review",
         "offence_description": f"Assault at {_word()} Street",
         "nominal_date_of_birth": f"{year - 1}-1{random.randint(0, 2)}-2{random.randint(0, 8)}",
+        "background_offence": f"Robbery near {_word()} Park",
+        "panel_rationale": f"Nominated after {_word()} incident",
     }
 
 
@@ -125,9 +128,40 @@ async def test_no_log_line_holds_the_personal_data_that_went_through(system):
         r = await client.post(f"{cohorts}/offences:import", content=csv.encode(),
                               headers={**PANEL, "Content-Type": "text/csv"})
         assert r.status_code < 500, r.text
+        # The same, imported in the background (wait=false): its lines logged when it ends.
+        csv = ("crn,offence_date,category,description\n"
+               f"{crn},2026-01-03,robbery_personal,{v['background_offence']}\n"
+               f"{crn},2026-01-04,violence,{v['background_offence']} {v['given_name']}\n"
+               f"{crn},2026-01-05,robbery_personal,{v['background_offence']} again\n")
+        r = await client.post(f"{cohorts}/offences:import", content=csv.encode(),
+                              params={"wait": "false"}, headers={**PANEL, "Content-Type": "text/csv"})
+        assert r.status_code == 202, r.text
+        report = f"{cohorts}{r.headers['location']}"
+
+        async def imported():
+            answer = (await client.get(report, headers=PANEL)).json()
+            return answer["status"] != "running" and answer
+
+        await wait_until(imported, timeout=40)
+
+        # A webhook receiver subscribed to cohort members: the nominal adopted, the member
+        # event delivered to it (CRN, area, cohort) and the delivery logged.
+        r = await client.post(f"{system.url('notifications')}/subscriptions", headers=ADMIN, json={
+            "url": system.webhook_url, "event_types": ["cohorts.member.*"],
+            "description": "logs test"})
+        assert r.status_code == 201, r.text
+        r = await client.post(f"{cohorts}/cohorts/E08000029/members", headers=PANEL, json={
+            "crn": crn, "cohort": "free", "decided_by": v["practitioner_name"],
+            "rationale": v["panel_rationale"]})
+        assert r.status_code in (200, 201), r.text
+
+        async def delivered():
+            return [w for w in system.webhooks() if crn in w["body"]] or None
+
+        await wait_until(delivered, timeout=40)
 
         # Subject access across every service, as `pathways sar` asks it.
-        for service in ("referrals", "providers", "cohorts", "notifications"):
+        for service in ("referrals", "providers", "cohorts", "notifications", "insights"):
             r = await client.get(f"{system.url(service)}/subject-access-requests",
                                  params={"crn": crn}, headers=ADMIN)
             assert r.status_code == 200, (service, r.text)

@@ -207,6 +207,64 @@ async def test_a_share_fails_together_then_each_event_is_handled_on_its_own(app,
                            ProcessedEvent.event_id == str(event.id)) == 1
 
 
+async def test_a_share_recorded_in_one_statement_settles_as_one_by_one(app, nc, subject_prefix):
+    """A share's processed events are recorded in one statement (`mark_processed_many`); the
+    outcomes are those of handling the same messages one by one: a second copy of an event in
+    the share, and an event handled before, are duplicates."""
+    from pathways_shared.consumer import (
+        Consumer,
+        Subscription,
+        mark_processed,
+        mark_processed_many,
+    )
+    from pathways_shared.db import transaction
+    from pathways_shared.events import stream_name
+
+    from .conftest import record_effect
+
+    runtime = app.state.runtime
+    sm = runtime.sessionmaker
+    consumers = {
+        durable: Consumer(
+            Subscription(stream="PATHWAYS", durable=durable,
+                         handlers={"pathways.test.ping": record_effect}),
+            sm, runtime.broker, concurrency=1,
+        )
+        for durable in ("shared-together", "shared-alone")
+    }
+    js = nc.jetstream()
+    e1, e2, e3, before = (make_event("pathways.test.ping", {"note": f"n{n}"}, crn=f"S00000{n}")
+                          for n in range(4))
+    async with transaction(sm) as session:
+        for durable in consumers:
+            assert await mark_processed(session, durable, before)
+    for consumer in consumers.values():
+        await consumer.declare()
+    for event in (e1, e2, e1, before, e3):  # no Nats-Msg-Id: e1 is stored twice
+        await publish(js, subject_prefix, event)
+    outcomes = {}
+    for durable, consumer in consumers.items():
+        psub = await js.pull_subscribe_bind(durable, stream=stream_name("PATHWAYS", subject_prefix))
+        messages = await psub.fetch(5, timeout=5)
+        assert [m.metadata.num_delivered for m in messages] == [1] * 5
+        if durable == "shared-together":
+            outcomes[durable] = await consumer.handle_batch(messages)
+        else:
+            outcomes[durable] = [await consumer.handle(msg) for msg in messages]
+
+    assert outcomes["shared-together"] == outcomes["shared-alone"] == [
+        "handled", "handled", "duplicate", "duplicate", "handled"]
+    # (and the share was settled together, not fallen back to one by one)
+    async with transaction(sm) as session:
+        assert await mark_processed_many(session, "shared-together", [e1, e2, e3, before]) == set()
+        assert await mark_processed_many(session, "shared-new", [e1, before, e1]) == {
+            str(e1.id), str(before.id)}
+    for durable in consumers:
+        for event in (e1, e2, e3, before):
+            assert await count(sm, ProcessedEvent, ProcessedEvent.consumer == durable,
+                               ProcessedEvent.event_id == str(event.id)) == 1
+
+
 async def test_a_handler_that_outlasts_ack_wait_keeps_its_message(app, nc, subject_prefix):
     """in_progress while handling: no redelivery of a message that is still being worked on."""
     from pathways_shared.consumer import Consumer, Subscription

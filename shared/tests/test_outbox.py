@@ -128,6 +128,45 @@ async def test_relay_killed_between_publish_and_mark_publishes_once(settings, nc
         await engine.dispose()
 
 
+async def test_one_statement_take_equals_the_stepwise_take(settings):
+    """PostgreSQL takes a relay pass's batch (advisory lock, then the rows FOR UPDATE SKIP
+    LOCKED) in one statement; SQLite's stepwise path must take the same: the same rows in the
+    same order, nothing when another relay has the turn, nothing when nothing is pending, and
+    rows another pass holds are skipped."""
+    engine = make_engine(settings.database_url)
+    sessionmaker = make_sessionmaker(engine)
+    relay = OutboxRelay(sessionmaker, None, service_name="take-test", batch_size=4)  # type: ignore[arg-type]
+    takes = (relay._take_in_one_statement, relay._take_stepwise)
+    fields = ("seq", "subject", "payload", "headers", "created_at")  # what a pass reads
+
+    async def take_both() -> list[list[tuple] | None]:
+        taken = []
+        for take in takes:
+            async with sessionmaker() as session, session.begin():
+                rows = await take(session)
+                taken.append(None if rows is None else [
+                    tuple(getattr(row, name) for name in fields) for row in rows
+                ])
+        return taken
+
+    try:
+        assert await take_both() == [[], []]
+        await write_events(sessionmaker, 6)
+        one, stepwise = await take_both()
+        assert one == stepwise and len(one) == 4
+        assert [row[0] for row in one] == sorted(row[0] for row in one)
+        async with sessionmaker() as other, other.begin():  # another relay holds the turn
+            assert await relay._take_stepwise(other) == stepwise
+            assert await take_both() == [None, None]
+        async with sessionmaker() as other, other.begin():  # rows held by another pass
+            held = (await other.exec(select(OutboxMessage.seq).order_by(OutboxMessage.seq)
+                                     .limit(2).with_for_update())).all()
+            one, stepwise = await take_both()
+            assert one == stepwise and len(one) == 4 and one[0][0] > max(held)
+    finally:
+        await engine.dispose()
+
+
 async def test_two_relays_on_one_outbox_publish_each_event_exactly_once(settings, nc):
     engines = [make_engine(settings.database_url) for _ in range(2)]
     makers = [make_sessionmaker(e) for e in engines]

@@ -5,16 +5,24 @@ A real uvicorn server on a real socket, as the services run."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
+import structlog
+from sqlalchemy import func
+from sqlmodel import select
 
-from pathways_shared.serving import server_options
-from pathways_shared.testing import auth, free_port
+from pathways_shared.infra_models import OutboxMessage
+from pathways_shared.testing import (
+    auth,
+    raw_exchange,
+    raw_request,
+    send_and_hang_up,
+    serving_on_socket,
+    wait_until,
+)
 
 LIMITS = {
     "max_header_count": 20,
@@ -26,57 +34,12 @@ LIMITS = {
 
 @pytest.fixture
 async def server(app) -> AsyncIterator[tuple[str, int]]:
-    settings = app.state.settings.model_copy(update={**LIMITS, "port": free_port()})
-    app.state.settings = settings  # the middleware's limits are the running app's
-    options = {**server_options(settings), "lifespan": "off", "log_level": "warning"}
-    running = uvicorn.Server(uvicorn.Config(app, **options))
-    task = asyncio.create_task(running.serve())
-    while not running.started:
-        await asyncio.sleep(0.02)
-    yield settings.host, settings.port
-    running.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 5)
+    async with serving_on_socket(app, **LIMITS) as address:
+        yield address
 
 
-async def exchange(
-    address: tuple[str, int], *parts: bytes, pause: float = 0, wait: float = 5
-) -> tuple[int | None, dict[str, str], bytes, bool]:
-    """Send `parts` (`pause` seconds apart); read the answer until the server closes.
-    Answers the status, headers, body and whether the server closed within `wait` s."""
-    reader, writer = await asyncio.open_connection(*address)
-    try:
-        for part in parts:
-            if reader.at_eof() or writer.is_closing():
-                break  # the server has answered and closed: the rest is not wanted
-            try:
-                writer.write(part)
-                await writer.drain()
-            except ConnectionError:
-                break
-            if pause:
-                await asyncio.sleep(pause)
-        try:
-            raw = await asyncio.wait_for(reader.read(), wait)
-            closed = True
-        except TimeoutError:
-            raw, closed = b"", False
-    finally:
-        writer.close()
-    if not raw:
-        return None, {}, b"", closed
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
-    return int(lines[0].split()[1]), headers, body, closed
-
-
-def request(method: str = "GET", path: str = "/health/live", headers: dict[str, str] | None = None,
-            body: bytes = b"") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: test", *(f"{k}: {v}" for k, v in (headers or {}).items())]
-    if body or method == "POST":
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+exchange = raw_exchange
+request = raw_request
 
 
 def assert_problem(answer: tuple[Any, ...], status: int) -> dict[str, Any]:
@@ -131,8 +94,7 @@ async def test_a_connection_that_sends_nothing_is_closed(server):
 
 async def test_a_slow_body_is_cut_off_with_408(server):
     headers = {**auth("admin"), "Content-Type": "application/json"}
-    head = request("POST", "/pings", headers)
-    head = head.replace(b"Content-Length: 0", b"Content-Length: 100")
+    head = request("POST", "/pings", headers, content_length=100)
     problem = assert_problem(await exchange(server, head, b'{"note": ', pause=0.1), 408)
     assert "body" in problem["detail"]
 
@@ -145,3 +107,49 @@ async def test_the_middleware_holds_the_header_limits_under_any_server(client, a
     assert answer.headers["content-type"] == "application/problem+json"
     answer = await client.get("/health/live", headers={"X-Big": "y" * 3000})
     assert answer.status_code == 431
+
+
+def http_requests(app, path: str, status: str) -> float:
+    metrics = app.state.metrics.registry
+    return metrics.get_sample_value(
+        "pathways_http_requests_total", {"method": "POST", "route": path, "status": status}
+    ) or 0
+
+
+async def counted(app, path: str, status: str) -> float:
+    return http_requests(app, path, status)
+
+
+async def test_a_client_gone_mid_body_is_recorded_499_and_nothing_is_written(
+    server, app, sessionmaker, caplog
+):
+    headers = {**auth("admin"), "Content-Type": "application/json"}
+    head = request("POST", "/pings", headers, content_length=200)
+    with structlog.testing.capture_logs() as logged:
+        await send_and_hang_up(server, head, b'{"note": "half')
+        await wait_until(lambda: counted(app, "/pings", "499"))
+    gone = [e for e in logged if e["event"] == "http.client_gone"]
+    assert len(gone) == 1 and gone[0]["route"] == "/pings", logged
+    assert not [e for e in logged if e["log_level"] in ("error", "critical")], logged
+    assert "Traceback" not in caplog.text and not [
+        r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")
+    ], caplog.text
+    assert http_requests(app, "/pings", "400") == http_requests(app, "/pings", "500") == 0
+    async with sessionmaker() as session:
+        assert (await session.exec(select(func.count()).select_from(OutboxMessage))).one() == 0
+
+
+@pytest.mark.parametrize("token", [False, True])
+async def test_a_body_refused_before_it_is_read_closes_the_connection_cleanly(
+    server, app, caplog, token
+):
+    # 100 MB announced and being sent: 401 without a token, 413 with one; each answered
+    # whole and the connection closed by the server, while the client is still sending.
+    headers = {**(auth("admin") if token else {}), "Content-Type": "application/json"}
+    head = request("POST", "/pings", headers, content_length=100_000_000)
+    with structlog.testing.capture_logs() as logged:
+        answer = await exchange(server, head, *[b"x" * 65536] * 16, pause=0.02)
+    problem = assert_problem(answer, 413 if token else 401)
+    assert problem["type"].endswith("too-large" if token else "unauthorized"), problem
+    assert not [e for e in logged if e["log_level"] in ("error", "critical")], logged
+    assert "Traceback" not in caplog.text

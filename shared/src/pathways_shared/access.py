@@ -7,9 +7,12 @@ the session and inserted, with every other row of that transaction, when it comm
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated
 
+from fastapi import Header
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -36,6 +39,30 @@ class Action(StrEnum):
     ERASURE = "erasure"
 
 
+# Why the caller looks at or changes the record (DPA 2018 s.62), as every route that reads or
+# writes personal records takes it; each route has a default for a caller that does not say.
+PURPOSE_HEADER = "X-Purpose"
+Purpose = Annotated[
+    str | None,
+    Header(
+        alias=PURPOSE_HEADER, max_length=300,
+        description="Why the caller reads or changes the record; written to the access log "
+        "(DPA 2018 s.62). Each route has a default.",
+    ),
+]
+
+
+# The request's X-Purpose (set by the request middleware, `pathways_shared.runtime`): it is
+# the purpose of every access the request records, in every service; a route's own words
+# are the default when the caller says nothing.
+requested_purpose: ContextVar[str | None] = ContextVar("requested_purpose", default=None)
+
+
+def purpose_of(default: str) -> str:
+    """The caller's stated purpose (X-Purpose), else the route's `default`; at most 300."""
+    return (requested_purpose.get() or default)[:300]
+
+
 def record_access(
     session: AsyncSession,
     *,
@@ -56,7 +83,7 @@ def record_access(
             "action": Action(action).value,  # ValueError for a word outside the vocabulary
             "resource": resource[:300],
             "crn": crn,
-            "purpose": purpose[:300],
+            "purpose": purpose_of(purpose),
             "correlation_id": current_correlation_id(),
         },
     )

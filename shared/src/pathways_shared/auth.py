@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import jwt
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pathways_shared.config import ServiceSettings
@@ -188,6 +188,26 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def on_behalf_of_header(
+    on_behalf_of: Annotated[
+        str | None,
+        Header(
+            alias=ON_BEHALF_OF_HEADER,
+            description="For a `service` token only (ignored from any other): the calling "
+            "service's own user this read is made for (as `<user>@<provider>`, at most 100 "
+            "characters kept); written to the access log as the actor (`<client> for <user>`), "
+            "with the caller's `X-Correlation-ID`, so the read joins the user's request.",
+        ),
+    ] = None,
+) -> None:
+    """Declares X-On-Behalf-Of on a route that honours it (`dependencies=[...]`), for its
+    OpenAPI document; `current_principal` is what reads it."""
+
+
+# On a route's `dependencies`: it documents X-On-Behalf-Of.
+HONOURS_ON_BEHALF_OF = [Depends(on_behalf_of_header)]
 
 
 def require_roles(*roles: str | Role, national: str | None = None):

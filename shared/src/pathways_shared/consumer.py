@@ -232,9 +232,11 @@ class Consumer:
         outcomes: list[str] = []
         try:
             async with transaction(self.sessionmaker) as session:
+                fresh = await mark_processed_many(session, self.name, [
+                    e for _, e in share if self.subscription.handler_for(e.event_type)])
                 for msg, event in share:
                     with _correlated(msg):
-                        outcomes.append(await self._apply(session, event))
+                        outcomes.append(await self._apply(session, event, fresh))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001  each is handled again on its own, which reports it
@@ -280,12 +282,21 @@ class Consumer:
             return "retried"
         return await self._settled(msg, event, outcome)
 
-    async def _apply(self, session: AsyncSession, event: Event) -> str:
-        """The event's effect, once, in the caller's transaction: handled, duplicate or ignored."""
+    async def _apply(self, session: AsyncSession, event: Event, fresh: set[str] | None = None) -> str:
+        """The event's effect, once, in the caller's transaction: handled, duplicate or ignored.
+
+        `fresh`: the ids of a share's events already recorded by `mark_processed_many` in this
+        transaction (an id is taken out as its event is handled, so a second copy in the same
+        share is a duplicate); without it the event is recorded here."""
         handler = self.subscription.handler_for(event.event_type)
         if handler is None:
             return "ignored"
-        if not await mark_processed(session, self.name, event):
+        if fresh is None:
+            if not await mark_processed(session, self.name, event):
+                return "duplicate"
+        elif str(event.id) in fresh:
+            fresh.discard(str(event.id))
+        else:
             return "duplicate"
         await handler(session, event)
         return "handled"
@@ -360,3 +371,19 @@ async def mark_processed(session: AsyncSession, consumer: str, event: Event) -> 
         },
     )
     return inserted.first() is not None
+
+
+async def mark_processed_many(session: AsyncSession, consumer: str, events: list[Event]) -> set[str]:
+    """`mark_processed` for several events in one statement (a multi-row INSERT ... ON
+    CONFLICT DO NOTHING RETURNING): the ids of those `consumer` had not handled before. Of two
+    copies of one event only one row goes in, so its id comes back once."""
+    if not events:
+        return set()
+    table = ProcessedEvent.__table__
+    now = datetime.now(UTC)
+    inserted = await session.exec(
+        insert_if_new(session, table, table.c.event_id),
+        params=[{"consumer": consumer, "event_id": str(e.id), "event_type": e.event_type,
+                 "processed_at": now} for e in events],
+    )
+    return {row[0] for row in inserted.all()}

@@ -32,7 +32,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.access import Action
+from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
 from pathways_shared.infra_models import AccessLog, BigIntPK, utc_column
 from pathways_shared.observability import get_logger
@@ -111,6 +112,23 @@ class Eraser(Protocol):
 def lock_due(query: Any, *tables: Any) -> Any:
     """`FOR UPDATE OF tables SKIP LOCKED` on PostgreSQL (SQLite, one writer, renders none)."""
     return query.with_for_update(of=list(tables) or None, skip_locked=True)
+
+
+async def ended_records(
+    session: AsyncSession, table: Any, *, ended: Any, ended_at: Any, ended_before: datetime,
+    limit: int | None,
+) -> list[Erasable]:
+    """The usual `Eraser.due`: the rows of `table` (with `id`, `crn` and `erased_at` columns)
+    not yet erased for which `ended` holds and whose end, the column `ended_at`, came before
+    `ended_before`; oldest end first, at most `limit`, locked (`lock_due`)."""
+    c = table.c
+    query = lock_due(
+        select(c.id, c.crn, ended_at)
+        .where(c.erased_at.is_(None), ended, ended_at < ended_before)
+        .order_by(ended_at, c.id).limit(limit),
+        table,
+    )
+    return [Erasable(str(r[0]), r[1], r[2]) for r in (await session.exec(query)).all()]
 
 
 def register_key(settings: ServiceSettings) -> str:
@@ -193,6 +211,20 @@ async def erasures_for(
         .order_by(e.erased_at, e.id)
     )).all()
     return [ErasurePublic.of(row) for row in rows]
+
+
+async def subject_access_records(
+    session: AsyncSession, principal: Principal, crn: str, settings: ServiceSettings,
+    *, purpose: str = "subject access request",
+) -> tuple[list[AccessLog], list[ErasurePublic]]:
+    """What every service's answer to a subject access request holds besides its own records:
+    the access log about the person and what was erased of them. The request itself is logged
+    as a disclosure (after the log is read, so the answer does not list itself)."""
+    log = await access_log_for(session, crn)
+    erasures = await erasures_for(session, crn, settings)
+    record_access(session, actor=principal, action=Action.DISCLOSURE,
+                  resource=f"/subject-access-requests?crn={crn}", crn=crn, purpose=purpose)
+    return log, erasures
 
 
 def create_erasure_register() -> None:

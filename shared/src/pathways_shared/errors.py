@@ -93,6 +93,14 @@ class Conflict(PathwaysError):
     code = "conflict"
 
 
+class IllegalTransition(Conflict):
+    """An action a state machine does not allow from the current state (each service names
+    its own in `title`)."""
+
+    code = "illegal-transition"
+    title = "Not allowed in the current state"
+
+
 class Unauthorized(PathwaysError):
     status = 401
     title = "Unauthorized"

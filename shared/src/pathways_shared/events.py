@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from pathways_shared.clock import iso_z, utc_now
+from pathways_shared.event_payloads import Payload, event_type_of
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,30 @@ class Event(BaseModel):
         return cls.model_validate_json(data)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Addressing:
+    """What an envelope says besides its payload: whom the event is about (CRN, then NOMS
+    number), where to read more, when it happened (default now) and its id (default new)."""
+
+    crn: str | None = None
+    noms_number: str | None = None
+    detail_url: str | None = None
+    occurred_at: datetime | None = None
+    event_id: uuid.UUID | None = None
+
+    def person_reference(self) -> PersonReference | None:
+        identifiers = [Identifier(type=kind, value=value)
+                       for kind, value in (("CRN", self.crn), ("NOMS", self.noms_number)) if value]
+        return PersonReference(identifiers=identifiers) if identifiers else None
+
+
+def envelope(payload: Payload, addressing: Addressing | None = None) -> Event:
+    """The envelope of an event whose payload is `payload`, its type's model
+    (TypeError for anything else: see `event_payloads.event_type_of`)."""
+    return _envelope(event_type_of(payload), payload.additional_information(),
+                     addressing or Addressing())
+
+
 def make_event(
     event_type: str,
     additional_information: dict[str, Any],
@@ -126,20 +151,25 @@ def make_event(
     occurred_at: datetime | None = None,
     event_id: uuid.UUID | None = None,
 ) -> Event:
-    """Build an envelope for a known event type: its description and version come along."""
+    """An envelope from an event type and a plain payload, unchecked: for tests and tools that
+    make events as another producer (or a broken one) would. Services publish with
+    `outbox.publish`, which takes the payload model."""
+    return _envelope(event_type, additional_information, Addressing(
+        crn=crn, detail_url=detail_url, occurred_at=occurred_at, event_id=event_id))
+
+
+def _envelope(event_type: str, additional_information: dict[str, Any], addressing: Addressing) -> Event:
     kind = EVENT_TYPES.get(event_type)
     if kind is None:
         raise ValueError(f"unknown event type {event_type!r}: add it to EVENT_TYPES")
     return Event(
-        id=event_id or uuid.uuid4(),
+        id=addressing.event_id or uuid.uuid4(),
         event_type=event_type,
         version=kind.version,
         description=kind.description,
-        occurred_at=occurred_at or utc_now(),
-        detail_url=detail_url,
-        person_reference=PersonReference(identifiers=[Identifier(type="CRN", value=crn)])
-        if crn
-        else None,
+        occurred_at=addressing.occurred_at or utc_now(),
+        detail_url=addressing.detail_url,
+        person_reference=addressing.person_reference(),
         additional_information=additional_information,
     )
 

@@ -1,6 +1,7 @@
 """Transactional outbox: events leave a service only through a row written with the change.
 
-`add_event(session, event)` adds the row in the caller's transaction (inserted at commit).
+`publish(session, payload, addressing)` adds the row in the caller's transaction (inserted at
+commit): the payload is the event's shared model (`event_payloads`), which names its type.
 `OutboxRelay` publishes unpublished rows in order to JetStream with `Nats-Msg-Id` = event id,
 a batch at a time (sent in order, acks awaited together), and marks the acked rows published.
 If the relay dies between the ack and the mark, the row goes again and JetStream's duplicate
@@ -20,7 +21,7 @@ import zlib
 from datetime import UTC, datetime
 
 from nats.js.client import JetStreamContext
-from sqlalchemy import Row, func, update
+from sqlalchemy import BigInteger, Row, Select, func, literal, true, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session as SyncSession
@@ -29,7 +30,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.broker import Broker
 from pathways_shared.db import defer_insert, is_postgres, take_turn
-from pathways_shared.events import Event, subject_for
+from pathways_shared.event_payloads import Payload
+from pathways_shared.events import Addressing, Event, envelope, subject_for
 from pathways_shared.infra_models import OutboxMessage
 from pathways_shared.observability import (
     CORRELATION_HEADER,
@@ -44,8 +46,18 @@ WAKERS_KEY = "outbox_wakers"
 DIRTY_KEY = "outbox_dirty"
 
 
+def publish(session: AsyncSession, payload: Payload, addressing: Addressing | None = None) -> Event:
+    """Publish the event whose payload is `payload` (its type's shared model; anything else is
+    refused with TypeError) from inside the caller's transaction: the way services publish.
+    Returns the envelope written."""
+    event = envelope(payload, addressing)
+    add_event(session, event)
+    return event
+
+
 def add_event(session: AsyncSession, event: Event) -> None:
-    """Write `event` to the outbox inside the caller's transaction. The only way to publish.
+    """Write a ready envelope to the outbox inside the caller's transaction (the primitive
+    under `publish`; for tools and tests that make events as another producer would).
 
     The row is inserted when the transaction commits (`defer_insert`), after the change it
     announces; the events of one transaction keep the order they were added in.
@@ -109,6 +121,7 @@ class OutboxRelay:
         self.max_backoff = max_backoff
         self._wake = asyncio.Event()
         self._lock_key = lock_key(service_name)
+        self._one_statement: Select | None = None  # built on first use (PostgreSQL)
         # Sessions made by this sessionmaker wake this relay when they commit an event.
         sessionmaker.kw.setdefault("info", {}).setdefault(WAKERS_KEY, []).append(self.notify)
 
@@ -153,18 +166,10 @@ class OutboxRelay:
             raise RuntimeError("NATS is not connected")
         table = OutboxMessage.__table__
         async with self.sessionmaker() as session, session.begin():
-            if not await take_turn(session, self._lock_key):
-                return 0
-            query = (
-                select(table.c.seq, table.c.subject, table.c.payload, table.c.headers,
-                          table.c.created_at)
-                .where(table.c.published_at.is_(None))
-                .order_by(table.c.seq)
-                .limit(self.batch_size)
-            )
-            if is_postgres(session):
-                query = query.with_for_update(skip_locked=True)
-            rows = list((await session.exec(query)).all())
+            take = self._take_in_one_statement if is_postgres(session) else self._take_stepwise
+            rows = await take(session)
+            if rows is None:
+                return 0  # another relay has the turn
             if not rows:
                 if self.metrics:
                     self.metrics.outbox_pending.set(0)
@@ -190,6 +195,59 @@ class OutboxRelay:
         if failure is not None:
             raise failure
         return len(acked)
+
+    def _pending_query(self) -> Select:
+        """The oldest unpublished rows, in order, at most a batch."""
+        table = OutboxMessage.__table__
+        return (
+            select(table.c.seq, table.c.subject, table.c.payload, table.c.headers,
+                   table.c.created_at)
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.seq)
+            .limit(self.batch_size)
+        )
+
+    async def _take_stepwise(self, session: AsyncSession) -> list[Row] | None:
+        """This pass's batch (None: not this relay's turn), one step at a time: the turn, then
+        the rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL). SQLite's path."""
+        if not await take_turn(session, self._lock_key):
+            return None
+        query = self._pending_query()
+        if is_postgres(session):
+            query = query.with_for_update(skip_locked=True)
+        return list((await session.exec(query)).all())
+
+    async def _take_in_one_statement(self, session: AsyncSession) -> list[Row] | None:
+        """`_take_stepwise` in one round trip (PostgreSQL): the advisory lock is tried first,
+        once (a CTE: a subquery in FROM would be pulled up and the lock tried twice), then,
+        only if it was taken, the rows are read `FOR UPDATE SKIP LOCKED`:
+
+            WITH turn AS (SELECT pg_try_advisory_xact_lock(key) AS ok)
+            SELECT turn.ok, batch.* FROM turn LEFT JOIN LATERAL
+              (<pending rows> WHERE turn.ok ... FOR UPDATE SKIP LOCKED) AS batch ON true
+
+        One row with `ok` false: not this relay's turn; `ok` true and no seq: nothing pending.
+        The statement's snapshot may be taken just before the previous holder of the turn
+        commits; the rows it marked published are then still unpublished in that snapshot, but
+        `FOR UPDATE` re-reads a row a committed transaction changed and tests the WHERE again
+        on the new version, so they are dropped: none goes twice.
+        """
+        if self._one_statement is None:
+            turn = select(
+                func.pg_try_advisory_xact_lock(literal(self._lock_key, BigInteger)).label("ok")
+            ).cte("turn")
+            batch = (
+                self._pending_query().where(turn.c.ok).with_for_update(skip_locked=True)
+                .lateral("batch")
+            )
+            self._one_statement = (
+                select(turn.c.ok, *batch.c).select_from(turn.outerjoin(batch, true()))
+                .order_by(batch.c.seq)
+            )
+        rows = list((await session.exec(self._one_statement)).all())
+        if not rows[0].ok:
+            return None
+        return [row for row in rows if row.seq is not None]
 
     async def _publish(self, js: JetStreamContext, rows: list[Row]) -> tuple[list[int], list[int], Exception | None]:
         """Send every row in order, then await the acks: (acked seqs, failed seqs, first error)."""

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
+from sqlalchemy import tuple_
 
 from pathways_shared.clock import in_utc_range
 from pathways_shared.problems import ValidationProblem
@@ -88,3 +89,13 @@ def page_of(rows: list[T], limit: int, key: Any) -> tuple[list[T], str | None]:
         page = rows[:limit]
         return page, encode_cursor(key(page[-1]))
     return rows, None
+
+
+def newest_first(query: Any, at: Any, key: Any, after: list[Any] | tuple[Any, ...] | None,
+                 limit: int) -> Any:
+    """`query` as a keyset page, newest first on (`at`, `key`) (a time column and a unique
+    one, led by an index that ends with them): the rows strictly after the cursor's `after`
+    = (time, key) of the last row served, `limit + 1` of them so `page_of` sees if more wait."""
+    if after is not None:
+        query = query.where(tuple_(at, key) < tuple_(*after))
+    return query.order_by(at.desc(), key.desc()).limit(limit + 1)

@@ -27,6 +27,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 
+from pathways_shared.access import PURPOSE_HEADER, requested_purpose
 from pathways_shared.admin import admin_router
 from pathways_shared.auth import Authenticator, current_principal
 from pathways_shared.broker import Broker, sample_broker_health
@@ -246,8 +247,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cid = (Headers(scope=scope).get(CORRELATION_HEADER) or new_correlation_id())[:100]
+        headers = Headers(scope=scope)
+        cid = (headers.get(CORRELATION_HEADER) or new_correlation_id())[:100]
         token = correlation_id.set(cid)
+        purpose_token = requested_purpose.set(headers.get(PURPOSE_HEADER, "").strip() or None)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -260,25 +263,33 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message)[CORRELATION_HEADER] = cid
             await send(message)
 
-        too_large: list[PathwaysError] = []
+        body = _BodyState()
 
-        async def send_unless_too_large(message: Any) -> None:
-            if not too_large:  # past a limit the app's own answer (a 400) is not sent
+        async def send_unless_refused(message: Any) -> None:
+            # past a limit the app's own answer (a 400) is not sent; to a client gone, nothing
+            if body.refusal is None and not body.client_gone:
                 await send_with_context(message)
 
         try:
             try:
-                receive = await _guard_body(scope, receive, too_large)
-                await self.app(scope, receive, send_unless_too_large)
+                receive = await _guard_body(scope, receive, body)
+                await self.app(scope, receive, send_unless_refused)
             except Exception as exc:  # typed errors and bugs alike become problem+json
                 if response_started:
                     raise
-                if not too_large:  # a refused body is answered below
+                if body.refusal is None and not body.client_gone:  # those are answered below
                     await exception_response(Request(scope), exc)(
                         scope, receive, send_with_context
                     )
-            if too_large and not response_started:
-                refusal = exception_response(Request(scope), too_large[0])
+            if body.client_gone and not response_started:
+                # The client hung up before its body was in: nobody to answer, nothing wrong
+                # with the service. Recorded as nginx's 499 (client closed request).
+                status = CLIENT_GONE
+                log.info("http.client_gone", method=scope["method"],
+                         route=getattr(scope.get("route"), "path", "unmatched"),
+                         received_bytes=body.received)
+            elif body.refusal is not None and not response_started:
+                refusal = exception_response(Request(scope), body.refusal)
                 refusal.headers["connection"] = "close"  # the rest of the body is not read
                 await refusal(scope, receive, send_with_context)
         finally:
@@ -287,9 +298,22 @@ class RequestContextMiddleware:
             metrics.http_requests.labels(scope["method"], path, str(status)).inc()
             metrics.http_latency.labels(scope["method"], path).observe(time.perf_counter() - started)
             correlation_id.reset(token)
+            requested_purpose.reset(purpose_token)
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What the metrics and logs call a request whose client went away before its body was in
+# (nginx's "client closed request"); it is never sent.
+CLIENT_GONE = 499
+
+
+@dataclass
+class _BodyState:
+    """A request body as the middleware saw it: refused (413, 408), or its client gone."""
+
+    refusal: PathwaysError | None = None
+    client_gone: bool = False
+    received: int = 0
 # `app.state.<this>`: paths of HTML forms whose caller is known by a session cookie (a web
 # page's sign-in and sign-out), not a bearer token; their bodies are still limited.
 FORM_PATHS = "form_paths"
@@ -306,13 +330,15 @@ def _check_head(scope: Any, settings: ServiceSettings) -> None:
         raise HeadersTooLarge(f"the request headers are larger than {settings.max_header_bytes} bytes")
 
 
-async def _guard_body(scope: Any, receive: Any, too_large: list[PathwaysError]) -> Any:
+async def _guard_body(scope: Any, receive: Any, body: _BodyState) -> Any:
     """Before a body is read: the head is within its limits (431), the caller is
     authenticated (401, nothing read, when not; every route that takes a body needs a token,
     but for the HTML forms an app lists in `app.state.form_paths`), and a body over its limit
     (JSON and CSV limits apart) is a 413 — at once when Content-Length says so, else as soon
     as the bytes read pass it, so no more than the limit is ever buffered. A body that has not
-    all arrived within `body_timeout_seconds` is a 408. Answers the receive to use."""
+    all arrived within `body_timeout_seconds` is a 408. A client that hangs up before its body
+    is in is noted (`body.client_gone`): the app's reading fails, and nothing is answered.
+    Answers the receive to use."""
     settings: ServiceSettings = scope["app"].state.settings
     _check_head(scope, settings)
     if scope["method"] not in _BODY_METHODS:
@@ -320,19 +346,23 @@ async def _guard_body(scope: Any, receive: Any, too_large: list[PathwaysError]) 
     headers = Headers(scope=scope)
     app = scope["app"]
     if scope["path"] not in getattr(app.state, FORM_PATHS, ()) and _routed(app, scope):
-        await current_principal(Request(scope), None)
+        try:
+            await current_principal(Request(scope), None)
+        except PathwaysError as unauthenticated:  # answered, the connection closed, body unread
+            body.refusal = unauthenticated
+            raise
     is_csv = headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv"
     limit = settings.max_csv_body_bytes if is_csv else settings.max_json_body_bytes
     refusal = PayloadTooLarge(f"the request body is larger than {limit} bytes")
     declared = headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        body.refusal = refusal
         raise refusal
-    seen = 0
     complete = False
     deadline = asyncio.get_running_loop().time() + settings.body_timeout_seconds
 
     async def limited_receive() -> Any:
-        nonlocal seen, complete
+        nonlocal complete
         if complete:  # the body is in: what follows (a disconnect) may be waited for freely
             return await receive()
         try:
@@ -342,14 +372,16 @@ async def _guard_body(scope: Any, receive: Any, too_large: list[PathwaysError]) 
             slow = RequestTimeout(
                 f"the request body did not arrive within {settings.body_timeout_seconds:g} s"
             )
-            too_large.append(slow)
+            body.refusal = slow
             raise slow from None
         if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                too_large.append(refusal)
+            body.received += len(message.get("body", b""))
+            if body.received > limit:
+                body.refusal = refusal
                 raise refusal
             complete = not message.get("more_body", False)
+        elif message["type"] == "http.disconnect":
+            body.client_gone = True
         return message
 
     return limited_receive

@@ -9,6 +9,11 @@ head's first byte (408 problem+json when a head had begun). The body's own deadl
 are the request middleware's (`pathways_shared.runtime`): 408 and 413. Idle keep-alive
 connections close after `keep_alive_timeout_seconds`. Every bound is a setting (`PATHWAYS_*`,
 see `ServiceSettings`).
+
+A request answered before its body was read (401, 413, 408, 431) closes its connection
+lingering, as nginx does: the answer is sent and the sending side shut (FIN), what the client
+still sends is read and dropped for at most `LINGER_SECONDS`, then the socket is closed. A plain
+close with unread bytes would reset the connection, and the client could lose the answer.
 """
 
 from __future__ import annotations
@@ -25,6 +30,37 @@ from pathways_shared.problems import PROBLEM_JSON, TYPE_BASE
 
 # The request line is not a header: room for a long URL on top of the header limit.
 REQUEST_LINE_ALLOWANCE = 8192
+# How long a connection closed mid-request reads and drops what its client still sends.
+LINGER_SECONDS = 2.0
+
+
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it: `close()` in the middle of a request
+    (its body not all read) shuts the sending side and leaves the protocol to drop the rest
+    (`BoundedHttpToolsProtocol.data_received`) until the client closes or the linger ends."""
+
+    def __init__(self, transport: Any, protocol: BoundedHttpToolsProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        protocol = self._protocol
+        transport = self._transport
+        if protocol.lingering or transport.is_closing():
+            return
+        if not protocol.mid_request or not transport.can_write_eof():
+            transport.close()
+            return
+        protocol.lingering = True
+        transport.write_eof()  # after what is buffered: the answer arrives whole
+        transport.resume_reading()  # flow control may have paused it on a large body
+        protocol.loop.call_later(LINGER_SECONDS, transport.close)
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
 
 
 class _HeadRefused(Exception):
@@ -45,10 +81,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._header_bytes = 0
         self._refused = False
+        self.mid_request = False  # a request begun whose body has not all been read
+        self.lingering = False
 
     # -- the head's deadline
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(_LingeringTransport(transport, self))
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -77,7 +115,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- the head's size
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self._refused or self.lingering:  # answered and closing: the rest is dropped
             return
         super().data_received(data)
         if self._in_head and not self._refused:  # a head still incomplete after these bytes
@@ -87,6 +125,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.mid_request = True
         self._in_head = True
         self._head_begun = True
         self._header_count = 0
@@ -110,6 +149,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_begun = False
         self._head_bytes = 0
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.mid_request = False
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a refused head has had its answer

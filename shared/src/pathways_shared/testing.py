@@ -536,3 +536,92 @@ async def check_outbox_round_trip(app: Any, nc: Any, prefix: str, service: str) 
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+# --- a running app on a real socket, and raw HTTP/1.1 clients of it ---------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving_on_socket(app: Any, **limits: Any) -> AsyncIterator[tuple[str, int]]:
+    """Serve an app whose lifespan already runs (the `app` fixture) with uvicorn and the
+    services' bounded protocol (`pathways_shared.serving`) on a free local port, its settings
+    updated with `limits` (the middleware reads the running app's); yields (host, port)."""
+    import uvicorn
+
+    from pathways_shared.serving import server_options
+
+    settings = app.state.settings.model_copy(update={**limits, "port": free_port()})
+    app.state.settings = settings
+    options = {**server_options(settings), "lifespan": "off", "log_level": "warning"}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield settings.host, settings.port
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+
+
+def raw_request(method: str = "GET", path: str = "/health/live",
+                headers: dict[str, str] | None = None, body: bytes = b"",
+                content_length: int | None = None) -> bytes:
+    """An HTTP/1.1 request's bytes; `content_length` declares more (or less) than `body`."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: test",
+             *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    if content_length is None and (body or method in ("POST", "PUT", "PATCH")):
+        content_length = len(body)
+    if content_length is not None:
+        lines.append(f"Content-Length: {content_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def raw_exchange(
+    address: tuple[str, int], *parts: bytes, pause: float = 0, wait: float = 5
+) -> tuple[int | None, dict[str, str], bytes, bool]:
+    """Send `parts` (`pause` seconds apart); read the answer until the server closes.
+    Answers the status, headers, body and whether the server closed within `wait` s."""
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        for part in parts:
+            if reader.at_eof() or writer.is_closing():
+                break  # the server has answered and closed: the rest is not wanted
+            try:
+                writer.write(part)
+                await writer.drain()
+            except ConnectionError:
+                break
+            if pause:
+                await asyncio.sleep(pause)
+        try:
+            raw = await asyncio.wait_for(reader.read(), wait)
+            closed = True
+        except TimeoutError:
+            raw, closed = b"", False
+        except ConnectionError:  # reset after the answer: what had arrived is kept
+            raw, closed = b"", True
+    finally:
+        writer.close()
+    if not raw:
+        return None, {}, b"", closed
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body, closed
+
+
+async def send_and_hang_up(address: tuple[str, int], *parts: bytes, linger: float = 0.2) -> None:
+    """A client that goes away mid-request: sends `parts`, waits `linger` s, then closes its
+    socket without reading an answer."""
+    _reader, writer = await asyncio.open_connection(*address)
+    try:
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+        await asyncio.sleep(linger)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()

@@ -32,6 +32,7 @@ from cohorts.schemas import (
     SelectionRunSummary,
     SubjectAccessPublic,
 )
+from pathways_shared.access import Purpose
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import iso_z
@@ -316,8 +317,12 @@ async def _in_background(job: Any, import_id: str) -> None:
     response_model=ImportPublic,
     operation_id="getOffenceImport",
 )
-async def get_import(import_id: IdPath, session: SessionDep, principal: Reader) -> dict[str, Any]:
-    return import_view(await service.get_import(session, principal, str(import_id)))
+async def get_import(
+    import_id: IdPath, session: SessionDep, principal: Reader, purpose: Purpose = None
+) -> dict[str, Any]:
+    return import_view(await service.get_import(
+        session, principal, str(import_id), purpose=purpose or "offence import report read"
+    ))
 
 
 # --- policies -------------------------------------------------------------------------------

@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import update
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cohorts.domain.membership import MembershipStatus
 from cohorts.models import MembershipRecord
-from pathways_shared.erasure import Erasable, lock_due
+from pathways_shared.erasure import Erasable, ended_records
 
 MEMBERSHIPS = MembershipRecord.__table__
 
@@ -31,14 +30,9 @@ class MembershipEraser:
         self, session: AsyncSession, ended_before: datetime, limit: int | None
     ) -> list[Erasable]:
         m = MEMBERSHIPS.c
-        query = lock_due(
-            select(m.id, m.crn, m.deselected_at)
-            .where(m.erased_at.is_(None), m.status == MembershipStatus.DESELECTED.value,
-                   m.deselected_at < ended_before)
-            .order_by(m.deselected_at, m.id).limit(limit),
-            MEMBERSHIPS,
-        )
-        return [Erasable(r.id, r.crn, r.deselected_at) for r in (await session.exec(query)).all()]
+        return await ended_records(
+            session, MEMBERSHIPS, ended=m.status == MembershipStatus.DESELECTED.value,
+            ended_at=m.deselected_at, ended_before=ended_before, limit=limit)
 
     async def erase(self, session: AsyncSession, records: Sequence[Erasable], now: datetime) -> None:
         ids = [r.record_id for r in records]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathways_shared.errors import FieldError, InvalidValue, PathwaysError
+from pathways_shared import errors
+from pathways_shared.errors import FieldError, InvalidValue
 
 __all__ = [
     "AlreadyMember", "FieldError", "IllegalTransition", "InvalidPolicy", "InvalidValue",
@@ -24,11 +25,9 @@ class NotForIom(InvalidValue):
     title = "Person cannot join an IOM cohort"
 
 
-class IllegalTransition(PathwaysError):
+class IllegalTransition(errors.IllegalTransition):
     """A panel decision the membership rules do not allow from the member's current state."""
 
-    status = 409
-    code = "illegal-transition"
     title = "Decision not allowed in the current state"
 
 

@@ -7,6 +7,7 @@ into Python. Its date bounds come from `summary_windows`, the same as `summarise
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cohorts.domain.dates import shift_years
+from cohorts.domain.membership import Membership, MembershipStatus
 from cohorts.domain.policy import MIN_AGE, SelectionPolicy
 from cohorts.domain.selection import MAPPA_EXCLUDED_LEVELS, Nominal, NominalSummary, summary_windows
 from cohorts.models import (
@@ -41,19 +43,70 @@ from cohorts.models import (
     ReferralNeedRecord,
     SelectionRunRecord,
 )
-from pathways_shared.access import Action, access_log_for
+from pathways_shared.access import Action, purpose_of
 from pathways_shared.auth import Principal
 from pathways_shared.db import is_postgres
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.observability import current_correlation_id
+from pathways_shared.pagination import newest_first
 from pathways_shared.vocabulary import (
     NEIGHBOURHOOD_CRIME,
     STATUTORY_STATUSES,
+    Cohort,
+    DeselectionReason,
     OffenceCategory,
     SupervisionStatus,
 )
 
 _STATUSES = {s.value: s for s in SupervisionStatus}
+
+
+# --- rows and domain values ---------------------------------------------------------------
+
+
+def membership_from_record(record: MembershipRecord) -> Membership:
+    return Membership(
+        crn=record.crn,
+        area=record.area,
+        cohort=Cohort(record.cohort),
+        status=MembershipStatus(record.status),
+        adopted_at=record.adopted_at,
+        adopted_by=record.adopted_by,
+        rationale=record.rationale,
+        met_criteria=record.met_criteria,
+        criteria_reasons=tuple(record.criteria_reasons),
+        score_at_adoption=record.score_at_adoption,
+        review_due_at=record.review_due_at,
+        deselected_at=record.deselected_at,
+        deselected_by=record.deselected_by,
+        deselection_reason=DeselectionReason(record.deselection_reason)
+        if record.deselection_reason
+        else None,
+        deselection_comments=record.deselection_comments,
+    )
+
+
+def record_of_membership(record: MembershipRecord | None, member: Membership) -> MembershipRecord:
+    """`record` (a new one when None) holding `member`."""
+    record = record or MembershipRecord(id=str(uuid.uuid4()))
+    record.crn = member.crn
+    record.area = member.area
+    record.cohort = member.cohort.value
+    record.status = member.status.value
+    record.adopted_at = member.adopted_at
+    record.adopted_by = member.adopted_by
+    record.rationale = member.rationale
+    record.met_criteria = member.met_criteria
+    record.criteria_reasons = list(member.criteria_reasons)
+    record.score_at_adoption = member.score_at_adoption
+    record.review_due_at = member.review_due_at
+    record.deselected_at = member.deselected_at
+    record.deselected_by = member.deselected_by
+    record.deselection_reason = (
+        member.deselection_reason.value if member.deselection_reason else None
+    )
+    record.deselection_comments = member.deselection_comments
+    return record
 
 
 def _insert(session: AsyncSession):
@@ -308,14 +361,12 @@ class CohortsRepository:
         after: list[Any] | None,
     ) -> list[SelectionRunRecord]:
         r = SelectionRunRecord
-        query = select(r).order_by(r.created_at.desc(), r.id.desc()).limit(limit + 1)
+        query = select(r)
         if area is not None:
             query = query.where(r.area == area)
         if areas is not None:
             query = query.where(r.area.in_(sorted(areas)))
-        if after is not None:
-            at, run_id = after
-            query = query.where(or_(r.created_at < at, and_(r.created_at == at, r.id < run_id)))
+        query = newest_first(query, r.created_at, r.id, after, limit)
         return list((await self.session.exec(query)).scalars().all())
 
     async def runs_naming(self, crn: str) -> list[SelectionRunRecord]:
@@ -464,13 +515,10 @@ class CohortsRepository:
             "roles": ",".join(sorted(actor.roles)),
             "action": action.value,
             "resource": resource[:300],
-            "purpose": purpose[:300],
+            "purpose": purpose_of(purpose),
             "correlation_id": current_correlation_id(),
         }
         if is_postgres(self.session):
             await self.session.exec(_LOG_MANY, params={**values, "crns": list(crns)})
             return
         await self.session.exec(insert(AccessLog), params=[{**values, "crn": crn} for crn in crns])
-
-    async def access_log_of(self, crn: str) -> list[AccessLog]:
-        return await access_log_for(self.session, crn)

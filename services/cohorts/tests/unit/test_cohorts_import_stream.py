@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from cohorts.service import EmptyBody, parse_arriving, parse_offence_csv
+from cohorts.service.offence_import import MAX_LINE_CHARS
 from pathways_shared.problems import ValidationProblem
 
 TODAY = date(2026, 11, 24)
@@ -85,3 +86,31 @@ async def test_an_empty_body_is_refused_as_empty() -> None:
     for data in (b"", b" \r\n\t "):
         with pytest.raises(EmptyBody):
             await arriving(data, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("x" * (3 * MAX_LINE_CHARS), 1),  # one endless line: not even a header
+        ("crn,offence_date,category,description\nX123456,2026-01-01,theft_other,ok\n"
+         "X123456,2026-01-02,theft_other," + "d" * MAX_LINE_CHARS + "\nX123456,2026-01-03,theft_other,\n",
+         3),
+    ],
+)
+async def test_a_line_too_long_refuses_the_file_naming_the_line_never_held_whole(
+    text: str, line: int
+) -> None:
+    for parse in (lambda: parse_offence_csv(text.encode(), TODAY), lambda: arriving(text.encode(), 4096)):
+        with pytest.raises(ValidationProblem) as refused:
+            result = parse()
+            if asyncio.iscoroutine(result):
+                await result
+        assert refused.value.detail == f"line {line} is longer than {MAX_LINE_CHARS} characters"
+        assert "ddd" not in str(refused.value.errors)
+
+
+async def test_a_line_just_within_the_limit_is_read() -> None:
+    description = "d" * (MAX_LINE_CHARS - len("X123456,2026-01-02,theft_other,\n") - 1)
+    data = f"crn,offence_date,category,description\nX123456,2026-01-02,theft_other,{description}\n"
+    rows, errors, _, total = summary(parse_offence_csv(data.encode(), TODAY))
+    assert total == 1 and len(rows) + len(errors) == 1

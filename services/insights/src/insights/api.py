@@ -94,7 +94,9 @@ def _route(kind: FigureKind, summary: str) -> None:
     )
 
 
-Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+SubjectAccessAdmin = Annotated[
+    Principal, Depends(require_roles(Role.ADMIN, national="a subject access request"))
+]
 CrnParam = CrnQuery
 
 
@@ -102,7 +104,7 @@ CrnParam = CrnQuery
     "/subject-access-requests", tags=["data protection"], response_model=SubjectAccessPublic
 )
 async def subject_access_request(
-    request: Request, session: SessionDep, principal: Admin, crn: CrnParam
+    request: Request, session: SessionDep, principal: SubjectAccessAdmin, crn: CrnParam
 ) -> dict:
     """Everything the service holds on a person (DPA 2018 s.45): cohort events only, kept under
     a keyed pseudonym; the disclosure is logged (s.62) under that pseudonym, not the CRN."""

@@ -19,7 +19,7 @@ cubes: "F" every dimension, "S" without the person's (sex, age band, supervision
 stored as ""), "P" without the allocation's (service, provider, programme); a question reads
 the smallest cube that has its dimensions, a few thousand rows a year instead of a hundred
 thousand. A period is read as its whole months plus the days left over at either end (or
-a month less its days outside the period, when those are fewer: `period_terms`);
+a month less its days outside the period, when those are fewer: `domain.periods.period_terms`);
 `figure_details` the counts of categorical details (unmet-need reason, decline reason, whole
 working days to acknowledge and to respond, for medians). A need's contribution to both is a
 pure function of its facts (`insights.domain.projection`); each change to a need's facts

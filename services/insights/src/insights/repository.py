@@ -37,6 +37,7 @@ from insights.domain.cohorts import ENDED as ENDED_STATUSES
 from insights.domain.cohorts import CohortFact as CohortFactValue
 from insights.domain.dimensions import Dimension
 from insights.domain.figures import RawRow
+from insights.domain.periods import period_terms
 from insights.domain.projection import (
     Allocation,
     CellKey,
@@ -60,8 +61,7 @@ from insights.models import (
     NeedFact,
     StepFact,
 )
-from pathways_shared.clock import utc_now
-from pathways_shared.db import is_postgres
+from pathways_shared.consumer import mark_processed_many
 from pathways_shared.events import Event
 from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.working_days import WorkingCalendar, end_of_london_day
@@ -124,63 +124,6 @@ LOCK_NEEDS = text(
 )
 
 
-def split_period(start: date, end: date) -> tuple[list[date], list[tuple[date, date]]]:
-    """[start, end] as whole calendar months (their first days) and the days left over."""
-    months: list[date] = []
-    first = start if start.day == 1 else (start.replace(day=1) + timedelta(days=32)).replace(day=1)
-    current = first
-    while True:
-        next_month = (current + timedelta(days=32)).replace(day=1)
-        if next_month - timedelta(days=1) > end:
-            break
-        months.append(current)
-        current = next_month
-    if not months:
-        return [], [(start, end)]
-    ranges = []
-    if start < months[0]:
-        ranges.append((start, months[0] - timedelta(days=1)))
-    after = (months[-1] + timedelta(days=32)).replace(day=1)
-    if after <= end:
-        ranges.append((after, end))
-    return months, ranges
-
-
-def _month_bounds(day: date) -> tuple[date, date]:
-    first = day.replace(day=1)
-    return first, (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
-
-
-def period_terms(
-    start: date, end: date
-) -> tuple[list[date], list[tuple[date, date]], list[tuple[date, date]]]:
-    """[start, end] as the fewest rows to read: whole months (their first days) and day ranges
-    added, and day ranges subtracted. Days left over in a month are read as that month less
-    its other days when those are fewer (8 December to 31 December: December less 1 to 7
-    December), so a period never reads more than half a month of daily rows at either end."""
-    months, ranges = split_period(start, end)
-    added: list[tuple[date, date]] = []
-    subtracted: list[tuple[date, date]] = []
-    pieces = []
-    for low, high in ranges:  # each within one month (a range may span two without months)
-        while low <= high:
-            last = _month_bounds(low)[1]
-            pieces.append((low, min(high, last)))
-            low = last + timedelta(days=1)
-    for low, high in pieces:
-        first, last = _month_bounds(low)
-        inside = (high - low).days + 1
-        if (last - first).days + 1 - inside < inside:
-            months.append(first)
-            if first < low:
-                subtracted.append((first, low - timedelta(days=1)))
-            if high < last:
-                subtracted.append((high + timedelta(days=1), last))
-        else:
-            added.append((low, high))
-    return sorted(months), added, subtracted
-
-
 def _period_parts(table: Table, start: date, end: date) -> list[tuple[Any, int]]:
     """[start, end] as conditions on (grain, period), each with its sign (1: its counts are
     added, -1: subtracted): whole months, then days (`period_terms`)."""
@@ -235,18 +178,8 @@ class InsightsRepository:
 
     async def mark_processed(self, consumer: str, events: Sequence[Event]) -> set[str]:
         """Record that `consumer` handled these events, in one statement; the ids of those it
-        had not handled before (as `pathways_shared.consumer.mark_processed`, for a batch)."""
-        if not events:
-            return set()
-        table: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
-        dialect = postgresql if is_postgres(self.session) else sqlite
-        now = utc_now()
-        result = await self.session.exec(
-            dialect.insert(table).on_conflict_do_nothing().returning(table.c.event_id),
-            params=[{"consumer": consumer, "event_id": str(e.id), "event_type": e.event_type,
-                     "processed_at": now} for e in events],
-        )
-        return {row[0] for row in result.all()}
+        had not handled before (`pathways_shared.consumer.mark_processed_many`)."""
+        return await mark_processed_many(self.session, consumer, list(events))
 
     # --- aggregates ----------------------------------------------------------------------
 

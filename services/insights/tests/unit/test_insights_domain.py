@@ -18,8 +18,8 @@ from insights.domain.dimensions import (
     supervision_category,
 )
 from insights.domain.figures import median
+from insights.domain.periods import period_terms, split_period
 from insights.domain.projection import Allocation, Need, Step, StepKind, contribution, unmet_reason
-from insights.repository import period_terms, split_period
 from pathways_shared.working_days import WorkingCalendar
 
 CALENDAR = WorkingCalendar.with_holidays([date(2026, 12, 25), date(2026, 12, 28)])

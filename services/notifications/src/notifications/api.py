@@ -19,6 +19,7 @@ from notifications.schemas import (
     SubscriptionsPublic,
 )
 from notifications.transports import resolve_host
+from pathways_shared.access import Purpose
 from pathways_shared.auth import Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.inputs import CrnQuery
@@ -108,9 +109,11 @@ async def list_notifications(
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     limit: LimitParam = DEFAULT_LIMIT,
     cursor: CursorParam = None,
+    purpose: Purpose = None,
 ) -> NotificationsPublic:
     return await service.list_notifications(
-        session, referral_id=referral_id, status=status_, limit=limit, cursor=cursor
+        session, principal, referral_id=referral_id, status=status_, limit=limit, cursor=cursor,
+        purpose=purpose or "delivery log read",
     )
 
 
@@ -118,9 +121,11 @@ async def list_notifications(
     "/notifications/{notification_id}", response_model=NotificationPublic, tags=["delivery log"]
 )
 async def get_notification(
-    notification_id: uuid.UUID, principal: LogReader, session: SessionDep
+    notification_id: uuid.UUID, principal: LogReader, session: SessionDep, purpose: Purpose = None
 ) -> NotificationPublic:
-    return await service.get_notification(session, notification_id)
+    return await service.get_notification(
+        session, principal, notification_id, purpose=purpose or "delivery log read"
+    )
 
 
 @router.get(

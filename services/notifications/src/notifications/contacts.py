@@ -87,7 +87,10 @@ class ReferralRecord:
         )
 
 
-class ReferralsClient(ServiceClient):
+class ReferralContactsClient(ServiceClient):
+    """The referrals service as notifications reads it: a referral's contacts (the shared
+    client underneath; providers' `ReferralsClient` reads the person's details)."""
+
     async def referral(self, referral_id: uuid.UUID) -> ReferralRecord:
         try:
             response = await self.get(f"/referrals/{referral_id}")

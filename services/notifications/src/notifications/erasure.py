@@ -15,12 +15,11 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import update
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications.domain.delivery import FINAL_STATUSES
 from notifications.models import DeliveryAttemptRow, NotificationRow
-from pathways_shared.erasure import Erasable, lock_due
+from pathways_shared.erasure import Erasable, ended_records
 
 NOTIFICATIONS = NotificationRow.__table__
 ATTEMPTS = DeliveryAttemptRow.__table__
@@ -35,14 +34,9 @@ class NotificationEraser:
         self, session: AsyncSession, ended_before: datetime, limit: int | None
     ) -> list[Erasable]:
         n = NOTIFICATIONS.c
-        query = lock_due(
-            select(n.id, n.crn, n.updated_at)
-            .where(n.erased_at.is_(None), n.status.in_(sorted(s.value for s in FINAL_STATUSES)),
-                   n.updated_at < ended_before)
-            .order_by(n.updated_at, n.id).limit(limit),
-            NOTIFICATIONS,
-        )
-        return [Erasable(str(r.id), r.crn, r.updated_at) for r in (await session.exec(query)).all()]
+        return await ended_records(
+            session, NOTIFICATIONS, ended=n.status.in_(sorted(s.value for s in FINAL_STATUSES)),
+            ended_at=n.updated_at, ended_before=ended_before, limit=limit)
 
     async def erase(self, session: AsyncSession, records: Sequence[Erasable], now: datetime) -> None:
         ids = [UUID(r.record_id) for r in records]

@@ -3,6 +3,7 @@ title; a validation failure names the ``field`` at fault (a dotted path inside t
 
 from __future__ import annotations
 
+from pathways_shared import errors
 from pathways_shared.errors import InvalidValue, PathwaysError
 
 __all__ = [
@@ -48,9 +49,7 @@ class SubscriptionForbidden(PathwaysError):
     title = "Subscription not allowed for this caller"
 
 
-class IllegalTransition(PathwaysError):
-    status = 409
-    code = "illegal-transition"
+class IllegalTransition(errors.IllegalTransition):
     title = "Transition not allowed"
 
 

@@ -36,9 +36,9 @@ from notifications.sending import AttemptResult
 from pathways_shared.access import Action, record_access
 from pathways_shared.clock import utc_now
 from pathways_shared.db import transaction
-from pathways_shared.events import Event, make_event
+from pathways_shared.events import Addressing
 from pathways_shared.observability import get_logger
-from pathways_shared.outbox import add_event
+from pathways_shared.outbox import publish
 
 log = get_logger(__name__)
 
@@ -46,13 +46,8 @@ log = get_logger(__name__)
 SYSTEM_ACTOR = "notifications-service"
 
 
-def shared_event(outbound: OutboundEvent) -> Event:
-    return make_event(
-        outbound.event_type,
-        dict(outbound.additional_information),
-        crn=outbound.crn,
-        event_id=outbound.id,
-    )
+def _publish(session: AsyncSession, outbound: OutboundEvent) -> None:
+    publish(session, outbound.payload, Addressing(crn=outbound.crn, event_id=outbound.id))
 
 
 class OutcomeRecorder:
@@ -147,7 +142,7 @@ class OutcomeRecorder:
         event = parse_envelope(json.loads(row.event_payload))
         if state.status is DeliveryStatus.DELIVERED:
             for outbound in events_after_delivery(intent, event):
-                add_event(session, shared_event(outbound))
+                _publish(session, outbound)
             if row.channel == Channel.EMAIL.value and result.crn:
                 record_access(
                     session,
@@ -161,7 +156,7 @@ class OutcomeRecorder:
             for outbound in events_after_final_failure(
                 intent, event, notification_id=row.id, attempts=state.attempts
             ):
-                add_event(session, shared_event(outbound))
+                _publish(session, outbound)
             log.warning(
                 "delivery.failed",
                 notification_id=str(row.id),

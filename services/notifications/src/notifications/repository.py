@@ -29,6 +29,7 @@ from notifications.models import (
     SubscriptionRow,
 )
 from pathways_shared.db import insert_if_new, is_postgres
+from pathways_shared.pagination import newest_first
 
 # --------------------------------------------------------------------------- rows <-> domain
 
@@ -128,17 +129,8 @@ class NotificationsRepository:
         query = select(SubscriptionRow).where(col(SubscriptionRow.deleted_at).is_(None))
         if created_by is not None:
             query = query.where(SubscriptionRow.created_by == created_by)
-        if after is not None:
-            at, last_id = after
-            query = query.where(
-                or_(
-                    col(SubscriptionRow.created_at) < at,
-                    and_(col(SubscriptionRow.created_at) == at, col(SubscriptionRow.id) < last_id),
-                )
-            )
-        query = query.order_by(
-            col(SubscriptionRow.created_at).desc(), col(SubscriptionRow.id).desc()
-        ).limit(limit + 1)
+        query = newest_first(query, col(SubscriptionRow.created_at), col(SubscriptionRow.id),
+                             after, limit)
         return list((await self.session.exec(query)).all())
 
     async def active_subscriptions(self) -> Sequence[Row[Any]]:
@@ -221,17 +213,8 @@ class NotificationsRepository:
             query = query.where(NotificationRow.referral_id == referral_id)
         if status is not None:
             query = query.where(NotificationRow.status == status)
-        if after is not None:
-            at, last_id = after
-            query = query.where(
-                or_(
-                    col(NotificationRow.created_at) < at,
-                    and_(col(NotificationRow.created_at) == at, col(NotificationRow.id) < last_id),
-                )
-            )
-        query = query.order_by(
-            col(NotificationRow.created_at).desc(), col(NotificationRow.id).desc()
-        ).limit(limit + 1)
+        query = newest_first(query, col(NotificationRow.created_at), col(NotificationRow.id),
+                             after, limit)
         return list((await self.session.exec(query)).all())
 
     async def notifications_for_crn(self, crn: str) -> list[NotificationRow]:

@@ -22,8 +22,8 @@ from notifications.config import NotificationsSettings
 from notifications.contacts import (
     ContactsMissing,
     ContactsUnavailable,
+    ReferralContactsClient,
     ReferralRecord,
-    ReferralsClient,
 )
 from notifications.domain.delivery import (
     AttemptOutcome,
@@ -99,7 +99,7 @@ class Sender:
         self.clock = clock
         self.box = SecretBox(settings.secret_key)
         # No retries here: a delivery whose contacts are unavailable is tried again later.
-        self.referrals = ReferralsClient(settings, settings.referrals_url, retries=0, http=http)
+        self.referrals = ReferralContactsClient(settings, settings.referrals_url, retries=0, http=http)
         self.smtp = SmtpSettings(
             host=settings.smtp_host,
             port=settings.smtp_port,

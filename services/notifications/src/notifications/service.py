@@ -56,12 +56,12 @@ from notifications.schemas import (
 )
 from notifications.secretbox import SecretBox
 from notifications.transports import Resolver, check_destination
-from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.clock import utc_now
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import PermanentError
-from pathways_shared.erasure import erasures_for
+from pathways_shared.erasure import subject_access_records
 from pathways_shared.events import Event
 from pathways_shared.pagination import decode_cursor, page_of
 from pathways_shared.problems import NotFound, ValidationProblem
@@ -312,13 +312,30 @@ def _notification_public(
     return shape.model_validate(fields | extra)
 
 
+def _log_delivery_reads(
+    session: AsyncSession, principal: Principal, rows: list[NotificationRow], purpose: str
+) -> None:
+    """The delivery log names people (CRN, address): each notification read is logged."""
+    for row in rows:
+        record_access(
+            session,
+            actor=principal,
+            action=Action.CONSULTATION,
+            resource=f"notifications/{row.id}",
+            crn=row.crn,
+            purpose=purpose,
+        )
+
+
 async def list_notifications(
     session: AsyncSession,
+    principal: Principal,
     *,
     referral_id: uuid.UUID | None,
     status: DeliveryStatus | None,
     limit: int,
     cursor: str | None,
+    purpose: str,
 ) -> NotificationsPublic:
     rows = await NotificationsRepository(session).list_notifications(
         referral_id=referral_id,
@@ -328,16 +345,20 @@ async def list_notifications(
     )
     page, next_cursor = page_of(rows, limit, _cursor_key)
     attempts = await NotificationsRepository(session).attempts_of([r.id for r in page])
+    _log_delivery_reads(session, principal, page, purpose)
     return NotificationsPublic(
         data=[_notification_public(r, attempts[r.id]) for r in page], next_cursor=next_cursor
     )
 
 
-async def get_notification(session: AsyncSession, notification_id: uuid.UUID) -> NotificationPublic:
+async def get_notification(
+    session: AsyncSession, principal: Principal, notification_id: uuid.UUID, *, purpose: str
+) -> NotificationPublic:
     row = await NotificationsRepository(session).get_notification(notification_id)
     if row is None:
         raise NotFound("no such notification")
     attempts = await NotificationsRepository(session).attempts_of([row.id])
+    _log_delivery_reads(session, principal, [row], purpose)
     return _notification_public(row, attempts[row.id])
 
 
@@ -346,16 +367,7 @@ async def subject_access(
 ) -> SubjectAccessPublic:
     rows = await NotificationsRepository(session).notifications_for_crn(crn)
     attempts = await NotificationsRepository(session).attempts_of([r.id for r in rows])
-    log_rows = await access_log_for(session, crn)
-    erasures = await erasures_for(session, crn, settings)
-    record_access(
-        session,
-        actor=principal,
-        action=Action.CONSULTATION,
-        resource="subject-access-request",
-        crn=crn,
-        purpose="subject access request",
-    )
+    log_rows, erasures = await subject_access_records(session, principal, crn, settings)
     return SubjectAccessPublic(
         crn=crn,
         notifications=[

@@ -22,7 +22,7 @@ from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.erasure import Erasable, lock_due
+from pathways_shared.erasure import Erasable, ended_records, lock_due
 from providers.domain.provider_referral import ENDED_STATUSES
 from providers.models import IomMemberRow, NeedRow, ProviderReferralRow, RoutingDecisionRow
 
@@ -41,13 +41,8 @@ class ProviderReferralEraser:
         self, session: AsyncSession, ended_before: datetime, limit: int | None
     ) -> list[Erasable]:
         p = PROVIDER_REFERRALS.c
-        query = lock_due(
-            select(p.id, p.crn, p.updated_at)
-            .where(p.erased_at.is_(None), p.status.in_(ENDED), p.updated_at < ended_before)
-            .order_by(p.updated_at, p.id).limit(limit),
-            PROVIDER_REFERRALS,
-        )
-        return [Erasable(str(r.id), r.crn, r.updated_at) for r in (await session.exec(query)).all()]
+        return await ended_records(session, PROVIDER_REFERRALS, ended=p.status.in_(ENDED),
+                                   ended_at=p.updated_at, ended_before=ended_before, limit=limit)
 
     async def erase(self, session: AsyncSession, records: Sequence[Erasable], now: datetime) -> None:
         ids = [UUID(r.record_id) for r in records]
@@ -91,13 +86,8 @@ class IomMembershipEraser:
         self, session: AsyncSession, ended_before: datetime, limit: int | None
     ) -> list[Erasable]:
         m = MEMBERS.c
-        query = lock_due(
-            select(m.id, m.crn, m.changed_at)
-            .where(m.erased_at.is_(None), col(m.member).is_(False), m.changed_at < ended_before)
-            .order_by(m.changed_at, m.id).limit(limit),
-            MEMBERS,
-        )
-        return [Erasable(str(r.id), r.crn, r.changed_at) for r in (await session.exec(query)).all()]
+        return await ended_records(session, MEMBERS, ended=col(m.member).is_(False),
+                                   ended_at=m.changed_at, ended_before=ended_before, limit=limit)
 
     async def erase(self, session: AsyncSession, records: Sequence[Erasable], now: datetime) -> None:
         ids = [int(r.record_id) for r in records]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathways_shared.errors import FieldError, InvalidValue, PathwaysError
+from pathways_shared import errors
+from pathways_shared.errors import FieldError, InvalidValue
 
 __all__ = ["FieldError", "IllegalTransition", "InvalidService", "InvalidValue"]
 
@@ -14,11 +15,9 @@ class InvalidService(InvalidValue):
     title = "Invalid service"
 
 
-class IllegalTransition(PathwaysError):
+class IllegalTransition(errors.IllegalTransition):
     """An action the provider-referral state machine does not allow from its current state."""
 
-    status = 409
-    code = "illegal-transition"
     title = "Action not allowed in the current state"
 
     def __init__(self, action: str, status_now: str) -> None:

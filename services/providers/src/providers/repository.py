@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import Text, and_, func, literal, literal_column, or_
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.db import is_postgres
+from pathways_shared.pagination import newest_first
 from pathways_shared.vocabulary import (
     Complexity,
     DeclineReason,
@@ -114,9 +116,41 @@ def new_referral_row(referral: ProviderReferral, now: datetime) -> ProviderRefer
     return ProviderReferralRow(**data, updated_at=now)
 
 
+def _catalogue_fingerprint() -> Any:
+    """PostgreSQL: the md5 of every service row as text, in code order: it changes whenever
+    any column of any service does (a `PUT /services/{code}`, a seed)."""
+    services = ServiceRow.__table__.alias("catalogue_rows")  # type: ignore[attr-defined]
+    rows = func.string_agg(literal_column("catalogue_rows::text", Text),
+                           aggregate_order_by(literal("\n"), services.c.code))
+    return (select(func.md5(func.coalesce(rows, ""))).select_from(services)
+            .correlate(None).scalar_subquery())
+
+
+@dataclasses.dataclass(frozen=True)
+class RoutingReads:
+    """What routing a submitted referral reads, under the referral's lock, before it decides."""
+
+    iom_member: bool  # the person is an IOM member
+    known: frozenset[uuid.UUID]  # its needs already stored
+    withdrawn: frozenset[uuid.UUID]  # its needs withdrawn before they arrived
+    catalogue: str | None  # the catalogue's fingerprint (PostgreSQL), None on SQLite
+
+
 class CatalogueRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def services_and_fingerprint(self) -> tuple[Sequence[ServiceRow], str | None]:
+        """Every service in code order and, on PostgreSQL, the fingerprint of exactly these
+        rows (one statement, one snapshot); None on SQLite."""
+        if not is_postgres(self.session):
+            return await self.services(), None
+        rows = (await self.session.exec(
+            select(ServiceRow, _catalogue_fingerprint()).order_by(ServiceRow.code)
+        )).all()
+        if not rows:
+            return [], None
+        return [row[0] for row in rows], rows[0][1]
 
     async def providers(self) -> Sequence[ProviderRow]:
         return (await self.session.exec(select(ProviderRow).order_by(ProviderRow.code))).all()
@@ -163,6 +197,35 @@ class NeedRepository:
         if is_postgres(self.session):
             key = zlib.crc32(f"providers-referral:{referral_id}".encode())
             await self.session.exec(select(func.pg_advisory_xact_lock(key)))
+
+    async def routing_reads(self, crn: str, need_ids: Sequence[uuid.UUID]) -> RoutingReads:
+        """IOM membership, which of `need_ids` are stored or withdrawn, and the catalogue's
+        fingerprint: one statement on PostgreSQL (scalar subqueries), several on SQLite
+        (`_routing_reads_in_steps`; a test holds the two equal)."""
+        if not is_postgres(self.session):
+            return await self._routing_reads_in_steps(crn, need_ids)
+        ids = list(need_ids)
+        row = (await self.session.exec(select(
+            select(IomMemberRow.id).where(IomMemberRow.crn == crn,
+                                          col(IomMemberRow.member).is_(True)).exists(),
+            select(func.array_agg(NeedRow.id)).where(col(NeedRow.id).in_(ids))
+            .scalar_subquery(),
+            select(func.array_agg(WithdrawnNeedRow.need_id))
+            .where(col(WithdrawnNeedRow.need_id).in_(ids)).scalar_subquery(),
+            _catalogue_fingerprint(),
+        ))).one()
+        return RoutingReads(iom_member=row[0], known=frozenset(row[1] or ()),
+                            withdrawn=frozenset(row[2] or ()), catalogue=row[3])
+
+    async def _routing_reads_in_steps(
+        self, crn: str, need_ids: Sequence[uuid.UUID]
+    ) -> RoutingReads:
+        return RoutingReads(
+            iom_member=await IomMembershipRepository(self.session).is_member(crn),
+            known=frozenset([i for i in need_ids if await self.get(i) is not None]),
+            withdrawn=frozenset([i for i in need_ids if await self.withdrawn(i) is not None]),
+            catalogue=None,
+        )
 
     async def get(self, need_id: uuid.UUID, *, for_update: bool = False) -> NeedRow | None:
         query = select(NeedRow).where(NeedRow.id == need_id)
@@ -266,27 +329,19 @@ class ProviderReferralRepository:
         status: str | None,
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
+        areas: frozenset[str] | None = None,
     ) -> Sequence[ProviderReferralRow]:
-        """Newest first, keyset-paged on (allocated_at, id); `limit + 1` rows to see if more."""
+        """Newest first, keyset-paged on (allocated_at, id). `areas`: only referrals of these
+        areas (None: every area)."""
         query = select(ProviderReferralRow).where(
             ProviderReferralRow.provider_code == provider_code
         )
+        if areas is not None:
+            query = query.where(col(ProviderReferralRow.area).in_(sorted(areas)))
         if status is not None:
             query = query.where(ProviderReferralRow.status == status)
-        if after is not None:
-            at, last_id = after
-            query = query.where(
-                or_(
-                    col(ProviderReferralRow.allocated_at) < at,
-                    and_(
-                        ProviderReferralRow.allocated_at == at,
-                        col(ProviderReferralRow.id) < last_id,
-                    ),
-                )
-            )
-        query = query.order_by(
-            col(ProviderReferralRow.allocated_at).desc(), col(ProviderReferralRow.id).desc()
-        ).limit(limit + 1)
+        query = newest_first(query, col(ProviderReferralRow.allocated_at),
+                             col(ProviderReferralRow.id), after, limit)
         return (await self.session.exec(query)).all()
 
     async def with_deadlines_due(self, now: datetime, limit: int) -> Sequence[ProviderReferralRow]:

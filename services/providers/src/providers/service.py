@@ -12,13 +12,13 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
-from pathways_shared.erasure import erasures_for
+from pathways_shared.erasure import subject_access_records
 from pathways_shared.event_payloads import SubmittedNeed
-from pathways_shared.events import Event, make_event
-from pathways_shared.outbox import add_event
+from pathways_shared.events import Addressing
+from pathways_shared.outbox import publish
 from pathways_shared.problems import NotFound
 from pathways_shared.vocabulary import (
     Complexity,
@@ -71,24 +71,15 @@ class Context:
     base_url: str
 
 
-def envelope(event: NeedEvent, ctx: Context) -> Event:
+def _publish(session: AsyncSession, event: NeedEvent, crn: str, ctx: Context) -> None:
+    """Publish `event` about `crn`; its detail is the provider referral, or the need's routing."""
     provider_referral_id = getattr(event, "provider_referral_id", None)
     detail_url = (
         f"{ctx.base_url}/provider-referrals/{provider_referral_id}"
         if provider_referral_id
         else f"{ctx.base_url}/needs/{event.need_id}/routing"
     )
-    return make_event(
-        event.event_type,
-        event.additional_information(),
-        crn=event.crn,
-        detail_url=detail_url,
-        occurred_at=ctx.now,
-    )
-
-
-def publish(session: AsyncSession, event: NeedEvent, ctx: Context) -> None:
-    add_event(session, envelope(event, ctx))
+    publish(session, event, Addressing(crn=crn, detail_url=detail_url, occurred_at=ctx.now))
 
 
 # ---- the catalogue -------------------------------------------------------------------------
@@ -152,6 +143,25 @@ async def put_service(
 
 async def load_catalogue(session: AsyncSession) -> list[Service]:
     return [service_from_row(r) for r in await CatalogueRepository(session).services()]
+
+
+# The catalogue as last loaded, by its fingerprint (PostgreSQL): routing reads the fingerprint
+# with its other reads and loads the services only when it changed (`PUT /services/{code}`).
+_CATALOGUES: dict[str, list[Service]] = {}
+
+
+async def cached_catalogue(session: AsyncSession, fingerprint: str | None) -> list[Service]:
+    """`load_catalogue` for the catalogue whose stored rows have `fingerprint`, loaded once
+    per content (None, on SQLite: loaded). Loaded rows are kept under the fingerprint read
+    with them in the same statement, so a concurrent change is never kept under an older one."""
+    if fingerprint is not None and (services := _CATALOGUES.get(fingerprint)) is not None:
+        return services
+    rows, loaded = await CatalogueRepository(session).services_and_fingerprint()
+    services = [service_from_row(r) for r in rows]
+    if loaded is not None:
+        _CATALOGUES.clear()  # only the latest catalogue is kept
+        _CATALOGUES[loaded] = services
+    return services
 
 
 async def seed_catalogue(session: AsyncSession, catalogue: Catalogue, now: datetime) -> int:
@@ -280,7 +290,7 @@ async def _route_need(
         need.current_provider_referral_id = None
     need.updated_at = ctx.now
     session.add(need)
-    publish(session, event, ctx)
+    _publish(session, event, need.crn, ctx)
     return referral
 
 
@@ -290,13 +300,16 @@ async def route_submitted_referral(
     """Route every need of a submitted referral not seen before; returns how many."""
     needs = NeedRepository(session)
     await needs.lock_referral(submitted.referral_id)
-    iom_member = await IomMembershipRepository(session).is_member(submitted.crn)
-    services = await load_catalogue(session)
+    reads = await needs.routing_reads(submitted.crn, [item.need_id for item in submitted.needs])
+    iom_member = reads.iom_member
+    services = await cached_catalogue(session, reads.catalogue)
     routed = 0
+    seen = set(reads.known)
     for item in submitted.needs:
-        if await needs.get(item.need_id) is not None:
+        if item.need_id in seen:
             continue
-        withdrawn = await needs.withdrawn(item.need_id)
+        seen.add(item.need_id)
+        withdrawn = item.need_id in reads.withdrawn
         need = NeedRow(
             id=item.need_id,
             referral_id=submitted.referral_id,
@@ -354,7 +367,7 @@ async def withdraw_needs(
         withdrawn, event = referral.withdraw(ctx.now, reason)
         copy_to_row(withdrawn, row, ctx.now)
         session.add(row)
-        publish(session, event, ctx)
+        _publish(session, event, referral.crn, ctx)
         closed += 1
     for need_id, need in locked.items():
         if need is None:
@@ -378,9 +391,11 @@ async def _own_referral(
     *,
     for_update: bool,
 ) -> ProviderReferralRow:
-    """The provider referral when it belongs to the caller's provider; 404 otherwise."""
+    """The provider referral when it belongs to the caller's provider (and, for an
+    area-limited token, to one of its areas); 404 otherwise."""
     row = await ProviderReferralRepository(session).get(provider_referral_id, for_update=for_update)
-    if row is None or row.provider_code != principal.provider:
+    if (row is None or row.provider_code != principal.provider
+            or not principal.may_see_area(row.area)):
         raise NotFound("no such provider referral")
     return row
 
@@ -395,7 +410,7 @@ async def inbox(
 ) -> Sequence[ProviderReferralRow]:
     assert principal.provider is not None
     rows = await ProviderReferralRepository(session).inbox(
-        principal.provider, status=status, limit=limit, after=after
+        principal.provider, status=status, limit=limit, after=after, areas=principal.areas
     )
     for row in rows[:limit]:
         record_access(
@@ -445,7 +460,7 @@ async def act(
     updated, event = method(ctx.now, **arguments)
     copy_to_row(updated, row, ctx.now)
     session.add(row)
-    publish(session, event, ctx)
+    _publish(session, event, referral.crn, ctx)
     record_access(
         session,
         actor=principal,
@@ -500,7 +515,7 @@ async def report_missed_deadlines(
                 row.acknowledge_missed_at = ctx.now
             else:
                 row.respond_missed_at = ctx.now
-            publish(session, event, ctx)
+            _publish(session, event, referral.crn, ctx)
             published += 1
         session.add(row)
     return published, len(rows)
@@ -544,16 +559,7 @@ async def subject_access(
     decisions = await NeedRepository(session).decisions_for_crn(crn)
     referrals = await ProviderReferralRepository(session).for_crn(crn)
     memberships = await IomMembershipRepository(session).for_crn(crn)
-    log = await access_log_for(session, crn)
-    erasures = await erasures_for(session, crn, settings)
-    record_access(
-        session,
-        actor=principal,
-        action=Action.DISCLOSURE,
-        resource="subject-access-request",
-        crn=crn,
-        purpose="subject access request",
-    )
+    log, erasures = await subject_access_records(session, principal, crn, settings)
     return {
         "crn": crn,
         "needs": [n.model_dump(mode="json") for n in needs],

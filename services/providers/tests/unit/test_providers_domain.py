@@ -122,10 +122,11 @@ def test_state_machine_every_status_and_action(status: ProviderReferralStatus, a
     new_status, event_type = expected
     assert new.status == new_status
     assert isinstance(event, event_type)
-    assert (event.referral_id, event.need_id, event.provider_referral_id, event.crn) == (
-        REFERRAL_ID,
-        NEED_ID,
-        PR_ID,
+    # the event is the shared payload model; its envelope carries the referral's CRN
+    assert (event.referral_id, event.need_id, event.provider_referral_id, new.crn) == (
+        str(REFERRAL_ID),
+        str(NEED_ID),
+        str(PR_ID),
         "X123456",
     )
     assert SERVICE_INFO.items() <= event.additional_information().items()
@@ -494,7 +495,7 @@ def test_decline_then_reroute_goes_from_crs_to_cfo3() -> None:
         ete_need, third_decision, provider_referral_id=uuid.uuid4(), now=NOW, calendar=CALENDAR
     )
     assert isinstance(unallocated, ReferralUnallocated)
-    criteria = dict(unallocated.reasons)
+    criteria = {r.service_code: r.criterion for r in unallocated.reasons or []}
     assert criteria["CRS-ETE-M"] == criteria["CFO3-ETE"] == "previously_declined"
 
 

@@ -8,7 +8,8 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
-from pathways_shared.auth import Principal, require_roles
+from pathways_shared.access import Purpose
+from pathways_shared.auth import HONOURS_ON_BEHALF_OF, Principal, require_roles
 from pathways_shared.db import SessionDep
 from pathways_shared.events import utc_now
 from pathways_shared.inputs import CrnQuery
@@ -43,8 +44,6 @@ SubjectAccessAdmin = Annotated[
 ]
 # Text filters reach PostgreSQL, which refuses a NUL character: a 422 here, not a 500.
 NO_NUL = r"^[^\x00]*$"
-# Why the caller looks at or changes the record (DPA 2018 s.62); a default per route.
-Purpose = Annotated[str | None, Header(alias="X-Purpose", max_length=300)]
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
 ]
@@ -84,7 +83,7 @@ async def submit_referral(
     return ReferralPublic.of(submitted.referral)
 
 
-@router.get("/referrals", response_model=ReferralsPublic)
+@router.get("/referrals", response_model=ReferralsPublic, dependencies=HONOURS_ON_BEHALF_OF)
 async def list_referrals(
     session: SessionDep,
     principal: Reader,
@@ -119,7 +118,8 @@ async def list_referrals(
 
 
 @router.get(
-    "/referrals/{referral_id}", response_model=ReferralPublic, responses=problem_responses(404)
+    "/referrals/{referral_id}", response_model=ReferralPublic, responses=problem_responses(404),
+    dependencies=HONOURS_ON_BEHALF_OF,
 )
 async def get_referral(
     referral_id: UUID, session: SessionDep, principal: Reader, purpose: Purpose = None
@@ -134,6 +134,7 @@ async def get_referral(
     "/referrals/{referral_id}/history",
     response_model=HistoryPublic,
     responses=problem_responses(404),
+    dependencies=HONOURS_ON_BEHALF_OF,
     operation_id="getReferralHistory",
 )
 async def referral_history(

@@ -15,10 +15,9 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import update
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.erasure import Erasable, lock_due
+from pathways_shared.erasure import Erasable, ended_records
 from referrals.domain.referral import ReferralStatus
 from referrals.models import HistoryRow, NeedRow, ReferralRow
 
@@ -39,16 +38,8 @@ class ReferralEraser:
         self, session: AsyncSession, ended_before: datetime, limit: int | None
     ) -> list[Erasable]:
         r = REFERRALS.c
-        query = lock_due(
-            select(r.id, r.crn, r.updated_at)
-            .where(r.erased_at.is_(None), r.status != ReferralStatus.OPEN.value,
-                   r.updated_at < ended_before)
-            .order_by(r.updated_at, r.id)
-            .limit(limit),
-            REFERRALS,
-        )
-        return [Erasable(str(row.id), row.crn, row.updated_at)
-                for row in (await session.exec(query)).all()]
+        return await ended_records(session, REFERRALS, ended=r.status != ReferralStatus.OPEN.value,
+                                   ended_at=r.updated_at, ended_before=ended_before, limit=limit)
 
     async def erase(self, session: AsyncSession, records: Sequence[Erasable], now: datetime) -> None:
         ids = [UUID(r.record_id) for r in records]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -314,6 +315,85 @@ def _submit_statement(
     return statement, params
 
 
+def _saved_values(referral: Referral) -> tuple[dict[str, Any], datetime]:
+    """What `save` writes to the referral's row (but `updated_at`), and its needs' latest
+    change (the referral's `updated_at` unless that is later)."""
+    values: dict[str, Any] = {"status": referral.status.value}
+    if referral.withdrawal is not None:
+        values.update(
+            withdrawal_reason=referral.withdrawal.reason_code.value,
+            withdrawal_comments=referral.withdrawal.comments,
+            withdrawn_at=referral.withdrawal.withdrawn_at,
+            withdrawn_by=referral.withdrawal.withdrawn_by,
+        )
+    return values, max(n.updated_at for n in referral.needs)
+
+
+def _never_backwards(latest: Any) -> Any:
+    """The referral's new `updated_at`: a stale event must not make it look older."""
+    return case((REFERRALS.c.updated_at < latest, latest), else_=REFERRALS.c.updated_at)
+
+
+_SAVE_STATEMENTS: dict[tuple, Any] = {}
+
+
+def _save_statement(
+    referral_id: UUID, values: dict[str, Any], latest: datetime,
+    needs: list[dict[str, Any]], history: list[dict[str, Any]],
+) -> tuple[Any, dict[str, Any]]:
+    """PostgreSQL: `_save_in_steps` in one statement, with data-modifying CTEs: the referral's
+    UPDATE ... RETURNING id, then its needs updated from bound rows and its history inserted,
+    only when the referral was. No row back: the referral is not stored. One statement per
+    shape (withdrawal or not, count of needs and history entries), built and compiled once.
+    Answers the statement and its parameters."""
+    need_names = tuple(needs[0])
+    history_names = tuple(history[0]) if history else ()
+    shape = (tuple(values), len(needs), history_names, len(history))
+    statement = _SAVE_STATEMENTS.get(shape)
+    if statement is None:
+        saved = (
+            update(REFERRALS)
+            .where(REFERRALS.c.id == bindparam("r_id", type_=REFERRALS.c.id.type))
+            .values({name: bindparam(f"r_{name}", type_=REFERRALS.c[name].type)
+                     for name in values}
+                    | {"updated_at": _never_backwards(
+                        bindparam("r_latest", type_=REFERRALS.c.updated_at.type))})
+            .returning(REFERRALS.c.id)
+            .cte("saved_referral")
+        )
+        statement = select(saved.c.id)
+        given = bound_rows(NEEDS, need_names, len(needs), "n").subquery("needs_given")
+        statement = statement.add_cte(
+            update(NEEDS)
+            .where(NEEDS.c.id == given.c.id, exists(select(saved.c.id)))
+            .values({name: given.c[name] for name in need_names if name != "id"})
+            .cte("saved_needs")
+        )
+        if history:
+            written = bound_rows(HISTORY, history_names, len(history), "h").subquery("history_given")
+            statement = statement.add_cte(
+                insert(HISTORY)
+                .from_select(history_names, select(written).where(exists(select(saved.c.id))))
+                .cte("new_history")
+            )
+        _SAVE_STATEMENTS[shape] = statement
+    params = {f"r_{name}": value for name, value in values.items()}
+    params.update({"r_id": referral_id, "r_latest": latest})
+    params.update(bound_values(needs, "n") | bound_values(history, "h"))
+    return statement, params
+
+
+# `ReferralRepository._get_locked`: a referral and its needs, all their rows locked.
+_GET_LOCKED = (
+    select(REFERRALS, *[c.label(f"need_{c.name}") for c in NEEDS.c])
+    .join_from(REFERRALS, NEEDS, NEEDS.c.referral_id == REFERRALS.c.id)
+    .where(REFERRALS.c.id == bindparam("referral_id", type_=REFERRALS.c.id.type),
+           REFERRALS.c.erased_at.is_(None))
+    .with_for_update()
+)
+_NeedView = namedtuple("_NeedView", [c.name for c in NEEDS.c])  # a need's row from the join
+
+
 class ReferralRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -359,13 +439,6 @@ class ReferralRepository:
             await self.session.exec(insert(HISTORY), params=histories)
         return True
 
-    async def add_history(self, referral_id: UUID, history: Sequence[HistoryEntry]) -> None:
-        if history:
-            await self.session.exec(
-                insert(HistoryRow.__table__),
-                params=[_history_values(referral_id, entry) for entry in history],
-            )
-
     async def _needs_of(
         self, referral_ids: Sequence[UUID], columns: Sequence[Any] = NEEDS.c
     ) -> dict[UUID, list[Row]]:
@@ -383,7 +456,10 @@ class ReferralRepository:
         return [_to_domain(row, needs[row.id]) for row in rows]
 
     async def get(self, referral_id: UUID, *, for_update: bool = False) -> Referral | None:
-        """The referral; `for_update` locks its row so concurrent changes queue behind us."""
+        """The referral; `for_update` locks its row so concurrent changes queue behind us
+        (on PostgreSQL in one statement with its needs: `_get_locked`)."""
+        if for_update and is_postgres(self.session):
+            return await self._get_locked(referral_id)
         query = select(REFERRALS).where(
             REFERRALS.c.id == referral_id, REFERRALS.c.erased_at.is_(None))
         if for_update:
@@ -393,6 +469,19 @@ class ReferralRepository:
             return None
         [referral] = await self._with_needs([row])
         return referral
+
+    async def _get_locked(self, referral_id: UUID) -> Referral | None:
+        """`get(for_update=True)` in one round trip (PostgreSQL): the referral joined to its
+        needs, the referral's row and its needs' rows locked. Locking the needs too is what
+        makes one statement safe: after waiting for the lock, PostgreSQL re-reads every locked
+        row at its newest version (the needs a concurrent change just committed), where an
+        unlocked joined row would still be read as of the statement's start."""
+        rows = (await self.session.exec(
+            _GET_LOCKED, params={"referral_id": referral_id})).all()
+        if not rows:
+            return None
+        width = len(REFERRALS.c)
+        return _to_domain(rows[0], [_NeedView._make(row[width:]) for row in rows])
 
     async def find_existing(
         self, *, client: str, area: str, source_reference: str, idempotency_key: str | None
@@ -415,34 +504,37 @@ class ReferralRepository:
         return referral, row.fingerprint, row.idempotency_key
 
     async def save(self, referral: Referral, history: Sequence[HistoryEntry]) -> None:
-        """Write back what a decision changed: status, withdrawal and needs; add history."""
-        latest = max(n.updated_at for n in referral.needs)
-        values: dict[str, Any] = {
-            "status": referral.status.value,
-            # Never backwards: a stale event must not make the referral look older.
-            "updated_at": case((REFERRALS.c.updated_at < latest, latest),
-                               else_=REFERRALS.c.updated_at),
-        }
-        if referral.withdrawal is not None:
-            values.update(
-                withdrawal_reason=referral.withdrawal.reason_code.value,
-                withdrawal_comments=referral.withdrawal.comments,
-                withdrawn_at=referral.withdrawal.withdrawn_at,
-                withdrawn_by=referral.withdrawal.withdrawn_by,
-            )
+        """Write back what a decision changed: status, withdrawal and needs; add history.
+
+        On PostgreSQL one statement (data-modifying CTEs, `_save_statement`); on SQLite three
+        (`_save_in_steps`); a test holds the rows the two write equal."""
+        values, latest = _saved_values(referral)
+        needs = [{"id": need.id} | _need_changes(need) for need in referral.needs]
+        histories = [_history_values(referral.id, entry) for entry in history]
+        if is_postgres(self.session):
+            statement, params = _save_statement(referral.id, values, latest, needs, histories)
+            if (await self.session.exec(statement, params=params)).first() is None:
+                raise LookupError(f"referral {referral.id} is not stored")
+            return
+        await self._save_in_steps(referral.id, values, latest, needs, histories)
+
+    async def _save_in_steps(
+        self, referral_id: UUID, values: dict[str, Any], latest: datetime,
+        needs: list[dict[str, Any]], histories: list[dict[str, Any]],
+    ) -> None:
         updated = await self.session.exec(
-            update(REFERRALS).where(REFERRALS.c.id == referral.id).values(**values)
+            update(REFERRALS).where(REFERRALS.c.id == referral_id)
+            .values(**values, updated_at=_never_backwards(latest))
         )
         if updated.rowcount != 1:
-            raise LookupError(f"referral {referral.id} is not stored")
+            raise LookupError(f"referral {referral_id} is not stored")
         await self.session.exec(
             _UPDATE_NEED,
-            params=[
-                {"need_id": need.id} | {f"new_{k}": v for k, v in _need_changes(need).items()}
-                for need in referral.needs
-            ],
+            params=[{"need_id": need["id"]} | {f"new_{k}": need[k] for k in _NEED_CHANGES}
+                    for need in needs],
         )
-        await self.add_history(referral.id, history)
+        if histories:
+            await self.session.exec(insert(HISTORY), params=histories)
 
     async def list_rows(
         self, where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID] | None

@@ -15,20 +15,20 @@ from uuid import UUID
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.access import Action, access_log_for, record_access
+from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import PermanentError
-from pathways_shared.erasure import ErasurePublic, erasures_for
+from pathways_shared.erasure import ErasurePublic, subject_access_records
 from pathways_shared.event_payloads import NeedRef
-from pathways_shared.events import EVENT_TYPES, Event, Identifier, PersonReference
+from pathways_shared.events import Addressing, Event
 from pathways_shared.infra_models import AccessLog
 from pathways_shared.observability import get_logger
-from pathways_shared.outbox import add_event
+from pathways_shared.outbox import publish
 from pathways_shared.pagination import decode_cursor, encode_cursor
 from pathways_shared.problems import Forbidden, NotFound, ValidationProblem
 from pathways_shared.vocabulary import AREAS, CRN_PATTERN
-from referrals.domain.events import Decision, DomainEvent
+from referrals.domain.events import Decision
 from referrals.domain.need_lifecycle import (
     MalformedProviderEvent,
     apply_to_referral,
@@ -45,25 +45,14 @@ log = get_logger(__name__)
 PROVIDERS_ACTOR = "providers-service"
 
 
-def _envelope(event: DomainEvent, base_url: str) -> Event:
-    kind = EVENT_TYPES[event.event_type]
-    return Event(
-        id=uuid.uuid4(),
-        event_type=event.event_type,
-        version=kind.version,
-        description=kind.description,
-        occurred_at=event.occurred_at,
-        detail_url=f"{base_url.rstrip('/')}/referrals/{event.referral_id}",
-        person_reference=PersonReference(
-            identifiers=[Identifier(**i) for i in event.person_identifiers()]
-        ),
-        additional_information=event.additional_information(),
-    )
-
-
 def _publish(session: AsyncSession, decision: Decision, base_url: str) -> None:
     for event in decision.events:
-        add_event(session, _envelope(event, base_url))
+        publish(session, event.payload, Addressing(
+            crn=event.crn,
+            noms_number=event.noms_number,
+            detail_url=f"{base_url.rstrip('/')}/referrals/{event.referral_id}",
+            occurred_at=event.occurred_at,
+        ))
 
 
 def _log_access(
@@ -318,16 +307,8 @@ async def subject_access(
         raise ValidationProblem("crn must be one letter and six digits", field="crn")
     repo = ReferralRepository(session)
     referrals = await repo.all_for_crn(crn)
-    access = await access_log_for(session, crn)
-    erasures = await erasures_for(session, crn, settings)
-    record_access(
-        session,
-        actor=principal,
-        action=Action.DISCLOSURE,
-        resource=f"subject-access-requests?crn={crn}",
-        crn=crn,
-        purpose=purpose,
-    )
+    access, erasures = await subject_access_records(session, principal, crn, settings,
+                                                    purpose=purpose)
     return SubjectAccess(crn=crn, referrals=referrals, access_log=access, erasures=erasures)
 
 

@@ -1,5 +1,6 @@
 """On PostgreSQL a submission is one statement (data-modifying CTEs); on SQLite, three. The two
-write the same rows, and neither writes anything when the referral is already stored."""
+write the same rows, and neither writes anything when the referral is already stored. The same
+for saving a change (a provider event, a withdrawal): one statement against three."""
 
 from __future__ import annotations
 
@@ -74,6 +75,137 @@ async def test_one_statement_and_three_write_the_same_rows(database_url, referra
                                   (HISTORY, HISTORY.c.referral_id)):
                 assert (await session.exec(
                     select(table).where(column == again.referral.id))).all() == []
+    finally:
+        await engine.dispose()
+
+
+async def test_one_statement_save_and_three_write_the_same_rows(database_url, referral_body):
+    from datetime import timedelta
+
+    import pytest
+
+    from pathways_shared.vocabulary import WithdrawalReason
+    from referrals.domain.need_lifecycle import ProviderEvent, ProviderEventKind, apply_to_referral
+    from referrals.domain.withdrawal import withdraw_referral
+    from referrals.repository import _history_values, _need_changes, _saved_values
+
+    def in_steps(repo, referral, history):
+        values, latest = _saved_values(referral)
+        return repo._save_in_steps(
+            referral.id, values, latest,
+            [{"id": need.id} | _need_changes(need) for need in referral.needs],
+            [_history_values(referral.id, entry) for entry in history])
+
+    engine = make_engine(database_url)
+    sessionmaker = make_sessionmaker(engine)
+    two_needs = referral_body()
+    two_needs["needs"] = [*two_needs["needs"], {**two_needs["needs"][0], "pathway": "health",
+                                                "details": "GP registration"}]
+    try:
+        one, three = (_decision({**two_needs, "source_reference": f"SAVE-{n}-{uuid.uuid4().hex[:8]}"})
+                      for n in (1, 3))
+        async with sessionmaker() as session, session.begin():
+            repo = ReferralRepository(session)
+            for made in (one, three):
+                assert await repo.add(made.referral, fingerprint="f", idempotency_key=None,
+                                      client=CLIENT, history=made.history)
+        provider_referral_id = uuid.uuid4()
+        for step in ("allocated", "withdrawn"):
+            async with sessionmaker() as session, session.begin():
+                repo = ReferralRepository(session)
+                for made, one_statement in ((one, True), (three, False)):
+                    referral = await repo.get(made.referral.id, for_update=True)
+                    if step == "allocated":  # a provider event: one need changes, no withdrawal
+                        decision = apply_to_referral(referral, ProviderEvent(
+                            kind=ProviderEventKind.ALLOCATED, occurred_at=NOW,
+                            referral_id=referral.id, need_id=referral.needs[0].id,
+                            provider_referral_id=provider_referral_id, service_code="CRS-ACC-M",
+                            provider_code="CRS", programme="accommodation",
+                            acknowledge_by=NOW + timedelta(days=2),
+                            respond_by=NOW + timedelta(days=5)), now=NOW)
+                    else:
+                        decision = withdraw_referral(
+                            referral, reason_code=WithdrawalReason.NO_LONGER_REQUIRED,
+                            comments="moved away", actor="test-probation",
+                            now=NOW + timedelta(minutes=1))
+                    if one_statement:
+                        await repo.save(decision.referral, decision.history)
+                    else:
+                        await in_steps(repo, decision.referral, decision.history)
+            async with sessionmaker() as session:
+                written_one = await _stored(session, one.referral.id)
+                written_three = await _stored(session, three.referral.id)
+            assert written_one == written_three
+        assert written_one["referral"]["status"] == "withdrawn"
+        assert written_one["needs"][0]["service_code"] == "CRS-ACC-M"
+
+        # A referral that is not stored: neither path writes anything.
+        async with sessionmaker() as session, session.begin():
+            repo = ReferralRepository(session)
+            ghost = _decision({**two_needs, "source_reference": "SAVE-ghost"})
+            with pytest.raises(LookupError):
+                await repo.save(ghost.referral, ghost.history)
+        async with sessionmaker() as session, session.begin():
+            with pytest.raises(LookupError):
+                await in_steps(ReferralRepository(session), ghost.referral, ghost.history)
+        async with sessionmaker() as session:
+            assert (await session.exec(
+                select(HISTORY).where(HISTORY.c.referral_id == ghost.referral.id))).all() == []
+    finally:
+        await engine.dispose()
+
+
+async def test_a_locked_read_in_one_statement_sees_what_a_concurrent_change_committed(
+    database_url, referral_body
+):
+    """On PostgreSQL `get(for_update=True)` reads the referral and its needs in one statement.
+    It reads what the plain read does, and, when it had to wait for another transaction's
+    lock, the needs as that transaction left them (not as they were when it started)."""
+    import asyncio
+    from datetime import timedelta
+
+    from referrals.domain.need_lifecycle import ProviderEvent, ProviderEventKind, apply_to_referral
+
+    engine = make_engine(database_url)
+    sessionmaker = make_sessionmaker(engine)
+    two_needs = referral_body()
+    two_needs["needs"] = [*two_needs["needs"], {**two_needs["needs"][0], "pathway": "health",
+                                                "details": "GP registration"}]
+    try:
+        made = _decision({**two_needs, "source_reference": f"LOCK-{uuid.uuid4().hex[:8]}"})
+        async with sessionmaker() as session, session.begin():
+            assert await ReferralRepository(session).add(
+                made.referral, fingerprint="f", idempotency_key=None, client=CLIENT,
+                history=made.history)
+        async with sessionmaker() as session, session.begin():
+            repo = ReferralRepository(session)
+            locked = await repo.get(made.referral.id, for_update=True)
+            assert locked == await repo.get(made.referral.id) == made.referral
+            assert await repo.get(uuid.uuid4(), for_update=True) is None
+
+        async def locked_read(started: asyncio.Event):
+            async with sessionmaker() as session, session.begin():
+                started.set()
+                return await ReferralRepository(session).get(made.referral.id, for_update=True)
+
+        async with sessionmaker() as session, session.begin():
+            repo = ReferralRepository(session)
+            referral = await repo.get(made.referral.id, for_update=True)
+            decision = apply_to_referral(referral, ProviderEvent(
+                kind=ProviderEventKind.ALLOCATED, occurred_at=NOW, referral_id=referral.id,
+                need_id=referral.needs[1].id, provider_referral_id=uuid.uuid4(),
+                service_code="HH-SIAS", provider_code="HH", programme="health",
+                acknowledge_by=NOW + timedelta(days=2), respond_by=NOW + timedelta(days=5)),
+                now=NOW)
+            await repo.save(decision.referral, decision.history)
+            started = asyncio.Event()
+            waiting = asyncio.create_task(locked_read(started))
+            await started.wait()
+            await asyncio.sleep(0.3)  # the other read is now waiting for our lock
+            assert not waiting.done()
+        seen = await asyncio.wait_for(waiting, 10)
+        assert seen == decision.referral
+        assert seen.needs[1].service_code == "HH-SIAS"
     finally:
         await engine.dispose()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from cohorts.domain.dates import first_day_of_months_before
 from cohorts.domain.policy import SelectionPolicy
@@ -24,7 +23,13 @@ from cohorts.errors import (
     NotAMember,
     NotForIom,
 )
-from pathways_shared.clock import iso_z
+from pathways_shared.event_payloads import (
+    MemberDeselected,
+    MemberPathwayActivity,
+    MemberReviewDue,
+    MemberSelected,
+    SelectionRunCompleted,
+)
 from pathways_shared.vocabulary import Cohort, DeselectionReason
 
 MAX_TEXT = 2000
@@ -58,138 +63,33 @@ class Membership:
         return self.status is MembershipStatus.ACTIVE
 
 
-# --- events -------------------------------------------------------------------------------
+# --- events: the shared payload models; the service puts the CRN on their envelope ------------
 
-
-@dataclass(frozen=True)
-class MemberSelected:
-    crn: str
-    area: str
-    cohort: Cohort
-    score: int
-    review_due_at: datetime
-    met_criteria: bool
-    moved_from: Cohort | None = None
-
-    event_type = "cohorts.member.selected"
-
-    def additional_information(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "area": self.area,
-            "cohort": self.cohort.value,
-            "score": self.score,
-            "reviewDueAt": iso_z(self.review_due_at),
-            "metCriteria": self.met_criteria,
-        }
-        if self.moved_from is not None:
-            info["movedFrom"] = self.moved_from.value
-        return info
-
-
-@dataclass(frozen=True)
-class MemberDeselected:
-    crn: str
-    area: str
-    cohort: Cohort
-    reason: DeselectionReason
-    moved_to: Cohort | None = None
-
-    event_type = "cohorts.member.deselected"
-
-    def additional_information(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "area": self.area,
-            "cohort": self.cohort.value,
-            "reason": self.reason.value,
-        }
-        if self.moved_to is not None:
-            info["movedTo"] = self.moved_to.value
-        return info
-
-
-@dataclass(frozen=True)
-class MemberReviewDue:
-    crn: str
-    area: str
-    cohort: Cohort
-    review_due_at: datetime
-    suggest_deselection: bool
-    # Kept for the caller; not on the bus (offence history stays behind `detailUrl`).
-    last_offence_date: date | None
-
-    event_type = "cohorts.member.review-due"
-
-    def additional_information(self) -> dict[str, Any]:
-        return {
-            "area": self.area,
-            "cohort": self.cohort.value,
-            "reviewDueAt": iso_z(self.review_due_at),
-            "suggestDeselection": self.suggest_deselection,
-        }
-
-
-@dataclass(frozen=True)
-class SelectionRunCompleted:
-    run_id: str
-    area: str
-    as_of: date
-    policy_version: int
-    candidates: dict[str, dict[str, int]]
-
-    event_type = "cohorts.selection-run.completed"
-
-    def additional_information(self) -> dict[str, Any]:
-        return {
-            "runId": self.run_id,
-            "area": self.area,
-            "asOf": self.as_of.isoformat(),
-            "policyVersion": self.policy_version,
-            "candidates": {cohort: n["candidates"] for cohort, n in self.candidates.items()},
-            "withinCapacity": {
-                cohort: n["within_capacity"] for cohort, n in self.candidates.items()
-            },
-        }
+MemberEvent = MemberSelected | MemberDeselected | MemberReviewDue | MemberPathwayActivity
 
 
 def run_completed(run: SelectionRun, run_id: str) -> SelectionRunCompleted:
+    counts = run.counts()
     return SelectionRunCompleted(
         run_id=run_id,
         area=run.area,
         as_of=run.as_of,
         policy_version=run.policy_version,
-        candidates=run.counts(),
+        candidates={cohort: n["candidates"] for cohort, n in counts.items()},
+        within_capacity={cohort: n["within_capacity"] for cohort, n in counts.items()},
     )
-
-
-@dataclass(frozen=True)
-class PathwayActivity:
-    crn: str
-    area: str
-    cohort: Cohort
-    pathway: str
-    status: str
-    programme: str | None
-
-    event_type = "cohorts.member.pathway-activity"
-
-    def additional_information(self) -> dict[str, Any]:
-        return {
-            "area": self.area,
-            "cohort": self.cohort.value,
-            "pathway": self.pathway,
-            "status": self.status,
-            "programme": self.programme,
-        }
 
 
 def pathway_activity(
     member: Membership | None, *, pathway: str, status: str, programme: str | None
-) -> PathwayActivity | None:
+) -> MemberPathwayActivity | None:
     """Only current members' activity reaches the police, and only pathway, status and
-    programme (data minimisation)."""
+    programme (data minimisation). The event is about `member.crn`."""
     if member is None or not member.active:
         return None
-    return PathwayActivity(member.crn, member.area, member.cohort, pathway, status, programme)
+    return MemberPathwayActivity(
+        area=member.area, cohort=member.cohort, pathway=pathway, status=status, programme=programme
+    )
 
 
 # --- decisions ----------------------------------------------------------------------------
@@ -201,6 +101,11 @@ class Decision:
 
     memberships: tuple[Membership, ...]
     events: tuple[MemberSelected | MemberDeselected, ...]
+
+    @property
+    def crn(self) -> str:
+        """Whom the decision (and each of its events) is about."""
+        return self.memberships[0].crn
 
 
 def _required_text(value: str | None, field: str) -> str:
@@ -289,7 +194,11 @@ def adopt(
         assessment=assessment,
     )
     event = MemberSelected(
-        crn, area, cohort, spell.score_at_adoption, spell.review_due_at, spell.met_criteria
+        area=area,
+        cohort=cohort,
+        score=spell.score_at_adoption,
+        review_due_at=spell.review_due_at,
+        met_criteria=spell.met_criteria,
     )
     return Decision((spell,), (event,))
 
@@ -314,7 +223,7 @@ def deselect(
         deselection_reason=reason,
         deselection_comments=(comments or "").strip() or None,
     )
-    event = MemberDeselected(current.crn, current.area, current.cohort, reason)
+    event = MemberDeselected(area=current.area, cohort=current.cohort, reason=reason)
     return Decision((ended,), (event,))
 
 
@@ -359,15 +268,17 @@ def move(
         (ended, spell),
         (
             MemberDeselected(
-                current.crn, current.area, current.cohort, DeselectionReason.PANEL_DECISION, to
+                area=current.area,
+                cohort=current.cohort,
+                reason=DeselectionReason.PANEL_DECISION,
+                moved_to=to,
             ),
             MemberSelected(
-                current.crn,
-                current.area,
-                to,
-                spell.score_at_adoption,
-                spell.review_due_at,
-                spell.met_criteria,
+                area=current.area,
+                cohort=to,
+                score=spell.score_at_adoption,
+                review_due_at=spell.review_due_at,
+                met_criteria=spell.met_criteria,
                 moved_from=current.cohort,
             ),
         ),
@@ -399,7 +310,9 @@ def next_review_due(review_due_at: datetime, now: datetime, policy: SelectionPol
 @dataclass(frozen=True)
 class ReviewDecision:
     membership: Membership  # with review_due_at moved on to the next review
-    event: MemberReviewDue
+    event: MemberReviewDue  # about `membership.crn`
+    # Kept for the caller; not on the bus (offence history stays behind `detailUrl`).
+    last_offence_date: date | None
 
 
 def review_if_due(
@@ -418,15 +331,13 @@ def review_if_due(
         return None
     suggest = should_suggest_deselection(last_offence_date, today, policy)
     event = MemberReviewDue(
-        crn=member.crn,
         area=member.area,
         cohort=member.cohort,
         review_due_at=member.review_due_at,
         suggest_deselection=suggest,
-        last_offence_date=last_offence_date,
     )
     moved_on = replace(member, review_due_at=next_review_due(member.review_due_at, now, policy))
-    return ReviewDecision(moved_on, event)
+    return ReviewDecision(moved_on, event, last_offence_date)
 
 
 def deselection_suggestions(

@@ -3,7 +3,7 @@ pathway activity consumed from referral and provider events."""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
@@ -12,8 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cohorts.domain.membership import (
     Decision,
-    Membership,
-    MembershipStatus,
+    MemberEvent,
     adopt,
     deselect,
     deselection_suggestions,
@@ -26,7 +25,7 @@ from cohorts.models import (
     MembershipRecord,
     ReferralNeedRecord,
 )
-from cohorts.repository import CohortsRepository
+from cohorts.repository import CohortsRepository, membership_from_record, record_of_membership
 from cohorts.service.checks import checked_crn
 from cohorts.service.nominals import assessment_of
 from cohorts.service.policies import policy_for
@@ -34,8 +33,8 @@ from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.clock import london_today
 from pathways_shared.consumer import RetryLater
-from pathways_shared.events import make_event
-from pathways_shared.outbox import add_event
+from pathways_shared.events import Addressing
+from pathways_shared.outbox import publish
 from pathways_shared.problems import Conflict, NotFound, ValidationProblem
 from pathways_shared.vocabulary import (
     AREAS,
@@ -46,62 +45,13 @@ from pathways_shared.vocabulary import (
 # --- members --------------------------------------------------------------------------------
 
 
-def _to_domain(record: MembershipRecord) -> Membership:
-    return Membership(
-        crn=record.crn,
-        area=record.area,
-        cohort=Cohort(record.cohort),
-        status=MembershipStatus(record.status),
-        adopted_at=record.adopted_at,
-        adopted_by=record.adopted_by,
-        rationale=record.rationale,
-        met_criteria=record.met_criteria,
-        criteria_reasons=tuple(record.criteria_reasons),
-        score_at_adoption=record.score_at_adoption,
-        review_due_at=record.review_due_at,
-        deselected_at=record.deselected_at,
-        deselected_by=record.deselected_by,
-        deselection_reason=DeselectionReason(record.deselection_reason)
-        if record.deselection_reason
-        else None,
-        deselection_comments=record.deselection_comments,
-    )
-
-
-def _apply(record: MembershipRecord | None, member: Membership) -> MembershipRecord:
-    record = record or MembershipRecord(id=str(uuid.uuid4()))
-    record.crn = member.crn
-    record.area = member.area
-    record.cohort = member.cohort.value
-    record.status = member.status.value
-    record.adopted_at = member.adopted_at
-    record.adopted_by = member.adopted_by
-    record.rationale = member.rationale
-    record.met_criteria = member.met_criteria
-    record.criteria_reasons = list(member.criteria_reasons)
-    record.score_at_adoption = member.score_at_adoption
-    record.review_due_at = member.review_due_at
-    record.deselected_at = member.deselected_at
-    record.deselected_by = member.deselected_by
-    record.deselection_reason = (
-        member.deselection_reason.value if member.deselection_reason else None
-    )
-    record.deselection_comments = member.deselection_comments
-    return record
-
-
-def _publish(session: AsyncSession, events: Any, base_url: str, now: datetime) -> None:
+def _publish(session: AsyncSession, events: Iterable[MemberEvent], crn: str, base_url: str,
+             now: datetime) -> None:
+    """Publish events about the member `crn`; the detail is their membership in the area."""
     for event in events:
-        add_event(
-            session,
-            make_event(
-                event.event_type,
-                event.additional_information(),
-                crn=event.crn,
-                detail_url=f"{base_url}/cohorts/{event.area}/members/{event.crn}",
-                occurred_at=now,
-            ),
-        )
+        publish(session, event, Addressing(
+            crn=crn, detail_url=f"{base_url}/cohorts/{event.area}/members/{crn}", occurred_at=now
+        ))
 
 
 async def _save(
@@ -114,7 +64,7 @@ async def _save(
             and member.adopted_at == current.adopted_at
             and member.cohort.value == current.cohort
         )
-        record = _apply(current if same_spell else None, member)
+        record = record_of_membership(current if same_spell else None, member)
         CohortsRepository(session).add(record)
         saved.append(record)
         # the ended spell must be written before the new active one (one active per area)
@@ -139,7 +89,7 @@ async def _record_panel_decision(
     """Save the spells a panel decision writes, add its events to the outbox and log the
     alteration, all in the caller's transaction."""
     saved = await _save(session, decision, current)
-    _publish(session, decision.events, base_url, now)
+    _publish(session, decision.events, decision.crn, base_url, now)
     record_access(
         session,
         actor=principal,
@@ -186,7 +136,7 @@ async def adopt_member(
     policy, _ = await policy_for(session, area)
     assessment = await assessment_of(session, nominal, london_today(now), policy)
     decision = adopt(
-        _to_domain(current) if current else None,
+        membership_from_record(current) if current else None,
         crn=crn,
         area=area,
         cohort=cohort,
@@ -234,7 +184,7 @@ async def deselect_member(
 ) -> MembershipRecord:
     current = await _current_member(session, principal, area, crn)
     decision = deselect(
-        _to_domain(current), reason=reason, decided_by=decided_by, now=now, comments=comments
+        membership_from_record(current), reason=reason, decided_by=decided_by, now=now, comments=comments
     )
     (saved,) = await _record_panel_decision(
         session,
@@ -267,7 +217,7 @@ async def move_member(
     policy, _ = await policy_for(session, area)
     assessment = await assessment_of(session, nominal, london_today(now), policy)
     decision = move(
-        _to_domain(current),
+        membership_from_record(current),
         to=cohort,
         decided_by=decided_by,
         rationale=rationale,
@@ -326,7 +276,7 @@ async def suggestions(
     last = await CohortsRepository(session).last_offence_dates([r.crn for r in records], today)
     by_key = {(r.crn, r.cohort): r for r in records}
     chosen = deselection_suggestions(
-        [(_to_domain(r), last.get(r.crn)) for r in records], today, policy
+        [(membership_from_record(r), last.get(r.crn)) for r in records], today, policy
     )
     await CohortsRepository(session).log_access_many(
         actor=principal,
@@ -355,7 +305,7 @@ async def review_due_members(
         if record.area not in policies:
             policies[record.area], _ = await policy_for(session, record.area)
         decision = review_if_due(
-            _to_domain(record),
+            membership_from_record(record),
             last_offence_date=last.get(record.crn),
             now=now,
             today=today,
@@ -365,7 +315,7 @@ async def review_due_members(
             continue
         record.review_due_at = decision.membership.review_due_at
         CohortsRepository(session).add(record)
-        _publish(session, [decision.event], base_url, now)
+        _publish(session, [decision.event], record.crn, base_url, now)
         published += 1
     return published
 
@@ -412,10 +362,10 @@ async def note_need_activity(
     published = 0
     for record in await CohortsRepository(session).active_memberships_of(need.crn):
         event = pathway_activity(
-            _to_domain(record), pathway=need.pathway, status=need.status, programme=need.programme
+            membership_from_record(record), pathway=need.pathway, status=need.status, programme=need.programme
         )
         if event is not None:
-            _publish(session, [event], base_url, now)
+            _publish(session, [event], record.crn, base_url, now)
             published += 1
     return published
 

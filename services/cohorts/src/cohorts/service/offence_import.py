@@ -33,7 +33,7 @@ from cohorts.models import (
     OffenceImportRecord,
 )
 from cohorts.repository import CohortsRepository
-from pathways_shared.access import Action
+from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.clock import london_today
 from pathways_shared.problems import NotFound, ValidationProblem
@@ -44,6 +44,7 @@ from pathways_shared.vocabulary import OffenceCategory
 _COLUMNS = ("crn", "offence_date", "category", "description")
 _QUEUED_CHUNKS = 8  # chunks of the body waiting for the parser: the bound on what is held
 _SPOOL_IN_MEMORY = 1 << 20  # good rows past this many bytes go to disk
+MAX_LINE_CHARS = 1 << 16  # a longer line refuses the file (422), read no further than this
 
 
 @dataclass
@@ -82,19 +83,37 @@ class ParsedImport:
 
 class _Lines:
     """The body's lines, decoded as they are read (a BOM dropped, line ends kept, as csv
-    wants); a body that is not UTF-8 or holds a NUL is noted, not raised, and the rest still
-    read, so the answer is the one a check of the whole body at once gives."""
+    wants), each read no further than `MAX_LINE_CHARS` (a body of one endless line is not held
+    whole); a body that is not UTF-8, holds a NUL or a line past that length is noted, not
+    raised, and the rest still read, so the answer is the one a check of the whole body at
+    once gives. After the first such fault no more lines are given to the parser."""
 
     def __init__(self, binary: IO[bytes]) -> None:
         self._text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")  # type: ignore[arg-type]
         self.not_utf8 = False
         self.has_nul = False
+        self.too_long_at: int | None = None  # the first line past MAX_LINE_CHARS
         self.iterator = self._lines()
 
+    def _read(self) -> Iterator[tuple[str, bool]]:
+        """(piece, whole): each line, or the pieces of one too long, the first marked."""
+        while line := self._text.readline(MAX_LINE_CHARS):
+            if len(line) < MAX_LINE_CHARS or line.endswith(("\n", "\r")):
+                yield line, True
+                continue
+            yield line, False
+            while (rest := self._text.readline(MAX_LINE_CHARS)) and not rest.endswith(("\n", "\r")):
+                pass  # the rest of a line too long: read and dropped
+
     def _lines(self) -> Iterator[str]:
+        number = 0
         try:
-            for line in self._text:
-                if self.has_nul:
+            for line, whole in self._read():
+                number += 1
+                if self.has_nul or self.too_long_at:
+                    continue
+                if not whole:
+                    self.too_long_at = number
                     continue
                 if "\x00" in line:  # PostgreSQL stores no NUL: the file is refused (not a 500)
                     self.has_nul = True
@@ -112,6 +131,11 @@ class _Lines:
             return ValidationProblem("the file is not UTF-8 text", field="body")
         if self.has_nul:
             return ValidationProblem("the file contains a NUL character", field="body")
+        if self.too_long_at:
+            return ValidationProblem(
+                f"line {self.too_long_at} is longer than {MAX_LINE_CHARS} characters",
+                field="body",
+            )
         return None
 
 
@@ -512,9 +536,23 @@ async def _finish_import(
 
 
 async def get_import(
-    session: AsyncSession, principal: Principal, import_id: str
+    session: AsyncSession, principal: Principal, import_id: str, *, purpose: str | None = None
 ) -> OffenceImportRecord:
+    """The import's report; read by a caller (`purpose` given), the read is logged: the
+    report is about police records of people, though it names them by line only."""
     record = await CohortsRepository(session).get_import(import_id)
-    if record is None or (record.created_by != principal.actor and not principal.has("admin")):
+    # Its creator reads it; else a national admin only (an import spans every area).
+    if record is None or (
+        record.created_by != principal.actor and not (principal.has("admin") and principal.national)
+    ):
         raise NotFound(f"no import {import_id}")
+    if purpose is not None:
+        record_access(
+            session,
+            actor=principal,
+            action=Action.CONSULTATION,
+            resource=f"/offence-imports/{import_id}",
+            crn=None,
+            purpose=purpose,
+        )
     return record

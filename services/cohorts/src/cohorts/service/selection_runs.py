@@ -24,8 +24,8 @@ from cohorts.service.checks import check_as_of, known_area
 from cohorts.service.policies import policy_for
 from pathways_shared.access import Action
 from pathways_shared.auth import Principal
-from pathways_shared.events import make_event
-from pathways_shared.outbox import add_event
+from pathways_shared.events import Addressing
+from pathways_shared.outbox import publish
 from pathways_shared.problems import NotFound
 
 # --- selection runs -------------------------------------------------------------------------
@@ -91,16 +91,9 @@ async def run_selection(
         duration_ms=int((time.perf_counter() - started) * 1000),
     )
     CohortsRepository(session).add(stored)
-    completed = run_completed(run, run_id)
-    add_event(
-        session,
-        make_event(
-            completed.event_type,
-            completed.additional_information(),
-            detail_url=f"{base_url}/selection-runs/{run_id}",
-            occurred_at=now,
-        ),
-    )
+    publish(session, run_completed(run, run_id), Addressing(
+        detail_url=f"{base_url}/selection-runs/{run_id}", occurred_at=now
+    ))
     await CohortsRepository(session).log_access_many(
         actor=principal,
         action=Action.COMBINATION,

@@ -8,10 +8,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cohorts.repository import CohortsRepository
 from cohorts.service.checks import checked_crn
-from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
-from pathways_shared.erasure import erasures_for
+from pathways_shared.erasure import subject_access_records
 
 # --- subject access -------------------------------------------------------------------------
 
@@ -25,16 +24,7 @@ async def subject_access(
     memberships = await CohortsRepository(session).memberships_of(crn)
     needs = await CohortsRepository(session).needs_of(crn)
     runs = await CohortsRepository(session).runs_naming(crn)
-    log = await CohortsRepository(session).access_log_of(crn)
-    erasures = await erasures_for(session, crn, settings)
-    record_access(
-        session,
-        actor=principal,
-        action=Action.DISCLOSURE,
-        resource=f"/subject-access-requests?crn={crn}",
-        crn=crn,
-        purpose="subject access request",
-    )
+    log, erasures = await subject_access_records(session, principal, crn, settings)
 
     def dump(record: Any) -> dict[str, Any]:
         return record.model_dump(mode="json")

@@ -50,6 +50,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from notifications.errors import RecipientUnresolvable, UnparseableEvent
+from pathways_shared.event_payloads import DeliveryFailed, DutyToReferSent
 from pathways_shared.vocabulary import Pathway, is_email_address
 
 # The fixed namespace of every key this service derives; changing it would resend everything.
@@ -501,13 +502,20 @@ def resolve_address(recipient: Recipient, contacts: Contacts) -> str:
 
 @dataclass(frozen=True)
 class OutboundEvent:
-    """An event this service publishes (through its outbox): no personal data beyond the CRN."""
+    """An event this service publishes (through its outbox): its id, whom it is about (the
+    CRN, no other personal data) and its payload, the shared model of its type."""
 
     id: uuid.UUID
-    event_type: str
-    description: str
     crn: str | None
-    additional_information: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    payload: DutyToReferSent | DeliveryFailed = field(hash=False)
+
+    @property
+    def event_type(self) -> str:
+        return self.payload.event_type
+
+    @property
+    def additional_information(self) -> dict[str, Any]:
+        return self.payload.additional_information()
 
 
 def events_after_delivery(
@@ -522,14 +530,10 @@ def events_after_delivery(
     return tuple(
         OutboundEvent(
             id=uuid.uuid5(KEY_NAMESPACE, f"{intent.idempotency_key}|duty-to-refer.sent|{need}"),
-            event_type=EventType.DUTY_TO_REFER_SENT.value,
-            description="A Duty to Refer notice was sent to the area's housing team",
             crn=event.crn,
-            additional_information={
-                "referralId": str(intent.referral_id),
-                "needId": str(need),
-                "area": intent.recipient.key,
-            },
+            payload=DutyToReferSent(
+                referral_id=str(intent.referral_id), need_id=str(need), area=intent.recipient.key
+            ),
         )
         for need in intent.need_ids
     )
@@ -544,19 +548,17 @@ def events_after_final_failure(
     return (
         OutboundEvent(
             id=uuid.uuid5(KEY_NAMESPACE, f"{intent.idempotency_key}|delivery.failed"),
-            event_type=EventType.DELIVERY_FAILED.value,
-            description="A notification finally failed to deliver",
             crn=event.crn,
-            additional_information={
-                "notificationId": str(notification_id),
-                "kind": intent.kind.value,
-                "channel": intent.channel.value,
-                "recipientRole": intent.recipient.role.value,
-                "recipientKey": intent.recipient.key,
-                "referralId": str(intent.referral_id) if intent.referral_id else None,
-                "sourceEventId": str(intent.event_id),
-                "sourceEventType": intent.event_type,
-                "attempts": attempts,
-            },
+            payload=DeliveryFailed(
+                notification_id=notification_id,
+                kind=intent.kind.value,
+                channel=intent.channel.value,
+                recipient_role=intent.recipient.role.value,
+                recipient_key=intent.recipient.key,
+                referral_id=intent.referral_id,
+                source_event_id=intent.event_id,
+                source_event_type=intent.event_type,
+                attempts=attempts,
+            ),
         ),
     )

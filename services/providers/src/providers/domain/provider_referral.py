@@ -1,8 +1,8 @@
 """The provider referral: allocation, its state machine, service levels and Duty to Refer.
 
 Pure: values in, a new state and the events it causes out. No clock reads: every action takes
-`now`. Events are plain values naming their `event_type` and their `additionalInformation`;
-the service layer wraps them in the shared envelope and writes them to the outbox.
+`now`. Events are the shared payload models; the service layer publishes them through the
+outbox with the CRN on their envelope.
 """
 
 from __future__ import annotations
@@ -13,9 +13,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 
-from pathways_shared.clock import iso_z
+from pathways_shared.event_payloads import (
+    DeadlineMissed,
+    ProviderReferralWithdrawn,
+    ReferralAccepted,
+    ReferralAcknowledged,
+    ReferralAllocated,
+    ReferralCompleted,
+    ReferralDeclined,
+    ReferralStarted,
+    ReferralUnallocated,
+    UnallocationReason,
+)
 from pathways_shared.vocabulary import (
     Complexity,
     DeclineReason,
@@ -89,132 +100,13 @@ def requires_duty_to_refer(pathway: str, flags: Iterable[str], consent_given: bo
 # ---- events -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class NeedEvent:
-    """Something that happened to one need; `crn` goes in the envelope's personReference."""
-
-    event_type: ClassVar[str]
-    referral_id: uuid.UUID
-    need_id: uuid.UUID
-    crn: str
-
-    def additional_information(self) -> dict[str, Any]:
-        return {"referralId": str(self.referral_id), "needId": str(self.need_id)}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProviderReferralEvent(NeedEvent):
-    """About one provider referral: which service has it, for which pathway (no personal data),
-    so a consumer can follow the activity without calling back."""
-
-    provider_referral_id: uuid.UUID
-    service_code: str
-    provider_code: str
-    programme: str
-    pathway: Pathway
-
-    def additional_information(self) -> dict[str, Any]:
-        return super().additional_information() | {
-            "providerReferralId": str(self.provider_referral_id),
-            "serviceCode": self.service_code,
-            "providerCode": self.provider_code,
-            "programme": self.programme,
-            "pathway": str(self.pathway),
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReferralAllocated(ProviderReferralEvent):
-    event_type: ClassVar[str] = "providers.referral.allocated"
-    area: str
-    acknowledge_by: datetime
-    respond_by: datetime
-    duty_to_refer: bool = False
-
-    def additional_information(self) -> dict[str, Any]:
-        return super().additional_information() | {
-            "area": self.area,
-            "acknowledgeBy": iso_z(self.acknowledge_by),
-            "respondBy": iso_z(self.respond_by),
-            "dutyToRefer": self.duty_to_refer,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReferralUnallocated(NeedEvent):
-    event_type: ClassVar[str] = "providers.referral.unallocated"
-    reason: str
-    pathway: Pathway
-    area: str
-    duty_to_refer: bool = False
-    # (service code, first failing criterion) of every service of the pathway considered, in
-    # routing order, so unmet need can be counted by reason without parsing `reason`.
-    reasons: tuple[tuple[str, str], ...] = ()
-
-    def additional_information(self) -> dict[str, Any]:
-        return super().additional_information() | {
-            "reason": self.reason,
-            "reasons": [{"serviceCode": code, "criterion": criterion}
-                        for code, criterion in self.reasons],
-            "pathway": str(self.pathway),
-            "area": self.area,
-            "dutyToRefer": self.duty_to_refer,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReferralAcknowledged(ProviderReferralEvent):
-    event_type: ClassVar[str] = "providers.referral.acknowledged"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReferralAccepted(ProviderReferralEvent):
-    event_type: ClassVar[str] = "providers.referral.accepted"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReferralStarted(ProviderReferralEvent):
-    event_type: ClassVar[str] = "providers.referral.started"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReferralDeclined(ProviderReferralEvent):
-    event_type: ClassVar[str] = "providers.referral.declined"
-    reason_code: DeclineReason
-
-    def additional_information(self) -> dict[str, Any]:
-        return super().additional_information() | {"reasonCode": str(self.reason_code)}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReferralCompleted(ProviderReferralEvent):
-    event_type: ClassVar[str] = "providers.referral.completed"
-    outcome: Outcome
-
-    def additional_information(self) -> dict[str, Any]:
-        return super().additional_information() | {"outcome": str(self.outcome)}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProviderReferralWithdrawn(ProviderReferralEvent):
-    event_type: ClassVar[str] = "providers.referral.withdrawn"
-    reason_code: WithdrawalReason
-
-    def additional_information(self) -> dict[str, Any]:
-        return super().additional_information() | {"reasonCode": str(self.reason_code)}
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeadlineMissed(ProviderReferralEvent):
-    event_type: ClassVar[str] = "providers.referral.deadline-missed"
-    deadline: Deadline
-    due_at: datetime
-
-    def additional_information(self) -> dict[str, Any]:
-        return super().additional_information() | {
-            "deadline": str(self.deadline),
-            "dueAt": iso_z(self.due_at),
-        }
+# The events are the shared payload models (`pathways_shared.event_payloads`); the service
+# puts the CRN and the detail URL on their envelope.
+NeedEvent = (
+    ReferralAllocated | ReferralUnallocated | ReferralAcknowledged | ReferralAccepted
+    | ReferralDeclined | ReferralStarted | ReferralCompleted | ProviderReferralWithdrawn
+    | DeadlineMissed
+)
 
 
 # ---- the provider referral ----------------------------------------------------------------
@@ -276,10 +168,9 @@ class ProviderReferral:
 
     def _ids(self) -> dict[str, Any]:
         return {
-            "referral_id": self.referral_id,
-            "need_id": self.need_id,
-            "crn": self.crn,
-            "provider_referral_id": self.id,
+            "referral_id": str(self.referral_id),
+            "need_id": str(self.need_id),
+            "provider_referral_id": str(self.id),
             "service_code": self.service_code,
             "provider_code": self.provider_code,
             "programme": self.programme,
@@ -475,14 +366,16 @@ def apply_decision(
             calendar=calendar,
         )
     return None, ReferralUnallocated(
-        referral_id=need.referral_id,
-        need_id=need.need_id,
-        crn=need.crn,
+        referral_id=str(need.referral_id),
+        need_id=str(need.need_id),
         reason=decision.unallocated_reason or "no eligible service",
+        # every service of the pathway considered, in routing order, so unmet need can be
+        # counted by reason without parsing `reason`
+        reasons=[UnallocationReason(service_code=a.service_code, criterion=a.criterion or "")
+                 for a in decision.assessments],
         pathway=need.pathway,
         area=need.area,
         duty_to_refer=need.duty_to_refer,
-        reasons=tuple((a.service_code, a.criterion or "") for a in decision.assessments),
     )
 
 

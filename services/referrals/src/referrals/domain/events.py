@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pathways_shared.event_payloads import ReferralSubmitted, ReferralWithdrawn, event_type_of
+from pathways_shared.event_payloads import ReferralSubmitted, ReferralWithdrawn
 from referrals.domain.referral import HistoryEntry, Referral
 
 
@@ -25,7 +25,7 @@ class DomainEvent:
 
     @property
     def event_type(self) -> str:
-        return event_type_of(self.payload)
+        return self.payload.event_type
 
     @property
     def referral_id(self) -> UUID:
@@ -38,7 +38,7 @@ class DomainEvent:
         return identifiers
 
     def additional_information(self) -> dict[str, Any]:
-        return self.payload.model_dump(mode="json", by_alias=True)
+        return self.payload.additional_information()
 
 
 @dataclass(frozen=True)
