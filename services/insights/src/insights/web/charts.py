@@ -48,40 +48,37 @@ def _nice_max(value: float) -> float:
 
 def horizontal_bars(
     chart_id: str, title: str, description: str, bars: Sequence[Bar], *,
-    maximum: float | None = None, width: int = 640,
+    maximum: float | None = None, width: int = 440,
 ) -> Markup:
-    """One bar per row, the label left and the value at the end of the bar."""
-    label_w = 280
+    """One bar per row, its label above it and the value at its end. Labels above bars (not
+    beside them) keep the drawing narrow, so its text stays readable on a phone, where the
+    whole drawing is scaled down to the screen's width."""
     value_w = 70
-    row_h = 30
-    top = 8
-    plot_w = width - label_w - value_w
-    height = top + row_h * max(len(bars), 1) + 8
+    row_h = 50
+    top = 4
+    plot_w = width - value_w
+    height = top + row_h * max(len(bars), 1) + 4
     shown = [b.value for b in bars if b.value is not None]
     scale_max = maximum if maximum is not None else _nice_max(max(shown, default=0))
     parts = [_open(chart_id, title, description, width, height)]
-    parts.append(
-        f'<line x1="{label_w}" y1="{top - 4}" x2="{label_w}" y2="{height - 4}" '
-        f'stroke="{GRID}" stroke-width="1"/>'
-    )
     for i, bar in enumerate(bars):
         y = top + i * row_h
         parts.append(
-            f'<text x="{label_w - 8}" y="{y + 19}" text-anchor="end" fill="{TEXT}" '
-            f'font-size="15">{escape(_shorten(bar.label, 36))}</text>'
+            f'<text x="0" y="{y + 15}" fill="{TEXT}" font-size="15">'
+            f'{escape(_shorten(bar.label, 52))}</text>'
         )
         if bar.value is None:
             parts.append(
-                f'<text x="{label_w + 6}" y="{y + 19}" fill="{MUTED}" font-size="15">'
+                f'<text x="0" y="{y + 38}" fill="{MUTED}" font-size="15">'
                 f'{escape(bar.why or "[x]")}</text>'
             )
             continue
         w = 0 if scale_max <= 0 else max(0.0, min(1.0, bar.value / scale_max)) * plot_w
         parts.append(
-            f'<rect x="{label_w}" y="{y + 5}" width="{w:.1f}" height="{row_h - 10}" fill="{BAR}"/>'
+            f'<rect x="0" y="{y + 22}" width="{w:.1f}" height="20" fill="{BAR}"/>'
         )
         parts.append(
-            f'<text x="{label_w + w + 6:.1f}" y="{y + 19}" fill="{TEXT}" font-size="15">'
+            f'<text x="{w + 6:.1f}" y="{y + 38}" fill="{TEXT}" font-size="15">'
             f'{escape(bar.display or _fmt(bar.value))}</text>'
         )
     parts.append("</svg>")
@@ -90,9 +87,10 @@ def horizontal_bars(
 
 def columns(
     chart_id: str, title: str, description: str, bars: Sequence[Bar], *,
-    width: int = 640, height: int = 260,
+    width: int = 440, height: int = 240,
 ) -> Markup:
-    """One column per row (months): a scale on the left, labels below."""
+    """One column per row (months): a scale on the left, labels below. Drawn narrow, as the
+    bars are, so its text stays readable when scaled down to a phone's width."""
     left = 48
     bottom = 44
     top = 14
@@ -111,7 +109,7 @@ def columns(
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}" stroke="{GRID}" '
             f'stroke-width="1"/><text x="{left - 6}" y="{y + 5:.1f}" text-anchor="end" '
-            f'fill="{MUTED}" font-size="13">{_fmt(value)}</text>'
+            f'fill="{MUTED}" font-size="14">{_fmt(value)}</text>'
         )
     every = max(1, round(n / 12))  # at most about twelve labels below
     year = ""
@@ -134,12 +132,12 @@ def columns(
             first, _, second = bar.label.partition(" ")
             parts.append(
                 f'<text x="{cx:.1f}" y="{top + plot_h + 18}" text-anchor="middle" fill="{TEXT}" '
-                f'font-size="13">{escape(_shorten(first, 10))}</text>'
+                f'font-size="14">{escape(_shorten(first, 10))}</text>'
             )
             if second and second != year:
                 parts.append(
                     f'<text x="{cx:.1f}" y="{top + plot_h + 34}" text-anchor="middle" '
-                    f'fill="{MUTED}" font-size="13">{escape(second)}</text>'
+                    f'fill="{MUTED}" font-size="14">{escape(second)}</text>'
                 )
             year = second
     parts.append("</svg>")
