@@ -190,7 +190,7 @@ async def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def on_behalf_of_header(
+async def on_behalf_of_header(
     on_behalf_of: Annotated[
         str | None,
         Header(
@@ -203,7 +203,8 @@ def on_behalf_of_header(
     ] = None,
 ) -> None:
     """Declares X-On-Behalf-Of on a route that honours it (`dependencies=[...]`), for its
-    OpenAPI document; `current_principal` is what reads it."""
+    OpenAPI document; `current_principal` is what reads it. Async, though it does nothing:
+    FastAPI runs a plain `def` dependency on a worker thread, a thread hop per request."""
 
 
 # On a route's `dependencies`: it documents X-On-Behalf-Of.

@@ -6,11 +6,13 @@ from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
     Row,
+    RowMapping,
     and_,
     bindparam,
     case,
@@ -538,12 +540,17 @@ class ReferralRepository:
 
     async def list_rows(
         self, where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID] | None
-    ) -> list[tuple[Row, list[Row]]]:
+    ) -> list[tuple[RowMapping, list[RowMapping]]]:
         """Newest first; up to `limit` referrals strictly after the keyset `after`, as stored
-        rows with their needs' rows (in order): listing builds its answer straight from them."""
-        rows = list((await self.session.exec(list_query(where, limit=limit, after=after))).all())
-        needs = await self._needs_of([row.id for row in rows], _LISTED_NEED_COLUMNS)
-        return [(row, sorted(needs[row.id], key=lambda n: n.position)) for row in rows]
+        rows with their needs' rows (in order), each as a mapping of its columns: listing
+        builds its answer straight from them (`schemas.referral_document`)."""
+        result = await self.session.exec(list_query(where, limit=limit, after=after))
+        rows = list(result.mappings())
+        needs = await self._needs_of([row["id"] for row in rows], _LISTED_NEED_COLUMNS)
+        return [
+            (row, sorted((n._mapping for n in needs[row["id"]]), key=itemgetter("position")))
+            for row in rows
+        ]
 
     async def history(
         self, referral_id: UUID, *, limit: int, after: tuple[datetime, int] | None

@@ -237,14 +237,14 @@ async def list_referrals(
     next_cursor = None
     if len(rows) > limit:
         last, _ = page[-1]
-        next_cursor = encode_cursor([last.submitted_at.isoformat(), str(last.id)])
+        next_cursor = encode_cursor([last["submitted_at"].isoformat(), str(last["id"])])
     for row, _ in page:
         record_access(
             session,
             actor=principal,
             action=Action.CONSULTATION,
-            resource=f"referrals/{row.id}",
-            crn=row.crn,
+            resource=f"referrals/{row['id']}",
+            crn=row["crn"],
             purpose=purpose,
         )
     return [referral_document(row, needs) for row, needs in page], next_cursor

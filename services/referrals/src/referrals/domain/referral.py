@@ -4,7 +4,7 @@ entries decisions record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -158,7 +158,11 @@ def referral_status(needs: Iterable[Need]) -> ReferralStatus:
     A need only ends `withdrawn` through withdrawal of the referral, which ends every need
     left open, so "all ended and one withdrawn" is exactly "withdrawn".
     """
-    statuses = [need.status for need in needs]
+    return referral_status_of([need.status for need in needs])
+
+
+def referral_status_of(statuses: Sequence[str]) -> ReferralStatus:
+    """`referral_status` from the needs' statuses alone (listing reads them off stored rows)."""
     if not statuses:
         raise ValueError("a referral has at least one need")
     if any(status not in ENDED_NEED_STATUSES for status in statuses):
