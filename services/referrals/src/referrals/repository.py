@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    Integer,
     Row,
     RowMapping,
     and_,
@@ -252,28 +253,72 @@ class ReferralFilter:
 
 
 def list_query(where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID] | None) -> Any:
-    """Keyset query, newest first: each filter leads an index that ends (submitted_at, id)."""
+    """Keyset query, newest first: each filter leads an index that ends (submitted_at, id).
+    The statement of `list_statement` with its values in it."""
+    statement, params = list_statement(where, limit=limit, after=after)
+    return statement.params(params)
+
+
+_LIST_STATEMENTS: dict[tuple[bool, ...], Any] = {}
+
+
+def list_statement(
+    where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID] | None
+) -> tuple[Any, dict[str, Any]]:
+    """`list_query` as a statement built once for each set of filters given (only the values
+    vary: building and keying the expression was ~0.3 ms of each listing) and its
+    parameters."""
+    shape = (where.visible_areas is not None, where.area is not None, where.crn is not None,
+             where.status is not None, where.pathway is not None,
+             where.provider_code is not None, after is not None)
+    statement = _LIST_STATEMENTS.get(shape)
+    if statement is None:
+        statement = _LIST_STATEMENTS[shape] = _build_list_statement(*shape)
+    params: dict[str, Any] = {"limit": limit}
+    if where.visible_areas is not None:
+        params["visible_areas"] = sorted(where.visible_areas)
+    for name in ("area", "crn", "status", "pathway", "provider_code"):
+        if getattr(where, name) is not None:
+            params[name] = getattr(where, name)
+    if after is not None:
+        params["after_at"], params["after_id"] = after
+    return statement, params
+
+
+def _build_list_statement(
+    visible_areas: bool, area: bool, crn: bool, status: bool, pathway: bool,
+    provider_code: bool, after: bool,
+) -> Any:
     r, n = REFERRALS.c, NEEDS.c
     conditions: list[Any] = [r.erased_at.is_(None)]  # an erased referral is not served
-    if where.visible_areas is not None:
-        conditions.append(r.area.in_(sorted(where.visible_areas)))
-    if where.area is not None:
-        conditions.append(r.area == where.area)
-    if where.crn is not None:
-        conditions.append(r.crn == where.crn)
-    if where.status is not None:
-        conditions.append(r.status == where.status)
+    if visible_areas:
+        conditions.append(r.area.in_(bindparam("visible_areas", expanding=True)))
+    if area:
+        conditions.append(r.area == bindparam("area"))
+    if crn:
+        conditions.append(r.crn == bindparam("crn"))
+    if status:
+        conditions.append(r.status == bindparam("status"))
     need_conditions = []
-    if where.pathway is not None:
-        need_conditions.append(n.pathway == where.pathway)
-    if where.provider_code is not None:
-        need_conditions.append(n.provider_code == where.provider_code)
+    if pathway:
+        need_conditions.append(n.pathway == bindparam("pathway"))
+    if provider_code:
+        need_conditions.append(n.provider_code == bindparam("provider_code"))
     if need_conditions:
         conditions.append(exists().where(n.referral_id == r.id, *need_conditions))
-    if after is not None:
-        conditions.append(tuple_(r.submitted_at, r.id) < tuple_(*after))
+    if after:
+        conditions.append(tuple_(r.submitted_at, r.id) < tuple_(
+            bindparam("after_at", type_=r.submitted_at.type),
+            bindparam("after_id", type_=r.id.type),
+        ))
     query = select(REFERRALS).where(and_(*conditions))
-    return query.order_by(r.submitted_at.desc(), r.id.desc()).limit(limit)
+    return query.order_by(r.submitted_at.desc(), r.id.desc()).limit(
+        bindparam("limit", type_=Integer))
+
+
+# What `list_rows` reads of a page's needs.
+_LISTED_NEEDS = select(*_LISTED_NEED_COLUMNS).where(
+    NEEDS.c.referral_id.in_(bindparam("referral_ids", expanding=True)))
 
 
 _SUBMIT_STATEMENTS: dict[tuple, Any] = {}
@@ -544,13 +589,14 @@ class ReferralRepository:
         """Newest first; up to `limit` referrals strictly after the keyset `after`, as stored
         rows with their needs' rows (in order), each as a mapping of its columns: listing
         builds its answer straight from them (`schemas.referral_document`)."""
-        result = await self.session.exec(list_query(where, limit=limit, after=after))
-        rows = list(result.mappings())
-        needs = await self._needs_of([row["id"] for row in rows], _LISTED_NEED_COLUMNS)
-        return [
-            (row, sorted((n._mapping for n in needs[row["id"]]), key=itemgetter("position")))
-            for row in rows
-        ]
+        statement, params = list_statement(where, limit=limit, after=after)
+        rows = list((await self.session.exec(statement, params=params)).mappings())
+        needs: dict[UUID, list[RowMapping]] = {row["id"]: [] for row in rows}
+        if rows:
+            result = await self.session.exec(_LISTED_NEEDS, params={"referral_ids": list(needs)})
+            for need in result.mappings():
+                needs[need["referral_id"]].append(need)
+        return [(row, sorted(needs[row["id"]], key=itemgetter("position"))) for row in rows]
 
     async def history(
         self, referral_id: UUID, *, limit: int, after: tuple[datetime, int] | None
