@@ -6,8 +6,8 @@ dependency commits once when the route returns, or rolls back when it raises.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -136,6 +136,23 @@ def defer_insert(session: AsyncSession | SyncSession, table: Table, row: dict[st
     if not sync.in_transaction():
         sync.begin()  # no I/O: it makes the rollback that would forget these rows a real one
     sync.info.setdefault(DEFERRED_KEY, {}).setdefault(table, []).append(row)
+
+
+@contextmanager
+def deferred_rows(session: AsyncSession) -> Iterator[dict[Table, list[dict[str, Any]]]]:
+    """The rows `defer_insert` is given inside the block, by table, instead of being inserted
+    at commit: the caller writes them itself, with the change they go with (in one statement,
+    say: `referrals.repository`), or not at all when that change is not made. Rows deferred
+    before the block stay deferred, so are inserted after these."""
+    sync = session.sync_session
+    before = sync.info.pop(DEFERRED_KEY, None)
+    taken: dict[Table, list[dict[str, Any]]] = {}
+    try:
+        yield taken
+    finally:
+        taken.update(sync.info.pop(DEFERRED_KEY, None) or {})
+        if before is not None:
+            sync.info[DEFERRED_KEY] = before
 
 
 def bound_rows(table: Table, names: tuple[str, ...], count: int, prefix: str) -> Any:
