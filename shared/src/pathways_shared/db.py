@@ -70,7 +70,14 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     else:
         # No pre-ping: it costs a round trip per checkout (bench/README.md). A connection lost
         # to a database restart fails one request with a 503 and is then discarded.
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        # At most 2 x pool_size connections, as `pool_size` + as many "overflow" ones, but all
+        # kept once opened: an overflow connection is closed when it comes back to a pool
+        # holding `pool_size` idle ones, so under a load just above `pool_size` connections
+        # were opened and closed over and over (each a TLS attempt, authentication and the
+        # driver's codec set-up, then the statements prepared again: 5-8% of the CPU of
+        # POST /referrals at concurrency 32, bench/README.md). Only as many are opened as
+        # the busiest moment needed.
+        kwargs.update(pool_size=2 * pool_size, max_overflow=0, pool_recycle=1800)
     engine = create_async_engine(database_url, **kwargs)
     if url.get_backend_name() == "sqlite":
         dialect = engine.sync_engine.dialect
