@@ -25,7 +25,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.db import bound_rows, bound_values, insert_if_new, is_postgres
+from pathways_shared.db import (
+    DriverStatement,
+    bound_rows,
+    bound_values,
+    insert_if_new,
+    is_postgres,
+    run_on_driver,
+)
 from pathways_shared.vocabulary import (
     Complexity,
     NeedStatus,
@@ -275,7 +282,7 @@ def list_query(where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID
     return query.order_by(r.submitted_at.desc(), r.id.desc()).limit(limit)
 
 
-_SUBMIT_STATEMENTS: dict[tuple, Any] = {}
+_SUBMIT_STATEMENTS: dict[tuple, DriverStatement] = {}
 
 
 def _submit_statement(
@@ -288,7 +295,7 @@ def _submit_statement(
     the referral did. What `ReferralRepository._add_in_steps` does in steps (SQLite; a test
     holds the rows of the two equal). One statement per count of needs, history entries and
     other rows, built and compiled once: only the parameters vary.
-    Answers the statement and its parameters."""
+    Answers the statement (for `run_on_driver`) and its parameters."""
     need_names = tuple(needs[0]) if needs else ()
     history_names = tuple(history[0]) if history else ()
     others = [(table, tuple(rows[0]), rows) for table, rows in (with_rows or {}).items() if rows]
@@ -316,7 +323,7 @@ def _submit_statement(
                     .from_select(names, select(given).where(exists(select(new.c.id))))
                     .cte(f"new_{table.name}")
                 )
-        _SUBMIT_STATEMENTS[shape] = statement
+        statement = _SUBMIT_STATEMENTS[shape] = DriverStatement(statement)
     params = {f"r_{name}": value for name, value in referral.items()}
     params.update(bound_values(needs, "n") | bound_values(history, "h"))
     for n, (_, _, rows) in enumerate(others):
@@ -431,10 +438,10 @@ class ReferralRepository:
                  for position, need in enumerate(referral.needs)]
         histories = [_history_values(referral.id, entry) for entry in history]
         if is_postgres(self.session):
-            # The same inserts as one statement, one round trip (below).
+            # The same inserts as one statement, one round trip (below), run on the driver's
+            # connection: the first statement of a request, so on its own (`run_on_driver`).
             statement, params = _submit_statement(values, needs, histories, with_rows)
-            inserted = await self.session.exec(statement, params=params)
-            return inserted.first() is not None
+            return bool(await run_on_driver(self.session, statement, params))
         return await self._add_in_steps(values, needs, histories, with_rows)
 
     async def _add_in_steps(
