@@ -192,8 +192,8 @@ async def run_on_driver(
     except Exception as error:
         dialect = connection.dialect
         try:
-            adapted._handle_exception(error)  # the driver's error as the DBAPI one
-        except Exception as dbapi_error:
+            adapted._handle_exception(error)  # raises the driver's error as the DBAPI one
+        except dialect.loaded_dbapi.Error as dbapi_error:
             invalidated = dialect.is_disconnect(dbapi_error, adapted, None)
             if invalidated:
                 await connection.invalidate()
