@@ -6,18 +6,30 @@ dependency commits once when the route returns, or rolls back when it raises.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Column, Table, bindparam, cast, event, func, insert, select, union_all
+from sqlalchemy import (
+    Column,
+    Table,
+    bindparam,
+    cast,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -70,7 +82,14 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     else:
         # No pre-ping: it costs a round trip per checkout (bench/README.md). A connection lost
         # to a database restart fails one request with a 503 and is then discarded.
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        # At most 2 x pool_size connections, as `pool_size` + as many "overflow" ones, but all
+        # kept once opened: an overflow connection is closed when it comes back to a pool
+        # holding `pool_size` idle ones, so under a load just above `pool_size` connections
+        # were opened and closed over and over (each a TLS attempt, authentication and the
+        # driver's codec set-up, then the statements prepared again: 5-8% of the CPU of
+        # POST /referrals at concurrency 32, bench/README.md). Only as many are opened as
+        # the busiest moment needed.
+        kwargs.update(pool_size=2 * pool_size, max_overflow=0, pool_recycle=1800)
     engine = create_async_engine(database_url, **kwargs)
     if url.get_backend_name() == "sqlite":
         dialect = engine.sync_engine.dialect
@@ -122,6 +141,69 @@ def insert_if_new(session: AsyncSession, table: Table, returning: Column) -> Any
     return _INSERT_IF_NEW[key]
 
 
+class DriverStatement:
+    """A fixed Core statement, to run with `run_on_driver`: compiled once, by the first
+    connection's dialect (asyncpg), into its SQL and, in the compiled order, its parameters'
+    names with their types' bind processors."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self.sql = ""
+        self.parameters: list[tuple[str, Any]] = []
+
+    def compiled(self, dialect: Any) -> DriverStatement:
+        if not self.sql:
+            compiled = self.statement.compile(dialect=dialect)
+            processors = compiled._bind_processors
+            self.parameters = [(name, processors.get(name))
+                               for name in compiled.positiontup or ()]
+            self.sql = compiled.string
+        return self
+
+    def arguments(self, params: dict[str, Any]) -> list[Any]:
+        return [process(params[name]) if process else params[name]
+                for name, process in self.parameters]
+
+
+async def run_on_driver(
+    session: AsyncSession, statement: DriverStatement, params: dict[str, Any]
+) -> list[Any]:
+    """PostgreSQL: `statement` run straight on the session's asyncpg connection, its rows as
+    the driver's records: no SQLAlchemy compile-cache look-up, execution context or result
+    per call (a fixed statement on a hot path: bench/README.md).
+
+    When it is the first thing the session's transaction sends (no statement before it,
+    nothing deferred to commit) it runs on its own, committed by PostgreSQL as it ends (one
+    statement: all its rows or none), so without the BEGIN and COMMIT round trips; the
+    session goes on as usual after it (a later statement begins a transaction). Otherwise it
+    is part of the open transaction. Its errors are SQLAlchemy's, as `session.exec` raises
+    them (a lost connection invalidated, so the pool drops it)."""
+    sync = session.sync_session
+    if sync.info.get(DEFERRED_KEY):
+        # Rows waiting for the commit must share a transaction with this statement.
+        await session.exec(text("SELECT 1"))  # begins it (SQLAlchemy sends BEGIN first)
+    connection = await session.connection()
+    fairy = await connection.get_raw_connection()
+    adapted, driver = fairy.dbapi_connection, fairy.driver_connection
+    statement = statement.compiled(connection.dialect)
+    arguments = statement.arguments(params)
+    try:
+        return await driver.fetch(statement.sql, *arguments)
+    except Exception as error:
+        dialect = connection.dialect
+        try:
+            adapted._handle_exception(error)  # raises the driver's error as the DBAPI one
+        except dialect.loaded_dbapi.Error as dbapi_error:
+            invalidated = dialect.is_disconnect(dbapi_error, adapted, None)
+            if invalidated:
+                await connection.invalidate()
+            raise DBAPIError.instance(
+                statement.sql, arguments, dbapi_error, dialect.loaded_dbapi.Error,
+                hide_parameters=True, connection_invalidated=invalidated, dialect=dialect,
+            ) from error
+        raise
+
+
 DEFERRED_KEY = "pathways_deferred_rows"
 
 
@@ -136,6 +218,23 @@ def defer_insert(session: AsyncSession | SyncSession, table: Table, row: dict[st
     if not sync.in_transaction():
         sync.begin()  # no I/O: it makes the rollback that would forget these rows a real one
     sync.info.setdefault(DEFERRED_KEY, {}).setdefault(table, []).append(row)
+
+
+@contextmanager
+def deferred_rows(session: AsyncSession) -> Iterator[dict[Table, list[dict[str, Any]]]]:
+    """The rows `defer_insert` is given inside the block, by table, instead of being inserted
+    at commit: the caller writes them itself, with the change they go with (in one statement,
+    say: `referrals.repository`), or not at all when that change is not made. Rows deferred
+    before the block stay deferred, so are inserted after these."""
+    sync = session.sync_session
+    before = sync.info.pop(DEFERRED_KEY, None)
+    taken: dict[Table, list[dict[str, Any]]] = {}
+    try:
+        yield taken
+    finally:
+        taken.update(sync.info.pop(DEFERRED_KEY, None) or {})
+        if before is not None:
+            sync.info[DEFERRED_KEY] = before
 
 
 def bound_rows(table: Table, names: tuple[str, ...], count: int, prefix: str) -> Any:

@@ -345,12 +345,15 @@ async def _guard_body(scope: Any, receive: Any, body: _BodyState) -> Any:
         return receive
     headers = Headers(scope=scope)
     app = scope["app"]
-    if scope["path"] not in getattr(app.state, FORM_PATHS, ()) and _routed(app, scope):
+    if scope["path"] not in getattr(app.state, FORM_PATHS, ()):
         try:
             await current_principal(Request(scope), None)
         except PathwaysError as unauthenticated:  # answered, the connection closed, body unread
-            body.refusal = unauthenticated
-            raise
+            # Whether a route takes it is asked only now (matching every route costs a few %
+            # of a small request): an authenticated caller goes on either way.
+            if _routed(app, scope):
+                body.refusal = unauthenticated
+                raise
     is_csv = headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv"
     limit = settings.max_csv_body_bytes if is_csv else settings.max_json_body_bytes
     refusal = PayloadTooLarge(f"the request body is larger than {limit} bytes")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     Row,
     RowMapping,
+    Table,
     and_,
     bindparam,
     case,
@@ -27,7 +28,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pathways_shared.db import bound_rows, bound_values, insert_if_new, is_postgres
+from pathways_shared.db import (
+    DriverStatement,
+    bound_rows,
+    bound_values,
+    insert_if_new,
+    is_postgres,
+    run_on_driver,
+)
 from pathways_shared.vocabulary import (
     Complexity,
     NeedStatus,
@@ -321,21 +329,25 @@ _LISTED_NEEDS = select(*_LISTED_NEED_COLUMNS).where(
     NEEDS.c.referral_id.in_(bindparam("referral_ids", expanding=True)))
 
 
-_SUBMIT_STATEMENTS: dict[tuple, Any] = {}
+_SUBMIT_STATEMENTS: dict[tuple, DriverStatement] = {}
 
 
 def _submit_statement(
-    referral: dict[str, Any], needs: list[dict[str, Any]], history: list[dict[str, Any]]
+    referral: dict[str, Any], needs: list[dict[str, Any]], history: list[dict[str, Any]],
+    with_rows: Mapping[Table, list[dict[str, Any]]] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """PostgreSQL: the referral (`INSERT ... ON CONFLICT DO NOTHING RETURNING id`), its needs
-    and its history in one statement, with data-modifying CTEs: the needs and history go in
-    only when the referral did. What `ReferralRepository._add_in_steps` does in three
-    statements (SQLite; a test holds the rows of the two equal). One statement per count of
-    needs and history entries, built and compiled once: only the parameters vary.
-    Answers the statement and its parameters."""
+    """PostgreSQL: the referral (`INSERT ... ON CONFLICT DO NOTHING RETURNING id`), its needs,
+    its history and `with_rows` (rows of other tables that go with it: its outbox event, its
+    access-log row) in one statement, with data-modifying CTEs: the others go in only when
+    the referral did. What `ReferralRepository._add_in_steps` does in steps (SQLite; a test
+    holds the rows of the two equal). One statement per count of needs, history entries and
+    other rows, built and compiled once: only the parameters vary.
+    Answers the statement (for `run_on_driver`) and its parameters."""
     need_names = tuple(needs[0]) if needs else ()
     history_names = tuple(history[0]) if history else ()
-    shape = (tuple(referral), need_names, len(needs), history_names, len(history))
+    others = [(table, tuple(rows[0]), rows) for table, rows in (with_rows or {}).items() if rows]
+    shape = (tuple(referral), need_names, len(needs), history_names, len(history),
+             tuple((table.name, names, len(rows)) for table, names, rows in others))
     statement = _SUBMIT_STATEMENTS.get(shape)
     if statement is None:
         new = (
@@ -347,8 +359,10 @@ def _submit_statement(
             .cte("new_referral")
         )
         statement = select(new.c.id)
-        for table, names, count, prefix in ((NEEDS, need_names, len(needs), "n"),
-                                            (HISTORY, history_names, len(history), "h")):
+        for table, names, count, prefix in (
+            (NEEDS, need_names, len(needs), "n"), (HISTORY, history_names, len(history), "h"),
+            *((table, names, len(rows), f"o{n}_") for n, (table, names, rows) in enumerate(others)),
+        ):
             if count:
                 given = bound_rows(table, names, count, prefix).subquery(f"{table.name}_given")
                 statement = statement.add_cte(
@@ -356,9 +370,11 @@ def _submit_statement(
                     .from_select(names, select(given).where(exists(select(new.c.id))))
                     .cte(f"new_{table.name}")
                 )
-        _SUBMIT_STATEMENTS[shape] = statement
+        statement = _SUBMIT_STATEMENTS[shape] = DriverStatement(statement)
     params = {f"r_{name}": value for name, value in referral.items()}
     params.update(bound_values(needs, "n") | bound_values(history, "h"))
+    for n, (_, _, rows) in enumerate(others):
+        params.update(bound_values(rows, f"o{n}_"))
     return statement, params
 
 
@@ -453,28 +469,31 @@ class ReferralRepository:
         idempotency_key: str | None,
         client: str,
         history: Sequence[HistoryEntry],
+        with_rows: Mapping[Table, list[dict[str, Any]]] | None = None,
     ) -> bool:
-        """Insert the referral, its needs and history; False, writing nothing, when a referral
-        with this source reference or idempotency key is already stored for this client and
-        area.
+        """Insert the referral, its needs and history, and `with_rows` (rows of other tables
+        that go with it: `db.deferred_rows` of its outbox event and access log); False, writing
+        nothing, when a referral with this source reference or idempotency key is already
+        stored for this client and area.
 
         Core statements, not ORM objects (bench/README.md): one INSERT ... ON CONFLICT DO
         NOTHING for the referral (a twin request still in flight is waited for, then seen),
-        one multi-row INSERT each for the needs and the history.
+        one multi-row INSERT each for the needs, the history and each table of `with_rows`.
         """
         values = _referral_values(referral, fingerprint, idempotency_key, client)
         needs = [_need_values(referral.id, position, need)
                  for position, need in enumerate(referral.needs)]
         histories = [_history_values(referral.id, entry) for entry in history]
         if is_postgres(self.session):
-            # The same three inserts as one statement, one round trip (below).
-            statement, params = _submit_statement(values, needs, histories)
-            inserted = await self.session.exec(statement, params=params)
-            return inserted.first() is not None
-        return await self._add_in_steps(values, needs, histories)
+            # The same inserts as one statement, one round trip (below), run on the driver's
+            # connection: the first statement of a request, so on its own (`run_on_driver`).
+            statement, params = _submit_statement(values, needs, histories, with_rows)
+            return bool(await run_on_driver(self.session, statement, params))
+        return await self._add_in_steps(values, needs, histories, with_rows)
 
     async def _add_in_steps(
-        self, values: dict[str, Any], needs: list[dict[str, Any]], histories: list[dict[str, Any]]
+        self, values: dict[str, Any], needs: list[dict[str, Any]], histories: list[dict[str, Any]],
+        with_rows: Mapping[Table, list[dict[str, Any]]] | None = None,
     ) -> bool:
         inserted = await self.session.exec(
             insert_if_new(self.session, REFERRALS, REFERRALS.c.id), params=values
@@ -484,6 +503,9 @@ class ReferralRepository:
         await self.session.exec(insert(NEEDS), params=needs)
         if histories:
             await self.session.exec(insert(HISTORY), params=histories)
+        for table, rows in (with_rows or {}).items():
+            if rows:
+                await self.session.exec(insert(table), params=rows)
         return True
 
     async def _needs_of(

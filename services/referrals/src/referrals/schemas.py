@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from pathways_shared.erasure import ErasurePublic
@@ -129,9 +130,18 @@ class ReferralCreate(_Request):
         max_length=50, json_schema_extra={"minItems": MIN_NEEDS, "maxItems": MAX_NEEDS})]
 
     def fingerprint(self) -> str:
-        """The same body, however its keys are ordered or spaced, has the same fingerprint."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """The same body, however its keys are ordered or spaced, has the same fingerprint.
+
+        The hash of `json.dumps(body, sort_keys=True, separators=(",", ":"))`, which stored
+        referrals carry (a replay is matched by it). orjson writes the same bytes, several
+        times faster, when they are printable ASCII with no escape in them (json escapes
+        all else; orjson escapes some of it otherwise, and writes DEL and non-ASCII as
+        they are): those bodies are hashed from orjson's, the others from json's."""
+        body = self.model_dump(mode="json")
+        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        if not canonical.isascii() or b"\\" in canonical or b"\x7f" in canonical:
+            canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(canonical).hexdigest()
 
     def to_domain(self) -> Submission:
         p, s, r, pr, c = self.person, self.supervision, self.risk, self.practitioner, self.consent

@@ -19,6 +19,7 @@ from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import PermanentError
+from pathways_shared.db import deferred_rows
 from pathways_shared.erasure import ErasurePublic, subject_access_records
 from pathways_shared.event_payloads import NeedRef
 from pathways_shared.events import Addressing, Event
@@ -134,17 +135,20 @@ async def submit(
         # even if the rules would refuse it today (its release date now past, say).
         invalid = error
     else:
-        # Insert first: if this key or source reference already holds a referral (a replay,
-        # or a twin request that committed first), nothing is written and it is answered.
+        # Its event and access-log row go in with it (one statement on PostgreSQL), or not
+        # at all: if this key or source reference already holds a referral (a replay, or a
+        # twin request that committed first), nothing is written and it is answered.
+        with deferred_rows(session) as written_with:
+            _publish(session, decision, base_url)
+            _log_access(session, principal, Action.COLLECTION, decision.referral, purpose)
         if await repo.add(
             decision.referral,
             fingerprint=fingerprint,
             idempotency_key=idempotency_key,
             client=principal.client,
             history=decision.history,
+            with_rows=written_with,
         ):
-            _publish(session, decision, base_url)
-            _log_access(session, principal, Action.COLLECTION, decision.referral, purpose)
             return Submitted(decision.referral, created=True)
     replayed = await _replay(repo, principal.client, body, idempotency_key, fingerprint)
     if replayed is None:

@@ -68,6 +68,9 @@ async def test_submit_answers_201_with_location_and_the_referral(client, referra
     )
     fetched = await client.get(response.headers["location"], headers=auth("probation"))
     assert fetched.json() == referral
+    # Byte for byte what the response model writes (as GET, through FastAPI's serialization).
+    assert response.content == fetched.content
+    assert response.headers["content-type"] == fetched.headers["content-type"]
 
 
 async def test_the_submitted_event_reaches_jetstream_with_routing_facts_only(

@@ -1,5 +1,6 @@
-"""On PostgreSQL a submission is one statement (data-modifying CTEs); on SQLite, three. The two
-write the same rows, and neither writes anything when the referral is already stored. The same
+"""On PostgreSQL a submission is one statement (data-modifying CTEs), its event and access-log
+row included; on SQLite, steps. The two write the same rows, and neither writes anything when
+the referral is already stored. The same
 for saving a change (a provider event, a withdrawal): one statement against three."""
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ from typing import Any
 
 from sqlalchemy import select
 
+from pathways_shared.access import Action
+from pathways_shared.auth import Principal
 from pathways_shared.clock import utc_now
-from pathways_shared.db import make_engine, make_sessionmaker
+from pathways_shared.db import deferred_rows, make_engine, make_sessionmaker
+from pathways_shared.infra_models import AccessLog, OutboxMessage
 from referrals.domain.events import Decision
 from referrals.domain.submission import submit_referral
 from referrals.repository import HISTORY, NEEDS, REFERRALS, ReferralRepository
 from referrals.schemas import ReferralCreate
+from referrals.service import _log_access, _publish
 
 NOW = utc_now()
 CLIENT = "test-probation"
@@ -53,13 +58,18 @@ async def test_one_statement_and_three_write_the_same_rows(database_url, referra
                       for n in (1, 3))
         async with sessionmaker() as session, session.begin():
             repo = ReferralRepository(session)
-            # The PostgreSQL path (one statement) and the SQLite one (three), side by side.
+            # The PostgreSQL path (one statement) and the SQLite one (in steps), side by side,
+            # each with its event and access-log row as the service gives them.
+            given_one, given_three = _with_rows(session, one), _with_rows(session, three)
             assert await repo.add(one.referral, fingerprint="f", idempotency_key=None,
-                                  client=CLIENT, history=one.history)
-            assert await repo._add_in_steps(*_values(three, "f"))
+                                  client=CLIENT, history=one.history, with_rows=given_one)
+            assert await repo._add_in_steps(*_values(three, "f"), given_three)
         async with sessionmaker() as session:
             written_one = await _stored(session, one.referral.id)
             written_three = await _stored(session, three.referral.id)
+            # The outbox and access-log rows are stored as given (bytes of the event alike).
+            for given in (given_one, given_three):
+                assert await _stored_with(session, given) == _without_keys(given)
         assert len(written_one["needs"]) == 2 and written_one["history"]
         assert written_one == written_three
 
@@ -67,14 +77,16 @@ async def test_one_statement_and_three_write_the_same_rows(database_url, referra
         again = _decision({**two_needs, "source_reference": one.referral.source_reference})
         async with sessionmaker() as session, session.begin():
             repo = ReferralRepository(session)
+            given = _with_rows(session, again)
             assert not await repo.add(again.referral, fingerprint="f", idempotency_key=None,
-                                      client=CLIENT, history=again.history)
-            assert not await repo._add_in_steps(*_values(again, "f"))
+                                      client=CLIENT, history=again.history, with_rows=given)
+            assert not await repo._add_in_steps(*_values(again, "f"), given)
         async with sessionmaker() as session:
             for table, column in ((REFERRALS, REFERRALS.c.id), (NEEDS, NEEDS.c.referral_id),
                                   (HISTORY, HISTORY.c.referral_id)):
                 assert (await session.exec(
                     select(table).where(column == again.referral.id))).all() == []
+            assert await _stored_with(session, given) == {OUTBOX: [], ACCESS_LOG: []}
     finally:
         await engine.dispose()
 
@@ -208,6 +220,39 @@ async def test_a_locked_read_in_one_statement_sees_what_a_concurrent_change_comm
         assert seen.needs[1].service_code == "HH-SIAS"
     finally:
         await engine.dispose()
+
+
+OUTBOX, ACCESS_LOG = OutboxMessage.__table__, AccessLog.__table__
+# The columns of those rows that their table gives (an identity) or that are not yet set.
+_TABLE_MADE = ("seq", "id", "published_at", "last_error")
+
+
+def _with_rows(session, decision: Decision) -> dict:
+    """The outbox and access-log rows the service writes with a submission."""
+    principal = Principal(sub=CLIENT, roles=frozenset({"probation"}))
+    with deferred_rows(session) as rows:
+        _publish(session, decision, "http://referrals.test")
+        _log_access(session, principal, Action.COLLECTION, decision.referral, "a test")
+    assert len(rows[OUTBOX]) == len(decision.events) and len(rows[ACCESS_LOG]) == 1
+    return rows
+
+
+def _without_keys(rows: dict) -> dict:
+    return {table: [{k: v for k, v in row.items() if k not in _TABLE_MADE} for row in given]
+            for table, given in rows.items()}
+
+
+async def _stored_with(session, given: dict) -> dict:
+    """The stored outbox rows of the given events and access-log rows of the given
+    resources, as `_without_keys`."""
+    outbox = (await session.exec(select(OUTBOX).where(
+        OUTBOX.c.event_id.in_([row["event_id"] for row in given[OUTBOX]]))
+        .order_by(OUTBOX.c.seq))).all()
+    access = (await session.exec(select(ACCESS_LOG).where(
+        ACCESS_LOG.c.resource.in_([row["resource"] for row in given[ACCESS_LOG]]))
+        .order_by(ACCESS_LOG.c.id))).all()
+    return _without_keys({OUTBOX: [dict(r._mapping) for r in outbox],
+                          ACCESS_LOG: [dict(r._mapping) for r in access]})
 
 
 def _values(decision: Decision, fingerprint: str):

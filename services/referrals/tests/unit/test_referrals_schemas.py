@@ -105,6 +105,21 @@ def test_the_fingerprint_ignores_key_order_and_spacing():
 
 
 @pytest.mark.parametrize(
+    "given_name",
+    ["Sam", "Zoë", "Sam \"Sammy\"", "back\\slash", "tab\tand\nnew line", "del\x7f",
+     "\u2028 ok", "emoji \U0001f600", "ÅSA", "</script>"],
+)
+def test_the_fingerprint_is_the_hash_of_the_canonical_json_stored_referrals_carry(given_name):
+    """Replays are matched by the fingerprint stored with each referral: it stays the hash of
+    `json.dumps(sort_keys, compact)` of the body, whatever writes it."""
+    import hashlib
+
+    body = parse(with_change("person.given_name", given_name))
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    assert body.fingerprint() == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
     ("path", "value"),
     [
         ("area", "E08000025"),
