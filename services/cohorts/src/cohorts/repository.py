@@ -7,16 +7,18 @@ into Python. Its date bounds come from `summary_windows`, the same as `summarise
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ARRAY,
     String,
     and_,
     any_,
+    bindparam,
     case,
     cast,
     func,
@@ -59,6 +61,39 @@ from pathways_shared.vocabulary import (
 )
 
 _STATUSES = {s.value: s for s in SupervisionStatus}
+
+
+class NotedNeed(NamedTuple):
+    """A need as `note_need` left it, and its person's count of active memberships."""
+
+    crn: str
+    pathway: str
+    status: str
+    programme: str | None
+    active_memberships: int
+
+
+@functools.cache
+def _note_need() -> Any:
+    needs = ReferralNeedRecord.__table__  # type: ignore[attr-defined]
+    memberships = MembershipRecord.__table__  # type: ignore[attr-defined]
+    insert = postgresql.insert(needs).values(
+        {c.name: bindparam(f"new_{c.name}") for c in needs.columns}
+    )
+    need = insert.on_conflict_do_update(
+        index_elements=[needs.c.need_id],
+        set_={
+            "status": insert.excluded.status,
+            "programme": func.coalesce(insert.excluded.programme, needs.c.programme),
+            "updated_at": insert.excluded.updated_at,
+        },
+    ).returning(needs.c.crn, needs.c.pathway, needs.c.status, needs.c.programme).cte("need")
+    members = (
+        select(func.count())
+        .where(memberships.c.crn == need.c.crn, memberships.c.status == "active")
+        .scalar_subquery()
+    )
+    return select(need.c.crn, need.c.pathway, need.c.status, need.c.programme, members)
 
 
 # --- rows and domain values ---------------------------------------------------------------
@@ -456,6 +491,31 @@ class CohortsRepository:
     # --- referral needs (for members' pathway activity) -----------------------------------------
     async def get_need(self, need_id: str) -> ReferralNeedRecord | None:
         return await self.session.get(ReferralNeedRecord, need_id)
+
+    def can_note_need_in_one(self, need_id: str) -> bool:
+        """Whether `note_need` may write this need: PostgreSQL, and the session holds no model
+        of it (one loaded earlier in the transaction would not see the statement's change)."""
+        if not is_postgres(self.session):
+            return False
+        sync = self.session.sync_session
+        return sync.identity_key(ReferralNeedRecord, need_id) not in sync.identity_map and not any(
+            isinstance(o, ReferralNeedRecord) and o.need_id == need_id for o in sync.new
+        )
+
+    async def note_need(
+        self, *, need_id: str, referral_id: str, crn: str, pathway: str, status: str,
+        programme: str | None, now: datetime,
+    ) -> NotedNeed:
+        """PostgreSQL, one round trip: the need stored (a new one as given; a known one keeps
+        its person, referral and pathway, takes the status, and the programme when one is
+        given) and how many active memberships its person has. What `get_need`, changing the
+        model and `active_memberships_of` do in three."""
+        row = (await (await self.session.connection()).execute(_note_need(), {
+            "new_need_id": need_id, "new_referral_id": referral_id, "new_crn": crn,
+            "new_pathway": pathway, "new_status": status, "new_programme": programme or None,
+            "new_updated_at": now,
+        })).one()
+        return NotedNeed(*row)
 
     async def needs_of(self, crn: str) -> list[ReferralNeedRecord]:
         n = ReferralNeedRecord
