@@ -14,6 +14,11 @@ in stream order, and different people's concurrently, up to `concurrency` at a t
 is kept where it matters, and one slow event does not hold up everyone else's. The events a
 worker takes from one batch share a transaction (fewer commits under load); if one fails,
 they are handled again one by one, each in its own.
+
+On PostgreSQL a subscription may also settle an event handled on its own in one statement
+outside any transaction (`Subscription.settle_in_one`: autocommit, no BEGIN and COMMIT round
+trips), the statement recording the event processed together with its whole effect, or
+writing nothing and leaving the event to the ordinary path.
 """
 
 from __future__ import annotations
