@@ -383,3 +383,51 @@ async def test_an_event_without_a_handler_is_settled_without_a_transaction(app, 
     assert await consumer.handle_batch(messages) == ["ignored"] * 3 + ["handled"]
     assert opened == 1  # the handled event's transaction only
     assert await count(real, ProcessedEvent, ProcessedEvent.consumer == "shared-noop") == 1
+
+
+async def test_an_event_settled_in_one_statement_skips_the_transaction_or_falls_back(
+    app, nc, subject_prefix
+):
+    """`settle_in_one` runs on an autocommit connection (no BEGIN/COMMIT) for a first
+    delivery; what it settles is acked with its outcome and no handler runs; when it declines
+    (None) or fails, the event goes the ordinary path (handled once, recorded processed)."""
+    from pathways_shared.consumer import Consumer, Subscription
+    from pathways_shared.events import stream_name
+
+    runtime = app.state.runtime
+    handled: list[str] = []
+    autocommit: list[bool] = []
+
+    async def handler(session, event) -> None:
+        handled.append(event.additional_information["n"])
+
+    async def settle(connection, consumer, event):
+        autocommit.append(connection.sync_connection.connection.dbapi_connection.autocommit)
+        assert consumer == "shared-in-one"
+        answer = event.additional_information["answer"]
+        if answer == "fail":
+            raise RuntimeError("the statement failed")
+        return answer
+
+    consumer = Consumer(
+        Subscription(stream="COHORTS", durable="shared-in-one", filter_subject="cohorts.>",
+                     handlers={"cohorts.member.selected": handler}, settle_in_one=settle),
+        runtime.sessionmaker, runtime.broker,
+    )
+    await consumer.declare()
+    js = nc.jetstream()
+    answers = ["handled", "duplicate", None, "fail"]
+    events = [make_event("cohorts.member.selected", {"n": n, "answer": a}, crn=f"N10000{n}")
+              for n, a in enumerate(answers)]
+    for event in events:
+        await publish(js, subject_prefix, event)
+    psub = await js.pull_subscribe_bind("shared-in-one",
+                                        stream=stream_name("COHORTS", subject_prefix))
+    messages = await psub.fetch(4, timeout=5)
+    outcomes = [await consumer.handle(msg) for msg in messages]  # one by one: first deliveries
+    assert outcomes == ["handled", "duplicate", "handled", "handled"]
+    assert handled == [2, 3]  # only those the hook did not settle
+    assert autocommit == [True] * 4
+    recorded = await count(runtime.sessionmaker, ProcessedEvent,
+                           ProcessedEvent.consumer == "shared-in-one")
+    assert recorded == 2  # the hook records its own (this one records nothing)

@@ -14,6 +14,11 @@ in stream order, and different people's concurrently, up to `concurrency` at a t
 is kept where it matters, and one slow event does not hold up everyone else's. The events a
 worker takes from one batch share a transaction (fewer commits under load); if one fails,
 they are handled again one by one, each in its own.
+
+On PostgreSQL a subscription may also settle an event handled on its own in one statement
+outside any transaction (`Subscription.settle_in_one`: autocommit, no BEGIN and COMMIT round
+trips), the statement recording the event processed together with its whole effect, or
+writing nothing and leaving the event to the ordinary path.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.broker import Broker
@@ -43,6 +48,7 @@ from pathways_shared.observability import CORRELATION_HEADER, Metrics, correlati
 log = get_logger(__name__)
 
 Handler = Callable[[AsyncSession, Event], Awaitable[None]]
+SettleInOne = Callable[[AsyncConnection, str, Event], Awaitable[str | None]]
 
 
 class PermanentError(Exception):
@@ -84,6 +90,12 @@ class Subscription:
     # The consumer class that runs this subscription (a subclass of `Consumer` that handles a
     # fetched batch its own way, e.g. the insights projection); default `Consumer`.
     consumer_class: type[Consumer] | None = None
+    # PostgreSQL only, optional: settle an event in one statement on a connection outside any
+    # transaction (autocommit: no BEGIN, no COMMIT round trips), the statement recording the
+    # event processed together with its whole effect, or writing nothing. It answers
+    # "handled", "duplicate", or None when the event needs the ordinary path (e.g. it has
+    # more to do than one statement does, or does not validate: the ordinary path reports it).
+    settle_in_one: SettleInOne | None = None
 
     def handler_for(self, event_type: str) -> Handler | None:
         return self.handlers.get(event_type)
@@ -261,6 +273,10 @@ class Consumer:
             return "dead_lettered"
         if self.subscription.handler_for(event.event_type) is None:
             return await self._settled(msg, event, "ignored")  # nothing to do: no transaction
+        if deliveries == 1 and self.subscription.settle_in_one is not None:
+            settled = await self._settle_in_one(event)
+            if settled is not None:
+                return await self._settled(msg, event, settled)
         try:
             async with transaction(self.sessionmaker) as session:
                 outcome = await self._apply(session, event)
@@ -281,6 +297,24 @@ class Consumer:
                 await msg.nak(delay=retry_delay(deliveries))
             return "retried"
         return await self._settled(msg, event, outcome)
+
+    async def _settle_in_one(self, event: Event) -> str | None:
+        """The subscription's `settle_in_one` on an autocommit connection (PostgreSQL); None
+        when it declines or fails (the statement is atomic: then nothing of it was kept), and
+        the ordinary path handles the event, retries and dead letters included."""
+        engine = self.sessionmaker.kw.get("bind")
+        if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+            return None
+        try:
+            async with engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return await self.subscription.settle_in_one(connection, self.name, event)  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  the ordinary path handles it, and reports
+            log.info("consumer.settle_in_one_failed", consumer=self.name, event_id=str(event.id),
+                     error=str(exc)[:500], then="the ordinary path")
+            return None
 
     async def _apply(self, session: AsyncSession, event: Event, fresh: set[str] | None = None) -> str:
         """The event's effect, once, in the caller's transaction: handled, duplicate or ignored.

@@ -5,9 +5,14 @@ person is a current cohort member (pathway, status and programme only)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cohorts import service
+from cohorts.repository import settle_need
 from pathways_shared.clock import utc_now
 from pathways_shared.config import ServiceSettings
 from pathways_shared.consumer import Handler, PermanentError, Subscription, typed
@@ -108,9 +113,52 @@ def handlers(settings: ServiceSettings) -> tuple[dict[str, Handler], dict[str, H
     return referral_handlers, provider_handlers
 
 
+def one_need(event: Event) -> dict[str, Any] | None:
+    """What the handlers above note of an event that names one need with its person and its
+    pathway (a one-need submission, a provider event carrying its pathway), checked as they
+    check it; None for any other event, or one that does not validate (its handler reports)."""
+    try:
+        payload = PAYLOADS[event.event_type].model_validate(event.additional_information)
+        crn = _crn(event)
+        if crn is None:
+            return None
+        if isinstance(payload, ReferralSubmitted):
+            if len(payload.needs) != 1:
+                return None
+            need = payload.needs[0]
+            return {"crn": crn, "need_id": str(need.need_id), "status": "submitted",
+                    "referral_id": str(payload.referral_id), "pathway": need.pathway.value,
+                    "programme": None}
+        status = PROVIDER_STATUSES.get(event.event_type)
+        pathway: Pathway | None = getattr(payload, "pathway", None)
+        if status is None or pathway is None or not isinstance(payload, NeedRef):
+            return None
+        need_id = _fits(payload.need_id, "needId")
+        if need_id is None:
+            return None
+        return {"crn": crn, "need_id": need_id, "status": status,
+                "referral_id": _fits(payload.referral_id, "referralId") or "",
+                "pathway": pathway.value,
+                "programme": _fits(getattr(payload, "programme", None), "programme", longest=40)}
+    except (ValidationError, PermanentError):
+        return None
+
+
+async def settle_in_one(connection: AsyncConnection, consumer: str, event: Event) -> str | None:
+    """PostgreSQL, outside any transaction: a need event of a person who is no current member
+    (most people) recorded processed and its need stored in one statement; None (nothing
+    written) for a member's, or any event `one_need` does not take: the handlers' path."""
+    need = one_need(event)
+    if need is None:
+        return None
+    return await settle_need(connection, consumer=consumer, event=event, now=utc_now(), **need)
+
+
 def subscriptions(settings: ServiceSettings) -> list[Subscription]:
     from_referrals, from_providers = handlers(settings)
     return [
-        Subscription(stream="REFERRALS", durable="cohorts-from-referrals", handlers=from_referrals),
-        Subscription(stream="PROVIDERS", durable="cohorts-from-providers", handlers=from_providers),
+        Subscription(stream="REFERRALS", durable="cohorts-from-referrals", handlers=from_referrals,
+                     settle_in_one=settle_in_one),
+        Subscription(stream="PROVIDERS", durable="cohorts-from-providers", handlers=from_providers,
+                     settle_in_one=settle_in_one),
     ]

@@ -7,18 +7,21 @@ into Python. Its date bounds come from `summary_windows`, the same as `summarise
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ARRAY,
     String,
     and_,
     any_,
+    bindparam,
     case,
     cast,
+    exists,
     func,
     insert,
     or_,
@@ -46,7 +49,7 @@ from cohorts.models import (
 from pathways_shared.access import Action, purpose_of
 from pathways_shared.auth import Principal
 from pathways_shared.db import is_postgres
-from pathways_shared.infra_models import AccessLog
+from pathways_shared.infra_models import AccessLog, ProcessedEvent
 from pathways_shared.observability import current_correlation_id
 from pathways_shared.pagination import newest_first
 from pathways_shared.vocabulary import (
@@ -59,6 +62,110 @@ from pathways_shared.vocabulary import (
 )
 
 _STATUSES = {s.value: s for s in SupervisionStatus}
+
+
+class NotedNeed(NamedTuple):
+    """A need as `note_need` left it, and its person's count of active memberships."""
+
+    crn: str
+    pathway: str
+    status: str
+    programme: str | None
+    active_memberships: int
+
+
+@functools.cache
+def _settle_need() -> Any:
+    """One statement: record `consumer`'s event processed and store the need as `_note_need`
+    does, both only when the need's person (its stored CRN, else the event's) is no current
+    member; then whether it was recorded, and whether it had been before."""
+    processed = ProcessedEvent.__table__  # type: ignore[attr-defined]
+    needs = ReferralNeedRecord.__table__  # type: ignore[attr-defined]
+    memberships = MembershipRecord.__table__  # type: ignore[attr-defined]
+    person = func.coalesce(
+        select(needs.c.crn).where(needs.c.need_id == bindparam("new_need_id")).scalar_subquery(),
+        bindparam("new_crn", type_=needs.c.crn.type),
+    )
+    no_member = ~exists().where(memberships.c.crn == person, memberships.c.status == "active")
+    marked = (
+        postgresql.insert(processed)
+        .from_select(
+            ["consumer", "event_id", "event_type", "processed_at"],
+            select(*(bindparam(name, type_=processed.c[column].type) for name, column in (
+                ("consumer", "consumer"), ("event_id", "event_id"), ("event_type", "event_type"),
+                ("new_updated_at", "processed_at")))).where(no_member),
+        )
+        .on_conflict_do_nothing()
+        .returning(processed.c.id)
+        .cte("marked")
+    )
+    columns = [c.name for c in needs.columns]
+    insert = postgresql.insert(needs).from_select(
+        columns,
+        select(*(bindparam(f"new_{c}", type_=needs.c[c].type) for c in columns)).where(
+            exists().select_from(marked)
+        ),
+    )
+    stored = insert.on_conflict_do_update(
+        index_elements=[needs.c.need_id],
+        set_={
+            "status": insert.excluded.status,
+            "programme": func.coalesce(insert.excluded.programme, needs.c.programme),
+            "updated_at": insert.excluded.updated_at,
+        },
+    ).returning(needs.c.need_id).cte("stored")
+    seen = exists().where(
+        processed.c.consumer == bindparam("consumer", type_=processed.c.consumer.type),
+        processed.c.event_id == bindparam("event_id", type_=processed.c.event_id.type),
+    )
+    return select(
+        select(func.count()).select_from(marked).scalar_subquery(),
+        select(func.count()).select_from(stored).scalar_subquery(),
+        seen,
+    )
+
+
+async def settle_need(
+    connection: Any, *, consumer: str, event: Any, need_id: str, referral_id: str, crn: str,
+    pathway: str, status: str, programme: str | None, now: datetime,
+) -> str | None:
+    """PostgreSQL, one statement (for a connection outside any transaction): a need event of
+    a person who is no current member recorded processed and the need stored (as
+    `CohortsRepository.note_need`); "handled", "duplicate" if it had been recorded, or None
+    (nothing written) when the person is a member: the ordinary path publishes for them."""
+    marked, stored, seen = (await connection.execute(_settle_need(), {
+        "consumer": consumer, "event_id": str(event.id), "event_type": event.event_type,
+        "new_need_id": need_id, "new_referral_id": referral_id, "new_crn": crn,
+        "new_pathway": pathway, "new_status": status, "new_programme": programme or None,
+        "new_updated_at": now,
+    })).one()
+    if marked:
+        assert stored == 1, "a recorded event stores its need in the same statement"
+        return "handled"
+    return "duplicate" if seen else None
+
+
+@functools.cache
+def _note_need() -> Any:
+    needs = ReferralNeedRecord.__table__  # type: ignore[attr-defined]
+    memberships = MembershipRecord.__table__  # type: ignore[attr-defined]
+    insert = postgresql.insert(needs).values(
+        {c.name: bindparam(f"new_{c.name}") for c in needs.columns}
+    )
+    need = insert.on_conflict_do_update(
+        index_elements=[needs.c.need_id],
+        set_={
+            "status": insert.excluded.status,
+            "programme": func.coalesce(insert.excluded.programme, needs.c.programme),
+            "updated_at": insert.excluded.updated_at,
+        },
+    ).returning(needs.c.crn, needs.c.pathway, needs.c.status, needs.c.programme).cte("need")
+    members = (
+        select(func.count())
+        .where(memberships.c.crn == need.c.crn, memberships.c.status == "active")
+        .scalar_subquery()
+    )
+    return select(need.c.crn, need.c.pathway, need.c.status, need.c.programme, members)
 
 
 # --- rows and domain values ---------------------------------------------------------------
@@ -456,6 +563,31 @@ class CohortsRepository:
     # --- referral needs (for members' pathway activity) -----------------------------------------
     async def get_need(self, need_id: str) -> ReferralNeedRecord | None:
         return await self.session.get(ReferralNeedRecord, need_id)
+
+    def can_note_need_in_one(self, need_id: str) -> bool:
+        """Whether `note_need` may write this need: PostgreSQL, and the session holds no model
+        of it (one loaded earlier in the transaction would not see the statement's change)."""
+        if not is_postgres(self.session):
+            return False
+        sync = self.session.sync_session
+        return sync.identity_key(ReferralNeedRecord, need_id) not in sync.identity_map and not any(
+            isinstance(o, ReferralNeedRecord) and o.need_id == need_id for o in sync.new
+        )
+
+    async def note_need(
+        self, *, need_id: str, referral_id: str, crn: str, pathway: str, status: str,
+        programme: str | None, now: datetime,
+    ) -> NotedNeed:
+        """PostgreSQL, one round trip: the need stored (a new one as given; a known one keeps
+        its person, referral and pathway, takes the status, and the programme when one is
+        given) and how many active memberships its person has. What `get_need`, changing the
+        model and `active_memberships_of` do in three."""
+        row = (await (await self.session.connection()).execute(_note_need(), {
+            "new_need_id": need_id, "new_referral_id": referral_id, "new_crn": crn,
+            "new_pathway": pathway, "new_status": status, "new_programme": programme or None,
+            "new_updated_at": now,
+        })).one()
+        return NotedNeed(*row)
 
     async def needs_of(self, crn: str) -> list[ReferralNeedRecord]:
         n = ReferralNeedRecord

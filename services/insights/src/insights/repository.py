@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -406,6 +407,27 @@ def _cells_of(key: CellKey) -> list[tuple]:
     return out
 
 
+@functools.cache
+def _add_to_cells(dialect_name: str) -> Any:
+    """The upsert adding to `figure_cells`' measures, built once per dialect (building it,
+    `excluded` and the nine sums, cost more than executing it)."""
+    insert = (postgresql if dialect_name == "postgresql" else sqlite).insert(CELLS)
+    return insert.on_conflict_do_update(
+        index_elements=list(CELL_KEY),
+        set_={m: CELLS.c[m] + insert.excluded[m] for m in CELL_MEASURES},
+    )
+
+
+@functools.cache
+def _add_to_details(dialect_name: str) -> Any:
+    """The upsert adding to `figure_details`' counts, built once per dialect."""
+    insert = (postgresql if dialect_name == "postgresql" else sqlite).insert(DETAILS)
+    return insert.on_conflict_do_update(
+        index_elements=[*CELL_KEY, "measure", "detail"],
+        set_={"count": DETAILS.c["count"] + insert.excluded["count"]},
+    )
+
+
 def _flush(connection: Any, pending: Contribution) -> None:
     """Write summed changes to the aggregates: one statement per table, rows in key order."""
     cells: dict[tuple, dict[str, int]] = defaultdict(dict)
@@ -419,24 +441,15 @@ def _flush(connection: Any, pending: Contribution) -> None:
                 row[measure] = row.get(measure, 0) + change
             else:
                 details[(*cell, measure, detail)] += change
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     if cells:
-        insert = dialect.insert(CELLS)
         connection.execute(
-            insert.on_conflict_do_update(
-                index_elements=list(CELL_KEY),
-                set_={m: CELLS.c[m] + insert.excluded[m] for m in CELL_MEASURES},
-            ),
+            _add_to_cells(connection.dialect.name),
             [dict(zip(CELL_KEY, key, strict=True)) | {m: counts.get(m, 0) for m in CELL_MEASURES}
              for key, counts in sorted(cells.items())],
         )
     if details:
-        insert = dialect.insert(DETAILS)
         connection.execute(
-            insert.on_conflict_do_update(
-                index_elements=[*CELL_KEY, "measure", "detail"],
-                set_={"count": DETAILS.c["count"] + insert.excluded["count"]},
-            ),
+            _add_to_details(connection.dialect.name),
             [dict(zip((*CELL_KEY, "measure", "detail"), key, strict=True)) | {"count": n}
              for key, n in sorted(details.items()) if n],
         )
@@ -457,12 +470,15 @@ def _insert_new(connection: Any, table: Table, rows: list[dict[str, Any]]) -> se
     """Insert the rows not already there (one statement); the primary keys of those inserted."""
     if not rows:
         return set()
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    keys = list(table.primary_key.columns)
-    result = connection.execute(
-        dialect.insert(table).on_conflict_do_nothing().returning(*keys), rows
-    )
+    result = connection.execute(_insert_if_new(connection.dialect.name, table), rows)
     return {tuple(row) for row in result}
+
+
+@functools.cache
+def _insert_if_new(dialect_name: str, table: Table) -> Any:
+    """`INSERT ... ON CONFLICT DO NOTHING RETURNING` the primary key, built once per table."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
 
 def _histories(connection: Any, need_ids: list[str]) -> dict[str, History]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, delete, or_, tuple_, update
+from sqlalchemy import Row, Table, and_, bindparam, delete, func, literal, or_, true, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -29,6 +29,7 @@ from notifications.models import (
     SubscriptionRow,
 )
 from pathways_shared.db import insert_if_new, is_postgres
+from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.pagination import newest_first
 
 # --------------------------------------------------------------------------- rows <-> domain
@@ -86,6 +87,27 @@ _ACTIVE_SUBSCRIPTIONS = sa_select(
 
 
 @functools.cache
+def _mark_and_read_subscriptions() -> Any:
+    """PostgreSQL: record the processed event (`INSERT ... ON CONFLICT DO NOTHING`, a CTE run
+    once whatever reads it) and read every active subscription, in one statement. Each row is
+    whether the event was new, then a subscription (NULLs when there is none)."""
+    processed: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
+    marked = (
+        pg_insert(processed)
+        .values({c: bindparam(f"new_{c}") for c in ("consumer", "event_id", "event_type",
+                                                    "processed_at")})
+        .on_conflict_do_nothing()
+        .returning(processed.c.id)
+        .cte("marked")
+    )
+    active = _ACTIVE_SUBSCRIPTIONS.subquery("active")
+    new = sa_select(func.count()).select_from(marked).scalar_subquery().label("new")
+    return sa_select(new, *active.c).select_from(
+        sa_select(literal(1).label("one")).subquery("one").outerjoin(active, true())
+    )
+
+
+@functools.cache
 def _upsert_allocation(dialect_name: str) -> Any:
     statement = (pg_insert if dialect_name == "postgresql" else sqlite_insert)(NEED_ALLOCATIONS)
     return statement.on_conflict_do_update(
@@ -132,6 +154,19 @@ class NotificationsRepository:
         query = newest_first(query, col(SubscriptionRow.created_at), col(SubscriptionRow.id),
                              after, limit)
         return list((await self.session.exec(query)).all())
+
+    async def mark_processed_and_subscriptions(
+        self, consumer: str, event_id: str, event_type: str, now: datetime
+    ) -> tuple[bool, list[Row[Any]]]:
+        """PostgreSQL, one round trip: what the shared consumer's `mark_processed` and
+        `active_subscriptions` answer (whether `consumer` had not handled the event before,
+        now recorded; the active subscriptions' routing columns)."""
+        connection = await self.session.connection()
+        rows = (await connection.execute(_mark_and_read_subscriptions(), {
+            "new_consumer": consumer, "new_event_id": event_id, "new_event_type": event_type,
+            "new_processed_at": now,
+        })).all()
+        return bool(rows[0].new), [row for row in rows if row.id is not None]
 
     async def active_subscriptions(self) -> Sequence[Row[Any]]:
         """What routing needs of every active subscription: read for every consumed event, so

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,11 +91,19 @@ def subscription_of(row: SubscriptionRow | Row[Any]) -> Subscription:
     )
 
 
-async def take_event(session: AsyncSession, event: Event, *, now: datetime | None = None) -> int:
+async def take_event(
+    session: AsyncSession,
+    event: Event,
+    *,
+    now: datetime | None = None,
+    active: Sequence[Row[Any]] | None = None,
+) -> int:
     """Decide who is told about a consumed event and record one delivery per recipient.
 
     Idempotent twice over: the shared consumer records the event id, and each delivery is
-    unique on its idempotency key (event id + recipient). Answers how many were recorded."""
+    unique on its idempotency key (event id + recipient). Answers how many were recorded.
+    `active`: the active subscriptions' rows when the caller has read them already in this
+    transaction (`NotificationsConsumer`); else they are read here."""
     now = now or utc_now()
     payload = event.to_json().decode()
     try:
@@ -109,10 +117,9 @@ async def take_event(session: AsyncSession, event: Event, *, now: datetime | Non
         intents = list(decide_notifications(inbound, allocations=allocations))
     except UnparseableEvent as exc:
         raise PermanentError(exc.detail) from exc
-    subscriptions = [
-        subscription_of(row)
-        for row in await NotificationsRepository(session).active_subscriptions()
-    ]
+    if active is None:
+        active = await NotificationsRepository(session).active_subscriptions()
+    subscriptions = [subscription_of(row) for row in active]
     if inbound.event_type == EventType.DELIVERY_FAILED:
         # never tell a failing subscriber about its own failures
         subscriptions = [s for s in subscriptions if str(s.id) != inbound.info.get("recipientKey")]

@@ -25,7 +25,12 @@ from cohorts.models import (
     MembershipRecord,
     ReferralNeedRecord,
 )
-from cohorts.repository import CohortsRepository, membership_from_record, record_of_membership
+from cohorts.repository import (
+    CohortsRepository,
+    NotedNeed,
+    membership_from_record,
+    record_of_membership,
+)
 from cohorts.service.checks import checked_crn
 from cohorts.service.nominals import assessment_of
 from cohorts.service.policies import policy_for
@@ -336,7 +341,23 @@ async def note_need_activity(
     programme: str | None = None,
 ) -> int:
     """Keep where a need stands; tell the police about it when the person is a current
-    member. Answers how many pathway-activity events were written."""
+    member. Answers how many pathway-activity events were written.
+
+    On PostgreSQL an event that names the person and the pathway stores the need and counts
+    the person's active memberships in one statement (`note_need`), and reads the memberships
+    only when there are some: most people are not IOM members. Otherwise, the steps one by
+    one (a test holds the two equal)."""
+    repository = CohortsRepository(session)
+    if crn is not None and pathway is not None and repository.can_note_need_in_one(need_id):
+        noted = await repository.note_need(
+            need_id=need_id, referral_id=referral_id or "", crn=crn, pathway=pathway,
+            status=status, programme=programme, now=now,
+        )
+        if not noted.active_memberships:
+            return 0
+        return _tell_members(
+            session, await repository.active_memberships_of(noted.crn), noted, base_url, now
+        )
     need = await CohortsRepository(session).get_need(need_id)
     if need is None:
         if crn is None or pathway is None:
@@ -359,8 +380,21 @@ async def note_need_activity(
         need.programme = programme
     need.updated_at = now
     CohortsRepository(session).add(need)
+    return _tell_members(
+        session, await CohortsRepository(session).active_memberships_of(need.crn), need, base_url, now
+    )
+
+
+def _tell_members(
+    session: AsyncSession,
+    members: list[MembershipRecord],
+    need: ReferralNeedRecord | NotedNeed,
+    base_url: str,
+    now: datetime,
+) -> int:
+    """A pathway-activity event for each current membership; how many were written."""
     published = 0
-    for record in await CohortsRepository(session).active_memberships_of(need.crn):
+    for record in members:
         event = pathway_activity(
             membership_from_record(record), pathway=need.pathway, status=need.status, programme=need.programme
         )
