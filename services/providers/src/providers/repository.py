@@ -111,9 +111,22 @@ def copy_to_row(referral: ProviderReferral, row: ProviderReferralRow, now: datet
     row.updated_at = now
 
 
+def new_referral_values(referral: ProviderReferral, now: datetime) -> dict[str, Any]:
+    """The column values of `new_referral_row` (every column; those the referral has no
+    field for are None, as the row has no other default), with no ORM object built."""
+    columns = ProviderReferralRow.__table__.columns  # type: ignore[attr-defined]
+    data = {f.name: _plain(getattr(referral, f.name)) for f in dataclasses.fields(referral)}
+    return dict.fromkeys(columns.keys()) | data | {"updated_at": now}
+
+
 def new_referral_row(referral: ProviderReferral, now: datetime) -> ProviderReferralRow:
     data = {f.name: _plain(getattr(referral, f.name)) for f in dataclasses.fields(referral)}
     return ProviderReferralRow(**data, updated_at=now)
+
+
+def row_values(row: Any) -> dict[str, Any]:
+    """Every column's value of an unsaved row, by column name, for `defer_insert`."""
+    return {column.name: getattr(row, column.name) for column in row.__table__.columns}
 
 
 def _catalogue_fingerprint() -> Any:
