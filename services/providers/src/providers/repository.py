@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, func, literal, literal_column, or_
+from sqlalchemy import BigInteger, Text, and_, bindparam, func, literal, literal_column, or_
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -111,9 +111,22 @@ def copy_to_row(referral: ProviderReferral, row: ProviderReferralRow, now: datet
     row.updated_at = now
 
 
+def new_referral_values(referral: ProviderReferral, now: datetime) -> dict[str, Any]:
+    """The column values of `new_referral_row` (every column; those the referral has no
+    field for are None, as the row has no other default), with no ORM object built."""
+    columns = ProviderReferralRow.__table__.columns  # type: ignore[attr-defined]
+    data = {f.name: _plain(getattr(referral, f.name)) for f in dataclasses.fields(referral)}
+    return dict.fromkeys(columns.keys()) | data | {"updated_at": now}
+
+
 def new_referral_row(referral: ProviderReferral, now: datetime) -> ProviderReferralRow:
     data = {f.name: _plain(getattr(referral, f.name)) for f in dataclasses.fields(referral)}
     return ProviderReferralRow(**data, updated_at=now)
+
+
+def row_values(row: Any) -> dict[str, Any]:
+    """Every column's value of an unsaved row, by column name, for `defer_insert`."""
+    return {column.name: getattr(row, column.name) for column in row.__table__.columns}
 
 
 def _catalogue_fingerprint() -> Any:
@@ -124,6 +137,21 @@ def _catalogue_fingerprint() -> Any:
                            aggregate_order_by(literal("\n"), services.c.code))
     return (select(func.md5(func.coalesce(rows, ""))).select_from(services)
             .correlate(None).scalar_subquery())
+
+
+# Built once (PostgreSQL), executed with the referral's values as parameters: a statement
+# object keeps its cache key, so SQLAlchemy neither rebuilds nor re-keys it per event.
+_LOCK_REFERRAL = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
+_ROUTING_READS = select(
+    select(IomMemberRow.id).where(IomMemberRow.crn == bindparam("crn"),
+                                  col(IomMemberRow.member).is_(True)).exists(),
+    select(func.array_agg(NeedRow.id))
+    .where(col(NeedRow.id).in_(bindparam("ids", expanding=True))).scalar_subquery(),
+    select(func.array_agg(WithdrawnNeedRow.need_id))
+    .where(col(WithdrawnNeedRow.need_id).in_(bindparam("ids", expanding=True)))
+    .scalar_subquery(),
+    _catalogue_fingerprint(),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +224,7 @@ class NeedRepository:
         a submission and a withdrawal of the same referral never interleave."""
         if is_postgres(self.session):
             key = zlib.crc32(f"providers-referral:{referral_id}".encode())
-            await self.session.exec(select(func.pg_advisory_xact_lock(key)))
+            await self.session.exec(_LOCK_REFERRAL, params={"key": key})
 
     async def routing_reads(self, crn: str, need_ids: Sequence[uuid.UUID]) -> RoutingReads:
         """IOM membership, which of `need_ids` are stored or withdrawn, and the catalogue's
@@ -204,16 +232,8 @@ class NeedRepository:
         (`_routing_reads_in_steps`; a test holds the two equal)."""
         if not is_postgres(self.session):
             return await self._routing_reads_in_steps(crn, need_ids)
-        ids = list(need_ids)
-        row = (await self.session.exec(select(
-            select(IomMemberRow.id).where(IomMemberRow.crn == crn,
-                                          col(IomMemberRow.member).is_(True)).exists(),
-            select(func.array_agg(NeedRow.id)).where(col(NeedRow.id).in_(ids))
-            .scalar_subquery(),
-            select(func.array_agg(WithdrawnNeedRow.need_id))
-            .where(col(WithdrawnNeedRow.need_id).in_(ids)).scalar_subquery(),
-            _catalogue_fingerprint(),
-        ))).one()
+        params = {"crn": crn, "ids": list(need_ids)}
+        row = (await self.session.exec(_ROUTING_READS, params=params)).one()
         return RoutingReads(iom_member=row[0], known=frozenset(row[1] or ()),
                             withdrawn=frozenset(row[2] or ()), catalogue=row[3])
 

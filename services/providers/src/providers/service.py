@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from pathways_shared.access import Action, record_access
 from pathways_shared.auth import Principal
 from pathways_shared.config import ServiceSettings
+from pathways_shared.db import defer_insert
 from pathways_shared.erasure import subject_access_records
 from pathways_shared.event_payloads import SubmittedNeed
 from pathways_shared.events import Addressing
@@ -54,7 +55,9 @@ from providers.repository import (
     ProviderReferralRepository,
     copy_to_row,
     new_referral_row,
+    new_referral_values,
     referral_from_row,
+    row_values,
     service_from_row,
     service_row,
 )
@@ -254,8 +257,14 @@ async def _route_need(
     declined: frozenset[str],
     trigger: str,
     ctx: Context,
+    new: bool = False,
 ) -> ProviderReferral | None:
-    """Route one need, record the decision, create the provider referral, write the event."""
+    """Route one need, record the decision, create the provider referral, write the event.
+
+    `new`: the need is not stored yet (a submission): it, its decision and its provider
+    referral are inserted at commit, one multi-row INSERT per table (`defer_insert`), with
+    no ORM object to flush; otherwise (a decline) the loaded need is updated through the ORM.
+    """
     decision = route(services, _query_for(need), declined_by=declined)
     provider_referral_id = uuid.uuid4()
     referral, event = apply_decision(
@@ -265,22 +274,19 @@ async def _route_need(
         now=ctx.now,
         calendar=ctx.calendar,
     )
-    NeedRepository(session).add(
-        RoutingDecisionRow(
-            id=uuid.uuid4(),
-            need_id=need.id,
-            crn=need.crn,
-            decided_at=ctx.now,
-            trigger=trigger,
-            chosen_service_code=decision.chosen.code if decision.chosen else None,
-            provider_referral_id=referral.id if referral else None,
-            unallocated_reason=decision.unallocated_reason,
-            iom_member=need.iom_member,
-            assessments=[dataclasses.asdict(a) for a in decision.assessments],
-        )
-    )
+    decision_row = {
+        "id": uuid.uuid4(),
+        "need_id": need.id,
+        "crn": need.crn,
+        "decided_at": ctx.now,
+        "trigger": trigger,
+        "chosen_service_code": decision.chosen.code if decision.chosen else None,
+        "provider_referral_id": referral.id if referral else None,
+        "unallocated_reason": decision.unallocated_reason,
+        "iom_member": need.iom_member,
+        "assessments": [dataclasses.asdict(a) for a in decision.assessments],
+    }
     if referral is not None:
-        ProviderReferralRepository(session).add(new_referral_row(referral, ctx.now))
         need.status = "allocated"
         need.status_reason = None
         need.current_provider_referral_id = referral.id
@@ -289,7 +295,17 @@ async def _route_need(
         need.status_reason = decision.unallocated_reason
         need.current_provider_referral_id = None
     need.updated_at = ctx.now
-    session.add(need)
+    if new:
+        defer_insert(session, NeedRow.__table__, row_values(need))  # type: ignore[attr-defined]
+        defer_insert(session, RoutingDecisionRow.__table__, decision_row)  # type: ignore[attr-defined]
+        if referral is not None:
+            defer_insert(session, ProviderReferralRow.__table__,  # type: ignore[attr-defined]
+                         new_referral_values(referral, ctx.now))
+    else:
+        NeedRepository(session).add(RoutingDecisionRow(**decision_row))
+        if referral is not None:
+            ProviderReferralRepository(session).add(new_referral_row(referral, ctx.now))
+        session.add(need)
     _publish(session, event, need.crn, ctx)
     return referral
 
@@ -327,7 +343,6 @@ async def route_submitted_referral(
             submitted_at=submitted.submitted_at,
             updated_at=ctx.now,
         )
-        needs.add(need)
         record_access(
             session,
             actor=SYSTEM_ACTOR,
@@ -336,10 +351,12 @@ async def route_submitted_referral(
             crn=submitted.crn,
             purpose="route a submitted need to a commissioned service",
         )
-        if withdrawn:
-            continue  # withdrawn before it reached us: nothing to route
+        if withdrawn:  # withdrawn before it reached us: stored, nothing to route
+            defer_insert(session, NeedRow.__table__, row_values(need))  # type: ignore[attr-defined]
+            continue
         await _route_need(
-            session, need, services, declined=frozenset(), trigger="submitted", ctx=ctx
+            session, need, services, declined=frozenset(), trigger="submitted", ctx=ctx,
+            new=True,
         )
         routed += 1
     return routed
