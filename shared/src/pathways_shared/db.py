@@ -74,7 +74,9 @@ class _UTCSQLiteDateTime(SQLiteDateTime):
 def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An engine for the URL; SQLite files get their folder, WAL and foreign keys."""
     url = make_url(database_url)
-    kwargs: dict[str, Any] = {}
+    # An error's text names its statement but not its values (a CRN or a name would reach
+    # the log wherever the error is logged: a consumer's retry, say).
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
