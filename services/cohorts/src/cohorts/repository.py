@@ -74,6 +74,19 @@ class NotedNeed(NamedTuple):
     active_memberships: int
 
 
+def _need_upsert(insert: Any, needs: Any) -> Any:
+    """The need's row inserted, or its status, programme (when given) and time updated: what
+    `note_need` stores, in both one-statement forms."""
+    return insert.on_conflict_do_update(
+        index_elements=[needs.c.need_id],
+        set_={
+            "status": insert.excluded.status,
+            "programme": func.coalesce(insert.excluded.programme, needs.c.programme),
+            "updated_at": insert.excluded.updated_at,
+        },
+    )
+
+
 @functools.cache
 def _settle_need() -> Any:
     """One statement: record `consumer`'s event processed and store the need as `_note_need`
@@ -106,14 +119,7 @@ def _settle_need() -> Any:
             exists().select_from(marked)
         ),
     )
-    stored = insert.on_conflict_do_update(
-        index_elements=[needs.c.need_id],
-        set_={
-            "status": insert.excluded.status,
-            "programme": func.coalesce(insert.excluded.programme, needs.c.programme),
-            "updated_at": insert.excluded.updated_at,
-        },
-    ).returning(needs.c.need_id).cte("stored")
+    stored = _need_upsert(insert, needs).returning(needs.c.need_id).cte("stored")
     seen = exists().where(
         processed.c.consumer == bindparam("consumer", type_=processed.c.consumer.type),
         processed.c.event_id == bindparam("event_id", type_=processed.c.event_id.type),
@@ -152,14 +158,8 @@ def _note_need() -> Any:
     insert = postgresql.insert(needs).values(
         {c.name: bindparam(f"new_{c.name}") for c in needs.columns}
     )
-    need = insert.on_conflict_do_update(
-        index_elements=[needs.c.need_id],
-        set_={
-            "status": insert.excluded.status,
-            "programme": func.coalesce(insert.excluded.programme, needs.c.programme),
-            "updated_at": insert.excluded.updated_at,
-        },
-    ).returning(needs.c.crn, needs.c.pathway, needs.c.status, needs.c.programme).cte("need")
+    need = _need_upsert(insert, needs).returning(
+        needs.c.crn, needs.c.pathway, needs.c.status, needs.c.programme).cte("need")
     members = (
         select(func.count())
         .where(memberships.c.crn == need.c.crn, memberships.c.status == "active")
