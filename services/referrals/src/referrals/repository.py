@@ -397,21 +397,25 @@ def _never_backwards(latest: Any) -> Any:
     return case((REFERRALS.c.updated_at < latest, latest), else_=REFERRALS.c.updated_at)
 
 
-_SAVE_STATEMENTS: dict[tuple, Any] = {}
+_SAVE_STATEMENTS: dict[tuple, DriverStatement] = {}
 
 
 def _save_statement(
     referral_id: UUID, values: dict[str, Any], latest: datetime,
     needs: list[dict[str, Any]], history: list[dict[str, Any]],
-) -> tuple[Any, dict[str, Any]]:
+    with_rows: Mapping[Table, list[dict[str, Any]]] | None = None,
+) -> tuple[DriverStatement, dict[str, Any]]:
     """PostgreSQL: `_save_in_steps` in one statement, with data-modifying CTEs: the referral's
-    UPDATE ... RETURNING id, then its needs updated from bound rows and its history inserted,
+    UPDATE ... RETURNING id, then its needs updated from bound rows, its history and
+    `with_rows` (rows of other tables that go with the change: its access-log row) inserted,
     only when the referral was. No row back: the referral is not stored. One statement per
-    shape (withdrawal or not, count of needs and history entries), built and compiled once.
-    Answers the statement and its parameters."""
+    shape (withdrawal or not, count of needs, history entries and other rows), built and
+    compiled once. Answers the statement (for `run_on_driver`) and its parameters."""
     need_names = tuple(needs[0])
     history_names = tuple(history[0]) if history else ()
-    shape = (tuple(values), len(needs), history_names, len(history))
+    others = [(table, tuple(rows[0]), rows) for table, rows in (with_rows or {}).items() if rows]
+    shape = (tuple(values), len(needs), history_names, len(history),
+             tuple((table.name, names, len(rows)) for table, names, rows in others))
     statement = _SAVE_STATEMENTS.get(shape)
     if statement is None:
         saved = (
@@ -424,25 +428,31 @@ def _save_statement(
             .returning(REFERRALS.c.id)
             .cte("saved_referral")
         )
-        statement = select(saved.c.id)
+        built = select(saved.c.id)
         given = bound_rows(NEEDS, need_names, len(needs), "n").subquery("needs_given")
-        statement = statement.add_cte(
+        built = built.add_cte(
             update(NEEDS)
             .where(NEEDS.c.id == given.c.id, exists(select(saved.c.id)))
             .values({name: given.c[name] for name in need_names if name != "id"})
             .cte("saved_needs")
         )
-        if history:
-            written = bound_rows(HISTORY, history_names, len(history), "h").subquery("history_given")
-            statement = statement.add_cte(
-                insert(HISTORY)
-                .from_select(history_names, select(written).where(exists(select(saved.c.id))))
-                .cte("new_history")
-            )
-        _SAVE_STATEMENTS[shape] = statement
+        for table, names, count, prefix in (
+            (HISTORY, history_names, len(history), "h"),
+            *((table, names, len(rows), f"o{n}_") for n, (table, names, rows) in enumerate(others)),
+        ):
+            if count:
+                written = bound_rows(table, names, count, prefix).subquery(f"{table.name}_given")
+                built = built.add_cte(
+                    insert(table)
+                    .from_select(names, select(written).where(exists(select(saved.c.id))))
+                    .cte(f"new_{table.name}")
+                )
+        statement = _SAVE_STATEMENTS[shape] = DriverStatement(built)
     params = {f"r_{name}": value for name, value in values.items()}
     params.update({"r_id": referral_id, "r_latest": latest})
     params.update(bound_values(needs, "n") | bound_values(history, "h"))
+    for n, (_, _, rows) in enumerate(others):
+        params.update(bound_values(rows, f"o{n}_"))
     return statement, params
 
 
@@ -572,24 +582,32 @@ class ReferralRepository:
         [referral] = await self._with_needs([row])
         return referral, row.fingerprint, row.idempotency_key
 
-    async def save(self, referral: Referral, history: Sequence[HistoryEntry]) -> None:
-        """Write back what a decision changed: status, withdrawal and needs; add history.
+    async def save(
+        self, referral: Referral, history: Sequence[HistoryEntry],
+        with_rows: Mapping[Table, list[dict[str, Any]]] | None = None,
+    ) -> None:
+        """Write back what a decision changed: status, withdrawal and needs; add history and
+        `with_rows` (rows of other tables that go with the change: `db.deferred_rows` of its
+        access log).
 
-        On PostgreSQL one statement (data-modifying CTEs, `_save_statement`); on SQLite three
-        (`_save_in_steps`); a test holds the rows the two write equal."""
+        On PostgreSQL one statement (data-modifying CTEs, `_save_statement`) run on the
+        driver's connection, inside the transaction of the locked read that comes before it;
+        on SQLite in steps (`_save_in_steps`); a test holds the rows the two write equal."""
         values, latest = _saved_values(referral)
         needs = [{"id": need.id} | _need_changes(need) for need in referral.needs]
         histories = [_history_values(referral.id, entry) for entry in history]
         if is_postgres(self.session):
-            statement, params = _save_statement(referral.id, values, latest, needs, histories)
-            if (await self.session.exec(statement, params=params)).first() is None:
+            statement, params = _save_statement(
+                referral.id, values, latest, needs, histories, with_rows)
+            if not await run_on_driver(self.session, statement, params):
                 raise LookupError(f"referral {referral.id} is not stored")
             return
-        await self._save_in_steps(referral.id, values, latest, needs, histories)
+        await self._save_in_steps(referral.id, values, latest, needs, histories, with_rows)
 
     async def _save_in_steps(
         self, referral_id: UUID, values: dict[str, Any], latest: datetime,
         needs: list[dict[str, Any]], histories: list[dict[str, Any]],
+        with_rows: Mapping[Table, list[dict[str, Any]]] | None = None,
     ) -> None:
         updated = await self.session.exec(
             update(REFERRALS).where(REFERRALS.c.id == referral_id)
@@ -604,6 +622,9 @@ class ReferralRepository:
         )
         if histories:
             await self.session.exec(insert(HISTORY), params=histories)
+        for table, rows in (with_rows or {}).items():
+            if rows:
+                await self.session.exec(insert(table), params=rows)
 
     async def list_rows(
         self, where: ReferralFilter, *, limit: int, after: tuple[datetime, UUID] | None

@@ -346,12 +346,14 @@ async def apply_provider_event(
             reason=decision.ignored,
         )
         return False
-    await repo.save(decision.referral, decision.history)
-    _log_access(
-        session,
-        PROVIDERS_ACTOR,
-        Action.ALTERATION,
-        decision.referral,
-        f"provider event {event.event_type}",
-    )
+    # Its access-log row goes in with the change, in the same statement on PostgreSQL.
+    with deferred_rows(session) as written_with:
+        _log_access(
+            session,
+            PROVIDERS_ACTOR,
+            Action.ALTERATION,
+            decision.referral,
+            f"provider event {event.event_type}",
+        )
+    await repo.save(decision.referral, decision.history, with_rows=written_with)
     return True

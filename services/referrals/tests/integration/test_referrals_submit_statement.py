@@ -1,7 +1,8 @@
 """On PostgreSQL a submission is one statement (data-modifying CTEs), its event and access-log
 row included; on SQLite, steps. The two write the same rows, and neither writes anything when
 the referral is already stored. The same
-for saving a change (a provider event, a withdrawal): one statement against three."""
+for saving a change (a provider event with its access-log row, a withdrawal): one statement
+against steps."""
 
 from __future__ import annotations
 
@@ -101,12 +102,20 @@ async def test_one_statement_save_and_three_write_the_same_rows(database_url, re
     from referrals.domain.withdrawal import withdraw_referral
     from referrals.repository import _history_values, _need_changes, _saved_values
 
-    def in_steps(repo, referral, history):
+    def in_steps(repo, referral, history, with_rows=None):
         values, latest = _saved_values(referral)
         return repo._save_in_steps(
             referral.id, values, latest,
             [{"id": need.id} | _need_changes(need) for need in referral.needs],
-            [_history_values(referral.id, entry) for entry in history])
+            [_history_values(referral.id, entry) for entry in history], with_rows)
+
+    def access_row(session, referral) -> dict:
+        """The access-log row the service saves with a provider event's change."""
+        with deferred_rows(session) as rows:
+            _log_access(session, "providers-service", Action.ALTERATION, referral,
+                        "provider event providers.referral.allocated")
+        assert len(rows[ACCESS_LOG]) == 1
+        return rows
 
     engine = make_engine(database_url)
     sessionmaker = make_sessionmaker(engine)
@@ -122,6 +131,7 @@ async def test_one_statement_save_and_three_write_the_same_rows(database_url, re
                 assert await repo.add(made.referral, fingerprint="f", idempotency_key=None,
                                       client=CLIENT, history=made.history)
         provider_referral_id = uuid.uuid4()
+        given_by: dict[bool, dict | None] = {}
         for step in ("allocated", "withdrawn"):
             async with sessionmaker() as session, session.begin():
                 repo = ReferralRepository(session)
@@ -140,13 +150,20 @@ async def test_one_statement_save_and_three_write_the_same_rows(database_url, re
                             referral, reason_code=WithdrawalReason.NO_LONGER_REQUIRED,
                             comments="moved away", actor="test-probation",
                             now=NOW + timedelta(minutes=1))
+                    # A provider event's change goes with its access-log row; a withdrawal's
+                    # access log is written at commit (the service's own order).
+                    given = access_row(session, decision.referral) if step == "allocated" else None
+                    given_by[one_statement] = given
                     if one_statement:
-                        await repo.save(decision.referral, decision.history)
+                        await repo.save(decision.referral, decision.history, with_rows=given)
                     else:
-                        await in_steps(repo, decision.referral, decision.history)
+                        await in_steps(repo, decision.referral, decision.history, given)
             async with sessionmaker() as session:
                 written_one = await _stored(session, one.referral.id)
                 written_three = await _stored(session, three.referral.id)
+                for given in given_by.values():
+                    if given is not None:
+                        assert await _stored_access(session, given) == _without_keys(given)
             assert written_one == written_three
         assert written_one["referral"]["status"] == "withdrawn"
         assert written_one["needs"][0]["service_code"] == "CRS-ACC-M"
@@ -155,14 +172,17 @@ async def test_one_statement_save_and_three_write_the_same_rows(database_url, re
         async with sessionmaker() as session, session.begin():
             repo = ReferralRepository(session)
             ghost = _decision({**two_needs, "source_reference": "SAVE-ghost"})
+            ghost_access = access_row(session, ghost.referral)
             with pytest.raises(LookupError):
-                await repo.save(ghost.referral, ghost.history)
+                await repo.save(ghost.referral, ghost.history, with_rows=ghost_access)
         async with sessionmaker() as session, session.begin():
             with pytest.raises(LookupError):
-                await in_steps(ReferralRepository(session), ghost.referral, ghost.history)
+                await in_steps(ReferralRepository(session), ghost.referral, ghost.history,
+                               access_row(session, ghost.referral))
         async with sessionmaker() as session:
             assert (await session.exec(
                 select(HISTORY).where(HISTORY.c.referral_id == ghost.referral.id))).all() == []
+            assert await _stored_access(session, ghost_access) == {ACCESS_LOG: []}
     finally:
         await engine.dispose()
 
@@ -253,6 +273,14 @@ async def _stored_with(session, given: dict) -> dict:
         .order_by(ACCESS_LOG.c.id))).all()
     return _without_keys({OUTBOX: [dict(r._mapping) for r in outbox],
                           ACCESS_LOG: [dict(r._mapping) for r in access]})
+
+
+async def _stored_access(session, given: dict) -> dict:
+    """The stored access-log rows of the given resources, as `_without_keys`."""
+    access = (await session.exec(select(ACCESS_LOG).where(
+        ACCESS_LOG.c.resource.in_([row["resource"] for row in given[ACCESS_LOG]]))
+        .order_by(ACCESS_LOG.c.id))).all()
+    return _without_keys({ACCESS_LOG: [dict(r._mapping) for r in access]})
 
 
 def _values(decision: Decision, fingerprint: str):
