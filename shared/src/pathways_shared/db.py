@@ -262,8 +262,58 @@ def _insert_deferred(session: SyncSession) -> None:
     # Runs inside AsyncSession.commit's greenlet, so the synchronous execute is fine here.
     while deferred := session.info.pop(DEFERRED_KEY, None):
         connection = session.connection()
+        together = (
+            deferred_statement(deferred)
+            if connection.dialect.name == "postgresql" and len(deferred) > 1 else None
+        )
+        if together is not None:
+            connection.execute(*together)
+            continue
         for table, rows in deferred.items():
             connection.execute(insert(table), rows)
+
+
+_DEFERRED_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+_DEFERRED_SHAPES_KEPT = 256
+
+
+def deferred_statement(
+    deferred: dict[Table, list[dict[str, Any]]],
+) -> tuple[Any, dict[str, Any]] | None:
+    """PostgreSQL: the rows of several tables (`defer_insert`'s, at commit) in one statement,
+    one data-modifying CTE per table (`bound_rows`), instead of one INSERT per table: one
+    round trip. Each table's rows go in in the order given (its serial numbers follow it, the
+    outbox's order with them); foreign keys are checked as the statement ends, so a row may
+    refer to another table's row of the same statement. None (one INSERT per table, as on
+    SQLite) when a table's rows do not all give the same columns, or leave out a column with
+    a Python-side default (which `insert(table)` would fill in). One statement per shape of
+    tables, columns and counts, built once (and so compiled once); a test holds its rows equal
+    to the per-table INSERTs'."""
+    shape = []
+    for table, rows in deferred.items():
+        names = tuple(rows[0])
+        given = set(names)
+        if any(row.keys() != given for row in rows[1:]) or any(
+            column.default is not None and column.name not in given for column in table.c
+        ):
+            return None
+        shape.append((table, names, len(rows)))
+    key = tuple(shape)
+    statement = _DEFERRED_STATEMENTS.get(key)
+    if statement is None:
+        inserts = [
+            insert(table).from_select(names, bound_rows(table, names, count, f"d{n}_"))
+            for n, (table, names, count) in enumerate(shape)
+        ]
+        statement = inserts[-1]
+        for n, earlier in enumerate(inserts[:-1]):
+            statement = statement.add_cte(earlier.cte(f"deferred_{n}"))
+        if len(_DEFERRED_STATEMENTS) < _DEFERRED_SHAPES_KEPT:
+            _DEFERRED_STATEMENTS[key] = statement
+    params: dict[str, Any] = {}
+    for n, rows in enumerate(deferred.values()):
+        params.update(bound_values(rows, f"d{n}_"))
+    return statement, params
 
 
 @event.listens_for(SyncSession, "after_soft_rollback")
