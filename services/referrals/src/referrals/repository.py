@@ -329,6 +329,44 @@ _LISTED_NEEDS = select(*_LISTED_NEED_COLUMNS).where(
     NEEDS.c.referral_id.in_(bindparam("referral_ids", expanding=True)))
 
 
+_Others = list[tuple[Table, tuple[str, ...], list[dict[str, Any]]]]
+
+
+def _others(with_rows: Mapping[Table, list[dict[str, Any]]] | None) -> _Others:
+    """The tables of `with_rows` that have rows: each with its columns' names and its rows."""
+    return [(table, tuple(rows[0]), rows) for table, rows in (with_rows or {}).items() if rows]
+
+
+def _other_inserts(others: _Others) -> list[tuple[Table, tuple[str, ...], int, str]]:
+    """What `_inserting_if` inserts of `others`: the rows of the n-th table prefixed `o<n>_`."""
+    return [(table, names, len(rows), f"o{n}_") for n, (table, names, rows) in enumerate(others)]
+
+
+def _other_values(others: _Others) -> dict[str, Any]:
+    """The parameters of `_other_inserts(others)`."""
+    params: dict[str, Any] = {}
+    for n, (_, _, rows) in enumerate(others):
+        params.update(bound_values(rows, f"o{n}_"))
+    return params
+
+
+def _inserting_if(
+    statement: Any, guard: Any, inserts: Sequence[tuple[Table, tuple[str, ...], int, str]]
+) -> Any:
+    """`statement` with a data-modifying CTE for each `(table, names, count, prefix)` of
+    `inserts` that has rows: an INSERT of its `count` bound rows (`bound_rows`) that writes
+    them only when the CTE `guard` returned a row (the referral inserted, or saved)."""
+    for table, names, count, prefix in inserts:
+        if count:
+            given = bound_rows(table, names, count, prefix).subquery(f"{table.name}_given")
+            statement = statement.add_cte(
+                insert(table)
+                .from_select(names, select(given).where(exists(select(guard.c.id))))
+                .cte(f"new_{table.name}")
+            )
+    return statement
+
+
 _SUBMIT_STATEMENTS: dict[tuple, DriverStatement] = {}
 
 
@@ -345,7 +383,7 @@ def _submit_statement(
     Answers the statement (for `run_on_driver`) and its parameters."""
     need_names = tuple(needs[0]) if needs else ()
     history_names = tuple(history[0]) if history else ()
-    others = [(table, tuple(rows[0]), rows) for table, rows in (with_rows or {}).items() if rows]
+    others = _others(with_rows)
     shape = (tuple(referral), need_names, len(needs), history_names, len(history),
              tuple((table.name, names, len(rows)) for table, names, rows in others))
     statement = _SUBMIT_STATEMENTS.get(shape)
@@ -358,23 +396,14 @@ def _submit_statement(
             .returning(REFERRALS.c.id)
             .cte("new_referral")
         )
-        statement = select(new.c.id)
-        for table, names, count, prefix in (
-            (NEEDS, need_names, len(needs), "n"), (HISTORY, history_names, len(history), "h"),
-            *((table, names, len(rows), f"o{n}_") for n, (table, names, rows) in enumerate(others)),
-        ):
-            if count:
-                given = bound_rows(table, names, count, prefix).subquery(f"{table.name}_given")
-                statement = statement.add_cte(
-                    insert(table)
-                    .from_select(names, select(given).where(exists(select(new.c.id))))
-                    .cte(f"new_{table.name}")
-                )
-        statement = _SUBMIT_STATEMENTS[shape] = DriverStatement(statement)
+        statement = _SUBMIT_STATEMENTS[shape] = DriverStatement(_inserting_if(
+            select(new.c.id), new,
+            [(NEEDS, need_names, len(needs), "n"), (HISTORY, history_names, len(history), "h"),
+             *_other_inserts(others)],
+        ))
     params = {f"r_{name}": value for name, value in referral.items()}
     params.update(bound_values(needs, "n") | bound_values(history, "h"))
-    for n, (_, _, rows) in enumerate(others):
-        params.update(bound_values(rows, f"o{n}_"))
+    params.update(_other_values(others))
     return statement, params
 
 
@@ -413,7 +442,7 @@ def _save_statement(
     compiled once. Answers the statement (for `run_on_driver`) and its parameters."""
     need_names = tuple(needs[0])
     history_names = tuple(history[0]) if history else ()
-    others = [(table, tuple(rows[0]), rows) for table, rows in (with_rows or {}).items() if rows]
+    others = _others(with_rows)
     shape = (tuple(values), len(needs), history_names, len(history),
              tuple((table.name, names, len(rows)) for table, names, rows in others))
     statement = _SAVE_STATEMENTS.get(shape)
@@ -436,23 +465,15 @@ def _save_statement(
             .values({name: given.c[name] for name in need_names if name != "id"})
             .cte("saved_needs")
         )
-        for table, names, count, prefix in (
-            (HISTORY, history_names, len(history), "h"),
-            *((table, names, len(rows), f"o{n}_") for n, (table, names, rows) in enumerate(others)),
-        ):
-            if count:
-                written = bound_rows(table, names, count, prefix).subquery(f"{table.name}_given")
-                built = built.add_cte(
-                    insert(table)
-                    .from_select(names, select(written).where(exists(select(saved.c.id))))
-                    .cte(f"new_{table.name}")
-                )
+        built = _inserting_if(
+            built, saved,
+            [(HISTORY, history_names, len(history), "h"), *_other_inserts(others)],
+        )
         statement = _SAVE_STATEMENTS[shape] = DriverStatement(built)
     params = {f"r_{name}": value for name, value in values.items()}
     params.update({"r_id": referral_id, "r_latest": latest})
     params.update(bound_values(needs, "n") | bound_values(history, "h"))
-    for n, (_, _, rows) in enumerate(others):
-        params.update(bound_values(rows, f"o{n}_"))
+    params.update(_other_values(others))
     return statement, params
 
 
