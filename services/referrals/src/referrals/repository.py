@@ -11,21 +11,27 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    ARRAY,
     Integer,
     Row,
     RowMapping,
     Table,
+    Text,
     and_,
+    any_,
     bindparam,
     case,
     exists,
+    func,
     insert,
+    literal_column,
     or_,
     select,
     tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.db import (
@@ -36,6 +42,7 @@ from pathways_shared.db import (
     is_postgres,
     run_on_driver,
 )
+from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.vocabulary import (
     Complexity,
     NeedStatus,
@@ -329,6 +336,44 @@ _LISTED_NEEDS = select(*_LISTED_NEED_COLUMNS).where(
     NEEDS.c.referral_id.in_(bindparam("referral_ids", expanding=True)))
 
 
+_Others = list[tuple[Table, tuple[str, ...], list[dict[str, Any]]]]
+
+
+def _others(with_rows: Mapping[Table, list[dict[str, Any]]] | None) -> _Others:
+    """The tables of `with_rows` that have rows: each with its columns' names and its rows."""
+    return [(table, tuple(rows[0]), rows) for table, rows in (with_rows or {}).items() if rows]
+
+
+def _other_inserts(others: _Others) -> list[tuple[Table, tuple[str, ...], int, str]]:
+    """What `_inserting_if` inserts of `others`: the rows of the n-th table prefixed `o<n>_`."""
+    return [(table, names, len(rows), f"o{n}_") for n, (table, names, rows) in enumerate(others)]
+
+
+def _other_values(others: _Others) -> dict[str, Any]:
+    """The parameters of `_other_inserts(others)`."""
+    params: dict[str, Any] = {}
+    for n, (_, _, rows) in enumerate(others):
+        params.update(bound_values(rows, f"o{n}_"))
+    return params
+
+
+def _inserting_if(
+    statement: Any, guard: Any, inserts: Sequence[tuple[Table, tuple[str, ...], int, str]]
+) -> Any:
+    """`statement` with a data-modifying CTE for each `(table, names, count, prefix)` of
+    `inserts` that has rows: an INSERT of its `count` bound rows (`bound_rows`) that writes
+    them only when the CTE `guard` returned a row (the referral inserted, or saved)."""
+    for table, names, count, prefix in inserts:
+        if count:
+            given = bound_rows(table, names, count, prefix).subquery(f"{table.name}_given")
+            statement = statement.add_cte(
+                insert(table)
+                .from_select(names, select(given).where(exists(select(guard.c.id))))
+                .cte(f"new_{table.name}")
+            )
+    return statement
+
+
 _SUBMIT_STATEMENTS: dict[tuple, DriverStatement] = {}
 
 
@@ -345,7 +390,7 @@ def _submit_statement(
     Answers the statement (for `run_on_driver`) and its parameters."""
     need_names = tuple(needs[0]) if needs else ()
     history_names = tuple(history[0]) if history else ()
-    others = [(table, tuple(rows[0]), rows) for table, rows in (with_rows or {}).items() if rows]
+    others = _others(with_rows)
     shape = (tuple(referral), need_names, len(needs), history_names, len(history),
              tuple((table.name, names, len(rows)) for table, names, rows in others))
     statement = _SUBMIT_STATEMENTS.get(shape)
@@ -358,23 +403,14 @@ def _submit_statement(
             .returning(REFERRALS.c.id)
             .cte("new_referral")
         )
-        statement = select(new.c.id)
-        for table, names, count, prefix in (
-            (NEEDS, need_names, len(needs), "n"), (HISTORY, history_names, len(history), "h"),
-            *((table, names, len(rows), f"o{n}_") for n, (table, names, rows) in enumerate(others)),
-        ):
-            if count:
-                given = bound_rows(table, names, count, prefix).subquery(f"{table.name}_given")
-                statement = statement.add_cte(
-                    insert(table)
-                    .from_select(names, select(given).where(exists(select(new.c.id))))
-                    .cte(f"new_{table.name}")
-                )
-        statement = _SUBMIT_STATEMENTS[shape] = DriverStatement(statement)
+        statement = _SUBMIT_STATEMENTS[shape] = DriverStatement(_inserting_if(
+            select(new.c.id), new,
+            [(NEEDS, need_names, len(needs), "n"), (HISTORY, history_names, len(history), "h"),
+             *_other_inserts(others)],
+        ))
     params = {f"r_{name}": value for name, value in referral.items()}
     params.update(bound_values(needs, "n") | bound_values(history, "h"))
-    for n, (_, _, rows) in enumerate(others):
-        params.update(bound_values(rows, f"o{n}_"))
+    params.update(_other_values(others))
     return statement, params
 
 
@@ -404,23 +440,32 @@ def _save_statement(
     referral_id: UUID, values: dict[str, Any], latest: datetime,
     needs: list[dict[str, Any]], history: list[dict[str, Any]],
     with_rows: Mapping[Table, list[dict[str, Any]]] | None = None,
+    settling: Settling | None = None,
 ) -> tuple[DriverStatement, dict[str, Any]]:
     """PostgreSQL: `_save_in_steps` in one statement, with data-modifying CTEs: the referral's
     UPDATE ... RETURNING id, then its needs updated from bound rows, its history and
     `with_rows` (rows of other tables that go with the change: its access-log row) inserted,
     only when the referral was. No row back: the referral is not stored. One statement per
     shape (withdrawal or not, count of needs, history entries and other rows), built and
-    compiled once. Answers the statement (for `run_on_driver`) and its parameters."""
+    compiled once. Answers the statement (for `run_on_driver`) and its parameters.
+
+    With `settling` (`settle_save`), the referral is updated only when the event is recorded
+    processed in the same statement, and that only when the referral and its needs are as
+    they were read (`_settled_if_unchanged`); it answers what `settle_save` reads."""
     need_names = tuple(needs[0])
     history_names = tuple(history[0]) if history else ()
-    others = [(table, tuple(rows[0]), rows) for table, rows in (with_rows or {}).items() if rows]
-    shape = (tuple(values), len(needs), history_names, len(history),
+    others = _others(with_rows)
+    shape = (settling is not None, tuple(values), len(needs), history_names, len(history),
              tuple((table.name, names, len(rows)) for table, names, rows in others))
     statement = _SAVE_STATEMENTS.get(shape)
     if statement is None:
+        saving = update(REFERRALS).where(
+            REFERRALS.c.id == bindparam("r_id", type_=REFERRALS.c.id.type))
+        if settling is not None:
+            marked = _settled_if_unchanged()
+            saving = saving.where(exists(select(marked.c.id)))
         saved = (
-            update(REFERRALS)
-            .where(REFERRALS.c.id == bindparam("r_id", type_=REFERRALS.c.id.type))
+            saving
             .values({name: bindparam(f"r_{name}", type_=REFERRALS.c[name].type)
                      for name in values}
                     | {"updated_at": _never_backwards(
@@ -428,7 +473,7 @@ def _save_statement(
             .returning(REFERRALS.c.id)
             .cte("saved_referral")
         )
-        built = select(saved.c.id)
+        built = select(saved.c.id) if settling is None else _settle_answer(marked, saved)
         given = bound_rows(NEEDS, need_names, len(needs), "n").subquery("needs_given")
         built = built.add_cte(
             update(NEEDS)
@@ -436,24 +481,159 @@ def _save_statement(
             .values({name: given.c[name] for name in need_names if name != "id"})
             .cte("saved_needs")
         )
-        for table, names, count, prefix in (
-            (HISTORY, history_names, len(history), "h"),
-            *((table, names, len(rows), f"o{n}_") for n, (table, names, rows) in enumerate(others)),
-        ):
-            if count:
-                written = bound_rows(table, names, count, prefix).subquery(f"{table.name}_given")
-                built = built.add_cte(
-                    insert(table)
-                    .from_select(names, select(written).where(exists(select(saved.c.id))))
-                    .cte(f"new_{table.name}")
-                )
+        built = _inserting_if(
+            built, saved,
+            [(HISTORY, history_names, len(history), "h"), *_other_inserts(others)],
+        )
         statement = _SAVE_STATEMENTS[shape] = DriverStatement(built)
     params = {f"r_{name}": value for name, value in values.items()}
     params.update({"r_id": referral_id, "r_latest": latest})
     params.update(bound_values(needs, "n") | bound_values(history, "h"))
-    for n, (_, _, rows) in enumerate(others):
-        params.update(bound_values(rows, f"o{n}_"))
+    params.update(_other_values(others))
+    if settling is not None:
+        params.update(settling.params())
     return statement, params
+
+
+# --------------------------------------------------------------------------- settling
+# A provider event settled in two statements outside any transaction (PostgreSQL, the
+# consumer's `settle_in_one`): the referral read unlocked with the stamps of its rows
+# (`read_stamped`), then, once the domain has decided, one statement that records the event
+# processed and saves the change only if no row was changed in between (`settle_save`).
+
+# A row's stamp: its `xmin`, the transaction that wrote this version of it. Every UPDATE of a
+# row, whoever makes it (a provider event, a withdrawal, the deadline scan, an erasure), writes
+# a new version with a new `xmin`, whether or not it changes `updated_at`; taking a lock does
+# not. So "the stamps are those read" is "no row was changed since": optimistic concurrency
+# without a version column every writer would have to keep. One stamp for the referral's row
+# with each of its needs' rows (a row of `_GET_STAMPED`, of `_settled_if_unchanged`'s lock).
+_STAMP = literal_column(
+    f"concat_ws('/', {REFERRALS.name}.xmin, {NEEDS.name}.id, {NEEDS.name}.xmin)", Text
+)
+
+# `read_stamped`: the referral joined to its needs, as `_GET_LOCKED` but unlocked, stamped.
+_GET_STAMPED = (
+    select(REFERRALS, *[c.label(f"need_{c.name}") for c in NEEDS.c], _STAMP.label("stamp"))
+    .join_from(REFERRALS, NEEDS, NEEDS.c.referral_id == REFERRALS.c.id)
+    .where(REFERRALS.c.id == bindparam("referral_id", type_=REFERRALS.c.id.type),
+           REFERRALS.c.erased_at.is_(None))
+)
+
+PROCESSED = ProcessedEvent.__table__
+
+
+@dataclass(frozen=True)
+class Settling:
+    """What `settle_save` records of the event, and the stamps the referral was read with."""
+
+    consumer: str
+    event_id: str
+    event_type: str
+    processed_at: datetime
+    stamps: tuple[str, ...]
+
+    def params(self) -> dict[str, Any]:
+        return {"p_consumer": self.consumer, "p_event_id": self.event_id,
+                "p_event_type": self.event_type, "p_processed_at": self.processed_at,
+                "s_stamps": list(self.stamps), "s_count": len(self.stamps)}
+
+
+def _settled_if_unchanged() -> Any:
+    """The CTEs that record the event processed (`INSERT ... ON CONFLICT DO NOTHING RETURNING
+    id`, as `mark_processed`) only when the referral and its needs are as read: their rows
+    locked (FOR UPDATE: a change in flight is waited for, then its newest rows are read), and
+    their stamps exactly those read, as many and the same. The referral's UPDATE then writes
+    only if this returned a row, and everything else only if that did: all or nothing. The
+    rows stay locked to the statement's end, so nothing can change between check and write."""
+    locked = (
+        select(_STAMP.label("stamp"))
+        .join_from(REFERRALS, NEEDS, NEEDS.c.referral_id == REFERRALS.c.id)
+        .where(REFERRALS.c.id == bindparam("r_id", type_=REFERRALS.c.id.type),
+               REFERRALS.c.erased_at.is_(None))
+        .with_for_update()
+        .cte("locked")
+    )
+    unchanged = (
+        select(func.count().label("n"))
+        .select_from(locked)
+        .having(and_(
+            func.count() == bindparam("s_count", type_=Integer),
+            func.bool_and(locked.c.stamp == any_(bindparam("s_stamps", type_=ARRAY(Text)))),
+        ))
+        .cte("unchanged")
+    )
+    given = {name: bindparam(f"p_{name}", type_=PROCESSED.c[name].type)
+             for name in ("consumer", "event_id", "event_type", "processed_at")}
+    return (
+        pg_insert(PROCESSED)
+        .from_select(list(given), select(*given.values()).where(exists(select(unchanged.c.n))))
+        .on_conflict_do_nothing()
+        .returning(PROCESSED.c.id)
+        .cte("marked")
+    )
+
+
+def _settle_answer(marked: Any, saved: Any | None) -> Any:
+    """What a settling statement answers: whether the event was recorded, whether the
+    referral was saved (as recorded when there is nothing to save), and whether the event had
+    been recorded before (a duplicate)."""
+    seen = exists().where(
+        PROCESSED.c.consumer == bindparam("p_consumer", type_=PROCESSED.c.consumer.type),
+        PROCESSED.c.event_id == bindparam("p_event_id", type_=PROCESSED.c.event_id.type),
+    )
+    recorded = select(func.count()).select_from(marked).scalar_subquery()
+    return select(
+        recorded.label("marked"),
+        (recorded if saved is None
+         else select(func.count()).select_from(saved).scalar_subquery()).label("saved"),
+        seen.label("seen"),
+    )
+
+
+# `settle_save` of an event the domain ignores (stale, repeated): only its record.
+_SETTLE_IGNORED = DriverStatement(_settle_answer(_settled_if_unchanged(), None))
+
+
+async def read_stamped(
+    connection: AsyncConnection, referral_id: UUID
+) -> tuple[Referral, tuple[str, ...]] | None:
+    """PostgreSQL, on a connection outside any transaction: the referral (not erased) and the
+    stamps of its rows, unlocked, in one statement; None if it is not stored."""
+    rows = (await connection.execute(_GET_STAMPED, {"referral_id": referral_id})).all()
+    if not rows:
+        return None
+    width = len(REFERRALS.c)
+    referral = _to_domain(rows[0], [_NeedView._make(row[width:-1]) for row in rows])
+    return referral, tuple(row.stamp for row in rows)
+
+
+async def settle_save(
+    connection: AsyncConnection, referral: Referral, history: Sequence[HistoryEntry],
+    with_rows: Mapping[Table, list[dict[str, Any]]], settling: Settling, *, changed: bool = True,
+) -> str | None:
+    """PostgreSQL, one statement on a connection outside any transaction (autocommit): record
+    the event processed and write what `ReferralRepository.save` writes (nothing more when
+    not `changed`: an event the domain ignored), both only if the referral's rows still bear
+    the stamps they were read with (`read_stamped`). "handled";
+    "duplicate" (nothing written) if the event was recorded before; None (nothing written)
+    if a row was changed since it was read, or the referral is gone: the ordinary path, with
+    its locked read, handles the event then."""
+    if changed:
+        values, latest = _saved_values(referral)
+        needs = [{"id": need.id} | _need_changes(need) for need in referral.needs]
+        histories = [_history_values(referral.id, entry) for entry in history]
+        statement, params = _save_statement(
+            referral.id, values, latest, needs, histories, with_rows, settling)
+    else:
+        statement, params = _SETTLE_IGNORED, {"r_id": referral.id} | settling.params()
+    statement = statement.compiled(connection.dialect)
+    driver = (await connection.get_raw_connection()).driver_connection
+    [(marked, saved, seen)] = await driver.fetch(statement.sql, *statement.arguments(params))
+    if marked:
+        if saved != 1:  # cannot be: the referral's rows were locked and as read
+            raise RuntimeError(f"referral {referral.id}: event recorded but not saved")
+        return "handled"
+    return "duplicate" if seen else None
 
 
 # `ReferralRepository._get_locked`: a referral and its needs, all their rows locked.

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.access import Action, record_access
@@ -38,7 +39,13 @@ from referrals.domain.need_lifecycle import (
 from referrals.domain.referral import HistoryEntry, Referral, UnknownNeed
 from referrals.domain.submission import InvalidSubmission, submit_referral
 from referrals.domain.withdrawal import withdraw_referral
-from referrals.repository import ReferralFilter, ReferralRepository
+from referrals.repository import (
+    ReferralFilter,
+    ReferralRepository,
+    Settling,
+    read_stamped,
+    settle_save,
+)
 from referrals.schemas import ReferralCreate, WithdrawalCreate, referral_document
 
 log = get_logger(__name__)
@@ -316,6 +323,11 @@ async def subject_access(
     return SubjectAccess(crn=crn, referrals=referrals, access_log=access, erasures=erasures)
 
 
+def _log_ignored(event: Event, need_id: UUID, reason: str | None) -> None:
+    log.info("referrals.provider_event_ignored", event_id=str(event.id),
+             event_type=event.event_type, need_id=str(need_id), reason=reason)
+
+
 async def apply_provider_event(
     session: AsyncSession, event: Event, payload: NeedRef, *, now: datetime
 ) -> bool:
@@ -338,13 +350,7 @@ async def apply_provider_event(
     except UnknownNeed as error:
         raise PermanentError(error.detail) from error
     if not decision.applied:
-        log.info(
-            "referrals.provider_event_ignored",
-            event_id=str(event.id),
-            event_type=event.event_type,
-            need_id=str(provider_event.need_id),
-            reason=decision.ignored,
-        )
+        _log_ignored(event, provider_event.need_id, decision.ignored)
         return False
     # Its access-log row goes in with the change, in the same statement on PostgreSQL.
     with deferred_rows(session) as written_with:
@@ -357,3 +363,45 @@ async def apply_provider_event(
         )
     await repo.save(decision.referral, decision.history, with_rows=written_with)
     return True
+
+
+async def settle_provider_event(
+    connection: AsyncConnection, consumer: str, event: Event, payload: NeedRef, *, now: datetime
+) -> str | None:
+    """`apply_provider_event` with the event recorded processed by `consumer`, outside any
+    transaction (PostgreSQL, the consumer's `settle_in_one`): the referral read unlocked,
+    decided, then recorded and saved in one statement only if none of its rows changed in
+    between (`repository.settle_save`). "handled", "duplicate", or None (nothing written) for
+    anything else: a malformed event, an unknown referral or need, a change in between; the
+    ordinary path handles those, and reports them. An event the domain ignores (stale,
+    repeated) is recorded alone, on the same condition.
+
+    A provider event publishes nothing here (its decision has no events): no outbox row is
+    written, so there is no relay to wake."""
+    try:
+        provider_event = read_provider_event(event.event_type, event.occurred_at, payload)
+    except MalformedProviderEvent:
+        return None
+    read = await read_stamped(connection, provider_event.referral_id)
+    if read is None:
+        return None
+    referral, stamps = read
+    try:
+        decision = apply_to_referral(referral, provider_event, now=now)
+    except UnknownNeed:
+        return None
+    settling = Settling(consumer=consumer, event_id=str(event.id), event_type=event.event_type,
+                        processed_at=datetime.now(UTC), stamps=stamps)
+    if not decision.applied:
+        settled = await settle_save(connection, referral, (), {}, settling, changed=False)
+        if settled == "handled":
+            _log_ignored(event, provider_event.need_id, decision.ignored)
+        return settled
+    # The access-log row, as `apply_provider_event` writes it, taken from a session that
+    # never reaches the database (`deferred_rows`: nothing is written at its commit).
+    async with AsyncSession() as rows_of:
+        with deferred_rows(rows_of) as written_with:
+            _log_access(rows_of, PROVIDERS_ACTOR, Action.ALTERATION, decision.referral,
+                        f"provider event {event.event_type}")
+    return await settle_save(connection, decision.referral, decision.history, written_with,
+                             settling)
