@@ -16,13 +16,14 @@ from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from insights import service
 from insights.config import InsightsSettings
 from insights.domain.cohorts import ACTIVITY, DESELECTED, SELECTED
 from insights.domain.projection import StepKind, unmet_reason
-from insights.repository import InsightsRepository
+from insights.repository import InsightsRepository, settle_in_one
 from pathways_shared.consumer import Consumer, Handler, PermanentError, Subscription, typed
 from pathways_shared.db import transaction
 from pathways_shared.event_payloads import (
@@ -66,13 +67,7 @@ class Projector:
         self.pseudonym_secret = service.pseudonym_secret(settings)
 
     async def on_submitted(self, session: AsyncSession, event: Event, p: ReferralSubmitted) -> None:
-        service.record_submission(
-            session, event_id=str(event.id), occurred_at=event.occurred_at,
-            referral_id=str(p.referral_id), area=p.area, sex=str(p.sex),
-            age_on_submission=p.age_on_submission, supervision_status=str(p.supervision_status),
-            needs=[(str(n.need_id), str(n.pathway), str(n.complexity), n.flags) for n in p.needs],
-            calendar=self.calendar,
-        )
+        service.record_submission(session, calendar=self.calendar, **_submission(event, p))
 
     async def on_withdrawn(self, session: AsyncSession, event: Event, p: ReferralWithdrawn) -> None:
         self._step(session, event, [str(n) for n in p.need_ids], StepKind.WITHDRAWN,
@@ -113,6 +108,11 @@ class Projector:
         self, session: AsyncSession, event: Event,
         p: MemberSelected | MemberDeselected | MemberPathwayActivity,
     ) -> None:
+        service.record_cohort_fact(session, calendar=self.calendar, **self._member(event, p))
+
+    def _member(
+        self, event: Event, p: MemberSelected | MemberDeselected | MemberPathwayActivity
+    ) -> dict[str, Any]:
         if not event.crn:
             raise PermanentError(f"{event.event_type} without a person reference")
         if isinstance(p, MemberSelected):
@@ -121,11 +121,31 @@ class Projector:
             kind, extra = DESELECTED, {"reason": str(p.reason)}
         else:
             kind, extra = ACTIVITY, {"pathway": str(p.pathway), "status": str(p.status)}
-        service.record_cohort_fact(
-            session, event_id=str(event.id), occurred_at=event.occurred_at, kind=kind,
-            member=service.member_key(event.crn, self.pseudonym_secret), area=p.area,
-            cohort=str(p.cohort), calendar=self.calendar, **extra,
-        )
+        return {"event_id": str(event.id), "occurred_at": event.occurred_at, "kind": kind,
+                "member": service.member_key(event.crn, self.pseudonym_secret), "area": p.area,
+                "cohort": str(p.cohort), **extra}
+
+    async def settle_in_one(
+        self, connection: AsyncConnection, consumer: str, event: Event
+    ) -> str | None:
+        """PostgreSQL, outside any transaction (`Subscription.settle_in_one`): an event whose
+        facts need nothing read to project, a submission (its needs new: see
+        `insights.repository.settle_in_one`) or a cohort event, recorded processed, its facts
+        stored and its counts added in one statement; None (nothing written) for any other
+        event, one that does not validate (its handler reports it), or a submission of a need
+        already known: the handlers' path."""
+        try:
+            payload = PAYLOADS[event.event_type].model_validate(event.additional_information)
+            if isinstance(payload, ReferralSubmitted):
+                facts = {"needs": service.submission_facts(**_submission(event, payload))}
+            elif isinstance(payload, MemberSelected | MemberDeselected | MemberPathwayActivity):
+                facts = {"cohort": [service.cohort_fact(**self._member(event, payload))]}
+            else:
+                return None
+        except (ValidationError, PermanentError, KeyError):
+            return None
+        return await settle_in_one(connection, consumer=consumer, event=event,
+                                   calendar=self.calendar, **facts)
 
     def _step(
         self, session: AsyncSession, event: Event, need_ids: list[str], kind: StepKind, *,
@@ -231,6 +251,15 @@ class ProjectionConsumer(Consumer):
         return outcomes
 
 
+def _submission(event: Event, p: ReferralSubmitted) -> dict[str, Any]:
+    return {
+        "event_id": str(event.id), "occurred_at": event.occurred_at,
+        "referral_id": str(p.referral_id), "area": p.area, "sex": str(p.sex),
+        "age_on_submission": p.age_on_submission, "supervision_status": str(p.supervision_status),
+        "needs": [(str(n.need_id), str(n.pathway), str(n.complexity), n.flags) for n in p.needs],
+    }
+
+
 def _parse(msg: Msg) -> Event | Exception:
     try:
         return Event.from_json(msg.data)
@@ -243,9 +272,10 @@ def _deliveries(msg: Msg) -> int:
 
 
 def subscriptions(settings: InsightsSettings) -> list[Subscription]:
-    handlers = Projector(settings).handlers()
+    projector = Projector(settings)
+    handlers = projector.handlers()
     return [
         Subscription(stream=stream, durable=durable, handlers=handlers[stream],
-                     consumer_class=ProjectionConsumer)
+                     consumer_class=ProjectionConsumer, settle_in_one=projector.settle_in_one)
         for stream, durable in DURABLES.items()
     ]

@@ -107,6 +107,18 @@ class CohortFact(SQLModel, table=True):
     occurred_at: datetime = Field(sa_column=utc_column(nullable=False))
 
 
+class NeedClaim(SQLModel, table=True):
+    """One row per need whose facts anyone stores, inserted (unless there) by every writer on
+    PostgreSQL before it reads the need's facts: what makes a one-statement projection, which
+    reads nothing, safe beside the transactions (`insights.repository.settle_in_one`). The
+    transaction's insert waits for a concurrent one-statement claim of the need to end, so
+    then reads what it stored; the one statement, finding the need claimed, writes nothing."""
+
+    __tablename__ = "need_claims"
+
+    need_id: str = Field(primary_key=True, max_length=36)
+
+
 CELL_KEY = (
     "cube", "grain", "period", "month", "area", "pathway", "complexity", "sex", "age_band",
     "supervision", "service_code", "provider_code", "programme",
@@ -205,5 +217,5 @@ CUBES: dict[str, frozenset[str]] = {
 
 PROJECTION_TABLES = (
     "need_facts", "allocation_facts", "step_facts", "cohort_facts", "figure_cells",
-    "figure_details",
+    "figure_details", "need_claims",
 )

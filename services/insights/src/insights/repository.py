@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ from insights.models import (
     StepFact,
 )
 from pathways_shared.consumer import mark_processed_many
+from pathways_shared.db import DriverStatement
 from pathways_shared.events import Event
 from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.working_days import WorkingCalendar, end_of_london_day
@@ -118,9 +120,15 @@ def _history_query() -> Any:
 
 HISTORY = _history_query()
 # Every need of a transaction locked in one statement, in one order (the lock keys'), so two
-# transactions never wait for each other's locks in opposite orders.
+# transactions never wait for each other's locks in opposite orders; then (a data-modifying
+# WITH the query does not read runs after it) each need claimed unless it was: the insert
+# waits for a one-statement projection claiming the same need at that moment to end
+# (`settle_in_one`), so the facts read next include what it stored.
 LOCK_NEEDS = text(
-    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h"
+    "WITH claimed AS (INSERT INTO need_claims (need_id)"
+    " SELECT n FROM unnest(CAST(:need_ids AS varchar[])) AS n ORDER BY n"
+    " ON CONFLICT DO NOTHING)"
+    " SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h"
     " FROM unnest(CAST(:keys AS text[])) AS k) AS locks ORDER BY h"
 )
 
@@ -428,8 +436,8 @@ def _add_to_details(dialect_name: str) -> Any:
     )
 
 
-def _flush(connection: Any, pending: Contribution) -> None:
-    """Write summed changes to the aggregates: one statement per table, rows in key order."""
+def _aggregate_rows(pending: Contribution) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Summed changes as the rows to add to `figure_cells` and `figure_details`, in key order."""
     cells: dict[tuple, dict[str, int]] = defaultdict(dict)
     details: dict[tuple, int] = defaultdict(int)
     for (key, measure, detail), change in pending.items():
@@ -441,18 +449,21 @@ def _flush(connection: Any, pending: Contribution) -> None:
                 row[measure] = row.get(measure, 0) + change
             else:
                 details[(*cell, measure, detail)] += change
+    return (
+        [dict(zip(CELL_KEY, key, strict=True)) | {m: counts.get(m, 0) for m in CELL_MEASURES}
+         for key, counts in sorted(cells.items())],
+        [dict(zip((*CELL_KEY, "measure", "detail"), key, strict=True)) | {"count": n}
+         for key, n in sorted(details.items()) if n],
+    )
+
+
+def _flush(connection: Any, pending: Contribution) -> None:
+    """Write summed changes to the aggregates: one statement per table, rows in key order."""
+    cells, details = _aggregate_rows(pending)
     if cells:
-        connection.execute(
-            _add_to_cells(connection.dialect.name),
-            [dict(zip(CELL_KEY, key, strict=True)) | {m: counts.get(m, 0) for m in CELL_MEASURES}
-             for key, counts in sorted(cells.items())],
-        )
+        connection.execute(_add_to_cells(connection.dialect.name), cells)
     if details:
-        connection.execute(
-            _add_to_details(connection.dialect.name),
-            [dict(zip((*CELL_KEY, "measure", "detail"), key, strict=True)) | {"count": n}
-             for key, n in sorted(details.items()) if n],
-        )
+        connection.execute(_add_to_details(connection.dialect.name), details)
 
 
 @dataclass
@@ -497,6 +508,11 @@ def _histories(connection: Any, need_ids: list[str]) -> dict[str, History]:
     return out
 
 
+def _need_of(r: dict[str, Any]) -> Need:
+    return Need(r["need_id"], r["area"], r["pathway"], r["complexity"], r["sex"], r["age_band"],
+                r["supervision"], r["at_risk_of_homelessness"], r["submitted_at"])
+
+
 def project_facts(connection: Any, pending: PendingFacts) -> Contribution:
     """Store a transaction's new facts; the change they make to the aggregates.
 
@@ -513,15 +529,12 @@ def project_facts(connection: Any, pending: PendingFacts) -> Contribution:
     if not need_ids:
         return Counter()
     if connection.dialect.name == "postgresql":
-        connection.execute(LOCK_NEEDS, {"keys": [f"insights-need:{n}" for n in need_ids]})
+        connection.execute(LOCK_NEEDS, {"keys": [f"insights-need:{n}" for n in need_ids],
+                                        "need_ids": need_ids})
     known = _histories(connection, need_ids)
     added: dict[str, History] = defaultdict(History)
     for (need_id,) in _insert_new(connection, NEEDS, list(pending.needs.values())):
-        r = pending.needs[need_id]
-        added[need_id].need = Need(
-            need_id, r["area"], r["pathway"], r["complexity"], r["sex"], r["age_band"],
-            r["supervision"], r["at_risk_of_homelessness"], r["submitted_at"],
-        )
+        added[need_id].need = _need_of(pending.needs[need_id])
     for (provider_referral_id,) in _insert_new(connection, ALLOCATIONS,
                                                list(pending.allocations.values())):
         r = pending.allocations[provider_referral_id]
@@ -559,3 +572,104 @@ def _forget_pending(session: SyncSession, previous_transaction: Any) -> None:
     if previous_transaction.parent is None:
         session.info.pop(PENDING_KEY, None)
         session.info.pop(FACTS_KEY, None)
+
+
+# --- one statement -------------------------------------------------------------------------
+
+
+def _recordset(name: str, table: Table, columns: Sequence[str]) -> str:
+    """`jsonb_to_recordset` of the JSON rows bound as `:name`, typed as `table`'s columns, in
+    the order given (so rows are written, and locked, in that order)."""
+    types = ", ".join(
+        f"{c} {table.c[c].type.compile(dialect=postgresql.dialect())}" for c in columns)
+    return (f"ROWS FROM (jsonb_to_recordset(CAST(:{name} AS jsonb)) AS ({types}))"
+            f" WITH ORDINALITY AS {name}_rows({', '.join(columns)}, row_number)")
+
+
+def _settle_statement() -> DriverStatement:
+    """One statement: each need of the event claimed (none may have been); if every one was,
+    the event recorded processed (unless it had been); if it was, its need and cohort facts
+    inserted and its changes added to `figure_cells` and `figure_details`. Then whether it
+    was recorded, and whether it had been before."""
+    need_columns = [c.name for c in NEEDS.columns]
+    cohort_columns = [c.name for c in COHORT_FACTS.columns]
+    cell_columns = [*CELL_KEY, *CELL_MEASURES]
+    detail_columns = [*CELL_KEY, "measure", "detail", "count"]
+    only_if_marked = "WHERE EXISTS (SELECT FROM marked)"
+
+    def insert(table: Table, name: str, columns: list[str], conflict: str = "") -> str:
+        listed = ", ".join(columns)
+        return (f"{name} AS (INSERT INTO {table.name} ({listed}) SELECT {listed}"
+                f" FROM {_recordset(name, table, columns)} {only_if_marked}"
+                f" ORDER BY row_number{conflict})")
+
+    def adding(columns: Sequence[str], keys: Sequence[str]) -> str:
+        return (f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+                + ", ".join(f"{c} = {{table}}.{c} + excluded.{c}" for c in columns))
+
+    cells = insert(CELLS, "cells", cell_columns,
+                   adding(CELL_MEASURES, CELL_KEY).format(table=CELLS.name))
+    details = insert(DETAILS, "details", detail_columns,
+                     adding(["count"], [*CELL_KEY, "measure", "detail"]).format(table=DETAILS.name))
+    sql = (
+        "WITH claimed AS (INSERT INTO need_claims (need_id)"
+        " SELECT n FROM unnest(CAST(:need_ids AS varchar[])) AS n ORDER BY n"
+        " ON CONFLICT DO NOTHING RETURNING need_id),"
+        " marked AS (INSERT INTO processed_events (consumer, event_id, event_type, processed_at)"
+        " SELECT :consumer, :event_id, :event_type, :processed_at"
+        " WHERE (SELECT count(*) FROM claimed) = cardinality(CAST(:need_ids AS varchar[]))"
+        " ON CONFLICT DO NOTHING RETURNING id),"
+        f" {insert(NEEDS, 'needs', need_columns)},"
+        f" {insert(COHORT_FACTS, 'cohort', cohort_columns)},"
+        f" {cells}, {details}"
+        " SELECT (SELECT count(*) FROM marked) AS marked, EXISTS (SELECT FROM processed_events"
+        " WHERE consumer = :consumer AND event_id = :event_id) AS seen"
+    )
+    return DriverStatement(text(sql).bindparams(
+        bindparam("need_ids", type_=postgresql.ARRAY(String())),
+        bindparam("processed_at", type_=DateTime(timezone=True)),
+        *(bindparam(name, type_=String()) for name in (
+            "consumer", "event_id", "event_type", "needs", "cohort", "cells", "details")),
+    ))
+
+
+SETTLE = _settle_statement()
+
+
+def _json(rows: Sequence[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=lambda value: value.isoformat(), separators=(",", ":"))
+
+
+async def settle_in_one(
+    connection: Any, *, consumer: str, event: Event, calendar: WorkingCalendar,
+    needs: Sequence[dict[str, Any]] = (), cohort: Sequence[dict[str, Any]] = (),
+) -> str | None:
+    """PostgreSQL, one statement on a connection outside any transaction: an event whose facts
+    are new needs (a submission) and cohort facts recorded processed `consumer`'s, the facts
+    stored and the needs' counts added to the aggregates, as `project_facts` would: a need
+    of whom nothing is known contributes what its submission alone gives. "handled",
+    "duplicate" if the event had been recorded, or None (nothing written) when any of its
+    needs was already claimed (known, or being projected at this moment: `NeedClaim`), for
+    the transaction's path, which reads what is known.
+    """
+    delta: Contribution = Counter()
+    for row in needs:
+        delta.update(change_of(History(), History(need=_need_of(row)), calendar))
+    cells, details = _aggregate_rows(delta)
+    statement = SETTLE.compiled(connection.dialect)
+    arguments = statement.arguments({
+        "need_ids": [row["need_id"] for row in needs], "consumer": consumer,
+        "event_id": str(event.id), "event_type": event.event_type,
+        "processed_at": datetime.now(UTC), "needs": _json(needs), "cohort": _json(cohort),
+        "cells": _json(cells), "details": _json(details),
+    })
+    driver = (await connection.get_raw_connection()).driver_connection
+    try:
+        marked, seen = await driver.fetchrow(statement.sql, *arguments)
+    except Exception:
+        if driver.is_closed():  # lost: the pool must not hand it out again
+            await connection.invalidate()
+        raise
+    if marked:
+        return "handled"
+    return "duplicate" if seen else None

@@ -43,6 +43,7 @@ import hmac
 import io
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -72,14 +73,19 @@ EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
 # --- projection ------------------------------------------------------------------------------
 
 
-def record_submission(
-    session: AsyncSession, *, event_id: str, occurred_at: datetime, referral_id: str, area: str,
-    sex: str, age_on_submission: int, supervision_status: str,
-    needs: Sequence[tuple[str, str, str, Sequence[str]]], calendar: WorkingCalendar,
-) -> None:
-    """`needs`: (need id, pathway, complexity, flags) of each need."""
+def record_submission(session: AsyncSession, *, calendar: WorkingCalendar, **submission: Any) -> None:
+    """A submission's needs kept (`submission_facts`: the same keyword arguments)."""
+    InsightsRepository(session).add_facts(calendar, needs=submission_facts(**submission))
+
+
+def submission_facts(
+    *, event_id: str, occurred_at: datetime, referral_id: str, area: str, sex: str,
+    age_on_submission: int, supervision_status: str,
+    needs: Sequence[tuple[str, str, str, Sequence[str]]],
+) -> list[dict[str, Any]]:
+    """The need facts of a submission. `needs`: (need id, pathway, complexity, flags) of each."""
     band, supervision = age_band(age_on_submission), supervision_category(supervision_status)
-    InsightsRepository(session).add_facts(calendar, needs=[
+    return [
         {"need_id": need_id, "referral_id": referral_id, "event_id": event_id, "area": area,
          "pathway": pathway, "complexity": complexity, "sex": sex, "age_band": band,
          "supervision": supervision,
@@ -87,7 +93,7 @@ def record_submission(
              pathway == Pathway.ACCOMMODATION and "at_risk_of_homelessness" in flags),
          "submitted_at": occurred_at}
         for need_id, pathway, complexity, flags in needs
-    ])
+    ]
 
 
 def record_allocation(
@@ -129,16 +135,20 @@ def member_key(crn: str, secret: str) -> str:
     return hmac.new(secret.encode(), crn.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def record_cohort_fact(
-    session: AsyncSession, *, event_id: str, occurred_at: datetime, kind: str, member: str,
-    area: str, cohort: str, reason: str | None = None, pathway: str | None = None,
-    status: str | None = None, calendar: WorkingCalendar,
-) -> None:
-    InsightsRepository(session).add_facts(calendar, cohort=[{
+def record_cohort_fact(session: AsyncSession, *, calendar: WorkingCalendar, **fact: Any) -> None:
+    """A cohort event's fact kept (`cohort_fact`: the same keyword arguments)."""
+    InsightsRepository(session).add_facts(calendar, cohort=[cohort_fact(**fact)])
+
+
+def cohort_fact(
+    *, event_id: str, occurred_at: datetime, kind: str, member: str, area: str, cohort: str,
+    reason: str | None = None, pathway: str | None = None, status: str | None = None,
+) -> dict[str, Any]:
+    return {
         "event_id": event_id, "kind": kind, "member_key": member, "area": area,
         "cohort": cohort, "reason": reason, "pathway": pathway, "status": status,
         "occurred_at": occurred_at,
-    }])
+    }
 
 
 async def subject_access(session: AsyncSession, crn: str, settings: InsightsSettings) -> dict:
