@@ -257,6 +257,85 @@ def _upsert_allocation(dialect_name: str) -> Any:
     )
 
 
+def _due(now: Any) -> Any:
+    """The deliveries a worker may begin an attempt on at `now` (`Delivery.is_due`)."""
+    return or_(
+        and_(
+            NOTIFICATIONS.c.status == DeliveryStatus.PENDING.value,
+            or_(NOTIFICATIONS.c.next_attempt_at.is_(None), NOTIFICATIONS.c.next_attempt_at <= now),
+        ),
+        and_(
+            NOTIFICATIONS.c.status == DeliveryStatus.RETRYING.value,
+            NOTIFICATIONS.c.next_attempt_at <= now,
+        ),
+        and_(
+            NOTIFICATIONS.c.status == DeliveryStatus.SENDING.value,
+            NOTIFICATIONS.c.lease_expires_at <= now,
+        ),
+    )
+
+
+@functools.cache
+def _claim() -> Any:
+    """PostgreSQL, one statement: claim the due deliveries (``FOR UPDATE SKIP LOCKED``, the
+    oldest first, up to `limit`) as `begin_attempt` does (sending, one attempt more, a lease
+    until `lease`) and write each one's attempt row; unless one of them is an interrupted
+    attempt (sending, its lease expired: the worker's ordinary claim closes its attempt
+    first), when nothing is written. The claimed rows, oldest first, with `interrupted`."""
+    now = bindparam("now", type_=NOTIFICATIONS.c.updated_at.type)
+    due = (
+        sa_select(NOTIFICATIONS.c.id, NOTIFICATIONS.c.status)
+        .where(_due(now))
+        .order_by(NOTIFICATIONS.c.created_at)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+        .cte("due")
+    )
+    interrupted = exists().where(due.c.status == DeliveryStatus.SENDING.value)
+    claimed = (
+        update(NOTIFICATIONS)
+        .where(NOTIFICATIONS.c.id == due.c.id, ~interrupted)
+        .values(
+            status=DeliveryStatus.SENDING.value,
+            attempts=NOTIFICATIONS.c.attempts + 1,
+            next_attempt_at=None,
+            lease_expires_at=bindparam("lease", type_=NOTIFICATIONS.c.lease_expires_at.type),
+            updated_at=now,
+        )
+        .returning(*NOTIFICATIONS.c)
+        .cte("claimed")
+    )
+    attempts: Table = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
+    started = (
+        pg_insert(attempts)
+        .from_select(["notification_id", "number", "started_at"],
+                     sa_select(claimed.c.id, claimed.c.attempts, now))
+        .returning(attempts.c.id)
+        .cte("started")
+    )
+    count = sa_select(func.count()).select_from(started).scalar_subquery()
+    return (
+        sa_select(*claimed.c, interrupted.label("interrupted"), count.label("started"))
+        .select_from(sa_select(literal(1).label("one")).subquery("one").outerjoin(claimed, true()))
+        .order_by(claimed.c.created_at)
+    )
+
+
+async def claim_due_in_one(
+    connection: AsyncConnection, now: datetime, lease: datetime, limit: int
+) -> list[NotificationRow] | None:
+    """PostgreSQL, one statement (for a connection outside any transaction): what the
+    worker's claim does (`NotificationsRepository.claim_due`, `begin_attempt`, the attempt
+    rows) when none of the due deliveries is an interrupted attempt; None (nothing written)
+    when one is: the worker's ordinary claim closes it."""
+    rows = (await connection.execute(_claim(), {"now": now, "lease": lease, "limit": limit})).all()
+    if rows[0].interrupted:
+        return None
+    columns = [c.name for c in NOTIFICATIONS.c]
+    return [NotificationRow(**{c: getattr(row, c) for c in columns})
+            for row in rows if row.id is not None]
+
+
 class NotificationsRepository:
     """Every query of the notifications service, on the caller's session (the caller owns the
     transaction); the mapping between rows and domain values is the module's functions."""
@@ -327,25 +406,7 @@ class NotificationsRepository:
         """Deliveries a worker may attempt now, locked so no other worker takes them."""
         query = (
             select(NotificationRow)
-            .where(
-                or_(
-                    and_(
-                        col(NotificationRow.status) == DeliveryStatus.PENDING.value,
-                        or_(
-                            col(NotificationRow.next_attempt_at).is_(None),
-                            col(NotificationRow.next_attempt_at) <= now,
-                        ),
-                    ),
-                    and_(
-                        col(NotificationRow.status) == DeliveryStatus.RETRYING.value,
-                        col(NotificationRow.next_attempt_at) <= now,
-                    ),
-                    and_(
-                        col(NotificationRow.status) == DeliveryStatus.SENDING.value,
-                        col(NotificationRow.lease_expires_at) <= now,
-                    ),
-                )
-            )
+            .where(_due(now))
             .order_by(col(NotificationRow.created_at))
             .limit(limit)
         )
