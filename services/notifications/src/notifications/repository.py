@@ -47,7 +47,7 @@ from notifications.models import (
     NotificationRow,
     SubscriptionRow,
 )
-from pathways_shared.db import insert_if_new, is_postgres
+from pathways_shared.db import DriverStatement, insert_if_new, is_postgres
 from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.pagination import newest_first
 
@@ -133,7 +133,8 @@ def _active_ids() -> Any:
     return (
         sa_select(func.coalesce(func.string_agg(
             cast(_SUBSCRIPTIONS.c.id, Text), aggregate_order_by(literal_column("','"),
-                                                                 _SUBSCRIPTIONS.c.id)), ""))
+                                                                 _SUBSCRIPTIONS.c.id)),
+            literal_column("''")))
         .where(_SUBSCRIPTIONS.c.active.is_(True), _SUBSCRIPTIONS.c.deleted_at.is_(None))
         .scalar_subquery()
     )
@@ -149,10 +150,25 @@ def _typed(table: Table, columns: Sequence[str], prefix: str) -> Any:
     return sa_select(*(bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in columns))
 
 
+async def _on_driver(
+    connection: AsyncConnection, statement: DriverStatement, params: dict[str, Any]
+) -> list[Any]:
+    """`statement` run straight on the connection's asyncpg connection (`run_on_driver`, for
+    a connection rather than a session): its rows as the driver's records. A connection that
+    failed under it is invalidated (the pool does not hand it out again)."""
+    fairy = await connection.get_raw_connection()
+    compiled = statement.compiled(connection.dialect)
+    try:
+        return await fairy.driver_connection.fetch(compiled.sql, *compiled.arguments(params))
+    except BaseException:
+        await connection.invalidate()
+        raise
+
+
 @functools.cache
 def _settle(
     deliveries: int, columns: tuple[str, ...], allocation: tuple[str, ...] | None, forget: bool
-) -> Any:
+) -> DriverStatement:
     """PostgreSQL, one statement: record the event processed (when the active subscriptions
     are still those it was routed by), and only then add its `deliveries` (their `columns`;
     each unless one with its idempotency key exists) and keep its allocation (`allocation`:
@@ -199,11 +215,11 @@ def _settle(
     )
     # Each data-modifying CTE runs once, whether or not the query reads it; counted here so
     # the statement says what it did.
-    return sa_select(
+    return DriverStatement(sa_select(
         sa_select(func.count()).select_from(marked).scalar_subquery().label("marked"),
         seen.label("seen"),
         *(sa_select(func.count()).select_from(cte).scalar_subquery() for cte in ctes),
-    )
+    ))
 
 
 async def settle(
@@ -234,7 +250,7 @@ async def settle(
         len(deliveries), tuple(deliveries[0]) if deliveries else (),
         tuple(allocation) if allocation is not None else None, forget is not None,
     )
-    marked, seen, *_ = (await connection.execute(statement, params)).one()
+    marked, seen, *_ = (await _on_driver(connection, statement, params))[0]
     if marked:
         return "handled"
     return "duplicate" if seen else None
