@@ -8,10 +8,29 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, bindparam, delete, func, literal, or_, true, tuple_, update
+from sqlalchemy import (
+    Row,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    true,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,7 +47,7 @@ from notifications.models import (
     NotificationRow,
     SubscriptionRow,
 )
-from pathways_shared.db import insert_if_new, is_postgres
+from pathways_shared.db import DriverStatement, insert_if_new, is_postgres
 from pathways_shared.infra_models import ProcessedEvent
 from pathways_shared.pagination import newest_first
 
@@ -107,6 +126,142 @@ def _mark_and_read_subscriptions() -> Any:
     )
 
 
+def _active_ids() -> Any:
+    """The active subscriptions' ids, in one text (`subscriptions_seen` says the same of rows
+    read before): which subscriptions route an event. Their routing columns (patterns, areas,
+    cohort events only) are written once, when one is created, so the ids say it all."""
+    return (
+        sa_select(func.coalesce(func.string_agg(
+            cast(_SUBSCRIPTIONS.c.id, Text), aggregate_order_by(literal_column("','"),
+                                                                 _SUBSCRIPTIONS.c.id)),
+            literal_column("''")))
+        .where(_SUBSCRIPTIONS.c.active.is_(True), _SUBSCRIPTIONS.c.deleted_at.is_(None))
+        .scalar_subquery()
+    )
+
+
+def subscriptions_seen(rows: Sequence[Row[Any]]) -> str:
+    """`_active_ids` of the active subscriptions' rows `rows`, read before."""
+    return ",".join(str(i) for i in sorted(row.id for row in rows))
+
+
+def _typed(table: Table, columns: Sequence[str], prefix: str) -> Any:
+    """A row of `table`'s `columns` as typed parameters named `prefix` + column."""
+    return sa_select(*(bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in columns))
+
+
+async def _on_driver(
+    connection: AsyncConnection, statement: DriverStatement, params: dict[str, Any]
+) -> list[Any]:
+    """`statement` run straight on the connection's asyncpg connection (`run_on_driver`, for
+    a connection rather than a session): its rows as the driver's records. A connection that
+    failed under it is invalidated (the pool does not hand it out again)."""
+    fairy = await connection.get_raw_connection()
+    compiled = statement.compiled(connection.dialect)
+    try:
+        return await fairy.driver_connection.fetch(compiled.sql, *compiled.arguments(params))
+    except BaseException:
+        await connection.invalidate()
+        raise
+
+
+@functools.cache
+def _settle(
+    deliveries: int, columns: tuple[str, ...], allocation: tuple[str, ...] | None, forget: bool
+) -> DriverStatement:
+    """PostgreSQL, one statement: record the event processed (when the active subscriptions
+    are still those it was routed by), and only then add its `deliveries` (their `columns`;
+    each unless one with its idempotency key exists) and keep its allocation (`allocation`:
+    the columns of the row stored; `forget`: the need's row deleted); then whether it was
+    recorded, and whether it had been before."""
+    processed: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
+    marked = (
+        pg_insert(processed)
+        .from_select(
+            ["consumer", "event_id", "event_type", "processed_at"],
+            sa_select(*(bindparam(name, type_=processed.c[name].type) for name in (
+                "consumer", "event_id", "event_type", "processed_at"))).where(
+                _active_ids() == bindparam("subscriptions", type_=Text())),
+        )
+        .on_conflict_do_nothing()
+        .returning(processed.c.id)
+        .cte("marked")
+    )
+    after = exists().select_from(marked)
+    ctes = []
+    if deliveries:
+        rows = [_typed(NOTIFICATIONS, columns, f"d{n}_").where(after) for n in range(deliveries)]
+        ctes.append(
+            pg_insert(NOTIFICATIONS)
+            .from_select(list(columns), union_all(*rows) if deliveries > 1 else rows[0])
+            .on_conflict_do_nothing()
+            .returning(NOTIFICATIONS.c.id)
+            .cte("added")
+        )
+    if allocation is not None:
+        stored = pg_insert(NEED_ALLOCATIONS).from_select(
+            list(allocation), _typed(NEED_ALLOCATIONS, allocation, "new_").where(after))
+        ctes.append(stored.on_conflict_do_update(
+            index_elements=[NEED_ALLOCATIONS.c.need_id],
+            set_={c: stored.excluded[c] for c in allocation if c != "need_id"},
+        ).returning(NEED_ALLOCATIONS.c.need_id).cte("allocation"))
+    elif forget:
+        ctes.append(delete(NEED_ALLOCATIONS).where(
+            NEED_ALLOCATIONS.c.need_id == bindparam("forget", type_=NEED_ALLOCATIONS.c.need_id.type),
+            after,
+        ).returning(NEED_ALLOCATIONS.c.need_id).cte("allocation"))
+    seen = exists().where(
+        processed.c.consumer == bindparam("consumer"), processed.c.event_id == bindparam("event_id")
+    )
+    # Each data-modifying CTE runs once, whether or not the query reads it; counted here so
+    # the statement says what it did.
+    return DriverStatement(sa_select(
+        sa_select(func.count()).select_from(marked).scalar_subquery().label("marked"),
+        seen.label("seen"),
+        *(sa_select(func.count()).select_from(cte).scalar_subquery() for cte in ctes),
+    ))
+
+
+async def settle(
+    connection: AsyncConnection,
+    consumer: str,
+    event_id: str,
+    event_type: str,
+    *,
+    subscriptions: str,
+    deliveries: Sequence[Mapping[str, Any]],
+    allocation: Mapping[str, Any] | None,
+    forget: uuid.UUID | None,
+    now: datetime,
+) -> str | None:
+    """PostgreSQL, one statement (for a connection outside any transaction): record the event
+    processed, add its deliveries and keep its allocation, as the consumer's ordinary path
+    does, when the active subscriptions are still `subscriptions` (`subscriptions_seen` of
+    those it was routed by). "handled"; "duplicate" when it had been recorded before; None
+    (nothing written) when the subscriptions changed meanwhile."""
+    params: dict[str, Any] = {
+        "consumer": consumer, "event_id": event_id, "event_type": event_type,
+        "processed_at": now, "subscriptions": subscriptions, "forget": forget,
+    }
+    for n, row in enumerate(deliveries):
+        params.update({f"d{n}_{name}": value for name, value in row.items()})
+    params.update({f"new_{name}": value for name, value in (allocation or {}).items()})
+    statement = _settle(
+        len(deliveries), tuple(deliveries[0]) if deliveries else (),
+        tuple(allocation) if allocation is not None else None, forget is not None,
+    )
+    marked, seen, *_ = (await _on_driver(connection, statement, params))[0]
+    if marked:
+        return "handled"
+    return "duplicate" if seen else None
+
+
+async def active_subscriptions(connection: AsyncConnection) -> Sequence[Row[Any]]:
+    """What routing needs of every active subscription (`NotificationsRepository`'s, on a
+    connection)."""
+    return (await connection.execute(_ACTIVE_SUBSCRIPTIONS)).all()
+
+
 @functools.cache
 def _upsert_allocation(dialect_name: str) -> Any:
     statement = (pg_insert if dialect_name == "postgresql" else sqlite_insert)(NEED_ALLOCATIONS)
@@ -116,6 +271,85 @@ def _upsert_allocation(dialect_name: str) -> Any:
             c.name: statement.excluded[c.name] for c in NEED_ALLOCATIONS.c if c.name != "need_id"
         },
     )
+
+
+def _due(now: Any) -> Any:
+    """The deliveries a worker may begin an attempt on at `now` (`Delivery.is_due`)."""
+    return or_(
+        and_(
+            NOTIFICATIONS.c.status == DeliveryStatus.PENDING.value,
+            or_(NOTIFICATIONS.c.next_attempt_at.is_(None), NOTIFICATIONS.c.next_attempt_at <= now),
+        ),
+        and_(
+            NOTIFICATIONS.c.status == DeliveryStatus.RETRYING.value,
+            NOTIFICATIONS.c.next_attempt_at <= now,
+        ),
+        and_(
+            NOTIFICATIONS.c.status == DeliveryStatus.SENDING.value,
+            NOTIFICATIONS.c.lease_expires_at <= now,
+        ),
+    )
+
+
+@functools.cache
+def _claim() -> Any:
+    """PostgreSQL, one statement: claim the due deliveries (``FOR UPDATE SKIP LOCKED``, the
+    oldest first, up to `limit`) as `begin_attempt` does (sending, one attempt more, a lease
+    until `lease`) and write each one's attempt row; unless one of them is an interrupted
+    attempt (sending, its lease expired: the worker's ordinary claim closes its attempt
+    first), when nothing is written. The claimed rows, oldest first, with `interrupted`."""
+    now = bindparam("now", type_=NOTIFICATIONS.c.updated_at.type)
+    due = (
+        sa_select(NOTIFICATIONS.c.id, NOTIFICATIONS.c.status)
+        .where(_due(now))
+        .order_by(NOTIFICATIONS.c.created_at)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+        .cte("due")
+    )
+    interrupted = exists().where(due.c.status == DeliveryStatus.SENDING.value)
+    claimed = (
+        update(NOTIFICATIONS)
+        .where(NOTIFICATIONS.c.id == due.c.id, ~interrupted)
+        .values(
+            status=DeliveryStatus.SENDING.value,
+            attempts=NOTIFICATIONS.c.attempts + 1,
+            next_attempt_at=None,
+            lease_expires_at=bindparam("lease", type_=NOTIFICATIONS.c.lease_expires_at.type),
+            updated_at=now,
+        )
+        .returning(*NOTIFICATIONS.c)
+        .cte("claimed")
+    )
+    attempts: Table = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
+    started = (
+        pg_insert(attempts)
+        .from_select(["notification_id", "number", "started_at"],
+                     sa_select(claimed.c.id, claimed.c.attempts, now))
+        .returning(attempts.c.id)
+        .cte("started")
+    )
+    count = sa_select(func.count()).select_from(started).scalar_subquery()
+    return (
+        sa_select(*claimed.c, interrupted.label("interrupted"), count.label("started"))
+        .select_from(sa_select(literal(1).label("one")).subquery("one").outerjoin(claimed, true()))
+        .order_by(claimed.c.created_at)
+    )
+
+
+async def claim_due_in_one(
+    connection: AsyncConnection, now: datetime, lease: datetime, limit: int
+) -> list[NotificationRow] | None:
+    """PostgreSQL, one statement (for a connection outside any transaction): what the
+    worker's claim does (`NotificationsRepository.claim_due`, `begin_attempt`, the attempt
+    rows) when none of the due deliveries is an interrupted attempt; None (nothing written)
+    when one is: the worker's ordinary claim closes it."""
+    rows = (await connection.execute(_claim(), {"now": now, "lease": lease, "limit": limit})).all()
+    if rows[0].interrupted:
+        return None
+    columns = [c.name for c in NOTIFICATIONS.c]
+    return [NotificationRow(**{c: getattr(row, c) for c in columns})
+            for row in rows if row.id is not None]
 
 
 class NotificationsRepository:
@@ -171,8 +405,7 @@ class NotificationsRepository:
     async def active_subscriptions(self) -> Sequence[Row[Any]]:
         """What routing needs of every active subscription: read for every consumed event, so
         plain rows rather than model instances."""
-        connection = await self.session.connection()
-        return (await connection.execute(_ACTIVE_SUBSCRIPTIONS)).all()
+        return await active_subscriptions(await self.session.connection())
 
     # --------------------------------------------------------------------------- notifications
     async def add_notifications_if_new(self, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -189,25 +422,7 @@ class NotificationsRepository:
         """Deliveries a worker may attempt now, locked so no other worker takes them."""
         query = (
             select(NotificationRow)
-            .where(
-                or_(
-                    and_(
-                        col(NotificationRow.status) == DeliveryStatus.PENDING.value,
-                        or_(
-                            col(NotificationRow.next_attempt_at).is_(None),
-                            col(NotificationRow.next_attempt_at) <= now,
-                        ),
-                    ),
-                    and_(
-                        col(NotificationRow.status) == DeliveryStatus.RETRYING.value,
-                        col(NotificationRow.next_attempt_at) <= now,
-                    ),
-                    and_(
-                        col(NotificationRow.status) == DeliveryStatus.SENDING.value,
-                        col(NotificationRow.lease_expires_at) <= now,
-                    ),
-                )
-            )
+            .where(_due(now))
             .order_by(col(NotificationRow.created_at))
             .limit(limit)
         )

@@ -5,7 +5,8 @@ loop and the claiming live here; sending in `notifications.sending`, recording o
 Each round, in order:
 1. one transaction claims due deliveries (``FOR UPDATE SKIP LOCKED``), marks each
    ``sending`` with a lease and writes its attempt row: the intent is recorded before
-   anything leaves the process;
+   anything leaves the process (on PostgreSQL one statement outside any transaction, unless
+   an interrupted attempt is among them);
 2. the sends run concurrently, outside any transaction (SMTP, HTTP); the round's emails share
    one SMTP connection, and each referral they need is read once for the round;
 3. a transaction records the outcome: delivered, retry later (backoff with jitter) or
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications import repository
@@ -135,6 +136,9 @@ class Deliverer:
 
     async def _claim(self) -> list[NotificationRow]:
         now = self.clock()
+        claimed_in_one = await self._claim_in_one(now)
+        if claimed_in_one is not None:
+            return claimed_in_one
         claimed: list[NotificationRow] = []
         async with transaction(self.sessionmaker) as session:
             for row in await NotificationsRepository(session).claim_due(
@@ -154,6 +158,26 @@ class Deliverer:
                 )
                 claimed.append(row)
         return claimed
+
+    async def _claim_in_one(self, now: datetime) -> list[NotificationRow] | None:
+        """PostgreSQL: the claim in one statement outside any transaction (no BEGIN, no
+        COMMIT: `repository.claim_due_in_one`), as `_claim` makes it; None when it cannot (an
+        interrupted attempt among the due, SQLite, a failure: then nothing was written) and
+        `_claim` goes on the ordinary way."""
+        engine = self.sessionmaker.kw.get("bind")
+        if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+            return None
+        try:
+            async with engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return await repository.claim_due_in_one(
+                    connection, now, now + self.lease, self.settings.worker_batch_size
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the ordinary claim runs, and reports
+            log.info("delivery.claim_in_one_failed", error=str(exc)[:500], then="the ordinary claim")
+            return None
 
     @staticmethod
     async def _close_interrupted(

@@ -7,6 +7,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -105,9 +106,8 @@ async def take_event(
     `active`: the active subscriptions' rows when the caller has read them already in this
     transaction (`NotificationsConsumer`); else they are read here."""
     now = now or utc_now()
-    payload = event.to_json().decode()
+    inbound, payload = _inbound(event)
     try:
-        inbound = parse_envelope(json.loads(payload))
         await _project_allocation(session, inbound, now)
         allocations = (
             await NotificationsRepository(session).providers_of(_need_ids(inbound))
@@ -119,34 +119,91 @@ async def take_event(
         raise PermanentError(exc.detail) from exc
     if active is None:
         active = await NotificationsRepository(session).active_subscriptions()
+    return await NotificationsRepository(session).add_notifications_if_new(
+        _deliveries(inbound, payload, intents, active, now)
+    )
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """All a consumed event does, as plain values, for one statement to write
+    (`NotificationsRepository.settle`): the deliveries (the rows `take_event` adds) and the
+    allocation kept (`allocation`: the row stored; `forget`: the need whose row goes)."""
+
+    deliveries: list[dict[str, Any]]
+    allocation: dict[str, Any] | None = None
+    forget: uuid.UUID | None = None
+
+
+def settlement_of(event: Event, active: Sequence[Row[Any]], now: datetime) -> Settlement | None:
+    """What `take_event` would write for `event` given the active subscriptions `active`,
+    decided without reading anything; None when deciding needs a read (who holds a need:
+    `NEEDS_ALLOCATIONS`) or the event does not parse (`take_event` reports it)."""
+    try:
+        inbound, payload = _inbound(event)
+        if inbound.event_type in NEEDS_ALLOCATIONS:
+            return None
+        intents = list(decide_notifications(inbound, allocations={}))
+        allocation, forget = _allocation_change(inbound, now)
+    except (PermanentError, UnparseableEvent):
+        return None
+    return Settlement(_deliveries(inbound, payload, intents, active, now), allocation, forget)
+
+
+def _inbound(event: Event) -> tuple[InboundEvent, str]:
+    payload = event.to_json().decode()
+    try:
+        return parse_envelope(json.loads(payload)), payload
+    except UnparseableEvent as exc:
+        raise PermanentError(exc.detail) from exc
+
+
+def _deliveries(
+    inbound: InboundEvent,
+    payload: str,
+    intents: list[NotificationIntent],
+    active: Sequence[Row[Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The rows of the deliveries an event calls for: its emails (`intents`) and the webhooks
+    of the active subscriptions it matches."""
     subscriptions = [subscription_of(row) for row in active]
     if inbound.event_type == EventType.DELIVERY_FAILED:
         # never tell a failing subscriber about its own failures
         subscriptions = [s for s in subscriptions if str(s.id) != inbound.info.get("recipientKey")]
-    intents += decide_webhooks(inbound, subscriptions)
-    return await NotificationsRepository(session).add_notifications_if_new(
-        [_notification_values(intent, inbound, payload, now) for intent in intents]
-    )
+    intents = intents + list(decide_webhooks(inbound, subscriptions))
+    return [_notification_values(intent, inbound, payload, now) for intent in intents]
+
+
+def _allocation_change(
+    inbound: InboundEvent, now: datetime
+) -> tuple[dict[str, Any] | None, uuid.UUID | None]:
+    """Which provider holds which need, as an allocation keeps it: the row to store (an
+    allocation), or the need whose row goes (a withdrawal names no providers)."""
+    if inbound.event_type not in (EventType.REFERRAL_ALLOCATED, EventType.REFERRAL_UNALLOCATED):
+        return None, None
+    details = inbound.details()
+    if isinstance(details, AllocatedInfo):
+        return {
+            "need_id": details.need_id,
+            "referral_id": details.referral_id,
+            "provider_code": details.provider_code,
+            "service_code": details.service_code,
+            "provider_referral_id": details.provider_referral_id,
+            "updated_at": now,
+        }, None
+    if isinstance(details, UnallocatedInfo):
+        return None, details.need_id
+    return None, None
 
 
 async def _project_allocation(session: AsyncSession, inbound: InboundEvent, now: datetime) -> None:
     """Keep which provider holds which need: a withdrawal names no providers."""
-    if inbound.event_type not in (EventType.REFERRAL_ALLOCATED, EventType.REFERRAL_UNALLOCATED):
-        return
-    details = inbound.details()
-    if isinstance(details, AllocatedInfo):
-        await NotificationsRepository(session).record_allocation(
-            {
-                "need_id": details.need_id,
-                "referral_id": details.referral_id,
-                "provider_code": details.provider_code,
-                "service_code": details.service_code,
-                "provider_referral_id": details.provider_referral_id,
-                "updated_at": now,
-            },
-        )
-    elif isinstance(details, UnallocatedInfo):
-        await NotificationsRepository(session).forget_allocation(details.need_id)
+    allocation, forget = _allocation_change(inbound, now)
+    if allocation is not None:
+        await NotificationsRepository(session).record_allocation(allocation)
+    elif forget is not None:
+        await NotificationsRepository(session).forget_allocation(forget)
 
 
 def _notification_values(
