@@ -173,9 +173,20 @@ async def connect_apart(engine: AsyncEngine) -> AsyncConnection:
     """A connection of its own to `engine`'s database, for a job that keeps one (the outbox
     relay on duty): outside the engine's pool, so the pool keeps every slot for requests, and
     in autocommit, so each statement commits as it ends, without BEGIN and COMMIT. Closing
-    it closes it (no pool keeps it)."""
+    it closes it (no pool keeps it).
+
+    Its server side probes a quiet client (TCP keepalive, 10 s then every 5 s, 3 misses)
+    and gives up on unacknowledged data after 30 s: what the session holds (an advisory lock)
+    is let go within about half a minute of its client's machine vanishing, not the system
+    default of two hours. A live client's kernel answers the probes, however long it stays
+    quiet."""
     apart = create_async_engine(
-        engine.url, poolclass=NullPool, hide_parameters=True, isolation_level="AUTOCOMMIT")
+        engine.url, poolclass=NullPool, hide_parameters=True, isolation_level="AUTOCOMMIT",
+        connect_args={"server_settings": {
+            "tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5",
+            "tcp_keepalives_count": "3", "tcp_user_timeout": "30000",
+        }},
+    )
     return await apart.connect()
 
 
