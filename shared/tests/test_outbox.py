@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import nats
+import nats.js.errors
+import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -13,7 +15,13 @@ from pathways_shared.db import make_engine, make_sessionmaker, transaction
 from pathways_shared.events import make_event, stream_name
 from pathways_shared.infra_models import OutboxMessage
 from pathways_shared.outbox import OutboxRelay, add_event, pending_count
-from pathways_shared.testing import outbox_published, settle_outbox, stream_events, wait_until
+from pathways_shared.testing import (
+    outbox_published,
+    settle_outbox,
+    stream_events,
+    truncate_database,
+    wait_until,
+)
 
 
 async def write_events(sessionmaker, n: int, start: int = 0) -> list[str]:
@@ -120,7 +128,10 @@ async def test_relay_killed_between_publish_and_mark_publishes_once(settings, nc
             import json
             await js.publish(settings.subject_prefix + row.subject, row.payload.encode(), headers=json.loads(row.headers))
         relay = OutboxRelay(sessionmaker, broker, service_name="crash-test")
-        assert await relay.publish_pending() == 3
+        try:
+            assert await relay.publish_pending() == 3
+        finally:
+            await relay.close()
         events = await stream_events(nc.jetstream(), "PATHWAYS", settings.subject_prefix, expect=3)
         assert [str(e.id) for e in events] == ids
     finally:
@@ -128,43 +139,155 @@ async def test_relay_killed_between_publish_and_mark_publishes_once(settings, nc
         await engine.dispose()
 
 
-async def test_one_statement_take_equals_the_stepwise_take(settings):
-    """PostgreSQL takes a relay pass's batch (advisory lock, then the rows FOR UPDATE SKIP
-    LOCKED) in one statement; SQLite's stepwise path must take the same: the same rows in the
-    same order, nothing when another relay has the turn, nothing when nothing is pending, and
-    rows another pass holds are skipped."""
+async def test_the_take_on_duty_equals_the_stepwise_take(settings):
+    """PostgreSQL takes a relay pass's batch on the relay's own connection while it holds the
+    session-level lock (no FOR UPDATE); SQLite's stepwise path (a transaction's advisory lock,
+    then the rows) must take the same: the same rows in the same order, nothing when another
+    relay has the turn, nothing when nothing is pending; and the two locks exclude each other."""
     engine = make_engine(settings.database_url)
     sessionmaker = make_sessionmaker(engine)
     relay = OutboxRelay(sessionmaker, None, service_name="take-test", batch_size=4)  # type: ignore[arg-type]
-    takes = (relay._take_in_one_statement, relay._take_stepwise)
     fields = ("seq", "subject", "payload", "headers", "created_at")  # what a pass reads
 
-    async def take_both() -> list[list[tuple] | None]:
-        taken = []
-        for take in takes:
-            async with sessionmaker() as session, session.begin():
-                rows = await take(session)
-                taken.append(None if rows is None else [
-                    tuple(getattr(row, name) for name in fields) for row in rows
-                ])
-        return taken
+    def shown(rows) -> list[tuple] | None:
+        return None if rows is None else [tuple(getattr(row, name) for name in fields) for row in rows]
+
+    async def stepwise() -> list[tuple] | None:
+        async with sessionmaker() as session, session.begin():
+            return shown(await relay._take_stepwise(session))
 
     try:
-        assert await take_both() == [[], []]
+        assert await stepwise() == []
+        assert shown(await relay._take_on_duty()) == [] and relay.on_duty
+        await relay.close()
         await write_events(sessionmaker, 6)
-        one, stepwise = await take_both()
-        assert one == stepwise and len(one) == 4
-        assert [row[0] for row in one] == sorted(row[0] for row in one)
+        expected = await stepwise()
+        on_duty = shown(await relay._take_on_duty())
+        assert on_duty == expected and len(on_duty) == 4
+        assert [row[0] for row in on_duty] == sorted(row[0] for row in on_duty)
+        assert await stepwise() is None  # the session lock keeps a transaction's turn out
+        await relay.close()
         async with sessionmaker() as other, other.begin():  # another relay holds the turn
-            assert await relay._take_stepwise(other) == stepwise
-            assert await take_both() == [None, None]
-        async with sessionmaker() as other, other.begin():  # rows held by another pass
-            held = (await other.exec(select(OutboxMessage.seq).order_by(OutboxMessage.seq)
-                                     .limit(2).with_for_update())).all()
-            one, stepwise = await take_both()
-            assert one == stepwise and len(one) == 4 and one[0][0] > max(held)
+            assert shown(await relay._take_stepwise(other)) == expected
+            assert await relay._take_on_duty() is None and not relay.on_duty
+            async with sessionmaker() as third, third.begin():
+                assert await relay._take_stepwise(third) is None
+        assert shown(await relay._take_on_duty()) == expected  # free again: on duty
     finally:
+        await relay.close()
         await engine.dispose()
+
+
+class _FailingJetStream:
+    """A JetStream whose every publish is refused (the ack never comes: an error instead)."""
+
+    async def publish_async(self, subject, payload, headers=None):
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(nats.js.errors.NoStreamResponseError())
+        return future
+
+
+async def test_a_failed_publish_is_marked_on_the_rows_alike_on_both_paths(settings):
+    """A publish that fails marks its rows (attempts + 1, last_error), publishes none, and
+    raises: on duty (PostgreSQL's path) as in a session transaction (SQLite's)."""
+    from types import SimpleNamespace
+
+    engine = make_engine(settings.database_url)
+    sessionmaker = make_sessionmaker(engine)
+    broker = SimpleNamespace(js=_FailingJetStream(), prefix=settings.subject_prefix)
+    relay = OutboxRelay(sessionmaker, broker, service_name="fail-test", batch_size=2)  # type: ignore[arg-type]
+    stepwise = OutboxRelay(sessionmaker, broker, service_name="fail-test-2", batch_size=2)  # type: ignore[arg-type]
+    stepwise._engine = None  # the session path, as on SQLite
+
+    async def marks() -> list[tuple]:
+        async with sessionmaker() as session:
+            return [tuple(row) for row in (await session.exec(
+                select(OutboxMessage.attempts, OutboxMessage.last_error, OutboxMessage.published_at)
+                .order_by(OutboxMessage.seq))).all()]
+
+    try:
+        await write_events(sessionmaker, 3)
+        for _ in range(2):
+            with pytest.raises(nats.js.errors.NoStreamResponseError):
+                await relay.publish_pending()
+        assert relay.on_duty  # a broker's failure keeps the duty (and the connection)
+        on_duty = await marks()
+        await truncate_database(settings.database_url)
+        await write_events(sessionmaker, 3)
+        for _ in range(2):
+            with pytest.raises(nats.js.errors.NoStreamResponseError):
+                await stepwise.publish_pending()
+        assert on_duty == await marks()
+        assert [attempts for attempts, _, _ in on_duty] == [2, 2, 0]
+        assert on_duty[0][1] == "NoStreamResponseError: nats: no response from stream"
+        assert all(published is None for _, _, published in on_duty)
+    finally:
+        await relay.close()
+        await engine.dispose()
+
+
+async def test_a_relay_not_on_duty_wakes_the_one_that_is(settings):
+    """A replica's commit reaches the relay on duty at once: the replica's pass, finding the
+    lock held, NOTIFYs the holder, which LISTENs; a pass of its poll does not."""
+    engines = [make_engine(settings.database_url) for _ in range(2)]
+    relays = [OutboxRelay(make_sessionmaker(e), None, service_name="nudge-test")  # type: ignore[arg-type]
+              for e in engines]
+    try:
+        assert await relays[0]._take_on_duty() == []
+        relays[0]._wake.clear()
+        assert await relays[1]._take_on_duty() is None  # a poll
+        await asyncio.sleep(0.5)
+        assert not relays[0]._wake.is_set()
+        relays[1].notify()  # a commit
+        assert await relays[1]._take_on_duty() is None
+        await asyncio.wait_for(relays[0]._wake.wait(), 5)
+    finally:
+        for relay in relays:
+            await relay.close()
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_the_relay_on_duty_losing_its_connection_hands_over(settings, nc):
+    """Two relays on one outbox; the one on duty has its connection killed (by the server):
+    the other takes over, and every event reaches the stream once, in order."""
+    engines = [make_engine(settings.database_url) for _ in range(2)]
+    makers = [make_sessionmaker(e) for e in engines]
+    brokers = [Broker(settings.nats_url, name=f"handover-{i}", prefix=settings.subject_prefix)
+               for i in range(2)]
+    for b in brokers:
+        b.start()
+        await b.wait_ready(10)
+    relays = [OutboxRelay(m, b, service_name="handover", poll_seconds=0.05, batch_size=5)
+              for m, b in zip(makers, brokers)]
+    tasks = [asyncio.create_task(r.run()) for r in relays]
+    try:
+        ids = await write_events(makers[0], 20)
+        await wait_until(lambda: _pending_is_zero(makers[0]), timeout=30)
+        [holder] = [r for r in relays if r.on_duty]
+        [other] = [r for r in relays if r is not holder]
+        # From now on nothing wakes the holder (no commit of its own, its poll a minute): once
+        # its connection is gone only the other can publish the rows written next.
+        holder.poll_seconds = 60
+        await asyncio.sleep(0.3)
+        raw = await holder._connection.get_raw_connection()
+        pid = raw.driver_connection.get_server_pid()
+        async with other.sessionmaker() as session:
+            assert await session.scalar(select(func.pg_terminate_backend(pid)))
+        ids += await write_events(other.sessionmaker, 40, start=20)
+        await wait_until(lambda: _pending_is_zero(makers[0]), timeout=30)
+        assert other.on_duty
+        events = await stream_events(nc.jetstream(), "PATHWAYS", settings.subject_prefix, expect=60, timeout=20)
+        assert [str(e.id) for e in events] == ids  # all, once, in order
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(r._connection is None and not r.on_duty for r in relays)  # closed on shutdown
+        for b in brokers:
+            await b.close()
+        for e in engines:
+            await e.dispose()
 
 
 async def test_two_relays_on_one_outbox_publish_each_event_exactly_once(settings, nc):

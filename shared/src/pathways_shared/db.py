@@ -31,12 +31,14 @@ from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import Session as SyncSession
+from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession as SQLModelAsyncSession
 
 Session = SQLModelAsyncSession
@@ -167,8 +169,29 @@ class DriverStatement:
                 for name, process in self.parameters]
 
 
+async def connect_apart(engine: AsyncEngine) -> AsyncConnection:
+    """A connection of its own to `engine`'s database, for a job that keeps one (the outbox
+    relay on duty): outside the engine's pool, so the pool keeps every slot for requests, and
+    in autocommit, so each statement commits as it ends, without BEGIN and COMMIT. Closing
+    it closes it (no pool keeps it).
+
+    Its server side probes a quiet client (TCP keepalive, 10 s then every 5 s, 3 misses)
+    and gives up on unacknowledged data after 30 s: what the session holds (an advisory lock)
+    is let go within about half a minute of its client's machine vanishing, not the system
+    default of two hours. A live client's kernel answers the probes, however long it stays
+    quiet."""
+    apart = create_async_engine(
+        engine.url, poolclass=NullPool, hide_parameters=True, isolation_level="AUTOCOMMIT",
+        connect_args={"server_settings": {
+            "tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5",
+            "tcp_keepalives_count": "3", "tcp_user_timeout": "30000",
+        }},
+    )
+    return await apart.connect()
+
+
 async def run_on_driver(
-    session: AsyncSession, statement: DriverStatement, params: dict[str, Any]
+    session: AsyncSession | AsyncConnection, statement: DriverStatement, params: dict[str, Any]
 ) -> list[Any]:
     """PostgreSQL: `statement` run straight on the session's asyncpg connection, its rows as
     the driver's records: no SQLAlchemy compile-cache look-up, execution context or result
@@ -179,12 +202,16 @@ async def run_on_driver(
     statement: all its rows or none), so without the BEGIN and COMMIT round trips; the
     session goes on as usual after it (a later statement begins a transaction). Otherwise it
     is part of the open transaction. Its errors are SQLAlchemy's, as `session.exec` raises
-    them (a lost connection invalidated, so the pool drops it)."""
-    sync = session.sync_session
-    if sync.info.get(DEFERRED_KEY):
-        # Rows waiting for the commit must share a transaction with this statement.
-        await session.exec(text("SELECT 1"))  # begins it (SQLAlchemy sends BEGIN first)
-    connection = await session.connection()
+    them (a lost connection invalidated, so the pool drops it).
+
+    Given a connection rather than a session (`connect_apart`'s), it runs on that one."""
+    if isinstance(session, AsyncConnection):
+        connection = session
+    else:
+        if session.sync_session.info.get(DEFERRED_KEY):
+            # Rows waiting for the commit must share a transaction with this statement.
+            await session.exec(text("SELECT 1"))  # begins it (SQLAlchemy sends BEGIN first)
+        connection = await session.connection()
     fairy = await connection.get_raw_connection()
     adapted, driver = fairy.dbapi_connection, fairy.driver_connection
     statement = statement.compiled(connection.dialect)
