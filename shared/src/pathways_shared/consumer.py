@@ -36,11 +36,11 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pathways_shared.broker import Broker
-from pathways_shared.db import insert_if_new, transaction
+from pathways_shared.db import insert_if_new, run_autocommit, transaction
 from pathways_shared.events import Event, stream_name
 from pathways_shared.infra_models import DeadLetter, ProcessedEvent
 from pathways_shared.observability import CORRELATION_HEADER, Metrics, correlation_id, get_logger
@@ -302,13 +302,11 @@ class Consumer:
         """The subscription's `settle_in_one` on an autocommit connection (PostgreSQL); None
         when it declines or fails (the statement is atomic: then nothing of it was kept), and
         the ordinary path handles the event, retries and dead letters included."""
-        engine = self.sessionmaker.kw.get("bind")
-        if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
-            return None
+        settle = self.subscription.settle_in_one
+        assert settle is not None
         try:
-            async with engine.connect() as connection:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-                return await self.subscription.settle_in_one(connection, self.name, event)  # type: ignore[misc]
+            return await run_autocommit(
+                self.sessionmaker, lambda connection: settle(connection, self.name, event))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001  the ordinary path handles it, and reports

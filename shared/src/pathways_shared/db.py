@@ -6,11 +6,11 @@ dependency commits once when the route returns, or rolls back when it raises.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import (
@@ -42,6 +42,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession as SQLModelAsyncSession
 
 Session = SQLModelAsyncSession
+T = TypeVar("T")
 
 
 class _UTCSQLiteDateTime(SQLiteDateTime):
@@ -231,6 +232,21 @@ async def run_on_driver(
                 hide_parameters=True, connection_invalidated=invalidated, dialect=dialect,
             ) from error
         raise
+
+
+async def run_autocommit(
+    sessionmaker: async_sessionmaker[Any], run: Callable[[AsyncConnection], Awaitable[T]]
+) -> T | None:
+    """PostgreSQL: `run` on one of the pool's connections in autocommit (each statement
+    committed as it ends: no BEGIN, no COMMIT round trips), for work done in one statement
+    (`Subscription.settle_in_one`, notifications' claim); None on SQLite, which keeps the
+    ordinary transaction. Errors are the caller's to handle."""
+    engine = sessionmaker.kw.get("bind")
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+        return None
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        return await run(connection)
 
 
 DEFERRED_KEY = "pathways_deferred_rows"

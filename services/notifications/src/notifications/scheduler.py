@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from notifications import repository
@@ -54,7 +54,7 @@ from notifications.transports import (
     resolve_host,
 )
 from pathways_shared.clock import utc_now
-from pathways_shared.db import transaction
+from pathways_shared.db import run_autocommit, transaction
 from pathways_shared.observability import get_logger
 from pathways_shared.runtime import Runtime
 
@@ -164,15 +164,10 @@ class Deliverer:
         COMMIT: `repository.claim_due_in_one`), as `_claim` makes it; None when it cannot (an
         interrupted attempt among the due, SQLite, a failure: then nothing was written) and
         `_claim` goes on the ordinary way."""
-        engine = self.sessionmaker.kw.get("bind")
-        if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
-            return None
         try:
-            async with engine.connect() as connection:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-                return await repository.claim_due_in_one(
-                    connection, now, now + self.lease, self.settings.worker_batch_size
-                )
+            return await run_autocommit(self.sessionmaker, lambda connection: (
+                repository.claim_due_in_one(
+                    connection, now, now + self.lease, self.settings.worker_batch_size)))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the ordinary claim runs, and reports
