@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +121,7 @@ def build_app(
     on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
     on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None,
     description: str = "",
+    fast_paths: Mapping[tuple[str, str], FastPath] | None = None,
 ) -> FastAPI:
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
 
@@ -204,6 +205,7 @@ def build_app(
             route.operation_id = operation_id(route)
     install_openapi(app, operator_routes)
     install_docs(app)
+    app.state.fast_paths = _fast_routes(routers, fast_paths or {})
     return app
 
 
@@ -273,7 +275,11 @@ class RequestContextMiddleware:
         try:
             try:
                 receive = await _guard_body(scope, receive, body)
-                await self.app(scope, receive, send_unless_refused)
+                fast = scope["app"].state.fast_paths.get((scope["method"], scope["path"]))
+                ordinary = (receive if fast is None
+                            else await _try_fast_path(fast, scope, receive, send_unless_refused))
+                if ordinary is not None:
+                    await self.app(scope, ordinary, send_unless_refused)
             except Exception as exc:  # typed errors and bugs alike become problem+json
                 if response_started:
                     raise
@@ -299,6 +305,55 @@ class RequestContextMiddleware:
             metrics.http_latency.labels(scope["method"], path).observe(time.perf_counter() - started)
             correlation_id.reset(token)
             requested_purpose.reset(purpose_token)
+
+
+# A fast path: given the request and its whole body, the response, or None for the
+# ordinary way (FastAPI's routing, dependencies and validation), which then answers.
+FastPath = Callable[[Request, bytes], Awaitable[Response | None]]
+
+
+@dataclass(frozen=True)
+class _FastRoute:
+    handler: FastPath
+    route: APIRoute  # the ordinary route of the same method and path: metrics, docs, errors
+
+
+def _fast_routes(
+    routers: Sequence[APIRouter], fast_paths: Mapping[tuple[str, str], FastPath]
+) -> dict[tuple[str, str], _FastRoute]:
+    """`build_app`'s `fast_paths` keyed as the middleware looks them up, each with the
+    ordinary route it stands beside (there must be one: it is the path's contract)."""
+    routes = {}
+    for (method, path), handler in fast_paths.items():
+        route = next(r for router in routers for r in router.routes
+                     if isinstance(r, APIRoute) and r.path == path and method in r.methods)
+        routes[(method, path)] = _FastRoute(handler, route)
+    return routes
+
+
+async def _try_fast_path(fast: _FastRoute, scope: Any, receive: Any, send: Any) -> Any:
+    """Read the body (through the guarded `receive`: its limits hold) and offer it to the
+    fast path. Answered: None. Declined (anything unusual: bad input, a missing role, an
+    unexpected header), or the body not whole: the receive to give the ordinary app, which
+    replays what was read, so that it answers exactly as it would have."""
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    if message["type"] == "http.request":
+        scope["route"] = fast.route
+        body = b"".join(m.get("body", b"") for m in messages)
+        response = await fast.handler(Request(scope, receive), body)
+        if response is not None:
+            await response(scope, receive, send)
+            return None
+
+    async def replay() -> Any:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

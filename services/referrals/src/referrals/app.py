@@ -19,6 +19,7 @@ def create_app(settings: ReferralsSettings | None = None) -> FastAPI:
         routers=[api.router],
         subscriptions=consumers.subscriptions(),
         erasers=erasure.ERASERS,
+        fast_paths={("POST", "/referrals"): api.submit_referral_fast},
     )
 
 
