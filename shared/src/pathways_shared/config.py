@@ -103,6 +103,10 @@ class ServiceSettings(BaseSettings):
     relay_poll_seconds: float = 1.0
     consumer_max_deliveries: int = 5
     consumer_batch_size: int = 20
+    # How long a consumer's pull waits for a first message before asking again: it answers as
+    # soon as one comes, so this is only what an idle consumer costs (a pull each time, for
+    # it and for NATS: bench/README.md) and how soon after NATS comes back it asks again.
+    consumer_fetch_seconds: float = Field(default=5.0, gt=0, le=30)
     # People whose events one consumer handles at once (each person's stay in order).
     consumer_concurrency: int = Field(default=4, ge=1, le=32)
     # Retention of bookkeeping (DOMAIN.md, "Keeping data no longer than necessary"): published

@@ -127,8 +127,10 @@ class Consumer:
         batch_size: int = 20,
         ack_wait_seconds: float = 30,
         concurrency: int = 4,
+        fetch_seconds: float = 5,
     ) -> None:
         self.subscription = subscription
+        self.fetch_seconds = fetch_seconds
         self.sessionmaker = sessionmaker
         self.broker = broker
         self.metrics = metrics
@@ -172,7 +174,9 @@ class Consumer:
                 log.info("consumer.started", consumer=self.name, stream=self.stream)
                 while True:
                     try:
-                        messages = await psub.fetch(self.batch_size, timeout=1)
+                        # A pull waits this long for a first message (one comes at once);
+                        # a quiet stream then costs a request per pull, so not every second.
+                        messages = await psub.fetch(self.batch_size, timeout=self.fetch_seconds)
                     except (NatsTimeoutError, TimeoutError):
                         continue
                     await self.handle_batch(messages)

@@ -147,6 +147,7 @@ def build_app(
                 sub, sessionmaker, broker, metrics=app.state.metrics,
                 max_deliveries=settings.consumer_max_deliveries,
                 batch_size=settings.consumer_batch_size,
+                fetch_seconds=settings.consumer_fetch_seconds,
                 # SQLite has one writer: concurrent handlers would only fight for its lock.
                 concurrency=settings.consumer_concurrency if engine.dialect.name != "sqlite" else 1,
             )

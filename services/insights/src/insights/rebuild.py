@@ -56,6 +56,7 @@ async def rebuild(settings: InsightsSettings, *, timeout: float = 3600) -> Rebui
         consumers = [
             (sub.consumer_class or Consumer)(sub, sessionmaker, broker, max_deliveries=settings.consumer_max_deliveries,
                      batch_size=max(settings.consumer_batch_size, 100),
+                     fetch_seconds=settings.consumer_fetch_seconds,
                      concurrency=settings.consumer_concurrency if engine.dialect.name != "sqlite" else 1)
             for sub in subscriptions(settings)
         ]
