@@ -88,7 +88,7 @@ async def submit_referral_fast(request: Request, body: bytes) -> Response | None
     JSON body that `ReferralCreate` takes, at most one of each optional header, within its
     limits. Anything else is declined (None) and goes the ordinary way, which answers it
     (422, 403, ...) as the contract says. A test holds the two ways' answers and rows equal
-    (tests/test_submit_fast_path.py). The token was verified before the body was read
+    (tests/api/test_referrals_fast_path.py). The token was verified before the body was read
     (`pathways_shared.runtime`)."""
     headers = request.headers
     principal: Principal | None = getattr(request.state, "principal", None)
