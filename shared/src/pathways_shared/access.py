@@ -42,10 +42,11 @@ class Action(StrEnum):
 # Why the caller looks at or changes the record (DPA 2018 s.62), as every route that reads or
 # writes personal records takes it; each route has a default for a caller that does not say.
 PURPOSE_HEADER = "X-Purpose"
+PURPOSE_MAX_LENGTH = 300
 Purpose = Annotated[
     str | None,
     Header(
-        alias=PURPOSE_HEADER, max_length=300,
+        alias=PURPOSE_HEADER, max_length=PURPOSE_MAX_LENGTH,
         description="Why the caller reads or changes the record; written to the access log "
         "(DPA 2018 s.62). Each route has a default.",
     ),

@@ -357,6 +357,11 @@ async def _try_fast_path(fast: _FastRoute, scope: Any, receive: Any, send: Any) 
     return replay
 
 
+def media_type(headers: Headers) -> str:
+    """The request's Content-Type without its parameters, in lower case ("" when none)."""
+    return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # What the metrics and logs call a request whose client went away before its body was in
 # (nginx's "client closed request"); it is never sent.
@@ -410,7 +415,7 @@ async def _guard_body(scope: Any, receive: Any, body: _BodyState) -> Any:
             if _routed(app, scope):
                 body.refusal = unauthenticated
                 raise
-    is_csv = headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv"
+    is_csv = media_type(headers) == "text/csv"
     limit = settings.max_csv_body_bytes if is_csv else settings.max_json_body_bytes
     refusal = PayloadTooLarge(f"the request body is larger than {limit} bytes")
     declared = headers.get("content-length")

@@ -8,12 +8,13 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
-from pathways_shared.access import PURPOSE_HEADER, Purpose
+from pathways_shared.access import PURPOSE_HEADER, PURPOSE_MAX_LENGTH, Purpose
 from pathways_shared.auth import HONOURS_ON_BEHALF_OF, Principal, require_roles
 from pathways_shared.db import SessionDep, transaction
 from pathways_shared.events import utc_now
 from pathways_shared.inputs import CrnQuery
 from pathways_shared.pagination import DEFAULT_LIMIT, CursorParam, LimitParam
+from pathways_shared.runtime import media_type
 from pathways_shared.vocabulary import PATHWAY_NAMES, Pathway, Role
 from referrals import service
 from referrals.domain.referral import ReferralStatus
@@ -44,8 +45,10 @@ SubjectAccessAdmin = Annotated[
 ]
 # Text filters reach PostgreSQL, which refuses a NUL character: a 422 here, not a 500.
 NO_NUL = r"^[^\x00]*$"
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
 IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH),
 ]
 
 
@@ -95,11 +98,12 @@ async def submit_referral_fast(request: Request, body: bytes) -> Response | None
     if (
         principal is None
         or not principal.has(Role.PROBATION)
-        or headers.get("content-type", "").split(";")[0].strip().lower() != "application/json"
+        or media_type(headers) != "application/json"
     ):
         return None
     optional = {}
-    for name, most in (("idempotency-key", 200), (PURPOSE_HEADER.lower(), 300)):
+    for name, most in (("idempotency-key", IDEMPOTENCY_KEY_MAX_LENGTH),
+                       (PURPOSE_HEADER.lower(), PURPOSE_MAX_LENGTH)):
         values = headers.getlist(name)
         if len(values) > 1 or (values and not 1 <= len(values[0]) <= most):
             return None
